@@ -1,0 +1,17 @@
+"""bertfit's own exceptions: raised where a problem is found, printed once by the CLI."""
+
+
+class BertfitError(Exception):
+    """Base class: a problem the user can act on; the CLI prints it without a traceback."""
+
+
+class CheckpointError(BertfitError):
+    """A model or tokenizer file is missing, malformed or does not fit the model."""
+
+
+class DataError(BertfitError):
+    """An input data file is missing or malformed; the message names the file and line or record."""
+
+
+class ConfigError(BertfitError):
+    """Settings that cannot work, or that contradict each other."""

@@ -1,0 +1,193 @@
+"""BERT in plain PyTorch: a config, one module per idea, and thin task heads over one encoder.
+
+Numerically this is the BERT of the paper and of the original checkpoints (post-norm blocks,
+erf GELU, the config's LayerNorm epsilon); attention goes through
+`scaled_dot_product_attention` so PyTorch picks its fused kernel for the hardware.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class BertConfig:
+    """Sizes and constants of a BERT encoder; field names follow Hugging Face's config.json."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    classifier_dropout: float | None = None  # None: the hidden dropout, as in BERT
+    pad_token_id: int = 0
+    initializer_range: float = 0.02
+
+    @classmethod
+    def fields(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
+
+
+class BertEmbeddings(nn.Module):
+    """Word + position + token-type embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.norm(x))
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head self-attention with one fused query/key/value projection."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None) -> Tensor:
+        batch, length, hidden = x.shape
+        # (batch, length, 3, heads, head_dim) -> three (batch, heads, length, head_dim)
+        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, hidden // self.num_heads).permute(2, 0, 3, 1, 4)
+        dropout_p = self.dropout_p if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+        return self.out(y.transpose(1, 2).reshape(batch, length, hidden))
+
+
+class BertLayer(nn.Module):
+    """One post-norm transformer block: x = norm(x + attention(x)); x = norm(x + mlp(x))."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = BertSelfAttention(config)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.output_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None) -> Tensor:
+        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
+        # BERT's GELU is the exact erf form, not the tanh approximation
+        return self.output_norm(x + self.dropout(self.output(F.gelu(self.intermediate(x)))))
+
+
+class BertPooler(nn.Module):
+    """tanh(dense(hidden state of [CLS])): the sentence vector the classification head reads."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, sequence_output: Tensor) -> Tensor:
+        return torch.tanh(self.dense(sequence_output[:, 0]))
+
+
+class BertModel(nn.Module):
+    """The encoder: embeddings, N blocks, pooler. Returns (sequence_output, pooled_output)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        self.pooler = BertPooler(config)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
+                attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if input_ids.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(
+                f"sequence of {input_ids.shape[1]} tokens is longer than the model's "
+                f"{self.config.max_position_embeddings} positions; lower --max-seq-length")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        if attention_mask is None:
+            attention_mask = input_ids != self.config.pad_token_id
+        # A key-padding mask broadcast over heads and queries; True means "may attend".
+        # With no padding in the batch, no mask at all lets SDPA take its fastest kernel.
+        attn_mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
+        x = self.embeddings(input_ids, token_type_ids)
+        for layer in self.layers:
+            x = layer(x, attn_mask)
+        return x, self.pooler(x)
+
+
+class BertForSequenceClassification(nn.Module):
+    """Linear classifier on the pooled [CLS] vector; one output means regression (STS-B)."""
+
+    def __init__(self, config: BertConfig, num_labels: int = 2):
+        super().__init__()
+        self.num_labels = num_labels
+        self.bert = BertModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
+                attention_mask: Tensor | None = None) -> Tensor:
+        _, pooled = self.bert(input_ids, token_type_ids, attention_mask)
+        return self.classifier(self.dropout(pooled))
+
+
+class BertForQuestionAnswering(nn.Module):
+    """Start and end logits for every token: the span head of extractive QA."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.bert = BertModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
+                attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        sequence, _ = self.bert(input_ids, token_type_ids, attention_mask)
+        start_logits, end_logits = self.qa_outputs(sequence).unbind(dim=-1)
+        return start_logits, end_logits
+
+
+def init_weights(module: nn.Module, config: BertConfig) -> None:
+    """BERT's initialisation for layers a checkpoint does not provide (new heads)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=config.initializer_range)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_token(config: BertConfig, seq_len: float) -> float:
+    """Forward matmul FLOPs per token of the encoder (x3 for a training step)."""
+    h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    dense = 2 * (4 * h * h + 2 * h * i)  # qkv + out projections, two MLP matrices
+    attention = 2 * 2 * seq_len * h  # scores and weighted sum
+    return n * (dense + attention)
+

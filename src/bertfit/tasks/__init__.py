@@ -1,0 +1,1 @@
+"""Task pipelines: read → encode → (train) → decode → score."""
