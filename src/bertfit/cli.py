@@ -1,0 +1,140 @@
+"""The `bertfit` command: a thin layer over the Python API, one function per command."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .errors import BertfitError
+from .training import TrainSettings
+
+DEFAULTS = TrainSettings()
+
+
+def add_training_options(parser: argparse.ArgumentParser, defaults: TrainSettings = DEFAULTS) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--model", help="model folder, tutorial .pth file, hub name, or 'embedded' (default)")
+    group.add_argument("--tokenizer", help="tokenizer file, when it is not beside the model")
+    group.add_argument("--output-dir", help="run directory (default runs/<task>)")
+    group.add_argument("--epochs", type=float, default=defaults.epochs)
+    group.add_argument("--lr", type=float, default=defaults.lr)
+    group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global batch size")
+    group.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
+    group.add_argument("--warmup-ratio", type=float, default=defaults.warmup_ratio)
+    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    group.add_argument("--grad-accum", type=int, default=defaults.grad_accum)
+    group.add_argument("--max-grad-norm", type=float, default=defaults.max_grad_norm)
+    group.add_argument("--seed", type=int, default=defaults.seed)
+    group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=defaults.precision)
+    group.add_argument("--eval-every", type=int, default=defaults.eval_every, metavar="STEPS",
+                       help="evaluate every N optimizer steps (default: each epoch)")
+    group.add_argument("--patience", type=int, default=defaults.patience,
+                       help="stop after N evaluations without improvement (0: never)")
+    group.add_argument("--save-every", type=int, default=defaults.save_every, metavar="STEPS")
+    group.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints)
+    group.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    group.add_argument("--max-train-samples", type=int)
+    group.add_argument("--max-eval-samples", type=int)
+    group.add_argument("--skip-nonfinite", action="store_true", help="skip steps with a non-finite loss, counted")
+    group.add_argument("--skip-bad-examples", action="store_true", help="skip malformed rows, counted, instead of stopping")
+    group.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming in --output-dir")
+    group.add_argument("--quiet", action="store_true")
+
+
+def settings_from(args: argparse.Namespace) -> TrainSettings:
+    return TrainSettings(**{f.name: getattr(args, f.name) for f in fields(TrainSettings) if hasattr(args, f.name)})
+
+
+def cmd_glue(args: argparse.Namespace) -> None:
+    from .recipes.glue import GlueOptions, finetune_glue, predict_glue
+
+    if args.task.lower() == "ax":
+        if not args.model:
+            raise BertfitError("bertfit glue ax needs --model: the run dir (or model folder) of an MNLI fine-tune")
+        for path in predict_glue(args.model, "test", args.data_dir, args.output_dir, task_name="ax"):
+            print(f"wrote {path}")
+        return
+    options = GlueOptions(
+        task=args.task, model=args.model, data_dir=args.data_dir, output_dir=args.output_dir,
+        max_seq_length=args.max_seq_length, max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples, train_file=args.train_file, eval_file=args.eval_file,
+        text_columns=tuple(c for c in (args.text_columns or "").split(",") if c), label_column=args.label_column,
+        long_texts=args.long_texts, stride=args.stride, skip_bad_examples=args.skip_bad_examples,
+        overwrite=args.overwrite, tokenizer=args.tokenizer, quiet=args.quiet)
+    finetune_glue(options, settings_from(args))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from .recipes.glue import predict_glue
+
+    for path in predict_glue(args.run_dir, args.split, args.data_dir, args.output_dir):
+        print(f"wrote {path}")
+
+
+def cmd_classify(args: argparse.Namespace) -> None:
+    from .recipes.glue import classify
+
+    label, probability = classify(args.run_dir, args.text, args.text_pair)
+    print(f"{label}\t{probability:.4f}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(args.output_dir, quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bertfit", description="Fine-tune BERT encoders on GLUE and SQuAD.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("glue", help="fine-tune and evaluate on a GLUE task (or `ax`: diagnostic predictions)")
+    p.add_argument("task", help="cola sst2 mrpc stsb qqp mnli qnli rte wnli ax (GLUE spellings work too)")
+    p.add_argument("--data-dir", help="folder in the official GLUE layout (default: the hub dataset)")
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--train-file", help="your own CSV/TSV/JSONL training file")
+    p.add_argument("--eval-file", help="your own evaluation file")
+    p.add_argument("--text-columns", help="with --train-file: one or two column names, comma-separated")
+    p.add_argument("--label-column", help="with --train-file: the label column")
+    p.add_argument("--long-texts", choices=["truncate", "window"], default="truncate",
+                   help="window: classify overlapping windows of long texts and average their logits")
+    p.add_argument("--stride", type=int, default=64, help="overlap in tokens between windows")
+    add_training_options(p)
+    p.set_defaults(func=cmd_glue)
+
+    p = commands.add_parser("predict", help="write GLUE leaderboard files from a fine-tuned run")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=["test", "dev"], default="test")
+    p.add_argument("--data-dir")
+    p.add_argument("--output-dir")
+    p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("classify", help="label one text (or text pair) with a fine-tuned run")
+    p.add_argument("run_dir")
+    p.add_argument("text")
+    p.add_argument("text_pair", nargs="?")
+    p.set_defaults(func=cmd_classify)
+
+    p = commands.add_parser("demo", help="a short fine-tune of the embedded model on data bertfit writes itself")
+    p.add_argument("--output-dir", default="runs/demo")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except BertfitError as exc:
+        print(f"bertfit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bertfit: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Progress for long work: a live line on a terminal, plain periodic lines in logs."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
+
+
+class Progress:
+    """Step counter with rate, ETA, loss and learning rate; quiet when disabled."""
+
+    def __init__(self, total: int, desc: str, enabled: bool = True, initial: int = 0, stream=None,
+                 plain_every: float = 15.0):
+        self.total, self.desc, self.enabled = total, desc, enabled
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.start = time.perf_counter()
+        self.initial = initial
+        self.last_plain = 0.0
+        self.plain_every = plain_every
+        self.line = ""
+
+    def update(self, step: int, loss: float | None = None, lr: float | None = None,
+               rate: float | None = None) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        done = step - self.initial
+        eta = elapsed / done * (self.total - step) if done > 0 else 0.0
+        width = 24
+        filled = int(width * step / max(1, self.total))
+        parts = [f"{self.desc} {step}/{self.total}"]
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
+        if lr is not None:
+            parts.append(f"lr {lr:.2e}")
+        if rate is not None:
+            parts.append(f"{rate:.1f} ex/s")
+        parts.append(f"{_duration(elapsed)} elapsed, ETA {_duration(eta)}")
+        self.line = "  ".join(parts)
+        if self.tty:
+            bar = "█" * filled + "·" * (width - filled)
+            self.stream.write(f"\r{bar} {self.line}\033[K")
+            self.stream.flush()
+        elif elapsed - self.last_plain >= self.plain_every or step == self.total:
+            self.last_plain = elapsed
+            print(self.line, file=self.stream, flush=True)
+
+    def note(self, text: str) -> None:
+        """A line that stays (an evaluation result), printed above the live line."""
+        if not self.enabled:
+            return
+        if self.tty:
+            self.stream.write("\r\033[K")
+        print(f"  {text}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
