@@ -283,13 +283,14 @@ def test_window_layout_is_cls_question_sep_context_sep(tokenizer):
     assert set(features.columns) == {"example_index"}
 
 
-def test_windows_start_doc_stride_apart_cover_every_token_and_each_token_has_one_max_context(tokenizer):
+def test_windows_overlap_by_doc_stride_cover_every_token_and_each_token_has_one_max_context(tokenizer):
     context = " ".join(f"word{i}" for i in range(120))
     q = question("q", context, "word50")
     features, windows = make_windows([q], tokenizer, max_seq_length=48, doc_stride=20, max_query_length=8)
     n_tokens = len(tokenizer.encode(context, add_special_tokens=False).ids)
     doc_starts = windows.offset_index - windows.offset_index[0]
-    assert len(windows) > 3 and (np.diff(doc_starts) == 20).all()
+    room = int(windows.context_length[0])
+    assert len(windows) > 3 and (np.diff(doc_starts) == room - 20).all()
     assert doc_starts[-1] + windows.context_length[-1] == n_tokens
     assert (features.lengths <= 48).all()
     covered = np.zeros(n_tokens, dtype=int)
@@ -298,13 +299,12 @@ def test_windows_start_doc_stride_apart_cover_every_token_and_each_token_has_one
         covered[doc_starts[w] : doc_starts[w] + windows.context_length[w]] += 1
         max_context[doc_starts[w] : doc_starts[w] + windows.context_length[w]] += windows.max_context(w)
     assert (covered >= 1).all() and (max_context == 1).all()
-    # doc token 30 sits 30 tokens into window 0 and 10 into window 1 (start 20); with room r it has
-    # min(30, r - 31) tokens of context in window 0 and min(10, r - 11) in window 1. Here r = 41: a tie
-    # at 10, which the earlier window wins; token 31 has 9 against 11 and goes to window 1.
-    room = int(windows.context_length[0])
+    # room r = 41, so window 1 starts at 21. Doc token 30 sits 30 tokens into window 0 and 9 into
+    # window 1: min(30, 41 - 31) = 10 tokens of context against min(9, 41 - 10) = 9, window 0 wins;
+    # token 31 has min(31, 9) = 9 against min(10, 30) = 10 and goes to window 1.
     assert room == 41
     assert windows.max_context(0)[29] and windows.max_context(0)[30] and not windows.max_context(0)[31]
-    assert windows.max_context(1)[31 - 20]
+    assert windows.max_context(1)[31 - 21]
 
 
 def test_answer_straddling_a_window_boundary_points_at_cls_there_and_is_held_by_the_next(tokenizer):
@@ -313,9 +313,9 @@ def test_answer_straddling_a_window_boundary_points_at_cls_there_and_is_held_by_
     offsets = tokenizer.encode(context, add_special_tokens=False).offsets
     first = next(i for i, (s, e) in enumerate(offsets) if e > context.index("quick"))
     query_length = len(tokenizer.encode(q.question, add_special_tokens=False).ids)
-    # window 0 ends two tokens into the 4-token answer; window 1 starts 6 tokens before it
+    # window 0 ends two tokens into the 4-token answer; window 1, overlapping it by 8 tokens, starts 6 before it
     room = first + 2
-    features, windows = make_windows([q], tokenizer, max_seq_length=room + query_length + 3, doc_stride=first - 6,
+    features, windows = make_windows([q], tokenizer, max_seq_length=room + query_length + 3, doc_stride=8,
                                      max_query_length=query_length, training=True)
     assert windows.context_length[0] == room
     positions = list(zip(features.columns["start_positions"], features.columns["end_positions"]))

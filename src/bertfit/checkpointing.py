@@ -1,8 +1,9 @@
 """Training checkpoints that survive a crash: atomic writes, verified loads, exact resume.
 
 A checkpoint is a folder `step-00001234/` holding the model (safetensors), the optimizer,
-scheduler, scaler and RNG states (a tensor-only torch file, loaded with weights_only=True),
-the loop's position as JSON, and a manifest of SHA-256 sums checked on load.
+scheduler and scaler states (a tensor-only torch file, loaded with weights_only=True), the
+loop's position as JSON, and a manifest of SHA-256 sums checked on load. It is written as
+`step-00001234.tmp/` and renamed into place, so a crash leaves the previous checkpoints as they were.
 """
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import BertfitError, ConfigError
 
 MANIFEST = "manifest.json"
+FILES = ("model.safetensors", "trainer.pt", "state.json")
 
 
 def _sha256(path: Path) -> str:
@@ -31,11 +34,17 @@ def _sha256(path: Path) -> str:
 
 
 def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY)  # folders too: a rename is durable once its folder is synced
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 class CheckpointStore:
@@ -46,30 +55,29 @@ class CheckpointStore:
         self.keep = max(1, keep)
 
     def checkpoints(self) -> list[Path]:
+        """Complete checkpoints, newest first (a `.tmp` folder is one a crash interrupted)."""
         if not self.folder.exists():
             return []
         return sorted((p for p in self.folder.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")),
                       reverse=True)
 
-    def save(self, model, optimizer, scheduler, scaler, state: dict, main: bool = True) -> Path | None:
-        if not main:
-            return None
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def save(self, model, optimizer, scheduler, scaler, state: dict) -> Path:
         final = self.folder / f"step-{state['step']:08d}"
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-        trainer = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "scaler": scaler.state_dict(), "rng_cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            trainer["rng_cuda"] = torch.cuda.get_rng_state_all()
+        trainer = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()}
         torch.save(trainer, tmp / "trainer.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
-        files = ["model.safetensors", "trainer.pt", "state.json"]
-        for name in files:
+        for name in FILES:
             _fsync(tmp / name)
-        (tmp / MANIFEST).write_text(json.dumps({name: _sha256(tmp / name) for name in files}, indent=1))
+        (tmp / MANIFEST).write_text(json.dumps({name: _sha256(tmp / name) for name in FILES}, indent=1))
         _fsync(tmp / MANIFEST)
+        _fsync(tmp)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -78,78 +86,128 @@ class CheckpointStore:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def load_latest(self, model, optimizer, scheduler, scaler) -> dict | None:
-        """Restore the newest checkpoint that verifies; report each damaged one passed over."""
+    def load_latest(self, model, optimizer, scheduler, scaler, warn: bool = True) -> dict | None:
+        """Restore the newest checkpoint that verifies and return its loop state; None when there is none.
+
+        Each damaged checkpoint passed over is named in a warning. When every one is damaged the run
+        stops rather than start over silently: the user decides, with --overwrite.
+        """
+        problems = []
         for folder in self.checkpoints():
             try:
-                return self._load(folder, model, optimizer, scheduler, scaler)
-            except Exception as exc:  # a damaged checkpoint must never end the run: fall back
-                print(f"warning: checkpoint {folder} is damaged ({exc}); trying the previous one", file=sys.stderr)
+                state, weights, trainer = self._read(folder)
+            except Exception as exc:  # any damage, whatever it looks like, means: try the previous one
+                problems.append(f"{folder.name}: {exc}")
+                if warn:
+                    print(f"warning: checkpoint {folder} is damaged ({exc}); falling back to the previous one",
+                          file=sys.stderr)
+                continue
+            # everything is read and verified before anything is applied, so a damaged checkpoint changes nothing
+            model.load_state_dict(weights)
+            optimizer.load_state_dict(trainer["optimizer"])
+            scheduler.load_state_dict(trainer["scheduler"])
+            scaler.load_state_dict(trainer["scaler"])
+            return state
+        if problems:
+            raise BertfitError(f"no checkpoint in {self.folder} can be loaded ({'; '.join(problems)}); "
+                               f"pass --overwrite to start this run afresh")
         return None
 
-    def _load(self, folder: Path, model, optimizer, scheduler, scaler) -> dict:
+    @staticmethod
+    def _read(folder: Path) -> tuple[dict, dict, dict]:
         manifest = json.loads((folder / MANIFEST).read_text())
-        for name, digest in manifest.items():
-            if _sha256(folder / name) != digest:
+        for name in FILES:
+            if name not in manifest:
+                raise BertfitError(f"{MANIFEST} does not list {name}")
+            if _sha256(folder / name) != manifest[name]:
                 raise BertfitError(f"{name} does not match its checksum")
         state = json.loads((folder / "state.json").read_text())
         weights = load_file(folder / "model.safetensors")
         trainer = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(trainer["optimizer"])
-        scheduler.load_state_dict(trainer["scheduler"])
-        scaler.load_state_dict(trainer["scaler"])
-        torch.set_rng_state(trainer["rng_cpu"])
-        if "rng_cuda" in trainer and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(trainer["rng_cuda"])
-        return state
+        return state, weights, trainer
 
 
-def check_fingerprint(run_dir: Path, fingerprint: dict, resume: bool) -> None:
-    """Refuse to resume a run whose settings or data changed; name what changed."""
-    run_dir = Path(run_dir)
-    path = run_dir / "run.json"
-    has_checkpoints = any((run_dir / "checkpoints").glob("step-*")) if (run_dir / "checkpoints").exists() else False
-    if resume and has_checkpoints and path.exists():
-        before = json.loads(path.read_text())
-        changed = sorted(k for k in set(before) | set(fingerprint) if before.get(k) != fingerprint.get(k))
-        if changed:
-            raise ConfigError(
-                f"{run_dir} holds a run with different {', '.join(changed)}; resuming it would mix two runs. "
-                f"Use another --output-dir, or --overwrite to start this one afresh")
-    if not resume and (run_dir / "checkpoints").exists():
-        shutil.rmtree(run_dir / "checkpoints")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("run.json.tmp")
-    tmp.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
-    tmp.replace(path)
-
+# ---- what a run is: resuming must not mix two different runs --------------------------------------
 
 def fingerprint_of(**parts) -> dict:
     """Each part hashed on its own, so a mismatch can say which part changed."""
-    return {name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {name: "sha256:" + hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
             for name, value in parts.items()}
 
 
+def features_digest(features) -> str:
+    """A hash of encoded features (tokens, types, boundaries and columns): the data a run trains on."""
+    digest = hashlib.sha256()
+    arrays = [features.ids, features.type_ids, features.offsets] + [features.columns[k] for k in sorted(features.columns)]
+    for name, array in zip(["ids", "type_ids", "offsets", *sorted(features.columns)], arrays):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.data)
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def _describe_change(name: str, before, now) -> str:
+    hashed = any(isinstance(v, str) and v.startswith("sha256:") for v in (before, now))
+    return name if hashed else f"{name} ({before!r} before, {now!r} now)"
+
+
+def check_fingerprint(path: Path, fingerprint: dict) -> None:
+    """Refuse to resume a run whose settings or data changed; name what changed."""
+    path = Path(path)
+    if not path.exists():
+        return
+    before = json.loads(path.read_text())
+    changed = [_describe_change(k, before.get(k), fingerprint.get(k))
+               for k in sorted(set(before) | set(fingerprint)) if before.get(k) != fingerprint.get(k)]
+    if changed:
+        raise ConfigError(
+            f"{path.parent} holds a run with different {', '.join(changed)}; resuming it would mix two runs. "
+            f"Use another --output-dir, or --overwrite to start this one afresh")
+
+
+def record_fingerprint(path: Path, fingerprint: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, json.dumps(fingerprint, indent=1, sort_keys=True))
+
+
+# ---- one run per folder -----------------------------------------------------------------------------
+
+_held_locks: dict[Path, list] = {}  # lock path -> [open file, depth]: this process's locks
+
+
 class RunLock:
-    """An exclusive lock on a run dir, so two runs cannot write into it at once."""
+    """An exclusive lock on a run dir, so two runs cannot write into it at once.
+
+    Another process holding it is an error. Within one process it nests: a recipe holds it
+    around `fit`, which takes it too. The kernel drops it when the process dies, even by SIGKILL.
+    """
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / ".lock"
+        self.path = (Path(run_dir) / ".lock").absolute()
 
     def __enter__(self):
+        if self.path in _held_locks:
+            _held_locks[self.path][1] += 1
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w")
+        file = open(self.path, "w")
         try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self.file.close()
-            raise ConfigError(f"{self.path.parent} is in use by another bertfit run") from None
+            file.close()
+            raise ConfigError(f"{self.path.parent} is in use by another bertfit run; wait for it to finish "
+                              f"or choose another --output-dir") from None
+        _held_locks[self.path] = [file, 1]
         return self
 
     def __exit__(self, *exc):
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
+        held = _held_locks[self.path]
+        held[1] -= 1
+        if held[1] == 0:
+            del _held_locks[self.path]
+            fcntl.flock(held[0], fcntl.LOCK_UN)
+            held[0].close()
 
 
 class JsonlLog:
@@ -162,3 +220,18 @@ class JsonlLog:
     def write(self, entry: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(entry) + "\n")
+
+    def rewind(self, step: int) -> None:
+        """Drop the entries after `step`: a run resumed there writes them again (a fresh run: step 0)."""
+        if not self.path.exists():
+            return
+        text = self.path.read_text()
+        kept = []
+        for line in text.splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line + "\n")
+            except ValueError:
+                pass  # the half-written last line of a killed run
+        if "".join(kept) != text:
+            _write_atomic(self.path, "".join(kept))

@@ -36,6 +36,9 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: TrainSetting
     group.add_argument("--max-steps", type=int, default=defaults.max_steps)
     group.add_argument("--max-train-samples", type=int)
     group.add_argument("--max-eval-samples", type=int)
+    group.add_argument("--attention-dropout", type=float, default=defaults.attention_dropout,
+                       help="dropout on attention probabilities while training (default 0: keeps the fused "
+                            "attention kernel; BERT's original fine-tuning used 0.1)")
     group.add_argument("--skip-nonfinite", action="store_true", help="skip steps with a non-finite loss, counted")
     group.add_argument("--skip-bad-examples", action="store_true", help="skip malformed rows, counted, instead of stopping")
     group.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming in --output-dir")
@@ -79,6 +82,45 @@ def cmd_classify(args: argparse.Namespace) -> None:
     print(f"{label}\t{probability:.4f}")
 
 
+def cmd_squad(args: argparse.Namespace) -> None:
+    from .recipes.squad import SquadOptions, finetune_squad
+
+    options = SquadOptions(
+        version=args.version, train_file=args.train_file, eval_file=args.eval_file, model=args.model,
+        tokenizer=args.tokenizer, output_dir=args.output_dir, max_seq_length=args.max_seq_length,
+        doc_stride=args.doc_stride, max_query_length=args.max_query_length, n_best=args.n_best,
+        max_answer_length=args.max_answer_length, null_threshold=args.null_threshold,
+        max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
+        skip_bad_examples=args.skip_bad_examples, overwrite=args.overwrite, quiet=args.quiet)
+    finetune_squad(options, settings_from(args))
+
+
+def cmd_evaluate_squad(args: argparse.Namespace) -> None:
+    import json
+
+    from .recipes.squad import evaluate_squad_file
+
+    print(json.dumps(evaluate_squad_file(args.data_file, args.predictions_file, args.na_prob_file), indent=2))
+
+
+def cmd_qa(args: argparse.Namespace) -> None:
+    from .recipes.squad import answer
+
+    if (args.context is None) == (args.context_file is None):
+        raise BertfitError("give the context with exactly one of --context or --context-file")
+    context = args.context if args.context is not None else Path(args.context_file).read_text(encoding="utf-8")
+    result = answer(args.run_dir, args.question, context, args.null_threshold)
+    if not result["answer"]:
+        print(f"(no answer: null odds {result['null_odds']:.2f})")
+        return
+    start, end = result["char_start"], result["char_end"]
+    before, after = context[max(0, start - 40) : start], context[end : end + 40]
+    print(result["answer"])
+    print(f"score {result['score']:.2f}  probability {result['probability']:.2f}  characters {start}-{end}  "
+          f"(of {len(context)}, {result['windows']} window{'s' if result['windows'] > 1 else ''})")
+    print(f"...{before}[{result['answer']}]{after}...".replace("\n", " "))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -115,6 +157,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text")
     p.add_argument("text_pair", nargs="?")
     p.set_defaults(func=cmd_classify)
+
+    squad_defaults = TrainSettings(epochs=2, lr=5e-5, batch_size=16)
+    p = commands.add_parser("squad", help="fine-tune and evaluate on SQuAD v1.1 or v2.0")
+    p.add_argument("--version", default="1.1", help="1.1 or 2.0")
+    p.add_argument("--train-file", help="official SQuAD JSON (default: the hub dataset)")
+    p.add_argument("--eval-file", help="official SQuAD JSON (default: the hub dataset)")
+    p.add_argument("--max-seq-length", type=int, default=384)
+    p.add_argument("--doc-stride", type=int, default=128, help="tokens between the starts of consecutive windows")
+    p.add_argument("--max-query-length", type=int, default=64)
+    p.add_argument("--n-best", type=int, default=20)
+    p.add_argument("--max-answer-length", type=int, default=30)
+    p.add_argument("--null-threshold", type=float, help="v2.0: answer empty when null minus best span exceeds this")
+    add_training_options(p, squad_defaults)
+    p.set_defaults(func=cmd_squad)
+
+    p = commands.add_parser("evaluate-squad", help="score a predictions file with the official SQuAD definitions")
+    p.add_argument("data_file")
+    p.add_argument("predictions_file")
+    p.add_argument("--na-prob-file", help="v2.0: id -> no-answer probability or null odds")
+    p.set_defaults(func=cmd_evaluate_squad)
+
+    p = commands.add_parser("qa", help="answer a question from a context with a fine-tuned SQuAD run")
+    p.add_argument("run_dir")
+    p.add_argument("--question", required=True)
+    p.add_argument("--context")
+    p.add_argument("--context-file")
+    p.add_argument("--null-threshold", type=float)
+    p.set_defaults(func=cmd_qa)
 
     p = commands.add_parser("demo", help="a short fine-tune of the embedded model on data bertfit writes itself")
     p.add_argument("--output-dir", default="runs/demo")

@@ -8,6 +8,7 @@ atomic checkpoints that resume exactly, and torchrun (DistributedDataParallel) w
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -24,6 +25,7 @@ from torch import nn
 from . import checkpointing
 from .batching import Features, collate, eval_batches, length_grouped_batches, shard
 from .errors import BertfitError, ConfigError
+from .model import BertSelfAttention
 from .progress import Progress
 
 
@@ -47,6 +49,10 @@ class TrainSettings:
     eval_batch_size: int = 128
     max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs)
     skip_nonfinite: bool = False  # skip a step whose loss or gradient is not finite, instead of stopping
+    # Dropout on the attention probabilities while fine-tuning (BERT's config says 0.1). Without it,
+    # scaled_dot_product_attention keeps its fused kernel on CPU instead of materialising and masking
+    # every attention matrix; dev accuracy holds (README). None: the model config's value.
+    attention_dropout: float | None = 0.0
     log_every: int = 10
 
     def validate(self) -> None:
@@ -60,6 +66,8 @@ class TrainSettings:
             raise ConfigError(f"--warmup-ratio must be in [0, 1), not {self.warmup_ratio}")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ConfigError("--epochs must be positive")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be zero or positive, not {self.seed}")
 
 
 @dataclass
@@ -71,6 +79,7 @@ class FitResult:
     train_examples_seen: int
     stopped_early: bool
     history: list = field(default_factory=list)
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient (--skip-nonfinite)
 
 
 # ---- devices, precision, distribution -----------------------------------------------------------
@@ -120,6 +129,13 @@ def autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def set_attention_dropout(model: nn.Module, p: float) -> None:
+    """Dropout on attention probabilities for training; the saved config keeps the checkpoint's value."""
+    for module in model.modules():
+        if isinstance(module, BertSelfAttention):
+            module.dropout_p = p
+
+
 # ---- optimizer and schedule ---------------------------------------------------------------------
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -148,49 +164,102 @@ LossFn = Callable[[nn.Module, dict], torch.Tensor]  # summed loss over the batch
 EvalFn = Callable[[nn.Module], dict]  # metrics; the first key is the one that picks the best model
 SaveFn = Callable[[nn.Module, dict], None]  # keep this model as the best so far
 
+# Settings a resumed run may change: they do not alter what is trained.
+RESUMABLE_SETTINGS = ("log_every", "keep_checkpoints")
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The random seed of one optimizer step on one rank.
+
+    Dropout draws from a generator seeded afresh each step, so the noise depends on where the run
+    is and never on its history: a resumed run draws exactly what an uninterrupted one would.
+    """
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+def run_fingerprint_of(settings: TrainSettings, train: Features) -> dict:
+    """What must not change for a checkpoint to resume this run: the settings that shape training, and the data."""
+    shaping = {k: v for k, v in asdict(settings).items() if k not in RESUMABLE_SETTINGS}
+    return {**shaping, "train data": checkpointing.features_digest(train)}
+
+
+def barrier(world_size: int) -> None:
+    if world_size > 1:
+        dist.barrier()
+
 
 def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, save_best: SaveFn,
         settings: TrainSettings, run_dir: Path, pad_id: int, device: torch.device,
         resume: bool = True, run_fingerprint: dict | None = None, quiet: bool = False) -> FitResult:
-    """Train `model` on `train`; evaluate, keep the best, checkpoint, and resume where a run stopped."""
+    """Train `model` on `train`; evaluate, keep the best, checkpoint, and resume where a run stopped.
+
+    Under torchrun every rank calls `fit` (and `evaluate`, which may gather across ranks); rank 0
+    alone writes into `run_dir` and calls `save_best`. `run_fingerprint` names what else must match
+    for a checkpoint to be resumed (model, task, ...); the settings and the data are checked here.
+    """
     settings.validate()
+    with checkpointing.RunLock(run_dir) if is_main_process() else contextlib.nullcontext():
+        result = _fit(model, train, loss_fn, evaluate, save_best, settings, Path(run_dir), pad_id, device, resume,
+                      {**(run_fingerprint or {}), **run_fingerprint_of(settings, train)}, quiet)
+    # The DDP wrapper sits in reference cycles; left for the interpreter's exit, its gloo work
+    # is torn down after the process group and the process aborts.
+    gc.collect()
+    return result
+
+
+def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, device, resume, fingerprint,
+         quiet) -> FitResult:
     rank, world_size = world()
-    run_dir = Path(run_dir)
     main = rank == 0
     dtype = resolve_precision(settings.precision, device)
     model.to(device)
+    if settings.attention_dropout is not None:
+        set_attention_dropout(model, settings.attention_dropout)
 
-    lengths = train.lengths
     batches_per_epoch = math.ceil(len(train) / settings.batch_size)
     total_steps = settings.max_steps or max(1, math.ceil(batches_per_epoch * settings.epochs))
     warmup_steps = int(settings.warmup_ratio * total_steps)
+    micro = settings.batch_size // settings.grad_accum
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
     scheduler = linear_schedule(optimizer, warmup_steps, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    ddp = nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
+    # find_unused_parameters: a head may leave parameters out of the loss (the QA head never reads
+    # the pooler), and DDP would wait for their gradients forever
+    ddp = nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=True) if world_size > 1 else model
+
+    store = checkpointing.CheckpointStore(run_dir / "checkpoints", keep=settings.keep_checkpoints)
+    if resume and store.checkpoints():
+        # every rank checks, so a refusal stops them all rather than leave some waiting for the others
+        checkpointing.check_fingerprint(run_dir / "run.json", fingerprint)
+    barrier(world_size)
+    if main:
+        if not resume:
+            store.clear()
+        checkpointing.record_fingerprint(run_dir / "run.json", fingerprint)
+    barrier(world_size)
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": 0,
-             "best_metrics": {}, "evals_without_improvement": 0, "examples_seen": 0, "train_seconds": 0.0,
-             "stopped_early": False, "history": []}
-    store = checkpointing.CheckpointStore(run_dir / "checkpoints", keep=settings.keep_checkpoints)
-    if main:
-        checkpointing.check_fingerprint(run_dir, run_fingerprint or {}, resume)
-    restored = store.load_latest(model, optimizer, scheduler, scaler) if resume else None
+             "best_metrics": {}, "evals_without_improvement": 0, "stopped_early": False, "examples_seen": 0,
+             "train_seconds": 0.0, "skipped_steps": 0, "loss_sum": 0.0, "loss_examples": 0, "history": []}
+    restored = store.load_latest(model, optimizer, scheduler, scaler, warn=main) if resume else None
     if restored is not None:
         state.update(restored)
         if main and not quiet:
             print(f"resuming from step {state['step']} (epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']})")
-    else:
-        torch.manual_seed(settings.seed)
-
     log = checkpointing.JsonlLog(run_dir / "log.jsonl") if main else None
-    micro = settings.batch_size // settings.grad_accum
+    if log:
+        log.rewind(state["step"])
     progress = Progress(total_steps, "train", enabled=main and not quiet, initial=state["step"])
     start_time = time.perf_counter() - state["train_seconds"]
-    running_loss, running_count = torch.zeros((), device=device), 0
 
-    def run_evaluation() -> bool:
-        """Evaluate, keep the best model, checkpoint; True when patience has run out."""
+    def save_checkpoint() -> None:
+        if main:
+            store.save(model, optimizer, scheduler, scaler, state)
+
+    def run_evaluation() -> None:
+        """Evaluate, keep the best model, note whether patience has run out, and checkpoint."""
         metrics = evaluate(model)
         key = next(iter(metrics))
         entry = {"event": "eval", "step": state["step"], "epoch": round(state["step"] / batches_per_epoch, 3), **metrics}
@@ -202,78 +271,88 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
                 save_best(model, metrics)
         else:
             state["evals_without_improvement"] += 1
+        state["stopped_early"] = bool(settings.patience) and state["evals_without_improvement"] >= settings.patience
         if log:
             log.write(entry)
         progress.note(f"step {state['step']}/{total_steps} eval: "
                       + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
         model.train()
-        store.save(model, optimizer, scheduler, scaler, state, main)
-        return bool(settings.patience) and state["evals_without_improvement"] >= settings.patience
+        save_checkpoint()  # after the stopping decision, so a resumed run stops too
 
     model.train()
-    done = state["step"] >= total_steps
+    done = state["step"] >= total_steps or state["stopped_early"]
     while not done:
-        epoch_batches = length_grouped_batches(lengths, settings.batch_size, settings.seed, state["epoch"])
+        epoch_batches = length_grouped_batches(train.lengths, settings.batch_size, settings.seed, state["epoch"])
         for batch_index in range(state["batch_in_epoch"], len(epoch_batches)):
             global_batch = epoch_batches[batch_index]
-            local = shard(global_batch, rank, world_size)
-            micro_batches = [local[i : i + micro] for i in range(0, len(local), micro)] or [local]
-            for i, indices in enumerate(micro_batches):
-                batch = {k: v.to(device, non_blocking=True) for k, v in collate(train, indices, pad_id).items()}
+            torch.manual_seed(step_seed(settings.seed, state["step"], rank))
+            step_loss = torch.zeros((), device=device)
+            micro_batches = [global_batch[i : i + micro] for i in range(0, len(global_batch), micro)]
+            for i, micro_batch in enumerate(micro_batches):
+                indices = shard(micro_batch, rank, world_size)
+                # A rank whose share is empty still runs one example, weighted zero: every rank must
+                # join each gradient all-reduce, or the others wait for it forever.
+                weight = world_size / len(global_batch) if len(indices) else 0.0  # DDP averages over ranks
+                batch = collate(train, indices if len(indices) else micro_batch[:1], pad_id)
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 last = i == len(micro_batches) - 1
-                sync = contextlib.nullcontext() if last or world_size == 1 else ddp.no_sync()
-                with sync:
+                with contextlib.nullcontext() if last or world_size == 1 else ddp.no_sync():
                     with autocast(device, dtype):
                         loss_sum = loss_fn(ddp, batch)
-                    # a mean over the global batch: DDP averages over ranks, so scale back up by the world size
-                    scaler.scale(loss_sum * (world_size / len(global_batch))).backward()
-                running_loss += loss_sum.detach().float()
-                running_count += len(indices)
+                    scaler.scale(loss_sum * weight).backward()
+                if weight:
+                    step_loss += loss_sum.detach().float()
+            if world_size > 1:
+                dist.all_reduce(step_loss)  # the whole global batch's loss, the same on every rank
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-            if not torch.isfinite(grad_norm) and dtype != torch.float16:
+            loss_value, grad_norm = step_loss.item(), grad_norm.item()
+            finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
+            if not finite and dtype != torch.float16:  # in fp16 the scaler skips overflowing steps itself
                 if not settings.skip_nonfinite:
+                    newest = store.checkpoints()
                     raise BertfitError(
-                        f"step {state['step'] + 1}: the loss or gradient is not finite (gradient norm {grad_norm.item()}); "
-                        f"the last good checkpoint is in {store.folder}. Lower --lr, use --precision fp32, "
-                        f"or pass --skip-nonfinite to skip such steps")
-                state["skipped_steps"] = state.get("skipped_steps", 0) + 1
-                optimizer.zero_grad(set_to_none=True)
+                        f"step {state['step'] + 1}: the loss ({loss_value}) or the gradient norm ({grad_norm}) is "
+                        f"not finite; training stopped. The last good checkpoint is "
+                        f"{newest[0] if newest else 'none (none was written yet)'}. Lower --lr, use --precision "
+                        f"fp32, or pass --skip-nonfinite to skip such steps")
+                state["skipped_steps"] += 1
+                if log:
+                    log.write({"event": "skipped", "step": state["step"] + 1, "loss": loss_value, "grad_norm": grad_norm})
             else:
                 scaler.step(optimizer)
                 scaler.update()
-                optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             state["step"] += 1
             state["batch_in_epoch"] = batch_index + 1
             state["examples_seen"] += len(global_batch)
             state["train_seconds"] = time.perf_counter() - start_time
+            if finite:
+                state["loss_sum"] += loss_value
+                state["loss_examples"] += len(global_batch)
 
-            if state["step"] % settings.log_every == 0 or state["step"] == total_steps:
-                loss_value = running_loss.item() / max(1, running_count)
-                running_loss.zero_()
-                running_count = 0
+            last_step = state["step"] >= total_steps
+            if state["step"] % settings.log_every == 0 or last_step:
+                mean_loss = state["loss_sum"] / max(1, state["loss_examples"])
+                state.update(loss_sum=0.0, loss_examples=0)
                 lr = scheduler.get_last_lr()[0]
                 rate = state["examples_seen"] / max(1e-9, state["train_seconds"])
-                progress.update(state["step"], loss=loss_value, lr=lr, rate=rate)
+                progress.update(state["step"], loss=mean_loss, lr=lr, rate=rate)
                 if log:
-                    log.write({"event": "train", "step": state["step"], "loss": round(loss_value, 6), "lr": lr,
-                               "examples_per_s": round(rate, 2), "grad_norm": round(float(grad_norm), 4)})
+                    log.write({"event": "train", "step": state["step"], "loss": round(mean_loss, 6), "lr": lr,
+                               "examples_per_s": round(rate, 2), "grad_norm": round(grad_norm, 4)})
             end_of_epoch = batch_index == len(epoch_batches) - 1
-            last_step = state["step"] >= total_steps
             if end_of_epoch:
                 state["epoch"] += 1
                 state["batch_in_epoch"] = 0
             evaluate_now = (settings.eval_every and state["step"] % settings.eval_every == 0) or \
                 (not settings.eval_every and end_of_epoch) or last_step
             if evaluate_now:
-                if run_evaluation():
-                    state["stopped_early"] = True
-                    done = True
-                    break
+                run_evaluation()
             elif settings.save_every and state["step"] % settings.save_every == 0:
-                store.save(model, optimizer, scheduler, scaler, state, main)
-            if last_step:
+                save_checkpoint()
+            if last_step or state["stopped_early"]:
                 done = True
                 break
     progress.close()
@@ -281,7 +360,8 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
         run_evaluation()
     return FitResult(best_metrics=state["best_metrics"], best_step=state["best_step"], steps=state["step"],
                      train_seconds=state["train_seconds"], train_examples_seen=state["examples_seen"],
-                     stopped_early=state["stopped_early"], history=state["history"])
+                     stopped_early=state["stopped_early"], history=state["history"],
+                     skipped_steps=state["skipped_steps"])
 
 
 # ---- inference ----------------------------------------------------------------------------------

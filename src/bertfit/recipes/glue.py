@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from .. import checkpointing, metrics, training
 from ..checkpoints import load_pretrained, save_pretrained
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..tasks import glue
 from ..tokenization import special_ids
 from ..training import TrainSettings
@@ -55,7 +55,11 @@ def read_split(task: glue.GlueTask, options: GlueOptions, split: str) -> glue.Ex
         path = options.train_file if split == "train" else options.eval_file
         if not path:
             raise ConfigError(f"with your own files, pass both --train-file and --eval-file (no {split} file given)")
-        return glue.read_table_file(path, options.text_columns, options.label_column, labels=task.labels)
+        examples = glue.read_table_file(path, options.text_columns, options.label_column, labels=task.labels)
+        if task.is_regression and examples.label_names is not None:  # whole-number scores read as classes
+            examples = replace(examples, labels=[float(examples.label_names[i]) for i in examples.labels],
+                               label_names=None)
+        return examples
     if options.data_dir:
         return glue.read_glue_split(task, options.data_dir, split, skip_bad=options.skip_bad_examples)
     return glue.load_hub_split(task, split)
@@ -156,8 +160,10 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
         return score(task, logits, eval_examples)
 
     def save_best(model, scores) -> None:
+        # absolute, so `bertfit predict RUN_DIR` finds the test files from any working directory
+        data_dir = str(Path(options.data_dir).resolve()) if options.data_dir else None
         extra = {"task": task.name, "max_seq_length": max_len, "long_texts": options.long_texts,
-                 "stride": options.stride, "data_dir": options.data_dir, "metrics": scores}
+                 "stride": options.stride, "data_dir": data_dir, "metrics": scores}
         save_pretrained(model, tokenizer, run_dir / "model",
                         labels=list(task.labels) if task.labels else ["score"], extra=extra)
 
@@ -215,6 +221,8 @@ def load_run_model(run_dir: str | Path):
     """The fine-tuned model of a run dir (or a model folder) with its bertfit settings."""
     folder = Path(run_dir)
     folder = folder / "model" if (folder / "model" / "config.json").exists() else folder
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"{run_dir}: no fine-tuned model here (looked for model/config.json and config.json)")
     import json
 
     config = json.loads((folder / "config.json").read_text())
@@ -230,6 +238,9 @@ def predict_glue(run_dir: str | Path, split: str = "test", data_dir: str | None 
     """Write GLUE leaderboard files (`index\tprediction`) for a run's test (or dev) split."""
     model, tokenizer, labels, extra = load_run_model(run_dir)
     task = glue.resolve_task(task_name or extra.get("task") or "")
+    if task.labels is not None and tuple(labels) != task.labels:  # e.g. AX with a model not trained on MNLI
+        raise ConfigError(f"{run_dir}: the model predicts {', '.join(labels)}, but GLUE {task.name} "
+                          f"needs {', '.join(task.labels)}")
     data_dir = data_dir or extra.get("data_dir")
     device = training.setup_distributed()
     out_dir = Path(out_dir or Path(run_dir) / "predictions")

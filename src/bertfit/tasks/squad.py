@@ -276,8 +276,8 @@ def make_windows(questions: list[SquadQuestion], tokenizer: Tokenizer, max_seq_l
     """Encode each question with its context as `[CLS] question [SEP] window [SEP]` features.
 
     The question is cut to max_query_length tokens. A context longer than the room left is cut into
-    overlapping windows whose starts are doc_stride tokens apart (the step, as in google-research/bert
-    and HF run_qa), so each window shares room - doc_stride tokens with the next. With training=True
+    windows that overlap by doc_stride tokens (the meaning of HF run_qa's --doc_stride, so the same
+    flag cuts the same windows; google-research/bert's step between window starts is room - doc_stride). With training=True
     the features carry start_positions / end_positions of the first answer; a window that does not
     hold the whole answer, and every unanswerable question, points at 0 ([CLS]).
     """
@@ -347,10 +347,10 @@ def make_windows(questions: list[SquadQuestion], tokenizer: Tokenizer, max_seq_l
 
 
 def _window_spans(n_tokens: int, room: int, doc_stride: int) -> list[tuple[int, int]]:
-    """(doc_start, length) of each window; the last one ends at the last token."""
+    """(doc_start, length) of each window; consecutive windows share doc_stride tokens; the last ends at the last token."""
     doc_starts = [0]
     while doc_starts[-1] + room < n_tokens:
-        doc_starts.append(doc_starts[-1] + doc_stride)
+        doc_starts.append(doc_starts[-1] + room - doc_stride)
     return [(start, min(room, n_tokens - start)) for start in doc_starts]
 
 
@@ -395,7 +395,7 @@ class Predictions:
     answers: dict[str, str]  # "" means: no answer
     null_odds: dict[str, float]  # null score - best span score; above the threshold -> ""
     best_spans: dict[str, str]  # best non-empty span, whatever the null score
-    nbest: dict[str, list[dict]]  # text, start_logit, end_logit, score, probability; best first
+    nbest: dict[str, list[dict]]  # text, start_logit, end_logit, score, char_start, char_end, probability; best first
 
 
 def decode(questions: list[SquadQuestion], windows: Windows, start_logits, end_logits, n_best: int = 20,
@@ -480,7 +480,7 @@ def _add_prediction(predictions: Predictions, question: SquadQuestion, spans: li
             continue
         seen.add(text)
         nbest.append({"text": text, "start_logit": float(start_logit), "end_logit": float(end_logit),
-                      "score": float(score)})
+                      "score": float(score), "char_start": int(char_start), "char_end": int(char_end)})
         if len(nbest) == n_best:
             break
     best_span = nbest[0] if nbest else None

@@ -1,0 +1,188 @@
+"""SST-2 fine-tuning speed: bertfit against transformers' Trainer, same model, data and settings.
+
+    python bench/glue_speed.py --data-dir ../shared/data/glue --samples 2000
+
+Both sides fine-tune the embedded MiniLM on the first N SST-2 training examples for one epoch
+(lr 5e-5, 10% warmup then linear decay, weight decay 0.01, batch 32, length-grouped batches,
+bf16 autocast), then predict the dev set. Tokenizing happens before the clocks start on both
+sides. Training time is the wall clock of the train call: `training.fit` (with a stub evaluation:
+inference is timed on its own afterwards) and `Trainer.train`. The last line is
+`ratio train X.XX eval Y.YY`, bertfit's throughput over the Trainer's (higher is better).
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+COLUMNS = [
+    ("side", "side", ""),
+    ("train ex/s", "train_examples_per_s", ".1f"),
+    ("train tok/s", "train_tokens_per_s", ".0f"),
+    ("train s", "train_seconds", ".1f"),
+    ("MFU %", "train_mfu_percent", ".1f"),
+    ("eval ex/s", "eval_examples_per_s", ".1f"),
+    ("eval tok/s", "eval_tokens_per_s", ".0f"),
+    ("dev acc", "accuracy", ".4f"),
+    ("peak RSS MB", "peak_rss_mb", ".0f"),
+]
+
+
+def read_examples(args):
+    """The first N training and M dev examples of SST-2, read once for both sides alike."""
+    from bertfit.tasks import glue
+
+    def first(examples, n):
+        return replace(examples, texts_a=examples.texts_a[:n], labels=examples.labels[:n],
+                       indices=examples.indices[:n]) if n else examples
+
+    train = first(glue.read_glue_split("sst2", args.data_dir, "train"), args.samples)
+    dev = first(glue.read_glue_split("sst2", args.data_dir, "dev"), args.eval_samples)
+    return train, dev
+
+
+def bertfit_side(args) -> dict:
+    import torch
+
+    from bertfit import training
+    from bertfit.checkpoints import embedded_model_path, load_pretrained
+    from bertfit.recipes.glue import loss_fn
+    from bertfit.tasks import glue
+    from bertfit.tokenization import special_ids
+
+    train_examples, dev_examples = read_examples(args)
+    torch.manual_seed(args.seed)  # the new classifier's initialisation, as finetune_glue seeds it
+    model, tokenizer = load_pretrained(embedded_model_path(), head="classification", num_labels=2)
+    pad_id = special_ids(tokenizer).pad
+    train, _ = glue.encode(train_examples, tokenizer, args.max_seq_length)
+    dev, _ = glue.encode(dev_examples, tokenizer, args.max_seq_length)
+    settings = training.TrainSettings(epochs=1, lr=args.lr, batch_size=args.batch_size, warmup_ratio=0.1,
+                                      weight_decay=0.01, seed=args.seed, precision=args.precision,
+                                      eval_batch_size=args.eval_batch_size, log_every=50)
+    device = torch.device("cpu")
+
+    with tempfile.TemporaryDirectory(prefix="bench-bertfit-run-") as run_dir:
+        start = time.perf_counter()
+        # fit always evaluates at the end of an epoch and needs one metric: a stub keeps inference out of the clock
+        result = training.fit(model, train, loss_fn(glue.resolve_task("sst2")), lambda model: {"unused": 0.0},
+                              lambda model, metrics: None, settings, Path(run_dir), pad_id, device, resume=False)
+        train_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    (logits,) = training.predict(model, dev, pad_id, device, settings.eval_batch_size, settings.precision)
+    eval_seconds = time.perf_counter() - start
+
+    train_lengths = common.length_stats(train.lengths)
+    return {
+        "train_examples": result.train_examples_seen,
+        "train_steps": result.steps,
+        "train_tokens": train_lengths["tokens"],
+        "train_seconds": train_seconds,
+        "train_loop_seconds": result.train_seconds,  # first step to last, without setup and the final checkpoint
+        "train_flops": common.training_flops(model.bert.config, **train_lengths),
+        "eval_examples": len(dev),
+        "eval_tokens": int(dev.lengths.sum()),
+        "eval_seconds": eval_seconds,
+        "accuracy": float((logits.argmax(-1) == dev.columns["label_ids"]).mean()),
+    }
+
+
+def peer_side(args) -> dict:
+    from datasets import Dataset
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments, set_seed)
+
+    from bertfit.checkpoints import embedded_model_path
+    from bertfit.model import BertConfig
+
+    train_examples, dev_examples = read_examples(args)
+    path = embedded_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+
+    def tokenized(examples):
+        rows = Dataset.from_dict({"sentence": examples.texts_a, "label": examples.labels})
+        return rows.map(lambda batch: tokenizer(batch["sentence"], truncation=True, max_length=args.max_seq_length),
+                        batched=True, remove_columns=["sentence"])
+
+    train, dev = tokenized(train_examples), tokenized(dev_examples)
+    set_seed(args.seed)  # the new classifier's initialisation, as run_glue seeds it
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+
+    with tempfile.TemporaryDirectory(prefix="bench-peer-run-") as output_dir:
+        trainer_args = TrainingArguments(
+            output_dir=output_dir, use_cpu=True, bf16=args.precision == "bf16",
+            per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.eval_batch_size,
+            train_sampling_strategy="group_by_length", learning_rate=args.lr, num_train_epochs=1,
+            warmup_steps=0.1,  # a float below 1 is a ratio in transformers 5
+            lr_scheduler_type="linear", weight_decay=0.01, save_strategy="no", report_to=[], logging_steps=50,
+            dataloader_num_workers=0, seed=args.seed)
+        trainer = Trainer(model=model, args=trainer_args, train_dataset=train, processing_class=tokenizer,
+                          data_collator=DataCollatorWithPadding(tokenizer))
+        start = time.perf_counter()
+        output = trainer.train()
+        train_seconds = time.perf_counter() - start
+
+        # group_by_length also reorders prediction batches; sequential keeps rows in dataset order
+        trainer.args.train_sampling_strategy = "sequential"
+        start = time.perf_counter()
+        prediction = trainer.predict(dev)
+        eval_seconds = time.perf_counter() - start
+
+    hf = model.config
+    config = BertConfig(hidden_size=hf.hidden_size, intermediate_size=hf.intermediate_size,
+                        num_hidden_layers=hf.num_hidden_layers, num_attention_heads=hf.num_attention_heads)
+    train_lengths = common.length_stats([len(ids) for ids in train["input_ids"]])
+    return {
+        "train_examples": len(train),
+        "train_steps": output.global_step,
+        "train_tokens": train_lengths["tokens"],
+        "train_seconds": train_seconds,
+        "train_runtime": output.metrics["train_runtime"],  # the Trainer's own clock
+        "train_flops": common.training_flops(config, **train_lengths),
+        "eval_examples": len(dev),
+        "eval_tokens": sum(len(ids) for ids in dev["input_ids"]),
+        "eval_seconds": eval_seconds,
+        "accuracy": float((prediction.predictions.argmax(-1) == np.asarray(dev["label"])).mean()),
+    }
+
+
+def main(argv: list[str]) -> None:
+    parser = common.parser(__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True, help="the GLUE root, or its SST-2 folder")
+    parser.add_argument("--samples", type=int, required=True, help="train on the first N training examples")
+    parser.add_argument("--eval-samples", type=int, default=0, help="predict the first M dev examples (0: all 872)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--eval-batch-size", type=int, default=128)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+
+    results = common.run(__file__, args, argv, {"bertfit": bertfit_side, "peer": peer_side})
+    if results is None:
+        return
+    peak = results.pop("peak")
+    bertfit, peer = results["bertfit"], results["peer"]
+    if bertfit["train_examples"] != peer["train_examples"] or bertfit["eval_examples"] != peer["eval_examples"]:
+        sys.exit(f"the sides saw different data: {bertfit['train_examples']} / {peer['train_examples']} training and "
+                 f"{bertfit['eval_examples']} / {peer['eval_examples']} dev examples")
+    notes = [f"SST-2: {bertfit['train_examples']} training examples, 1 epoch, batch {args.batch_size} "
+             f"({bertfit['train_steps']} / {peer['train_steps']} steps); {bertfit['eval_examples']} dev examples; "
+             f"{args.precision}, {bertfit['threads']} / {peer['threads']} threads (bertfit / peer)",
+             f"real tokens: train {bertfit['train_tokens']} / {peer['train_tokens']}, "
+             f"dev {bertfit['eval_tokens']} / {peer['eval_tokens']} (bertfit / peer)",
+             f"bertfit's loop alone (no setup, no final checkpoint): {bertfit['train_loop_seconds']:.1f}s; "
+             f"the Trainer's own train_runtime: {peer['train_runtime']:.1f}s"]
+    common.report("SST-2 fine-tuning", args, peak, results, COLUMNS, notes)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

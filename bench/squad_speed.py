@@ -1,0 +1,307 @@
+"""SQuAD v1.1 fine-tuning speed: bertfit against transformers' Trainer, same model, data and settings.
+
+    python bench/squad_speed.py --train-file ../shared/data/squad/dev-v1.1.json --samples 1000
+
+Both sides fine-tune the embedded MiniLM for one epoch on windows of the first N questions of
+--train-file (384 tokens, stride 128; lr 5e-5, 10% warmup then linear decay, weight decay 0.01,
+batch 16, length-grouped batches, bf16 autocast), then predict the evaluation windows. Without
+--eval-file the evaluation questions are the last 10 articles of the training file, and the
+first N questions must come before them: with dev-v1.1.json that is the squad-mini split.
+
+The two preprocessings cut long contexts differently (bertfit's --doc-stride is the step between
+window starts, as in google-research/bert; run_qa passes it to the tokenizer as the overlap), so
+the same questions give slightly different window counts: both sides train on the first K
+windows of their own, K the smaller count, unless --train-windows says otherwise. Tokenizing
+and decoding are outside the clocks. The last line is `ratio train X.XX eval Y.YY`, bertfit's
+windows/s over the Trainer's (higher is better).
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+COLUMNS = [
+    ("side", "side", ""),
+    ("train win/s", "train_examples_per_s", ".1f"),
+    ("train tok/s", "train_tokens_per_s", ".0f"),
+    ("train s", "train_seconds", ".1f"),
+    ("MFU %", "train_mfu_percent", ".1f"),
+    ("eval win/s", "eval_examples_per_s", ".1f"),
+    ("eval tok/s", "eval_tokens_per_s", ".0f"),
+    ("dev F1", "f1", ".2f"),
+    ("dev EM", "exact_match", ".2f"),
+    ("peak RSS MB", "peak_rss_mb", ".0f"),
+]
+EVAL_ARTICLES = 10  # squad-mini: the last 10 articles of the file are for evaluation
+N_BEST, MAX_ANSWER_LENGTH = 20, 30
+
+
+def read_questions(args):
+    """The first N training questions and the evaluation questions, read once for both sides alike."""
+    from bertfit.tasks import squad
+
+    questions, stats = squad.read_squad(args.train_file)
+    if stats.version_2:
+        sys.exit(f"{args.train_file}: has unanswerable questions; this benchmark decodes SQuAD v1.1 only")
+    if args.eval_file:
+        eval_questions = squad.read_squad(args.eval_file)[0]
+    else:
+        titles = list(dict.fromkeys(q.title for q in questions))
+        held_out = set(titles[-EVAL_ARTICLES:])
+        eval_questions = [q for q in questions if q.title in held_out]
+        questions = [q for q in questions if q.title not in held_out]
+        if args.samples > len(questions):
+            sys.exit(f"--samples {args.samples}: only {len(questions)} questions come before the last "
+                     f"{EVAL_ARTICLES} articles, which are held out for evaluation (or pass --eval-file)")
+    return questions[: args.samples], eval_questions[: args.eval_samples or None]
+
+
+# ---- bertfit ------------------------------------------------------------------------------------
+
+def bertfit_windows(questions, tokenizer, args, training: bool):
+    from bertfit.tasks import squad
+
+    return squad.make_windows(questions, tokenizer, args.max_seq_length, args.doc_stride, training=training)
+
+
+def bertfit_side(args) -> dict:
+    import torch
+
+    from bertfit import squad_metrics, training
+    from bertfit.checkpoints import embedded_model_path, load_pretrained
+    from bertfit.recipes.squad import span_loss
+    from bertfit.tasks import squad
+    from bertfit.tokenization import special_ids
+
+    train_questions, eval_questions = read_questions(args)
+    torch.manual_seed(args.seed)  # the new span head's initialisation, as finetune_squad seeds it
+    model, tokenizer = load_pretrained(embedded_model_path(), head="qa")
+    pad_id = special_ids(tokenizer).pad
+    train, _ = bertfit_windows(train_questions, tokenizer, args, training=True)
+    windows_available = len(train)
+    train = train.select(np.arange(args.train_windows)) if args.train_windows < len(train) else train
+    dev, dev_windows = bertfit_windows(eval_questions, tokenizer, args, training=False)
+    settings = training.TrainSettings(epochs=1, lr=args.lr, batch_size=args.batch_size, warmup_ratio=0.1,
+                                      weight_decay=0.01, seed=args.seed, precision=args.precision,
+                                      eval_batch_size=args.eval_batch_size, log_every=50)
+    device = torch.device("cpu")
+
+    with tempfile.TemporaryDirectory(prefix="bench-bertfit-run-") as run_dir:
+        start = time.perf_counter()
+        # fit always evaluates at the end of an epoch and needs one metric: a stub keeps inference out of the clock
+        result = training.fit(model, train, span_loss, lambda model: {"unused": 0.0}, lambda model, metrics: None,
+                              settings, Path(run_dir), pad_id, device, resume=False)
+        train_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    start_logits, end_logits = training.predict(model, dev, pad_id, device, settings.eval_batch_size,
+                                                settings.precision, per_token=True)
+    eval_seconds = time.perf_counter() - start
+    predictions = squad.decode(eval_questions, dev_windows, start_logits, end_logits, N_BEST, MAX_ANSWER_LENGTH)
+    scores = squad_metrics.squad_v1_scores(eval_questions, predictions.answers)
+
+    train_lengths = common.length_stats(train.lengths)
+    return {
+        "train_questions": len(train_questions),
+        "windows_available": windows_available,
+        "train_examples": result.train_examples_seen,
+        "train_steps": result.steps,
+        "train_tokens": train_lengths["tokens"],
+        "train_seconds": train_seconds,
+        "train_loop_seconds": result.train_seconds,  # first step to last, without setup and the final checkpoint
+        "train_flops": common.training_flops(model.bert.config, **train_lengths),
+        "eval_questions": len(eval_questions),
+        "eval_examples": len(dev),
+        "eval_tokens": int(dev.lengths.sum()),
+        "eval_seconds": eval_seconds,
+        **scores,
+    }
+
+
+# ---- the peer: transformers' run_qa preprocessing and postprocessing ----------------------------
+
+def peer_tokenize(questions, tokenizer, args):
+    """run_qa's call: the context alone is truncated, long ones overflow into windows overlapping by --doc-stride."""
+    return tokenizer([q.question.lstrip() for q in questions], [q.context for q in questions],
+                     truncation="only_second", max_length=args.max_seq_length, stride=args.doc_stride,
+                     return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)
+
+
+def peer_train_windows(questions, tokenizer, args) -> dict:
+    """run_qa's prepare_train_features: token start/end of the first answer, [CLS] when the window lacks it."""
+    encoded = peer_tokenize(questions, tokenizer, args)
+    starts, ends = [], []
+    for i, offsets in enumerate(encoded["offset_mapping"]):
+        cls_index = encoded["input_ids"][i].index(tokenizer.cls_token_id)
+        sequence_ids = encoded.sequence_ids(i)
+        answer = questions[encoded["overflow_to_sample_mapping"][i]].answers[0]
+        start_char, end_char = answer.start, answer.start + len(answer.text)
+        first = sequence_ids.index(1)  # the window's first and last context tokens
+        last = len(sequence_ids) - 1 - sequence_ids[::-1].index(1)
+        if not (offsets[first][0] <= start_char and offsets[last][1] >= end_char):
+            starts.append(cls_index)
+            ends.append(cls_index)
+            continue
+        while first < len(offsets) and offsets[first][0] <= start_char:
+            first += 1
+        while offsets[last][1] >= end_char:
+            last -= 1
+        starts.append(first - 1)
+        ends.append(last + 1)
+    return {"input_ids": encoded["input_ids"], "token_type_ids": encoded["token_type_ids"],
+            "attention_mask": encoded["attention_mask"], "start_positions": starts, "end_positions": ends}
+
+
+def peer_eval_windows(questions, tokenizer, args) -> tuple[dict, list[int], list[list]]:
+    """run_qa's prepare_validation_features: model inputs, each window's question, context-only offsets."""
+    encoded = peer_tokenize(questions, tokenizer, args)
+    offsets = [[o if s == 1 else None for o, s in zip(window, encoded.sequence_ids(i))]
+               for i, window in enumerate(encoded["offset_mapping"])]
+    inputs = {k: encoded[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+    return inputs, list(encoded["overflow_to_sample_mapping"]), offsets
+
+
+def peer_answers(questions, question_of_window, offsets, start_logits, end_logits) -> dict[str, str]:
+    """run_qa's postprocess_qa_predictions for v1.1: the best-scoring valid span over a question's windows."""
+    best: dict[int, tuple[float, int, int]] = {}
+    for w, q in enumerate(question_of_window):
+        window_offsets = offsets[w]
+        for s in np.argsort(start_logits[w])[-1 : -N_BEST - 1 : -1]:
+            for e in np.argsort(end_logits[w])[-1 : -N_BEST - 1 : -1]:
+                if s >= len(window_offsets) or e >= len(window_offsets):
+                    continue  # batch padding
+                if window_offsets[s] is None or window_offsets[e] is None:
+                    continue  # not context
+                if e < s or e - s + 1 > MAX_ANSWER_LENGTH:
+                    continue
+                score = float(start_logits[w][s] + end_logits[w][e])
+                if q not in best or score > best[q][0]:
+                    best[q] = (score, window_offsets[s][0], window_offsets[e][1])
+    return {question.id: question.context[best[q][1] : best[q][2]] if q in best else ""
+            for q, question in enumerate(questions)}
+
+
+def peer_side(args) -> dict:
+    from datasets import Dataset
+    from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments, set_seed)
+
+    from bertfit import squad_metrics
+    from bertfit.checkpoints import embedded_model_path
+    from bertfit.model import BertConfig
+
+    train_questions, eval_questions = read_questions(args)
+    path = embedded_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    train = Dataset.from_dict(peer_train_windows(train_questions, tokenizer, args))
+    windows_available = len(train)
+    train = train.select(range(args.train_windows)) if args.train_windows < len(train) else train
+    dev_inputs, question_of_window, dev_offsets = peer_eval_windows(eval_questions, tokenizer, args)
+    dev = Dataset.from_dict(dev_inputs)
+    set_seed(args.seed)  # the new span head's initialisation, as run_qa seeds it
+    model = AutoModelForQuestionAnswering.from_pretrained(path)
+
+    with tempfile.TemporaryDirectory(prefix="bench-peer-run-") as output_dir:
+        trainer_args = TrainingArguments(
+            output_dir=output_dir, use_cpu=True, bf16=args.precision == "bf16",
+            per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.eval_batch_size,
+            train_sampling_strategy="group_by_length", learning_rate=args.lr, num_train_epochs=1,
+            warmup_steps=0.1,  # a float below 1 is a ratio in transformers 5
+            lr_scheduler_type="linear", weight_decay=0.01, save_strategy="no", report_to=[], logging_steps=50,
+            dataloader_num_workers=0, seed=args.seed)
+        trainer = Trainer(model=model, args=trainer_args, train_dataset=train, processing_class=tokenizer,
+                          data_collator=DataCollatorWithPadding(tokenizer))
+        start = time.perf_counter()
+        output = trainer.train()
+        train_seconds = time.perf_counter() - start
+
+        # group_by_length also reorders prediction batches; sequential keeps windows in order for decoding
+        trainer.args.train_sampling_strategy = "sequential"
+        start = time.perf_counter()
+        start_logits, end_logits = trainer.predict(dev).predictions
+        eval_seconds = time.perf_counter() - start
+    answers = peer_answers(eval_questions, question_of_window, dev_offsets, start_logits, end_logits)
+    scores = squad_metrics.squad_v1_scores(eval_questions, answers)
+
+    hf = model.config
+    config = BertConfig(hidden_size=hf.hidden_size, intermediate_size=hf.intermediate_size,
+                        num_hidden_layers=hf.num_hidden_layers, num_attention_heads=hf.num_attention_heads)
+    train_lengths = common.length_stats([len(ids) for ids in train["input_ids"]])
+    return {
+        "train_questions": len(train_questions),
+        "windows_available": windows_available,
+        "train_examples": len(train),
+        "train_steps": output.global_step,
+        "train_tokens": train_lengths["tokens"],
+        "train_seconds": train_seconds,
+        "train_runtime": output.metrics["train_runtime"],  # the Trainer's own clock
+        "train_flops": common.training_flops(config, **train_lengths),
+        "eval_questions": len(eval_questions),
+        "eval_examples": len(dev),
+        "eval_tokens": sum(len(ids) for ids in dev_inputs["input_ids"]),
+        "eval_seconds": eval_seconds,
+        **scores,
+    }
+
+
+def common_window_count(args) -> tuple[int, int]:
+    """Training windows each preprocessing cuts from the same questions (tokenizing only)."""
+    from transformers import AutoTokenizer
+
+    from bertfit.checkpoints import embedded_model_path, load_tokenizer
+
+    questions, _ = read_questions(args)
+    ours = len(bertfit_windows(questions, load_tokenizer(embedded_model_path()), args, training=True)[0])
+    theirs = len(peer_train_windows(questions, AutoTokenizer.from_pretrained(embedded_model_path()), args)["input_ids"])
+    return ours, theirs
+
+
+def main(argv: list[str]) -> None:
+    parser = common.parser(__doc__.splitlines()[0])
+    parser.add_argument("--train-file", required=True, help="an official SQuAD v1.1 JSON file")
+    parser.add_argument("--samples", type=int, required=True, help="train on the first N questions")
+    parser.add_argument("--eval-file", help="evaluate here (default: the last 10 articles of --train-file)")
+    parser.add_argument("--eval-samples", type=int, default=0, help="evaluate the first M questions (0: all)")
+    parser.add_argument("--train-windows", type=int, default=0,
+                        help="train on the first K windows (default: the smaller of the two sides' counts)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--eval-batch-size", type=int, default=128)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--max-seq-length", type=int, default=384)
+    parser.add_argument("--doc-stride", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+
+    if not args.side and not args.train_windows:
+        args.train_windows = min(common_window_count(args))
+        argv = [*argv, "--train-windows", str(args.train_windows)]
+    results = common.run(__file__, args, argv, {"bertfit": bertfit_side, "peer": peer_side})
+    if results is None:
+        return
+    peak = results.pop("peak")
+    bertfit, peer = results["bertfit"], results["peer"]
+    if bertfit["train_examples"] != peer["train_examples"]:
+        sys.exit(f"the sides trained on different numbers of windows: {bertfit['train_examples']} / "
+                 f"{peer['train_examples']}")
+    notes = [f"SQuAD: {bertfit['train_questions']} training questions -> {bertfit['windows_available']} / "
+             f"{peer['windows_available']} windows (bertfit / peer); both trained on {bertfit['train_examples']}, "
+             f"1 epoch, batch {args.batch_size} ({bertfit['train_steps']} / {peer['train_steps']} steps)",
+             f"{bertfit['eval_questions']} evaluation questions -> {bertfit['eval_examples']} / {peer['eval_examples']} "
+             f"windows; {args.precision}, {bertfit['threads']} / {peer['threads']} threads (bertfit / peer)",
+             f"real tokens: train {bertfit['train_tokens']} / {peer['train_tokens']}, "
+             f"eval {bertfit['eval_tokens']} / {peer['eval_tokens']} (bertfit / peer)",
+             f"bertfit's loop alone (no setup, no final checkpoint): {bertfit['train_loop_seconds']:.1f}s; "
+             f"the Trainer's own train_runtime: {peer['train_runtime']:.1f}s"]
+    common.report("SQuAD v1.1 fine-tuning", args, peak, results, COLUMNS, notes)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,573 @@
+"""The GLUE pipeline end to end: fine-tune, score, save, predict and classify, through the API and the CLI.
+
+Every run uses a tiny BERT (2 layers, hidden size 32) with the embedded tokenizer, on a few dozen rows
+written in the official GLUE layout, so a run takes well under a second once torch is warm.
+"""
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file
+
+from bertfit import metrics
+from bertfit.checkpoints import load_pretrained, save_pretrained
+from bertfit.cli import main
+from bertfit.demo import write_sentiment_data
+from bertfit.model import BertConfig, BertForSequenceClassification
+from bertfit.recipes.glue import GlueOptions, classify, finetune_glue, loss_fn, predict_glue
+from bertfit.tasks.glue import GLUE_TASKS
+from bertfit.training import TrainSettings
+
+FAST = TrainSettings(epochs=1, lr=1e-3, batch_size=8, eval_batch_size=64, precision="fp32", seed=0, log_every=1)
+FAST_FLAGS = ["--epochs", "1", "--lr", "1e-3", "--batch-size", "8", "--eval-batch-size", "64",
+              "--precision", "fp32", "--seed", "0"]
+NLI3 = ("entailment", "neutral", "contradiction")
+
+# Header lines as in the official download.
+MRPC_HEADER = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String"
+STSB_HEADER = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
+STSB_TEST_HEADER = STSB_HEADER.removesuffix("\tscore")
+MNLI_TEST_HEADER = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse"
+                    "\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2")
+MNLI_TRAIN_HEADER = MNLI_TEST_HEADER + "\tlabel1\tgold_label"
+MNLI_DEV_HEADER = MNLI_TEST_HEADER + "\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label"
+AX_HEADER = "index\tsentence1\tsentence2"
+
+POSITIVE = ("good", "great", "charming", "moving", "funny")
+NEGATIVE = ("bad", "dull", "boring", "clumsy", "tedious")
+
+
+# ---- data in the official layout ----------------------------------------------------------------
+
+def reviews(n: int, offset: int = 0) -> list[tuple[str, int]]:
+    """n short movie reviews with alternating labels 0/1; `offset` gives other splits other sentences."""
+    rows = []
+    for i in range(offset, offset + n):
+        words = POSITIVE if i % 2 else NEGATIVE
+        rows.append((f"review {i} : the film was {words[i % 5]} and {words[(i // 2) % 5]} .", i % 2))
+    return rows
+
+
+def pairs(n: int, offset: int = 0) -> list[tuple[str, str, int]]:
+    """n sentence pairs with a class id 0..2 cycling."""
+    return [(f"a man number {i} is playing a guitar .", f"someone {i} plays {'music' if i % 3 else 'chess'} .", i % 3)
+            for i in range(offset, offset + n)]
+
+
+def write_tsv(path: Path, header: str | None, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ([header] if header is not None else []) + ["\t".join(map(str, row)) for row in rows]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def write_sst2(root: Path, train: int = 32, dev: int = 16, test_indices=(7, 3, 12, 0, 5, 9, 1, 11, 2, 10, 4, 6),
+               long_texts: bool = False) -> Path:
+    """An SST-2 folder (`sentence\\tlabel`; test `index\\tsentence` with the given indices); returns the GLUE root."""
+    stretch = (lambda text: " ".join([text] * 8)) if long_texts else (lambda text: text)
+    write_tsv(root / "SST-2" / "train.tsv", "sentence\tlabel", [(stretch(t), y) for t, y in reviews(train)])
+    write_tsv(root / "SST-2" / "dev.tsv", "sentence\tlabel", [(stretch(t), y) for t, y in reviews(dev, 1000)])
+    test = reviews(len(test_indices), 2000)
+    write_tsv(root / "SST-2" / "test.tsv", "index\tsentence",
+              [(i, stretch(t)) for i, (t, _) in zip(test_indices, test)])
+    return root
+
+
+def mnli_row(index, premise, hypothesis, *labels):
+    parses = ["( ( x ) )", "( ( y ) )", "(ROOT (S x))", "(ROOT (S y))"]
+    return [index, "31193", "31193n", "government", *parses, premise, hypothesis, *labels]
+
+
+def read_submission(path: Path) -> tuple[str, list[list[str]]]:
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    return header, [row.split("\t") for row in rows]
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def glue_cli(task: str, data_dir: Path, run_dir: Path, model: str, *more: str) -> int:
+    return main(["glue", task, "--data-dir", str(data_dir), "--output-dir", str(run_dir), "--model", model,
+                 *FAST_FLAGS, *more])
+
+
+def run_glue(task: str, data_dir: Path, run_dir: Path, model: str, settings: TrainSettings = FAST, **options) -> dict:
+    return finetune_glue(GlueOptions(task=task, model=model, data_dir=str(data_dir), output_dir=str(run_dir),
+                                     quiet=True, **options), settings)
+
+
+# ---- fixtures -----------------------------------------------------------------------------------
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=128)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tokenizer) -> str:
+    """A tiny random BERT with a 2-label head, saved as a Hugging Face folder with the embedded tokenizer."""
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.get_vocab_size(), **TINY))
+    return str(save_pretrained(model, tokenizer, tmp_path_factory.mktemp("tiny") / "model"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models train fastest on one thread; more only spin against the other processes on the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def feature_cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("BERTFIT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+class Run(NamedTuple):
+    dir: Path
+    results: dict
+    data_dir: Path
+
+
+def shared_run(tmp_path_factory, name: str, train) -> Run:
+    """A run shared by a module's tests (its own feature cache, since monkeypatch is per test)."""
+    root = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BERTFIT_CACHE", str(root / "cache"))
+        data_dir, results = train(root)
+    return Run(root / "run", results, data_dir)
+
+
+@pytest.fixture(scope="module")
+def sst2_run(tmp_path_factory, tiny_model) -> Run:
+    def train(root):
+        data_dir = write_sst2(root / "glue")
+        return data_dir, run_glue("SST-2", data_dir, root / "run", tiny_model)
+
+    return shared_run(tmp_path_factory, "sst2", train)
+
+
+@pytest.fixture(scope="module")
+def mnli_run(tmp_path_factory, tiny_model) -> Run:
+    def train(root):
+        glue = root / "glue"
+        row = lambda i, a, b, y: mnli_row(i, a, b, NLI3[y], NLI3[y])
+        write_tsv(glue / "MNLI" / "train.tsv", MNLI_TRAIN_HEADER, [row(i, *p) for i, p in enumerate(pairs(24))])
+        dev = lambda offset, n: [mnli_row(i, a, b, *[NLI3[y]] * 6) for i, (a, b, y) in enumerate(pairs(n, offset))]
+        write_tsv(glue / "MNLI" / "dev_matched.tsv", MNLI_DEV_HEADER, dev(100, 9))
+        write_tsv(glue / "MNLI" / "dev_mismatched.tsv", MNLI_DEV_HEADER, dev(200, 6))
+        test = lambda offset, n: [mnli_row(i, a, b) for i, (a, b, _) in enumerate(pairs(n, offset))]
+        write_tsv(glue / "MNLI" / "test_matched.tsv", MNLI_TEST_HEADER, test(300, 5))
+        write_tsv(glue / "MNLI" / "test_mismatched.tsv", MNLI_TEST_HEADER, test(400, 4))
+        write_tsv(glue / "diagnostic" / "diagnostic.tsv", AX_HEADER,
+                  [(i, a, b) for i, (a, b, _) in enumerate(pairs(7, 500))])
+        assert glue_cli("MNLI", glue, root / "run", tiny_model, "--quiet") == 0
+        return glue, json.loads((root / "run" / "results.json").read_text())
+
+    return shared_run(tmp_path_factory, "mnli", train)
+
+
+# ---- one run: what it writes --------------------------------------------------------------------
+
+def test_run_writes_results_json(sst2_run, tiny_model):
+    results = json.loads((sst2_run.dir / "results.json").read_text())
+
+    assert results == json.loads(json.dumps(sst2_run.results))
+    assert results["task"] == "sst2" and results["model"] == tiny_model
+    assert list(results["metrics"]) == ["accuracy"] and 0 <= results["metrics"]["accuracy"] <= 1
+    assert results["train_examples"] == 32 and results["eval_examples"] == 16
+    assert results["settings"]["batch_size"] == 8 and results["settings"]["precision"] == "fp32"
+    assert results["steps"] == 4 and results["skipped_examples"] == 0
+
+
+def test_log_has_a_loss_line_per_step_and_an_eval_line(sst2_run):
+    log = read_log(sst2_run.dir)
+    train = [e for e in log if e["event"] == "train"]
+    evals = [e for e in log if e["event"] == "eval"]
+
+    assert [e["step"] for e in train] == [1, 2, 3, 4]
+    assert all(np.isfinite(e["loss"]) and e["loss"] > 0 for e in train)
+    assert len(evals) == 1 and evals[0]["step"] == 4
+    assert evals[0]["accuracy"] == sst2_run.results["metrics"]["accuracy"]
+
+
+def test_saved_model_loads_in_transformers_with_the_same_logits(sst2_run, real_batch):
+    input_ids, token_type_ids, mask = real_batch
+    ours, _ = load_pretrained(sst2_run.dir / "model", head="classification", num_labels=2)
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(str(sst2_run.dir / "model"))
+    ours.eval(), theirs.eval()
+    with torch.no_grad():
+        expected = ours(input_ids, token_type_ids, mask)
+        logits = theirs(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=mask.long()).logits
+
+    assert (logits - expected).abs().max() <= 1e-5
+    assert theirs.config.id2label == {0: "0", 1: "1"}
+    assert theirs.config.bertfit["task"] == "sst2"
+
+
+def test_predict_writes_the_leaderboard_file_with_the_files_indices(sst2_run, capsys):
+    assert main(["predict", str(sst2_run.dir)]) == 0
+    path = sst2_run.dir / "predictions" / "SST-2.tsv"
+    assert capsys.readouterr().out == f"wrote {path}\n"
+
+    header, rows = read_submission(path)
+    assert header == "index\tprediction"
+    assert [int(index) for index, _ in rows] == [7, 3, 12, 0, 5, 9, 1, 11, 2, 10, 4, 6]
+    assert {label for _, label in rows} <= {"0", "1"}
+    test_sentences = [text for text, _ in reviews(12, 2000)]
+    for (_, label), text in list(zip(rows, test_sentences))[:3]:
+        assert classify(sst2_run.dir, text)[0] == label
+
+
+def test_classify_prints_the_label_and_probability_transformers_gives(sst2_run, capsys):
+    text = "a charming and moving film ."
+    assert main(["classify", str(sst2_run.dir), text]) == 0
+    label, probability = capsys.readouterr().out.rstrip("\n").split("\t")
+
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(str(sst2_run.dir / "model")).eval()
+    encoded = transformers.AutoTokenizer.from_pretrained(str(sst2_run.dir / "model"))(text, return_tensors="pt")
+    with torch.no_grad():
+        probabilities = theirs(**encoded).logits.softmax(-1)[0]
+    assert label == theirs.config.id2label[int(probabilities.argmax())]
+    assert float(probability) == pytest.approx(float(probabilities.max()), abs=1e-4)
+    assert 0.5 <= float(probability) <= 1
+
+
+# ---- the other task shapes ----------------------------------------------------------------------
+
+def test_cola_headerless_files_train_through_the_cli_and_predict_from_elsewhere(tmp_path, tiny_model, monkeypatch):
+    cola_row = lambda text, label: ("gj04", label, "" if label else "*", text)
+    write_tsv(tmp_path / "glue" / "CoLA" / "train.tsv", None, [cola_row(*r) for r in reviews(24)])
+    write_tsv(tmp_path / "glue" / "CoLA" / "dev.tsv", None, [cola_row(*r) for r in reviews(10, 100)])
+    write_tsv(tmp_path / "glue" / "CoLA" / "test.tsv", "index\tsentence",
+              [(i, t) for i, (t, _) in enumerate(reviews(6, 200))])
+    monkeypatch.chdir(tmp_path)
+
+    assert glue_cli("CoLA", Path("glue"), tmp_path / "run", tiny_model, "--quiet") == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert list(results["metrics"]) == ["matthews_correlation"]
+    assert results["train_examples"] == 24 and results["eval_examples"] == 10
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the run remembers where its data is
+    assert main(["predict", str(tmp_path / "run")]) == 0
+    header, rows = read_submission(tmp_path / "run" / "predictions" / "CoLA.tsv")
+    assert header == "index\tprediction" and [int(i) for i, _ in rows] == list(range(6))
+
+
+def stsb_rows(n: int, offset: int = 0, with_score: bool = True) -> list[tuple]:
+    rows = []
+    for i, (a, b, _) in enumerate(pairs(n, offset)):
+        row = (i, "main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none", a, b)
+        rows.append(row + ((f"{(i * 0.7) % 5:.3f}",) if with_score else ()))
+    return rows
+
+
+def test_stsb_is_regression_scored_by_correlation_with_clipped_submission(tmp_path, tiny_model):
+    glue = tmp_path / "glue"
+    write_tsv(glue / "STS-B" / "train.tsv", STSB_HEADER, stsb_rows(24))
+    write_tsv(glue / "STS-B" / "dev.tsv", STSB_HEADER, stsb_rows(10, 100))
+    write_tsv(glue / "STS-B" / "test.tsv", STSB_TEST_HEADER, stsb_rows(5, 200, with_score=False))
+
+    results = run_glue("STS-B", glue, tmp_path / "run", tiny_model)
+    assert list(results["metrics"]) == ["pearson", "spearman"]
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["problem_type"] == "regression" and config["id2label"] == {"0": "score"}
+
+    # a model that always says 7.0: the leaderboard file holds GLUE's range, classify the raw score
+    model, tokenizer = load_pretrained(tmp_path / "run" / "model", head="classification", num_labels=1)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.fill_(7.0)
+    save_pretrained(model, tokenizer, tmp_path / "run" / "model", labels=["score"], extra=config["bertfit"])
+    (path,) = predict_glue(tmp_path / "run")
+    header, rows = read_submission(path)
+    assert path.name == "STS-B.tsv" and header == "index\tprediction"
+    assert rows == [[str(i), "5.000"] for i in range(5)]
+    assert classify(tmp_path / "run", "a man plays .", "someone plays .") == ("score", pytest.approx(7.0))
+
+
+def test_regression_loss_is_summed_squared_error_and_classification_cross_entropy(tokenizer, real_batch):
+    input_ids, token_type_ids, mask = real_batch
+    batch = {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": mask}
+    torch.manual_seed(0)
+    regressor = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.get_vocab_size(), **TINY), 1).eval()
+    classifier = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.get_vocab_size(), **TINY), 3).eval()
+    scores, label_ids = torch.tensor([0.5, 4.0, 2.25, 5.0]), torch.tensor([0, 2, 1, 2])
+
+    with torch.no_grad():
+        mse = loss_fn(GLUE_TASKS["stsb"])(regressor, {**batch, "label_ids": scores})
+        xent = loss_fn(GLUE_TASKS["mnli"])(classifier, {**batch, "label_ids": label_ids})
+        predicted = regressor(input_ids, token_type_ids, mask)[:, 0]
+        logits = classifier(input_ids, token_type_ids, mask)
+
+    assert mse.item() == pytest.approx(((predicted - scores) ** 2).sum().item(), rel=1e-6)
+    assert xent.item() == pytest.approx(-logits.log_softmax(-1)[torch.arange(4), label_ids].sum().item(), rel=1e-6)
+
+
+def test_mnli_scores_matched_and_mismatched_dev_sets(mnli_run):
+    results = mnli_run.results
+    assert list(results["metrics"]) == ["accuracy", "mismatched_accuracy"]
+    assert results["eval_examples"] == {"dev_matched": 9, "dev_mismatched": 6}
+    assert results["metrics"]["accuracy"] * 9 == pytest.approx(round(results["metrics"]["accuracy"] * 9))
+    (evaluation,) = [e for e in read_log(mnli_run.dir) if e["event"] == "eval"]
+    assert evaluation["mismatched_accuracy"] == results["metrics"]["mismatched_accuracy"]
+    config = json.loads((mnli_run.dir / "model" / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(3)] == list(NLI3)
+
+
+def test_mnli_predict_writes_matched_and_mismatched_submissions(mnli_run, capsys):
+    assert main(["predict", str(mnli_run.dir)]) == 0
+    folder = mnli_run.dir / "predictions"
+    assert capsys.readouterr().out == f"wrote {folder / 'MNLI-m.tsv'}\nwrote {folder / 'MNLI-mm.tsv'}\n"
+    for name, count in (("MNLI-m.tsv", 5), ("MNLI-mm.tsv", 4)):
+        header, rows = read_submission(folder / name)
+        assert header == "index\tprediction" and [int(i) for i, _ in rows] == list(range(count))
+        assert {label for _, label in rows} <= set(NLI3)
+
+
+def test_glue_ax_writes_diagnostic_predictions_with_the_mnli_model(mnli_run, tmp_path, capsys):
+    assert main(["glue", "ax", "--model", str(mnli_run.dir), "--output-dir", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'out' / 'AX.tsv'}\n"
+    header, rows = read_submission(tmp_path / "out" / "AX.tsv")
+    assert header == "index\tprediction" and [int(i) for i, _ in rows] == list(range(7))
+    assert {label for _, label in rows} <= set(NLI3)
+
+
+def test_glue_ax_refuses_a_model_with_other_labels(sst2_run, mnli_run, capsys):
+    assert main(["glue", "ax", "--model", str(sst2_run.dir), "--data-dir", str(mnli_run.data_dir)]) == 2
+    assert "predicts 0, 1, but GLUE ax needs entailment, neutral, contradiction" in capsys.readouterr().err
+
+
+# ---- a user's own files -------------------------------------------------------------------------
+
+def test_own_csv_and_jsonl_files_through_the_cli(tmp_path, tiny_model, capsys):
+    with open(tmp_path / "train.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "review", "sentiment"])
+        writer.writerows((i, text.replace(" and", ", and"), "pos" if y else "neg")  # quoted commas
+                         for i, (text, y) in enumerate(reviews(24)))
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps({"review": t, "sentiment": "pos" if y else "neg"}) + "\n"
+                                                 for t, y in reviews(10, 100)))
+
+    assert main(["glue", "reviews", "--train-file", str(tmp_path / "train.csv"), "--eval-file",
+                 str(tmp_path / "eval.jsonl"), "--text-columns", "review", "--label-column", "sentiment",
+                 "--output-dir", str(tmp_path / "run"), "--model", tiny_model, "--quiet", *FAST_FLAGS]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["task"] == "custom" and list(results["metrics"]) == ["accuracy", "f1"]
+    assert results["train_examples"] == 24 and results["eval_examples"] == 10
+
+    assert main(["classify", str(tmp_path / "run"), "a charming film ."]) == 0
+    label, probability = capsys.readouterr().out.split()
+    assert label in ("neg", "pos") and 0.5 <= float(probability) <= 1
+
+
+def test_own_regression_files_score_whole_number_eval_scores_as_scores(tmp_path, tiny_model):
+    record = lambda a, b, score: json.dumps({"premise": a, "hypothesis": b, "similarity": score}) + "\n"
+    (tmp_path / "train.jsonl").write_text("".join(record(a, b, y * 1.5 + 0.5) for a, b, y in pairs(18)))
+    dev = [(a, b, (0, 1, 5)[y]) for a, b, y in pairs(6, 100)]  # integers, unevenly spaced: not class ids
+    (tmp_path / "dev.jsonl").write_text("".join(record(*row) for row in dev))
+
+    results = finetune_glue(GlueOptions(task="custom", model=tiny_model, train_file=str(tmp_path / "train.jsonl"),
+                                        eval_file=str(tmp_path / "dev.jsonl"), text_columns=("premise", "hypothesis"),
+                                        label_column="similarity", output_dir=str(tmp_path / "run"), quiet=True), FAST)
+
+    predicted = [classify(tmp_path / "run", a, b)[1] for a, b, _ in dev]
+    assert list(results["metrics"]) == ["pearson", "spearman"]
+    assert results["metrics"]["pearson"] == pytest.approx(metrics.pearson(predicted, [s for *_, s in dev]), abs=1e-4)
+
+
+# ---- long texts ---------------------------------------------------------------------------------
+
+def test_long_texts_in_windows_are_scored_and_predicted_once_per_example(tmp_path, tiny_model):
+    glue = write_sst2(tmp_path / "glue", train=8, dev=6, test_indices=(0, 1, 2, 3, 4), long_texts=True)
+    results = run_glue("sst2", glue, tmp_path / "run", tiny_model, max_seq_length=24, long_texts="window", stride=8)
+
+    assert results["train_examples"] == 8 and results["train_features"] > 8 * 3
+    assert results["eval_examples"] == 6
+    (dev_path,) = predict_glue(tmp_path / "run", split="dev")
+    _, rows = read_submission(dev_path)
+    assert len(rows) == 6  # one averaged prediction per example, not per window
+    dev_labels = [str(y) for _, y in reviews(6, 1000)]
+    accuracy = np.mean([label == truth for (_, label), truth in zip(rows, dev_labels)])
+    assert results["metrics"]["accuracy"] == pytest.approx(accuracy)
+    (test_path,) = predict_glue(tmp_path / "run")
+    assert len(read_submission(test_path)[1]) == 5
+
+
+# ---- the feature cache, reproducibility, best model, early stopping, resuming -------------------
+
+def test_second_run_reads_features_from_cache_and_an_edited_file_is_encoded_again(tmp_path, tiny_model, capsys):
+    glue = write_sst2(tmp_path / "glue")
+    outputs = []
+    for run in ("first", "second", "edited"):
+        if run == "edited":
+            train = glue / "SST-2" / "train.tsv"
+            train.write_text(train.read_text().replace("review 5 :", "review five :"))
+        assert glue_cli("sst2", glue, tmp_path / run, tiny_model) == 0
+        outputs.append(capsys.readouterr().out)
+
+    first, second, edited = outputs
+    assert "32 training examples" in first and "from cache" not in first
+    assert "encoded features from cache" in second
+    assert "from cache" not in edited
+
+
+def test_same_seed_gives_identical_metrics_and_weights(tmp_path, tiny_model):
+    glue = write_sst2(tmp_path / "glue")
+    runs = {name: run_glue("sst2", glue, tmp_path / name, tiny_model, settings) for name, settings in
+            (("a", FAST), ("b", FAST), ("other_seed", replace(FAST, seed=1)))}
+    weights = {name: load_file(tmp_path / name / "model" / "model.safetensors") for name in runs}
+    losses = {name: [e["loss"] for e in read_log(tmp_path / name) if e["event"] == "train"] for name in runs}
+
+    assert runs["a"]["metrics"] == runs["b"]["metrics"] and losses["a"] == losses["b"]
+    assert all(torch.equal(weights["a"][k], weights["b"][k]) for k in weights["a"])
+    assert not all(torch.equal(weights["a"][k], weights["other_seed"][k]) for k in weights["a"])
+
+
+def write_mrpc(root: Path) -> Path:
+    row = lambda i, a, b, y: (y % 2, 1000 + i, 2000 + i, a, b)
+    write_tsv(root / "MRPC" / "train.tsv", MRPC_HEADER, [row(i, *p) for i, p in enumerate(pairs(32))])
+    write_tsv(root / "MRPC" / "dev.tsv", MRPC_HEADER, [row(i, *p) for i, p in enumerate(pairs(16, 100))])
+    return root
+
+
+def test_best_model_is_kept_by_the_main_metric(tmp_path, tiny_model):
+    glue = write_mrpc(tmp_path / "glue")
+    settings = replace(FAST, lr=5e-3, eval_every=1, max_steps=8)
+    results = run_glue("mrpc", glue, tmp_path / "run", tiny_model, settings)
+
+    evals = [e for e in read_log(tmp_path / "run") if e["event"] == "eval"]
+    f1s = [e["f1"] for e in evals]
+    best = evals[f1s.index(max(f1s))]  # MRPC's main metric is F1; the first of equals wins
+    assert [e["step"] for e in evals] == list(range(1, 9))
+    assert results["best_step"] == best["step"]
+    assert results["metrics"] == {k: best[k] for k in ("f1", "accuracy")}
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["bertfit"]["metrics"] == results["metrics"]
+
+    (path,) = predict_glue(tmp_path / "run", split="dev")  # the saved model is the best one, not the last
+    predicted = [int(label) for _, label in read_submission(path)[1]]
+    assert metrics.f1(predicted, [y % 2 for *_, y in pairs(16, 100)]) == pytest.approx(results["metrics"]["f1"])
+
+
+def test_patience_stops_training_when_the_metric_stops_improving(tmp_path, tiny_model):
+    glue = write_sst2(tmp_path / "glue")
+    frozen = replace(FAST, lr=0.0, eval_every=1, patience=2, max_steps=10)
+    results = run_glue("sst2", glue, tmp_path / "run", tiny_model, frozen)  # lr 0: the metric never improves
+
+    assert results["stopped_early"] and results["steps"] == 3 and results["best_step"] == 1
+    assert [e["step"] for e in results["history"]] == [1, 2, 3]
+
+
+def test_resuming_a_finished_run_does_not_train_again(tmp_path, tiny_model, capsys):
+    glue = write_sst2(tmp_path / "glue")
+    assert glue_cli("sst2", glue, tmp_path / "run", tiny_model, "--quiet") == 0
+    first = json.loads((tmp_path / "run" / "results.json").read_text())
+    log_before = (tmp_path / "run" / "log.jsonl").read_text()
+    model_written = (tmp_path / "run" / "model" / "model.safetensors").stat().st_mtime_ns
+
+    assert glue_cli("sst2", glue, tmp_path / "run", tiny_model) == 0
+    again = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert f"resuming from step {first['steps']}" in capsys.readouterr().out
+    assert (tmp_path / "run" / "log.jsonl").read_text() == log_before
+    assert (tmp_path / "run" / "model" / "model.safetensors").stat().st_mtime_ns == model_written
+    assert [again[k] for k in ("metrics", "steps", "best_step")] == [first[k] for k in ("metrics", "steps", "best_step")]
+
+
+def test_resuming_with_other_long_text_handling_is_refused(tmp_path, tiny_model, capsys):
+    glue = write_sst2(tmp_path / "glue", train=8, dev=4, long_texts=True)
+    assert glue_cli("sst2", glue, tmp_path / "run", tiny_model, "--max-seq-length", "24", "--quiet") == 0
+
+    assert glue_cli("sst2", glue, tmp_path / "run", tiny_model, "--max-seq-length", "24", "--quiet",
+                    "--long-texts", "window", "--stride", "8") == 2
+    assert f"{tmp_path / 'run'} holds a run with different" in capsys.readouterr().err
+
+
+def test_resuming_a_run_that_stopped_early_does_not_train_again(tmp_path, tiny_model):
+    glue = write_sst2(tmp_path / "glue")
+    frozen = replace(FAST, lr=0.0, eval_every=1, patience=1, max_steps=10)
+    first = run_glue("sst2", glue, tmp_path / "run", tiny_model, frozen)
+    again = run_glue("sst2", glue, tmp_path / "run", tiny_model, frozen)
+
+    assert first["steps"] == 2 and again["steps"] == 2
+
+
+# ---- bad input ----------------------------------------------------------------------------------
+
+def bad_sst2_row(root: Path) -> Path:
+    glue = write_sst2(root / "glue")
+    train = glue / "SST-2" / "train.tsv"
+    lines = train.read_text().splitlines(keepends=True)
+    lines[3] = lines[3].replace("\t", "\textra\t")  # line 4: three columns
+    train.write_text("".join(lines))
+    return glue
+
+
+def training_args(root: Path, model: str) -> list[str]:
+    return ["--model", model, "--output-dir", str(root / "run"), *FAST_FLAGS]
+
+
+ERRORS = {
+    "unknown task": (lambda root, model: ["glue", "sst3", "--data-dir", str(root), *training_args(root, model)],
+                     "unknown GLUE task 'sst3'"),
+    "missing file": (lambda root, model: ["glue", "sst2", "--data-dir", str(root), *training_args(root, model)],
+                     "GLUE sst2 train file not found; looked for {root}/SST-2/train.tsv"),
+    "malformed row": (lambda root, model: ["glue", "sst2", "--data-dir", str(bad_sst2_row(root)),
+                                           *training_args(root, model)],
+                      "{root}/glue/SST-2/train.tsv, line 4: expected 2 tab-separated columns, found 3"),
+    "own file without columns": (lambda root, model: ["glue", "x", "--train-file", str(root / "a.csv"), "--eval-file",
+                                                      "b.csv", *training_args(root, model)],
+                                 "name the text columns"),
+    "ax without a model": (lambda root, model: ["glue", "ax"], "bertfit glue ax needs --model"),
+    "predict without a run": (lambda root, model: ["predict", str(root)], "{root}: no fine-tuned model here"),
+    "classify without a run": (lambda root, model: ["classify", str(root / "nowhere"), "hi"],
+                               "{root}/nowhere: no fine-tuned model here"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_bad_input_is_one_error_line_and_exit_code_2(case, tmp_path, tiny_model, capsys):
+    argv, message = ERRORS[case]
+
+    assert main(argv(tmp_path, tiny_model)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bertfit: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert message.format(root=tmp_path) in err
+
+
+def test_skip_bad_examples_counts_the_skipped_rows(tmp_path, tiny_model, capsys):
+    glue = bad_sst2_row(tmp_path)
+    dev = glue / "SST-2" / "dev.tsv"
+    dev.write_text(dev.read_text() + "an unlabelled review\tmaybe\n")
+
+    assert glue_cli("sst2", glue, tmp_path / "run", tiny_model, "--skip-bad-examples") == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["skipped_examples"] == 2
+    assert results["train_examples"] == 31 and results["eval_examples"] == 16
+    out = capsys.readouterr().out
+    assert "train.tsv: skipped 1 of 32 rows (line 4: expected 2 tab-separated columns, found 3)" in out
+    assert "dev.tsv: skipped 1 of 17 rows (line 18: label 'maybe' is not one of 0, 1)" in out
+
+
+# ---- the demo's data ----------------------------------------------------------------------------
+
+def test_demo_data_trains_and_classifies_with_the_tiny_model(tmp_path, tiny_model):
+    glue = write_sentiment_data(tmp_path / "data", train_size=48, dev_size=24)
+    train = (glue / "SST-2" / "train.tsv").read_text().splitlines()
+    assert train[0] == "sentence\tlabel" and len(train) == 49
+    assert {line.rsplit("\t", 1)[1] for line in train[1:]} == {"0", "1"}
+
+    results = run_glue("sst2", glue, tmp_path / "run", tiny_model)
+    assert results["train_examples"] == 48 and results["eval_examples"] == 24
+    label, probability = classify(tmp_path / "run", "a charming and clever film .")
+    assert label in ("0", "1") and 0.5 <= probability <= 1

@@ -1,0 +1,383 @@
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings as hypothesis_settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file
+
+import tiny
+from bertfit import checkpointing, training
+from bertfit.batching import Features, collate, length_grouped_batches, shard
+from bertfit.checkpoints import save_pretrained
+from bertfit.demo import write_sentiment_data
+from bertfit.errors import BertfitError, ConfigError
+from bertfit.model import BertConfig, BertForSequenceClassification, init_weights
+from bertfit.training import TrainSettings
+
+CPU = torch.device("cpu")
+TRAIN = tiny.features(22, seed=1)  # batches of 4: five full ones and one of 2 per epoch
+DEV = tiny.features(12, seed=2)
+# 12 steps over 2 epochs, with micro-batches, dropout, warmup, evaluations, checkpoints and logged losses
+SETTINGS = TrainSettings(epochs=2, lr=1e-3, batch_size=4, grad_accum=2, warmup_ratio=0.2, precision="fp32",
+                         eval_every=5, save_every=3, keep_checkpoints=2, log_every=2, seed=7)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; on a machine busy with other work, many times faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Interrupted(Exception):
+    """Stands in for a crash: raised inside the loop, it leaves the run dir as a kill would."""
+
+
+def counting_loss(loss=tiny.classification_loss, interrupt_at: int | None = None, poison_at: int | None = None):
+    """The classification loss, raising Interrupted, or going NaN, at the given call (1-based)."""
+    calls = [0]
+
+    def loss_fn(model, batch):
+        calls[0] += 1
+        if calls[0] == interrupt_at:
+            raise Interrupted
+        value = loss(model, batch)
+        return value * float("nan") if calls[0] == poison_at else value
+
+    return loss_fn
+
+
+def train(run_dir, settings=SETTINGS, loss_fn=tiny.classification_loss, features=TRAIN, resume=True, model=None):
+    """fit a fresh tiny classifier; returns (result, model, [(metrics, weights) each time the best was kept])."""
+    model = model or tiny.classifier()
+    kept = []
+    result = training.fit(model, features, loss_fn, tiny.accuracy_on(DEV),
+                          lambda m, metrics: kept.append((metrics, tiny.weights(m))), settings, run_dir,
+                          tiny.PAD, CPU, resume=resume, run_fingerprint={"model": "tiny"}, quiet=True)
+    return result, model, kept
+
+
+def log_entries(run_dir):
+    """The run's log without the timings, which no two runs share."""
+    entries = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in e.items() if k != "examples_per_s"} for e in entries]
+
+
+def assert_same_weights(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run every resumed one must match."""
+    run_dir = tmp_path_factory.mktemp("reference")
+    result, model, kept = train(run_dir)
+    return {"result": result, "weights": tiny.weights(model), "kept": kept, "log": log_entries(run_dir)}
+
+
+def assert_matches_reference(run_dir, result, model, kept, reference):
+    assert_same_weights(tiny.weights(model), reference["weights"])
+    assert result.history == reference["result"].history
+    assert (result.best_metrics, result.best_step, result.steps) == \
+        (reference["result"].best_metrics, reference["result"].best_step, reference["result"].steps)
+    assert log_entries(run_dir) == reference["log"]
+    # the best model kept last (after the resume, or before it when no later one was better)
+    if kept:
+        assert kept[-1][0] == reference["kept"][-1][0]
+        assert_same_weights(kept[-1][1], reference["kept"][-1][1])
+
+
+# ---- exact resume -------------------------------------------------------------------------------
+
+def test_the_reference_run_learns_and_checkpoints(reference):
+    result = reference["result"]
+    assert result.steps == 12 and not result.stopped_early and result.skipped_steps == 0
+    assert [e["step"] for e in result.history] == [5, 10, 12]
+    assert [metrics for metrics, _ in reference["kept"]][-1] == result.best_metrics
+
+
+@pytest.mark.parametrize("crash_step", [2, 7, 8, 11])  # before any checkpoint; after one at an epoch end; after evaluations
+def test_a_crashed_run_resumes_to_the_same_weights_metrics_and_log(tmp_path, reference, crash_step):
+    with pytest.raises(Interrupted):
+        train(tmp_path, loss_fn=counting_loss(interrupt_at=2 * crash_step))  # second micro-batch of the step
+    result, model, kept = train(tmp_path)
+    assert_matches_reference(tmp_path, result, model, kept, reference)
+
+
+def test_rerunning_a_finished_run_trains_no_further(tmp_path, reference):
+    train(tmp_path)
+    result, model, kept = train(tmp_path)
+    assert kept == [] and result.steps == 12
+    assert_same_weights(tiny.weights(model), reference["weights"])
+
+
+def test_an_early_stopped_run_stays_stopped_when_resumed(tmp_path):
+    frozen = replace(SETTINGS, lr=0.0, eval_every=1, patience=2)
+    first, _, _ = train(tmp_path, frozen)
+    assert first.stopped_early and first.steps == 3  # the best at step 1, then two evaluations without improvement
+    again, _, kept = train(tmp_path, frozen)
+    assert again.stopped_early and again.steps == 3 and kept == []
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip a byte"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, reference, capsys, damage):
+    train(tmp_path)
+    newest, previous = checkpointing.CheckpointStore(tmp_path / "checkpoints").checkpoints()
+    weights_file = newest / "model.safetensors"
+    data = bytearray(weights_file.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    weights_file.write_bytes(bytes(data))
+
+    result, model, kept = train(tmp_path)
+    warning = capsys.readouterr().err
+    assert f"checkpoint {newest} is damaged" in warning and "model.safetensors" in warning
+    assert previous.name == "step-00000010"
+    assert_matches_reference(tmp_path, result, model, kept, reference)
+
+
+def test_a_run_whose_checkpoints_are_all_damaged_stops_and_says_how_to_start_afresh(tmp_path):
+    train(tmp_path, replace(SETTINGS, max_steps=3))
+    for checkpoint in checkpointing.CheckpointStore(tmp_path / "checkpoints").checkpoints():
+        (checkpoint / "trainer.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(BertfitError, match="--overwrite"):
+        train(tmp_path, replace(SETTINGS, max_steps=3))
+
+
+# ---- refusing to mix two runs -------------------------------------------------------------------
+
+def test_resuming_with_other_settings_or_data_is_refused_naming_the_change(tmp_path):
+    short = replace(SETTINGS, max_steps=3, save_every=1)
+    train(tmp_path, short)
+    before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+
+    with pytest.raises(ConfigError, match=r"different lr \(0\.001 before, 0\.002 now\)"):
+        train(tmp_path, replace(short, lr=2e-3))
+    changed = Features(TRAIN.ids.copy(), TRAIN.type_ids, TRAIN.offsets, TRAIN.columns)
+    changed.ids[5] += 1
+    with pytest.raises(ConfigError, match="different train data") as refused:
+        train(tmp_path, short, features=changed)
+    assert "--overwrite" in str(refused.value)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+
+    train(tmp_path, replace(short, log_every=1, keep_checkpoints=3))  # these do not change what is trained
+
+    result, _, _ = train(tmp_path, replace(short, lr=2e-3, save_every=2, log_every=1), resume=False)  # --overwrite
+    assert result.steps == 3
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000002", "step-00000003"]
+    assert json.loads((tmp_path / "run.json").read_text())["lr"] == 2e-3
+    assert [e["step"] for e in log_entries(tmp_path)] == [1, 2, 3, 3]  # the old run's log went with it
+
+
+# ---- non-finite losses --------------------------------------------------------------------------
+
+def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    settings = replace(SETTINGS, grad_accum=1, save_every=1, eval_every=0)
+    with pytest.raises(BertfitError, match=r"step 3: the loss \(nan\).*not finite") as stopped:
+        train(tmp_path, settings, loss_fn=counting_loss(poison_at=3))
+    store = checkpointing.CheckpointStore(tmp_path / "checkpoints")
+    newest = store.checkpoints()[0]
+    assert newest.name == "step-00000002" and str(newest) in str(stopped.value)
+    model = tiny.classifier()
+    optimizer = training.make_optimizer(model, 1e-3, 0.0)
+    state = store.load_latest(model, optimizer, training.linear_schedule(optimizer, 0, 10),
+                              torch.amp.GradScaler("cpu", enabled=False))
+    assert state["step"] == 2 and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_an_exploding_learning_rate_stops_the_run(tmp_path):
+    with pytest.raises(BertfitError, match="not finite"):
+        train(tmp_path, replace(SETTINGS, lr=1e30, warmup_ratio=0.0, grad_accum=1))
+
+
+def test_skip_nonfinite_skips_and_counts_the_step(tmp_path):
+    settings = replace(SETTINGS, grad_accum=1, eval_every=0, skip_nonfinite=True)
+    result, model, _ = train(tmp_path, settings, loss_fn=counting_loss(poison_at=3))
+    assert result.skipped_steps == 1 and result.steps == 12
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert [e["step"] for e in log_entries(tmp_path) if e["event"] == "skipped"] == [3]
+    assert all(np.isfinite(e["loss"]) for e in log_entries(tmp_path) if e["event"] == "train")
+
+
+# ---- one run per folder -------------------------------------------------------------------------
+
+def _hold_lock(run_dir, locked, release):
+    with checkpointing.RunLock(run_dir):
+        locked.set()
+        release.wait(30)
+
+
+def test_a_second_fit_into_a_locked_run_dir_fails_clearly(tmp_path):
+    context = multiprocessing.get_context("fork")  # the holder needs only the lock, not a second torch
+    locked, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold_lock, args=(tmp_path, locked, release))
+    holder.start()
+    try:
+        assert locked.wait(30)
+        with pytest.raises(ConfigError, match="in use by another bertfit run"):
+            train(tmp_path, replace(SETTINGS, max_steps=1))
+    finally:
+        release.set()
+        holder.join(30)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_recipe_may_hold_the_lock_around_fit(tmp_path):
+    with checkpointing.RunLock(tmp_path):
+        result, _, _ = train(tmp_path, replace(SETTINGS, max_steps=1))
+    assert result.steps == 1
+
+
+# ---- batches ------------------------------------------------------------------------------------
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 128), max_size=300), st.integers(1, 40), st.integers(0, 5), st.integers(1, 8))
+def test_length_grouped_batches_hold_every_index_once_per_epoch(lengths, batch_size, epoch, group):
+    lengths = np.array(lengths, dtype=np.int64)
+    batches = length_grouped_batches(lengths, batch_size, seed=3, epoch=epoch, group=group)
+    assert sorted(np.concatenate(batches).tolist() if batches else []) == list(range(len(lengths)))
+    assert all(1 <= len(b) <= batch_size for b in batches)
+    if batches:
+        assert max(lengths[b].max() for b in batches) == lengths[batches[0]].max()  # the longest batch first
+    again = length_grouped_batches(lengths, batch_size, seed=3, epoch=epoch, group=group)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+
+
+def test_length_grouped_batches_change_with_the_epoch_and_seed_and_hold_similar_lengths():
+    lengths = np.random.default_rng(0).integers(1, 129, size=4096)
+    batches = length_grouped_batches(lengths, 16, seed=1, epoch=0)
+    order = np.concatenate(batches)
+    assert not np.array_equal(order, np.concatenate(length_grouped_batches(lengths, 16, seed=1, epoch=1)))
+    assert not np.array_equal(order, np.concatenate(length_grouped_batches(lengths, 16, seed=2, epoch=0)))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    assert spread < 4 and padded < 1.05 * lengths.sum()  # random batches: a spread near 110, half of it pads
+
+
+def test_collate_pads_to_the_longest_in_the_batch():
+    features = Features.from_lists([[2, 5, 3], [2, 6, 7, 8, 3], [2, 3]], [[0] * 3, [0, 0, 1, 1, 1], [0] * 2],
+                                   label_ids=[1, 0, 1])
+    batch = collate(features, [2, 0], pad_id=0)
+    assert batch["input_ids"].tolist() == [[2, 3, 0], [2, 5, 3]]
+    assert batch["attention_mask"].tolist() == [[True, True, False], [True, True, True]]
+    assert batch["token_type_ids"].tolist() == [[0, 0, 0], [0, 0, 0]]
+    assert batch["label_ids"].tolist() == [1, 1]
+    assert collate(features, [1], pad_id=0)["token_type_ids"].tolist() == [[0, 0, 1, 1, 1]]
+
+
+def test_shards_split_a_batch_among_ranks_without_overlap():
+    batch = np.arange(7)
+    parts = [shard(batch, rank, 3) for rank in range(3)]
+    assert sorted(np.concatenate(parts).tolist()) == list(range(7))
+    assert [len(p) for p in parts] == [3, 2, 2]
+
+
+def test_predict_returns_outputs_in_feature_order():
+    features = tiny.features(11, seed=4)
+    model = tiny.classifier().eval()
+    span = tiny.span_model().eval()
+    (logits,) = training.predict(model, features, tiny.PAD, CPU, batch_size=3, precision="fp32")
+    starts, ends = training.predict(span, features, tiny.PAD, CPU, batch_size=3, precision="fp32", per_token=True)
+    with torch.no_grad():
+        for i in range(len(features)):
+            ids = torch.from_numpy(features.input_ids(i).astype(np.int64))[None]
+            assert np.allclose(logits[i], model(ids)[0].numpy(), atol=1e-5)
+            start, end = span(ids)
+            assert len(starts[i]) == features.lengths[i]
+            assert np.allclose(starts[i], start[0].numpy(), atol=1e-5) and np.allclose(ends[i], end[0].numpy(), atol=1e-5)
+
+
+# ---- checkpoint files ---------------------------------------------------------------------------
+
+def test_checkpoints_are_verified_files_renamed_into_place_and_only_the_last_k_kept(tmp_path):
+    model = tiny.classifier()
+    optimizer = training.make_optimizer(model, 1e-3, 0.01)
+    scheduler = training.linear_schedule(optimizer, 1, 10)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    store = checkpointing.CheckpointStore(tmp_path, keep=2)
+    for step in range(1, 6):
+        store.save(model, optimizer, scheduler, scaler, {"step": step})
+    (tmp_path / "step-00000009.tmp").mkdir()  # a save a crash interrupted: never loaded
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000004", "step-00000005", "step-00000009.tmp"]
+    newest = store.checkpoints()[0]
+    manifest = json.loads((newest / "manifest.json").read_text())
+    assert set(manifest) == {"model.safetensors", "trainer.pt", "state.json"}
+    for name, digest in manifest.items():
+        assert checkpointing._sha256(newest / name) == digest
+    trainer = torch.load(newest / "trainer.pt", weights_only=True)
+    assert set(trainer) == {"optimizer", "scheduler", "scaler"}
+    assert_same_weights(load_file(newest / "model.safetensors"), tiny.weights(model))
+    assert store.load_latest(tiny.classifier(seed=1), optimizer, scheduler, scaler) == {"step": 5}
+
+
+def test_a_resumed_log_drops_what_the_crashed_run_wrote_after_its_checkpoint(tmp_path):
+    log = checkpointing.JsonlLog(tmp_path / "log.jsonl")
+    for step in (2, 4, 6):
+        log.write({"event": "train", "step": step})
+    with open(log.path, "a") as f:
+        f.write('{"event": "tra')  # killed mid-line
+    log.rewind(4)
+    log.write({"event": "train", "step": 6})
+    assert [json.loads(line)["step"] for line in log.path.read_text().splitlines()] == [2, 4, 6]
+
+
+# ---- the whole command, killed and resumed ------------------------------------------------------
+
+def test_a_killed_fine_tune_resumes_bitwise_equal_to_an_uninterrupted_one(tmp_path, tokenizer):
+    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config)
+    init_weights(model, config)
+    save_pretrained(model, tokenizer, tmp_path / "tiny")
+    write_sentiment_data(tmp_path / "glue", train_size=48, dev_size=16)
+
+    def command(name):
+        args = ["glue", "sst2", "--model", tmp_path / "tiny", "--data-dir", tmp_path / "glue", "--output-dir",
+                tmp_path / name, "--precision", "fp32", "--batch-size", "4", "--epochs", "3", "--lr", "1e-3",
+                "--eval-every", "5", "--save-every", "2", "--max-seq-length", "32", "--quiet"]
+        env = {**os.environ, "BERTFIT_CACHE": str(tmp_path / f"cache-{name}"), "OMP_NUM_THREADS": "1"}
+        return dict(args=[sys.executable, "-m", "bertfit", *map(str, args)], env=env,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    uninterrupted = subprocess.Popen(**command("whole"))
+    killed = subprocess.Popen(**command("resumed"))
+    checkpoints = tmp_path / "resumed" / "checkpoints"
+    deadline = time.monotonic() + 60
+    while killed.poll() is None and time.monotonic() < deadline:
+        # kill once a few steps and an evaluation lie behind the last checkpoint's
+        if any(p.name >= "step-00000008" and not p.name.endswith(".tmp") for p in checkpoints.glob("step-*")):
+            killed.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert killed.wait(60) == -signal.SIGKILL, killed.communicate()[1].decode()
+    assert uninterrupted.wait(60) == 0, uninterrupted.communicate()[1].decode()
+    resumed = subprocess.run(**command("resumed"), timeout=60)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+
+    whole, again = tmp_path / "whole", tmp_path / "resumed"
+    a, b = (json.loads((run / "results.json").read_text()) for run in (whole, again))
+    assert a["steps"] == b["steps"] == 36
+    for key in ("metrics", "best_step", "history", "stopped_early"):
+        assert a[key] == b[key], key
+    assert log_entries(whole) == log_entries(again)
+    last = checkpointing.CheckpointStore(whole / "checkpoints").checkpoints()[0].name
+    for weights in (Path("model") / "model.safetensors", Path("checkpoints") / last / "model.safetensors"):
+        assert (whole / weights).read_bytes() == (again / weights).read_bytes(), weights
