@@ -45,8 +45,21 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: TrainSetting
     group.add_argument("--quiet", action="store_true")
 
 
+def given_settings(args: argparse.Namespace) -> dict:
+    """The TrainSettings fields on the command line; None is an option not given (`glue` parses so for `glue all`)."""
+    return {f.name: getattr(args, f.name) for f in fields(TrainSettings) if getattr(args, f.name, None) is not None}
+
+
 def settings_from(args: argparse.Namespace) -> TrainSettings:
-    return TrainSettings(**{f.name: getattr(args, f.name) for f in fields(TrainSettings) if hasattr(args, f.name)})
+    return TrainSettings(**given_settings(args))
+
+
+def comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def int_list(text: str) -> list[int]:
+    return [int(item) for item in comma_list(text)]
 
 
 def cmd_glue(args: argparse.Namespace) -> None:
@@ -65,6 +78,13 @@ def cmd_glue(args: argparse.Namespace) -> None:
         text_columns=tuple(c for c in (args.text_columns or "").split(",") if c), label_column=args.label_column,
         long_texts=args.long_texts, stride=args.stride, skip_bad_examples=args.skip_bad_examples,
         overwrite=args.overwrite, tokenizer=args.tokenizer, quiet=args.quiet)
+    if args.task.lower() == "all":
+        from .suite import run_glue_suite
+
+        run_glue_suite(options, given_settings(args), args.tasks or (), args.seeds or ())
+        return
+    if args.tasks or args.seeds:
+        raise BertfitError("--tasks and --seeds go with `bertfit glue all`")
     finetune_glue(options, settings_from(args))
 
 
@@ -121,6 +141,12 @@ def cmd_qa(args: argparse.Namespace) -> None:
     print(f"...{before}[{result['answer']}]{after}...".replace("\n", " "))
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from .reports import compare_runs, use_colour
+
+    print(compare_runs(args.run_dirs, colour=use_colour(sys.stdout)))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -131,8 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertfit", description="Fine-tune BERT encoders on GLUE and SQuAD.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("glue", help="fine-tune and evaluate on a GLUE task (or `ax`: diagnostic predictions)")
-    p.add_argument("task", help="cola sst2 mrpc stsb qqp mnli qnli rte wnli ax (GLUE spellings work too)")
+    p = commands.add_parser("glue", help="fine-tune and evaluate on a GLUE task (`ax`: diagnostic predictions; "
+                                         "`all`: every task in --data-dir, with a leaderboard table)")
+    p.add_argument("task", help="cola sst2 mrpc stsb qqp mnli qnli rte wnli ax all (GLUE spellings work too)")
+    p.add_argument("--tasks", type=comma_list, help="with `all`: only these tasks, e.g. cola,mrpc")
+    p.add_argument("--seeds", type=int_list, help="with `all`: one run per seed (TASK/seed-N), reported as mean ± std")
     p.add_argument("--data-dir", help="folder in the official GLUE layout (default: the hub dataset)")
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--train-file", help="your own CSV/TSV/JSONL training file")
@@ -143,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="window: classify overlapping windows of long texts and average their logits")
     p.add_argument("--stride", type=int, default=64, help="overlap in tokens between windows")
     add_training_options(p)
-    p.set_defaults(func=cmd_glue)
+    # None marks an option not given: `glue all` takes each task's own settings (suite.TASK_DEFAULTS) for those
+    p.set_defaults(func=cmd_glue, **dict.fromkeys(f.name for f in fields(TrainSettings)))
 
     p = commands.add_parser("predict", help="write GLUE leaderboard files from a fine-tuned run")
     p.add_argument("run_dir")
@@ -185,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context-file")
     p.add_argument("--null-threshold", type=float)
     p.set_defaults(func=cmd_qa)
+
+    p = commands.add_parser("report", help="compare finished runs (GLUE, SQuAD, or a `glue all` folder) in a table")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.set_defaults(func=cmd_report)
 
     p = commands.add_parser("demo", help="a short fine-tune of the embedded model on data bertfit writes itself")
     p.add_argument("--output-dir", default="runs/demo")

@@ -373,31 +373,47 @@ def predict(model: nn.Module, features: Features, pad_id: int, device: torch.dev
 
     `per_token=False`: one array [n, ...] per output (classification logits).
     `per_token=True`: per output, a list of 1-D arrays trimmed to each sequence's length (span logits).
-    Batches are sorted by length so little is spent on pads. Under torchrun every rank predicts
-    its share and the shares are gathered, so each example is counted exactly once.
+    Batches are sorted by length so little is spent on pads. Under torchrun each rank predicts
+    every world_size-th batch into zeros, and one all-reduce sums the shares: each example is
+    counted exactly once, and its numbers are exactly what its rank computed.
     """
     rank, world_size = world()
     dtype = resolve_precision(precision, device)
     was_training = model.training
     model.eval()
-    lengths = features.lengths
-    mine = [b for i, b in enumerate(eval_batches(lengths, batch_size)) if i % world_size == rank]
-    results: dict[int, list] = {}
-    for indices in mine:
+    lengths, offsets = features.lengths, features.offsets
+    batches = eval_batches(lengths, batch_size)
+    mine = batches[rank::world_size]
+    results = None  # per output: rows in feature order, or (per_token) tokens end to end as in features.ids
+    # a rank without a batch of its own still runs one, to learn the outputs' shapes
+    for indices in mine or batches[:1]:
         batch = collate(features, indices, pad_id)
         batch = {k: batch[k].to(device) for k in ("input_ids", "token_type_ids", "attention_mask")}
         with autocast(device, dtype):
             outputs = model(**batch)
         outputs = [o.float().cpu().numpy() for o in (outputs if isinstance(outputs, tuple) else (outputs,))]
-        for row, i in enumerate(indices):
-            results[int(i)] = [o[row, : lengths[i]] if per_token else o[row] for o in outputs]
-    if world_size > 1:
-        gathered = [None] * world_size
-        dist.all_gather_object(gathered, results)
-        results = {k: v for part in gathered for k, v in part.items()}
+        if results is None:
+            rows = offsets[-1] if per_token else len(features)
+            results = [np.zeros((rows, *o.shape[2 if per_token else 1 :]), np.float32) for o in outputs]
+        if not mine:
+            break
+        for result, output in zip(results, outputs):
+            for row, i in enumerate(indices):
+                if per_token:
+                    result[offsets[i] : offsets[i + 1]] = output[row, : lengths[i]]
+                else:
+                    result[i] = output[row]
     model.train(was_training)
-    columns = list(zip(*(results[i] for i in range(len(features))))) if len(features) else []
-    return [list(column) if per_token else np.stack(column) for column in columns]
+    if results is None:  # no features
+        return []
+    if world_size > 1:
+        for result in results:
+            shares = torch.from_numpy(result).to(device)
+            dist.all_reduce(shares)
+            result[...] = shares.cpu().numpy()
+    if per_token:
+        return [[result[offsets[i] : offsets[i + 1]] for i in range(len(features))] for result in results]
+    return results
 
 
 def settings_dict(settings: TrainSettings) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import checkpointing, metrics, training
+from .. import checkpointing, metrics, reports, training
 from ..checkpoints import load_pretrained, save_pretrained
 from ..errors import CheckpointError, ConfigError
 from ..tasks import glue
@@ -196,6 +196,7 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
         }
         if main:
             training.write_json(run_dir / "results.json", results)
+            reports.write_run_report(run_dir)
             say(metrics_table(task.name, result.best_metrics))
     return results
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import checkpointing, squad_metrics, training
+from .. import checkpointing, reports, squad_metrics, training
 from ..checkpoints import load_pretrained, save_pretrained
 from ..errors import ConfigError, DataError
 from ..tasks import squad
@@ -165,6 +165,7 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
         }
         if main:
             training.write_json(run_dir / "results.json", results)
+            reports.write_run_report(run_dir)
             say(metrics_table(f"squad v{version}", result.best_metrics))
     return results
 
