@@ -1,7 +1,6 @@
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -111,7 +110,8 @@ def test_the_reference_run_learns_and_checkpoints(reference):
     assert [metrics for metrics, _ in reference["kept"]][-1] == result.best_metrics
 
 
-@pytest.mark.parametrize("crash_step", [2, 7, 8, 11])  # before any checkpoint; after one at an epoch end; after evaluations
+# before any checkpoint; after one at the end of the epoch; after evaluations
+@pytest.mark.parametrize("crash_step", [2, 7, 8, 11])
 def test_a_crashed_run_resumes_to_the_same_weights_metrics_and_log(tmp_path, reference, crash_step):
     with pytest.raises(Interrupted):
         train(tmp_path, loss_fn=counting_loss(interrupt_at=2 * crash_step))  # second micro-batch of the step
@@ -301,7 +301,8 @@ def test_predict_returns_outputs_in_feature_order():
             assert np.allclose(logits[i], model(ids)[0].numpy(), atol=1e-5)
             start, end = span(ids)
             assert len(starts[i]) == features.lengths[i]
-            assert np.allclose(starts[i], start[0].numpy(), atol=1e-5) and np.allclose(ends[i], end[0].numpy(), atol=1e-5)
+            assert np.allclose(starts[i], start[0].numpy(), atol=1e-5)
+            assert np.allclose(ends[i], end[0].numpy(), atol=1e-5)
 
 
 # ---- checkpoint files ---------------------------------------------------------------------------

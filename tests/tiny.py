@@ -79,7 +79,8 @@ def span_accuracy_on(dev: Features):
     def evaluate(model) -> dict:
         starts, _ = training.predict(model, dev, PAD, torch.device("cpu"), batch_size=8, precision="fp32",
                                      per_token=True)
-        return {"start_accuracy": float(np.mean([s.argmax() == t for s, t in zip(starts, dev.columns["start_positions"])]))}
+        hits = [s.argmax() == t for s, t in zip(starts, dev.columns["start_positions"])]
+        return {"start_accuracy": float(np.mean(hits))}
 
     return evaluate
 

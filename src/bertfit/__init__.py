@@ -1,2 +1,7 @@
 """bertfit: fine-tune BERT-family encoders on GLUE and SQuAD."""
+from .checkpoints import load_pretrained, save_pretrained
+from .model import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel
+
 __version__ = "0.1.0"
+__all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForQuestionAnswering",
+           "load_pretrained", "save_pretrained"]

@@ -70,8 +70,8 @@ class CheckpointStore:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-        trainer = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()}
-        torch.save(trainer, tmp / "trainer.pt")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict()}, tmp / "trainer.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
         for name in FILES:
             _fsync(tmp / name)
@@ -138,8 +138,9 @@ def fingerprint_of(**parts) -> dict:
 def features_digest(features) -> str:
     """A hash of encoded features (tokens, types, boundaries and columns): the data a run trains on."""
     digest = hashlib.sha256()
-    arrays = [features.ids, features.type_ids, features.offsets] + [features.columns[k] for k in sorted(features.columns)]
-    for name, array in zip(["ids", "type_ids", "offsets", *sorted(features.columns)], arrays):
+    arrays = {"ids": features.ids, "type_ids": features.type_ids, "offsets": features.offsets,
+              **{name: features.columns[name] for name in sorted(features.columns)}}
+    for name, array in arrays.items():
         array = np.ascontiguousarray(array)
         digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
         digest.update(array.data)

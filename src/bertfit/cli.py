@@ -237,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bertfit: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     return 0
 
 

@@ -8,7 +8,6 @@ atomic checkpoints that resume exactly, and torchrun (DistributedDataParallel) w
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import math
 import os
@@ -199,12 +198,8 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
     """
     settings.validate()
     with checkpointing.RunLock(run_dir) if is_main_process() else contextlib.nullcontext():
-        result = _fit(model, train, loss_fn, evaluate, save_best, settings, Path(run_dir), pad_id, device, resume,
-                      {**(run_fingerprint or {}), **run_fingerprint_of(settings, train)}, quiet)
-    # The DDP wrapper sits in reference cycles; left for the interpreter's exit, its gloo work
-    # is torn down after the process group and the process aborts.
-    gc.collect()
-    return result
+        return _fit(model, train, loss_fn, evaluate, save_best, settings, Path(run_dir), pad_id, device, resume,
+                    {**(run_fingerprint or {}), **run_fingerprint_of(settings, train)}, quiet)
 
 
 def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, device, resume, fingerprint,
@@ -318,7 +313,8 @@ def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, 
                         f"fp32, or pass --skip-nonfinite to skip such steps")
                 state["skipped_steps"] += 1
                 if log:
-                    log.write({"event": "skipped", "step": state["step"] + 1, "loss": loss_value, "grad_norm": grad_norm})
+                    log.write({"event": "skipped", "step": state["step"] + 1, "loss": loss_value,
+                               "grad_norm": grad_norm})
             else:
                 scaler.step(optimizer)
                 scaler.update()

@@ -1,6 +1,7 @@
 """GLUE fine-tuning, evaluation and prediction, end to end: read → encode → train → score → save."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -168,10 +169,8 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
                         labels=list(task.labels) if task.labels else ["score"], extra=extra)
 
     fingerprint = checkpointing.fingerprint_of(
-        settings={k: v for k, v in asdict(settings).items() if k not in ("log_every", "keep_checkpoints")},
-        data=[train_examples.texts_a, train_examples.texts_b, train_examples.labels],
         model=str(options.model), task=task.name, max_seq_length=max_len)
-    with checkpointing.RunLock(run_dir) if main else _nothing():
+    with checkpointing.RunLock(run_dir) if main else contextlib.nullcontext():
         result = training.fit(model, train_features, loss_fn(task), evaluate, save_best, settings, run_dir,
                               pad_id, device, resume=not options.overwrite, run_fingerprint=fingerprint,
                               quiet=options.quiet)
@@ -190,6 +189,7 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
             "best_step": result.best_step,
             "steps": result.steps,
             "stopped_early": result.stopped_early,
+            "skipped_steps": result.skipped_steps,
             "train_seconds": round(result.train_seconds, 1),
             "train_examples_per_second": round(result.train_examples_seen / max(result.train_seconds, 1e-9), 1),
             "history": result.history,
@@ -199,14 +199,6 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
             reports.write_run_report(run_dir)
             say(metrics_table(task.name, result.best_metrics))
     return results
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def metrics_table(name: str, values: dict) -> str:

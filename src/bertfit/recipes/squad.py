@@ -60,9 +60,11 @@ def read_questions(path: str | None, version: str, split: str, skip_bad: bool, s
 
 def span_loss(model, batch) -> torch.Tensor:
     """Mean of the start and end cross-entropies, summed over the batch's windows."""
-    start_logits, end_logits = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-    start = F.cross_entropy(start_logits.float(), batch["start_positions"], reduction="sum")
-    end = F.cross_entropy(end_logits.float(), batch["end_positions"], reduction="sum")
+    mask = batch["attention_mask"]
+    start_logits, end_logits = model(batch["input_ids"], batch["token_type_ids"], mask)
+    # pads are no candidates: without the mask the loss would depend on how a batch was padded
+    start = F.cross_entropy(start_logits.float().masked_fill(~mask, -1e4), batch["start_positions"], reduction="sum")
+    end = F.cross_entropy(end_logits.float().masked_fill(~mask, -1e4), batch["end_positions"], reduction="sum")
     return (start + end) / 2
 
 
@@ -138,8 +140,6 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
         write_predictions(run_dir, latest["predictions"], version)
 
     fingerprint = checkpointing.fingerprint_of(
-        settings={k: v for k, v in asdict(settings).items() if k not in ("log_every", "keep_checkpoints")},
-        data=[(q.id, q.question, q.context, [(a.text, a.start) for a in q.answers]) for q in train_questions],
         model=str(options.model), task=f"squad-v{version}", windows=windows_args)
     with checkpointing.RunLock(run_dir) if main else contextlib.nullcontext():
         result = training.fit(model, train_features, span_loss, evaluate, save_best, settings, run_dir, pad_id,
@@ -159,6 +159,7 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
             "best_step": result.best_step,
             "steps": result.steps,
             "stopped_early": result.stopped_early,
+            "skipped_steps": result.skipped_steps,
             "train_seconds": round(result.train_seconds, 1),
             "train_windows_per_second": round(result.train_examples_seen / max(result.train_seconds, 1e-9), 1),
             "history": result.history,

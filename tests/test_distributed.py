@@ -1,0 +1,154 @@
+"""training.fit and training.predict under two gloo processes on CPU, against one process."""
+import json
+import os
+import socket
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
+
+import tiny
+from bertfit import checkpointing, training
+from bertfit.training import TrainSettings
+
+CPU = torch.device("cpu")
+TRAIN = tiny.features(9, seed=1)  # batches of 4, 4 and 1: in the last, rank 1 has no example
+DEV = tiny.features(7, seed=2)
+PREDICT = {"many": tiny.features(13, seed=3), "fewer batches than ranks": tiny.features(3, seed=4)}
+# no dropout: two processes draw different noise than one; everything else is the same computation
+SETTINGS = TrainSettings(epochs=2, lr=1e-3, batch_size=4, warmup_ratio=0.2, precision="fp32", save_every=2,
+                         log_every=1, seed=3)
+RUNS = {  # name -> (model, loss, evaluation, settings)
+    "plain": (tiny.classifier, tiny.classification_loss, tiny.accuracy_on, SETTINGS),
+    "accumulated": (tiny.classifier, tiny.classification_loss, tiny.accuracy_on, replace(SETTINGS, grad_accum=2)),
+    # the span head leaves the pooler unused: DDP must not wait for its gradients
+    "span": (tiny.span_model, tiny.span_loss, tiny.span_accuracy_on, replace(SETTINGS, grad_accum=2, max_steps=3)),
+}
+
+
+def run(name: str, run_dir: Path):
+    """One fit of a fresh model; returns (result, model, how many times save_best was called)."""
+    make_model, loss, evaluation, settings = RUNS[name]
+    model = make_model(dropout=0.0)
+    saves = []
+    result = training.fit(model, TRAIN, loss, evaluation(DEV), lambda m, metrics: saves.append(metrics), settings,
+                          run_dir, tiny.PAD, CPU, run_fingerprint={"model": name}, quiet=True)
+    return result, model, len(saves)
+
+
+def worker(rank: int, world_size: int, port: int, out: Path) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
+    torch.set_num_threads(1)
+    device = training.setup_distributed()
+    assert training.world() == (rank, world_size) and device == CPU
+    try:
+        for name in RUNS:
+            # rank 1 gets a folder of its own, which must stay untouched: only rank 0 writes
+            result, model, saves = run(name, out / (name if rank == 0 else f"{name}-rank1"))
+            save_file(tiny.weights(model), out / f"{name}-rank{rank}.safetensors")
+            (out / f"{name}-rank{rank}.json").write_text(json.dumps(
+                {"steps": result.steps, "history": result.history, "saves": saves}))
+        model = tiny.span_model().eval()
+        for name, features in PREDICT.items():
+            starts, ends = training.predict(model, features, tiny.PAD, CPU, batch_size=4, precision="fp32",
+                                            per_token=True)
+            np.savez(out / f"predict-{name}-rank{rank}.npz", lengths=[len(s) for s in starts],
+                     starts=np.concatenate(starts), ends=np.concatenate(ends))
+    finally:
+        dist.destroy_process_group()
+    # Gloo's threads may still be winding down when the interpreter finalizes, which now and then
+    # aborts the process (torch 2.13). Everything is on disk: leave without finalizing.
+    os._exit(0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """Run `worker` on two processes; the folder they wrote their results to."""
+    out = tmp_path_factory.mktemp("ddp")
+    processes = mp.start_processes(worker, args=(2, free_port(), out), nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + 120
+    try:
+        while not processes.join(timeout=1):
+            if time.monotonic() > deadline:
+                pytest.fail("the ranks did not finish in 120 s: a collective waits for a rank that never joins it")
+    finally:
+        for process in processes.processes:
+            if process.is_alive():
+                process.kill()
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_rank(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {name: run(name, tmp_path_factory.mktemp(name)) for name in RUNS}
+    finally:
+        torch.set_num_threads(threads)
+
+
+# A shift of every token's logit alike leaves a softmax unchanged, so the gradients of these span-model
+# parameters are rounding noise, which Adam magnifies into steps of any size: they are not compared.
+SHIFT_ONLY = {"qa_outputs.bias", "bert.layers.1.output_norm.bias"}
+
+
+def assert_close(a: dict, b: dict, atol: float = 1e-5):
+    assert a.keys() == b.keys()
+    for key in a.keys() - SHIFT_ONLY:
+        assert torch.allclose(a[key], b[key], atol=atol, rtol=0), (key, (a[key] - b[key]).abs().max().item())
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_two_ranks_train_the_same_weights_as_one(two_ranks, one_rank, name):
+    result, model, saves = one_rank[name]
+    for rank in range(2):
+        assert_close(load_file(two_ranks / f"{name}-rank{rank}.safetensors"), tiny.weights(model))
+        record = json.loads((two_ranks / f"{name}-rank{rank}.json").read_text())
+        assert record["steps"] == result.steps
+        # every rank evaluates the whole dev set (predict gathers it), so all see the same metrics
+        assert [e["step"] for e in record["history"]] == [e["step"] for e in result.history]
+        for theirs, ours in zip(record["history"], result.history):
+            assert theirs == pytest.approx(ours, abs=1e-4)
+
+
+def test_accumulating_gradients_over_ranks_matches_one_pass(two_ranks):
+    accumulated, plain = (load_file(two_ranks / f"{name}-rank0.safetensors") for name in ("accumulated", "plain"))
+    assert_close(accumulated, plain)
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_only_rank_0_writes_checkpoints_logs_and_the_best_model(two_ranks, name):
+    assert not (two_ranks / f"{name}-rank1").exists()
+    assert json.loads((two_ranks / f"{name}-rank1.json").read_text())["saves"] == 0
+    assert json.loads((two_ranks / f"{name}-rank0.json").read_text())["saves"] >= 1
+    run_dir = two_ranks / name
+    assert (run_dir / "log.jsonl").exists() and (run_dir / "run.json").exists()
+    newest = checkpointing.CheckpointStore(run_dir / "checkpoints").checkpoints()[0]
+    steps = json.loads((two_ranks / f"{name}-rank0.json").read_text())["steps"]
+    assert json.loads((newest / "state.json").read_text())["step"] == steps
+
+
+@pytest.mark.parametrize("name", list(PREDICT))
+def test_predict_on_two_ranks_returns_each_example_once_in_order(two_ranks, name):
+    features = PREDICT[name]
+    starts, ends = training.predict(tiny.span_model().eval(), features, tiny.PAD, CPU, batch_size=4,
+                                    precision="fp32", per_token=True)
+    for rank in range(2):
+        with np.load(two_ranks / f"predict-{name}-rank{rank}.npz") as theirs:
+            assert theirs["lengths"].tolist() == features.lengths.tolist()
+            assert np.allclose(theirs["starts"], np.concatenate(starts), atol=1e-5)
+            assert np.allclose(theirs["ends"], np.concatenate(ends), atol=1e-5)
