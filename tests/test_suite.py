@@ -268,7 +268,7 @@ def test_report_reads_squad_runs(tmp_path):
     results = {"task": "squad-v1.1", "metrics": {"f1": 88.5, "exact": 81.25}, "model": "embedded", "steps": 20,
                "best_step": 20, "settings": {"epochs": 2.0, "lr": 5e-5, "batch_size": 16, "seed": 42},
                "train_examples": 100, "train_windows": 120, "eval_examples": 40, "train_seconds": 75.0,
-               "train_windows_per_second": 32.0}
+               "train_examples_per_second": 32.0}
     (tmp_path / "results.json").write_text(json.dumps(results))
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in [
         {"event": "train", "step": 10, "loss": 2.0, "lr": 5e-5}, {"event": "train", "step": 20, "loss": 1.0, "lr": 0.0},

@@ -121,7 +121,7 @@ def write_run_report(run_dir: str | Path) -> list[Path]:
 
 def run_markdown(run_dir: Path, results: dict, log: list[dict], notes: Sequence[str] = ()) -> str:
     task, scores = results["task"], key_metrics(results["task"], results["metrics"])
-    rate = results.get("train_examples_per_second", results.get("train_windows_per_second"))
+    rate = results.get("train_examples_per_second")
     counts = [[k.replace("_", " "), ", ".join(f"{split} {n}" for split, n in results[k].items())
                if isinstance(results[k], dict) else results[k]] for k in DATA_COUNTS if k in results]
     evals = [e for e in log if e.get("event") == "eval"]
@@ -218,7 +218,7 @@ def compare_runs(folders: Sequence[str | Path], colour: bool = False) -> str:
                      *(f"{settings[k]:g}" if k in settings else "-" for k in ("epochs", "lr", "batch_size", "seed")),
                      str(r.get("train_examples", "-")), *(f"{s[k]:.2f}" if k in s else "-" for k in names),
                      clock(r.get("train_seconds")),
-                     str(r.get("train_examples_per_second", r.get("train_windows_per_second", "-")))])
+                     str(r.get("train_examples_per_second", "-"))])
     best = set()
     for column, name in enumerate(names, start=len(described)):
         for task in {r["task"] for _, r in runs}:

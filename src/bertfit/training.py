@@ -80,6 +80,13 @@ class FitResult:
     history: list = field(default_factory=list)
     skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient (--skip-nonfinite)
 
+    def summary(self) -> dict:
+        """The training part of a run's results.json."""
+        return {"best_step": self.best_step, "steps": self.steps, "stopped_early": self.stopped_early,
+                "skipped_steps": self.skipped_steps, "train_seconds": round(self.train_seconds, 1),
+                "train_examples_per_second": round(self.train_examples_seen / max(self.train_seconds, 1e-9), 1),
+                "history": self.history}
+
 
 # ---- devices, precision, distribution -----------------------------------------------------------
 

@@ -186,13 +186,7 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
             "train_features": len(train_features),
             "truncated_train_examples": train_stats.num_truncated,
             "skipped_examples": train_examples.num_skipped + sum(ex.num_skipped for ex in eval_examples.values()),
-            "best_step": result.best_step,
-            "steps": result.steps,
-            "stopped_early": result.stopped_early,
-            "skipped_steps": result.skipped_steps,
-            "train_seconds": round(result.train_seconds, 1),
-            "train_examples_per_second": round(result.train_examples_seen / max(result.train_seconds, 1e-9), 1),
-            "history": result.history,
+            **result.summary(),
         }
         if main:
             training.write_json(run_dir / "results.json", results)

@@ -156,13 +156,7 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
             "train_windows": len(train_features),
             "eval_windows": len(eval_features),
             "train_answers_outside_windows": train_windows.answers_outside,
-            "best_step": result.best_step,
-            "steps": result.steps,
-            "stopped_early": result.stopped_early,
-            "skipped_steps": result.skipped_steps,
-            "train_seconds": round(result.train_seconds, 1),
-            "train_windows_per_second": round(result.train_examples_seen / max(result.train_seconds, 1e-9), 1),
-            "history": result.history,
+            **result.summary(),
         }
         if main:
             training.write_json(run_dir / "results.json", results)
