@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text_pair", nargs="?")
     p.set_defaults(func=cmd_classify)
 
-    squad_defaults = TrainSettings(epochs=2, lr=5e-5, batch_size=16)
+    from .recipes.squad import SQUAD_DEFAULTS
+
     p = commands.add_parser("squad", help="fine-tune and evaluate on SQuAD v1.1 or v2.0")
     p.add_argument("--version", default="1.1", help="1.1 or 2.0")
     p.add_argument("--train-file", help="official SQuAD JSON (default: the hub dataset)")
@@ -199,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-best", type=int, default=20)
     p.add_argument("--max-answer-length", type=int, default=30)
     p.add_argument("--null-threshold", type=float, help="v2.0: answer empty when null minus best span exceeds this")
-    add_training_options(p, squad_defaults)
+    add_training_options(p, SQUAD_DEFAULTS)
     p.set_defaults(func=cmd_squad)
 
     p = commands.add_parser("evaluate-squad", help="score a predictions file with the official SQuAD definitions")

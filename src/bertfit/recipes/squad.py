@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -17,6 +17,11 @@ from ..tasks import squad
 from ..tokenization import special_ids
 from ..training import TrainSettings
 from .glue import metrics_table
+
+
+# Measured on squad-mini v2.0 (README): at lr 1e-4 the embedded model learns to find answers
+# (HasAns F1 39 after 2 epochs) where 5e-5 mostly learns to say "no answer".
+SQUAD_DEFAULTS = TrainSettings(epochs=2, lr=1e-4, batch_size=16)
 
 
 @dataclass
@@ -89,7 +94,7 @@ def write_predictions(folder: Path, predictions: squad.Predictions, version: str
 
 def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None) -> dict:
     """Fine-tune on SQuAD and return the results written to results.json."""
-    settings = settings or TrainSettings(epochs=2, lr=5e-5, batch_size=16)
+    settings = settings or replace(SQUAD_DEFAULTS)
     settings.validate()
     version = normalize_version(options.version)
     squad.check_window_settings(options.max_seq_length, options.doc_stride, options.max_query_length)
