@@ -16,7 +16,8 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: TrainSetting
     group = parser.add_argument_group("training")
     group.add_argument("--model", help="model folder, tutorial .pth file, hub name, or 'embedded' (default)")
     group.add_argument("--tokenizer", help="tokenizer file, when it is not beside the model")
-    group.add_argument("--output-dir", help="run directory (default runs/<task>)")
+    group.add_argument("--num-heads", type=int, help="attention heads of a tutorial .pth (default: hidden size / 64)")
+    group.add_argument("--output-dir", help="run directory (default runs/glue-<task> or runs/squad-v<version>)")
     group.add_argument("--epochs", type=float, default=defaults.epochs)
     group.add_argument("--lr", type=float, default=defaults.lr)
     group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global batch size")
@@ -77,7 +78,7 @@ def cmd_glue(args: argparse.Namespace) -> None:
         max_eval_samples=args.max_eval_samples, train_file=args.train_file, eval_file=args.eval_file,
         text_columns=tuple(c for c in (args.text_columns or "").split(",") if c), label_column=args.label_column,
         long_texts=args.long_texts, stride=args.stride, skip_bad_examples=args.skip_bad_examples,
-        overwrite=args.overwrite, tokenizer=args.tokenizer, quiet=args.quiet)
+        overwrite=args.overwrite, tokenizer=args.tokenizer, num_heads=args.num_heads, quiet=args.quiet)
     if args.task.lower() == "all":
         from .suite import run_glue_suite
 
@@ -111,7 +112,8 @@ def cmd_squad(args: argparse.Namespace) -> None:
         doc_stride=args.doc_stride, max_query_length=args.max_query_length, n_best=args.n_best,
         max_answer_length=args.max_answer_length, null_threshold=args.null_threshold,
         max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
-        skip_bad_examples=args.skip_bad_examples, overwrite=args.overwrite, quiet=args.quiet)
+        skip_bad_examples=args.skip_bad_examples, overwrite=args.overwrite, num_heads=args.num_heads,
+        quiet=args.quiet)
     finetune_squad(options, settings_from(args))
 
 

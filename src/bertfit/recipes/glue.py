@@ -44,6 +44,7 @@ class GlueOptions:
     skip_bad_examples: bool = False
     overwrite: bool = False
     tokenizer: str | None = None
+    num_heads: int | None = None  # a tutorial .pth holds no config
     quiet: bool = False
 
 
@@ -135,7 +136,8 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
 
     torch.manual_seed(settings.seed)
     model, tokenizer = load_pretrained(options.model, head="classification", num_labels=task.num_labels,
-                                       tokenizer_path=options.tokenizer)
+                                       tokenizer_path=options.tokenizer,
+                                       num_heads=options.num_heads)
     pad_id = special_ids(tokenizer).pad
     max_len = min(options.max_seq_length, model.bert.config.max_position_embeddings)
 

@@ -42,6 +42,7 @@ class SquadOptions:
     max_eval_samples: int | None = None
     skip_bad_examples: bool = False
     overwrite: bool = False
+    num_heads: int | None = None  # a tutorial .pth holds no config
     quiet: bool = False
 
 
@@ -105,7 +106,8 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
     threshold = options.null_threshold if options.null_threshold is not None else 0.0
 
     torch.manual_seed(settings.seed)
-    model, tokenizer = load_pretrained(options.model, head="qa", tokenizer_path=options.tokenizer)
+    model, tokenizer = load_pretrained(options.model, head="qa", tokenizer_path=options.tokenizer,
+                                       num_heads=options.num_heads)
     pad_id = special_ids(tokenizer).pad
     if options.max_seq_length > model.bert.config.max_position_embeddings:
         raise ConfigError(f"--max-seq-length {options.max_seq_length} exceeds the model's "
