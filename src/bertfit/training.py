@@ -164,6 +164,57 @@ def linear_schedule(optimizer, warmup_steps: int, total_steps: int) -> torch.opt
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class EmbeddingRowGrads:
+    """Embedding gradients through the rows a step touched, into buffers that live across steps.
+
+    A batch reads a few hundred of the 30k word-embedding rows, yet the dense gradient of the lookup
+    is a fresh zero-filled matrix the size of the table (47 MB for a 384-wide model) every step. The
+    lookups run sparse instead, and after the backward pass `densify` writes the touched rows into a
+    persistent buffer whose previous rows it zeroes first: the optimizer and clipping see the same
+    dense gradient as before (AdamW still moves every row), without allocating and clearing a table
+    per step. Under DistributedDataParallel the embeddings stay dense: its all-reduce wants dense
+    gradients.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.modules = [m for m in model.modules() if isinstance(m, nn.Embedding) and m.weight.requires_grad]
+        self.weights = [m.weight for m in self.modules]
+        self.was_sparse = [m.sparse for m in self.modules]
+        for module in self.modules:
+            module.sparse = True
+        self.buffers: dict[int, torch.Tensor] = {}  # made at the first step, on the device the model trains on
+        self.rows: dict[int, torch.Tensor] = {}
+
+    def restore(self) -> None:
+        """The lookups as the model came: whoever trains it next may not expect sparse gradients."""
+        for module, was_sparse in zip(self.modules, self.was_sparse):
+            module.sparse = was_sparse
+
+    def densify(self) -> None:
+        for weight in self.weights:
+            if weight.grad is None or not weight.grad.is_sparse:
+                continue
+            grad = weight.grad.coalesce()  # micro-batches and repeated tokens sum into one row each
+            buffer = self.buffers.get(id(weight))
+            if buffer is None:
+                buffer = self.buffers[id(weight)] = torch.zeros_like(weight)
+            elif id(weight) in self.rows:
+                buffer.index_fill_(0, self.rows[id(weight)], 0.0)
+            rows = grad.indices()[0]
+            buffer.index_copy_(0, rows, grad.values())
+            self.rows[id(weight)] = rows
+            weight.grad = buffer
+
+
+def clip_gradients(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """The total gradient norm; the gradients are scaled down to max_norm only when they exceed it."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads)
+    if norm > max_norm:  # one host sync per step, which the loop pays for the log anyway
+        torch.nn.utils.clip_grads_with_norm_(model.parameters(), max_norm, norm)
+    return norm
+
+
 # ---- the loop -----------------------------------------------------------------------------------
 
 LossFn = Callable[[nn.Module, dict], torch.Tensor]  # summed loss over the batch's examples
@@ -205,12 +256,17 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
     """
     settings.validate()
     with checkpointing.RunLock(run_dir) if is_main_process() else contextlib.nullcontext():
-        return _fit(model, train, loss_fn, evaluate, save_best, settings, Path(run_dir), pad_id, device, resume,
-                    {**(run_fingerprint or {}), **run_fingerprint_of(settings, train)}, quiet)
+        row_grads = EmbeddingRowGrads(model) if world()[1] == 1 else None
+        try:
+            return _fit(model, train, loss_fn, evaluate, save_best, settings, Path(run_dir), pad_id, device, resume,
+                        {**(run_fingerprint or {}), **run_fingerprint_of(settings, train)}, quiet, row_grads)
+        finally:
+            if row_grads:
+                row_grads.restore()
 
 
 def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, device, resume, fingerprint,
-         quiet) -> FitResult:
+         quiet, row_grads) -> FitResult:
     rank, world_size = world()
     main = rank == 0
     dtype = resolve_precision(settings.precision, device)
@@ -306,8 +362,10 @@ def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, 
                     step_loss += loss_sum.detach().float()
             if world_size > 1:
                 dist.all_reduce(step_loss)  # the whole global batch's loss, the same on every rank
+            if row_grads:
+                row_grads.densify()
             scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+            grad_norm = clip_gradients(model, settings.max_grad_norm)
             loss_value, grad_norm = step_loss.item(), grad_norm.item()
             finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
             if not finite and dtype != torch.float16:  # in fp16 the scaler skips overflowing steps itself

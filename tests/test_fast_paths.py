@@ -1,0 +1,134 @@
+"""Every fast path against the plain computation it replaces, on the same inputs."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bertfit import training
+from bertfit.checkpoints import embedded_model_path, load_pretrained
+from bertfit.model import (BertConfig, BertForSequenceClassification, BertModel, Dropout, explicit_attention)
+
+transformers = pytest.importorskip("transformers")
+
+
+def small_config(**overrides):
+    return BertConfig(**{**dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=64), **overrides})
+
+
+def test_explicit_attention_equals_sdpa_in_value_and_gradient():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 9, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    mask = (torch.arange(9)[None, :] < torch.tensor([9, 5, 2])[:, None])[:, None, None, :]
+    ours = explicit_attention(q, k, v, mask, 0.0)
+    grads = torch.autograd.grad(ours.square().sum(), (q, k, v))
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    reference_grads = torch.autograd.grad(reference.square().sum(), (q, k, v))
+    torch.testing.assert_close(ours, reference)
+    for g, r in zip(grads, reference_grads):
+        torch.testing.assert_close(g, r)
+    # one query against all keys, as the last block of a sentence classifier asks
+    torch.testing.assert_close(explicit_attention(q[:, :, :1], k, v, mask, 0.0), reference[:, :, :1])
+
+
+def test_the_training_path_matches_transformers_on_a_padded_batch(real_batch):
+    """With gradients on, short sequences take the explicit attention; it must still be BERT."""
+    input_ids, token_type_ids, mask = real_batch
+    ours, _ = load_pretrained()
+    theirs = transformers.BertModel.from_pretrained(str(embedded_model_path())).eval()
+    ours.eval()  # no dropout, but gradients on: the path training takes
+    with torch.enable_grad():
+        sequence, pooled = ours(input_ids, token_type_ids, mask)
+    assert sequence.requires_grad
+    with torch.no_grad():
+        reference = theirs(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=mask.long())
+    assert (sequence - reference.last_hidden_state).abs()[mask].max() <= 1e-5
+    assert (pooled - reference.pooler_output).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_first_token_only_gives_the_same_pooled_output_and_logits(real_batch, grad):
+    input_ids, token_type_ids, mask = real_batch
+    torch.manual_seed(0)
+    model, _ = load_pretrained(head="classification", num_labels=3)
+    model.eval()
+    with torch.set_grad_enabled(grad):
+        full_sequence, full_pooled = model.bert(input_ids, token_type_ids, mask)
+        first, pooled = model.bert(input_ids, token_type_ids, mask, first_token_only=True)
+        logits = model(input_ids, token_type_ids, mask)
+    assert first.shape == (len(input_ids), 1, full_sequence.shape[-1])
+    torch.testing.assert_close(first[:, 0], full_sequence[:, 0], atol=2e-6, rtol=0)
+    torch.testing.assert_close(pooled, full_pooled, atol=2e-6, rtol=0)
+    torch.testing.assert_close(logits, model.classifier(full_pooled), atol=2e-6, rtol=0)
+
+
+def test_first_token_only_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = BertModel(small_config()).eval()  # no dropout; gradients still flow
+    ids = torch.randint(1, 60, (3, 7))
+    ids[1, 5:] = 0
+    grads = []
+    for first_only in (False, True):
+        model.zero_grad()
+        _, pooled = model(ids, first_token_only=first_only)
+        pooled.square().sum().backward()
+        grads.append([p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()])
+    for full, first in zip(*grads):
+        torch.testing.assert_close(first, full, atol=1e-6, rtol=0)
+
+
+def test_dropout_drops_p_of_the_elements_scales_the_rest_and_is_seeded():
+    dropout = Dropout(0.1).train()
+    x = torch.randn(64, 50, 100, requires_grad=True)
+    torch.manual_seed(1)
+    y = dropout(x)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - 0.1) < 0.003  # 320,000 draws: the std is 0.0005
+    torch.testing.assert_close(y[kept], x[kept] / 0.9)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(grad, kept.float() / 0.9)
+    torch.manual_seed(1)
+    assert torch.equal(dropout(x), y)  # the same seed draws the same mask
+    assert not torch.equal(dropout(x), y)
+    assert torch.equal(dropout.eval()(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x)
+    # the mask also varies along every dimension: no lane of the 64-bit draws is stuck
+    lanes = kept.flatten()[: 4 * (kept.numel() // 4)].view(-1, 4).float().mean(0)
+    assert ((lanes - 0.9).abs() < 0.01).all()
+
+
+def test_embedding_row_gradients_equal_the_dense_ones_step_after_step():
+    torch.manual_seed(0)
+    config = small_config()
+    dense = BertForSequenceClassification(config, num_labels=2).eval()
+    sparse = BertForSequenceClassification(config, num_labels=2).eval()
+    sparse.load_state_dict(dense.state_dict())
+    row_grads = training.EmbeddingRowGrads(sparse)
+    for step in range(3):  # different tokens each step: rows of the last step must be cleared
+        ids = torch.randint(1 + 20 * step, 20 + 20 * step, (4, 6))
+        ids[0, 3:] = 0
+        labels = torch.tensor([0, 1, 1, 0])
+        for model in (dense, sparse):
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(ids), labels).backward()
+        assert sparse.bert.embeddings.word_embeddings.weight.grad.is_sparse
+        row_grads.densify()
+        for (name, d), s in zip(dense.named_parameters(), sparse.parameters()):
+            assert not s.grad.is_sparse, name
+            torch.testing.assert_close(s.grad, d.grad, atol=1e-7, rtol=0, msg=name)
+    row_grads.restore()
+    assert not sparse.bert.embeddings.word_embeddings.sparse
+
+
+def test_clip_gradients_equals_torch_clip_grad_norm():
+    torch.manual_seed(0)
+    for scale in (0.01, 100.0):  # below and above the limit
+        a, b = torch.nn.Linear(5, 4), torch.nn.Linear(5, 4)
+        b.load_state_dict(a.state_dict())
+        x = torch.randn(8, 5)
+        for layer in (a, b):
+            (layer(x).sum() * scale).backward()
+        norm = training.clip_gradients(a, 1.0)
+        reference = torch.nn.utils.clip_grad_norm_(b.parameters(), 1.0)
+        torch.testing.assert_close(norm, reference)
+        for p, r in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(p.grad, r.grad)
