@@ -56,9 +56,8 @@ class Dropout(nn.Dropout):
             return super().forward(x)
         n = x.numel()
         words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), 2**63 - 1)
-        keep = words.view(torch.int16)[:n].view(x.shape) >= -(2**15) + round(self.p * 2**16)
-        # x * keep / (1 - p) as one op, with its own backward (the same mask and scale)
-        return torch.ops.aten.native_dropout_backward(x, keep, 1.0 / (1.0 - self.p))
+        drop = words.view(torch.int16)[:n].view(x.shape) < -(2**15) + round(self.p * 2**16)
+        return torch.where(drop, 0.0, x) * (1.0 / (1.0 - self.p))
 
 
 class BertEmbeddings(nn.Module):
@@ -102,26 +101,31 @@ class BertSelfAttention(nn.Module):
             # (batch, length, 3, heads, head_dim) -> three (batch, heads, length, head_dim)
             q, k, v = self.qkv(x).view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
         dropout_p = self.dropout_p if self.training else 0.0
-        if x.device.type == "cpu" and torch.is_grad_enabled() and length <= EXPLICIT_ATTENTION_MAX_LENGTH:
+        if x.device.type == "cpu" and length <= EXPLICIT_ATTENTION_MAX_LENGTH[torch.is_grad_enabled()]:
             y = explicit_attention(q, k, v, attn_mask, dropout_p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         return self.out(y.transpose(1, 2).reshape(batch, q.shape[2], hidden))
 
 
-# On CPU the backward of SDPA's fused (flash) kernel has a large cost per (sequence, head): on
-# SST-2's 14-token batches it takes 7x longer than the plain matmul-softmax-matmul below, which
-# wins up to about 160 tokens (bench/attention_speed.py). Longer sequences, inference and GPUs
-# keep the fused kernel.
-EXPLICIT_ATTENTION_MAX_LENGTH = 128
+# On CPU, SDPA's fused (flash) kernel has a large cost per (sequence, head), in its backward above
+# all: on SST-2's 14-token batches, forward and backward take 7x longer than the plain
+# matmul-softmax-matmul below, which wins up to about 128 tokens when training and about 48 in
+# inference (bench/attention_speed.py). Longer sequences and GPUs keep the fused kernel.
+EXPLICIT_ATTENTION_MAX_LENGTH = {True: 128, False: 48}  # by whether gradients are on
 
 
 def explicit_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, dropout_p: float) -> Tensor:
     """softmax(q k^T / sqrt(d) + mask) v, the softmax in float32: what SDPA computes, as three plain ops."""
-    scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
-    scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
-    if attn_mask is not None:
-        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    scale = q.shape[-1] ** -0.5
+    scores = torch.matmul(q, k.transpose(-1, -2))
+    if attn_mask is None:
+        scores = scores.to(torch.promote_types(scores.dtype, torch.float32)) * scale
+    else:
+        # the mask as 0 / -inf in float32, and one op for scale, mask and the cast of the scores to float32
+        bias = torch.zeros(attn_mask.shape, dtype=torch.promote_types(scores.dtype, torch.float32),
+                           device=scores.device).masked_fill_(~attn_mask, float("-inf"))
+        scores = torch.add(bias, scores, alpha=scale)
     probs = F.dropout(torch.softmax(scores, dim=-1), dropout_p, training=dropout_p > 0)
     return torch.matmul(probs.to(v.dtype), v)
 

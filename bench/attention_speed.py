@@ -1,0 +1,75 @@
+"""Attention on CPU: SDPA's fused kernel against the explicit matmul-softmax-matmul, by sequence length.
+
+    python bench/attention_speed.py
+
+Times forward+backward (training) and forward alone (inference, no gradients) of one attention
+layer of the embedded model's shape (12 heads of 32) on about 6,144 tokens per batch with a
+key-padding mask, bf16, for each length; the ratio column is SDPA's time over the explicit one
+(above 1: the explicit form is faster). bertfit's model takes the explicit form below the lengths
+in `bertfit.model.EXPLICIT_ATTENTION_MAX_LENGTH`.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from bertfit.model import EXPLICIT_ATTENTION_MAX_LENGTH, explicit_attention
+
+
+def best_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=6144, help="tokens per batch (default 6144)")
+    parser.add_argument("--lengths", default="14,32,48,64,96,128,160,192,256,384")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    print(f"{'length':>6} {'batch':>5}  {'train sdpa ms':>13} {'explicit ms':>11} {'ratio':>5}  "
+          f"{'infer sdpa ms':>13} {'explicit ms':>11} {'ratio':>5}")
+    for length in map(int, args.lengths.split(",")):
+        batch = max(1, args.tokens // length)
+        q, k, v = (torch.randn(batch, 12, length, 32, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        lengths = torch.randint(int(0.8 * length), length + 1, (batch,))
+        lengths[0] = length
+        mask = (torch.arange(length)[None, :] < lengths[:, None])[:, None, None, :]
+
+        def sdpa(q, k, v):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+        def explicit(q, k, v):
+            return explicit_attention(q, k, v, mask, 0.0)
+
+        def train(attention):
+            return lambda: attention(q, k, v).float().sum().backward()
+
+        def infer(attention):
+            def run():
+                with torch.no_grad():
+                    attention(q, k, v)
+            return run
+
+        train_sdpa, train_explicit = best_ms(train(sdpa), args.repeats), best_ms(train(explicit), args.repeats)
+        infer_sdpa, infer_explicit = best_ms(infer(sdpa), args.repeats), best_ms(infer(explicit), args.repeats)
+        print(f"{length:>6} {batch:>5}  {train_sdpa:>13.1f} {train_explicit:>11.1f} {train_sdpa / train_explicit:>5.2f}  "
+              f"{infer_sdpa:>13.1f} {infer_explicit:>11.1f} {infer_sdpa / infer_explicit:>5.2f}")
+    print(f"bertfit's model uses the explicit form up to {EXPLICIT_ATTENTION_MAX_LENGTH[True]} tokens when training "
+          f"and {EXPLICIT_ATTENTION_MAX_LENGTH[False]} in inference")
+
+
+if __name__ == "__main__":
+    main()
