@@ -94,11 +94,12 @@ def collate(features: Features, indices, pad_id: int) -> dict[str, torch.Tensor]
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int,
-                           group: int = 64) -> list[np.ndarray]:
+                           group: int = 256) -> list[np.ndarray]:
     """Shuffle, then sort within mega-batches of `group` batches so each batch holds similar lengths.
 
-    Randomness stays (which examples meet, and the batch order), while padding waste drops to a
-    few percent; the longest batch goes first so an out-of-memory shows up at step one.
+    Randomness stays (which examples of a length meet, and the batch order), while padding drops to
+    about 1% of SST-2's tokens (3.5% with groups of 64 batches, 13% with 16); the longest batch goes
+    first so an out-of-memory shows up at step one.
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
