@@ -8,12 +8,11 @@ batch 16, length-grouped batches, bf16 autocast), then predict the evaluation wi
 --eval-file the evaluation questions are the last 10 articles of the training file, and the
 first N questions must come before them: with dev-v1.1.json that is the squad-mini split.
 
-The two preprocessings cut long contexts differently (bertfit's --doc-stride is the step between
-window starts, as in google-research/bert; run_qa passes it to the tokenizer as the overlap), so
-the same questions give slightly different window counts: both sides train on the first K
-windows of their own, K the smaller count, unless --train-windows says otherwise. Tokenizing
-and decoding are outside the clocks. The last line is `ratio train X.XX eval Y.YY`, bertfit's
-windows/s over the Trainer's (higher is better).
+Both preprocessings cut long contexts into windows overlapping by --doc-stride tokens, as run_qa
+does; should their window counts ever differ, both train on the first K windows of their own, K the
+smaller count, unless --train-windows says otherwise. Tokenizing and decoding are outside the
+clocks. The last line is `ratio train X.XX eval Y.YY`, bertfit's windows/s over the Trainer's
+(higher is better).
 """
 from __future__ import annotations
 

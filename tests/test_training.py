@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import tiny
 from bertfit import checkpointing, training
-from bertfit.batching import Features, collate, length_grouped_batches, shard
+from bertfit.batching import Features, collate, eval_batches, length_grouped_batches, shard
 from bertfit.checkpoints import save_pretrained
 from bertfit.demo import write_sentiment_data
 from bertfit.errors import BertfitError, ConfigError
@@ -287,6 +287,20 @@ def test_shards_split_a_batch_among_ranks_without_overlap():
     parts = [shard(batch, rank, 3) for rank in range(3)]
     assert sorted(np.concatenate(parts).tolist()) == list(range(7))
     assert [len(p) for p in parts] == [3, 2, 2]
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 50), min_size=1, max_size=40), st.integers(1, 9), st.sampled_from([None, 1, 30, 100]))
+def test_eval_batches_hold_every_index_once_within_both_limits(lengths, batch_size, max_tokens):
+    lengths = np.array(lengths)
+    batches = eval_batches(lengths, batch_size, max_tokens)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    for batch in batches:
+        assert 1 <= len(batch) <= batch_size
+        if max_tokens is not None and len(batch) > 1:
+            assert len(batch) * lengths[batch].max() <= max_tokens
+    widths = [lengths[b].max() for b in batches]
+    assert widths == sorted(widths, reverse=True)  # longest first: little padding in each
 
 
 def test_predict_returns_outputs_in_feature_order():

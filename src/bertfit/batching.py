@@ -117,10 +117,20 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, epoc
     return batches
 
 
-def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Batches for inference, sorted by length; callers put results back by index."""
+def eval_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Batches for inference, longest first, of at most batch_size sequences and (when given) at most
+    max_tokens tokens once padded; a sequence longer than max_tokens gets a batch of its own.
+    Callers put results back by index."""
     order = np.argsort(-lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if max_tokens is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches, start = [], 0
+    while start < len(order):
+        width = int(lengths[order[start]])  # the longest of the batch: sorted, it comes first
+        size = min(batch_size, max(1, max_tokens // max(1, width)))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
 
 
 def shard(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:

@@ -41,8 +41,8 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: TrainSetting
                        help="dropout on attention probabilities while training (default 0: keeps the fused "
                             "attention kernel; BERT's original fine-tuning used 0.1)")
     group.add_argument("--lazy-embeddings", action=argparse.BooleanOptionalAction, default=defaults.lazy_embeddings,
-                       help="AdamW moves an embedding row only in steps whose batch uses it (default; about a "
-                            "sixth faster on CPU); --no-lazy-embeddings: every row every step, as dense AdamW")
+                       help="AdamW moves an embedding row only in steps whose batch uses it (default; half "
+                            "the optimizer's memory traffic); --no-lazy-embeddings: every row every step")
     group.add_argument("--skip-nonfinite", action="store_true", help="skip steps with a non-finite loss, counted")
     group.add_argument("--skip-bad-examples", action="store_true", help="skip malformed rows, counted, instead of stopping")
     group.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming in --output-dir")

@@ -175,8 +175,8 @@ class BertModel(nn.Module):
                 attention_mask: Tensor | None = None, first_token_only: bool = False) -> tuple[Tensor, Tensor]:
         """`first_token_only`: the pooled output is all the caller needs, so the last block computes the
         [CLS] position alone (keys and values still come from every token); sequence_output is then
-        (batch, 1, hidden). The results are the same, and a sentence classifier skips about a sixth of
-        a 6-layer encoder's work."""
+        (batch, 1, hidden). The results are the same, and a sentence classifier skips about 14% of a
+        6-layer encoder's matmul work."""
         if input_ids.shape[1] > self.config.max_position_embeddings:
             raise ValueError(
                 f"sequence of {input_ids.shape[1]} tokens is longer than the model's "
