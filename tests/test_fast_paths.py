@@ -7,7 +7,6 @@ from bertfit import training
 from bertfit.checkpoints import embedded_model_path, load_pretrained
 from bertfit.model import (BertConfig, BertForSequenceClassification, BertModel, Dropout, explicit_attention)
 
-transformers = pytest.importorskip("transformers")
 
 
 def small_config(**overrides):
@@ -32,6 +31,7 @@ def test_explicit_attention_equals_sdpa_in_value_and_gradient():
 
 def test_the_training_path_matches_transformers_on_a_padded_batch(real_batch):
     """With gradients on, short sequences take the explicit attention; it must still be BERT."""
+    transformers = pytest.importorskip("transformers")
     input_ids, token_type_ids, mask = real_batch
     ours, _ = load_pretrained()
     theirs = transformers.BertModel.from_pretrained(str(embedded_model_path())).eval()

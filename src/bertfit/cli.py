@@ -38,11 +38,12 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: TrainSetting
     group.add_argument("--max-train-samples", type=int)
     group.add_argument("--max-eval-samples", type=int)
     group.add_argument("--attention-dropout", type=float, default=defaults.attention_dropout,
-                       help="dropout on attention probabilities while training (default 0: keeps the fused "
-                            "attention kernel; BERT's original fine-tuning used 0.1)")
+                       help="dropout on attention probabilities while training (default 0: long sequences "
+                            "keep the fused attention kernel; BERT's original fine-tuning used 0.1)")
     group.add_argument("--lazy-embeddings", action=argparse.BooleanOptionalAction, default=defaults.lazy_embeddings,
-                       help="AdamW moves an embedding row only in steps whose batch uses it (default; half "
-                            "the optimizer's memory traffic); --no-lazy-embeddings: every row every step")
+                       help="AdamW moves an embedding row only in steps whose batch uses it (default, in one "
+                            "CPU process without fp16; half the optimizer's memory traffic); "
+                            "--no-lazy-embeddings: every row every step")
     group.add_argument("--skip-nonfinite", action="store_true", help="skip steps with a non-finite loss, counted")
     group.add_argument("--skip-bad-examples", action="store_true", help="skip malformed rows, counted, instead of stopping")
     group.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming in --output-dir")
@@ -200,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-file", help="official SQuAD JSON (default: the hub dataset)")
     p.add_argument("--eval-file", help="official SQuAD JSON (default: the hub dataset)")
     p.add_argument("--max-seq-length", type=int, default=384)
-    p.add_argument("--doc-stride", type=int, default=128, help="tokens between the starts of consecutive windows")
+    p.add_argument("--doc-stride", type=int, default=128, help="tokens consecutive windows of a long context share (run_qa's --doc_stride)")
     p.add_argument("--max-query-length", type=int, default=64)
     p.add_argument("--n-best", type=int, default=20)
     p.add_argument("--max-answer-length", type=int, default=30)

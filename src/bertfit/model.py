@@ -2,7 +2,8 @@
 
 Numerically this is the BERT of the paper and of the original checkpoints (post-norm blocks,
 erf GELU, the config's LayerNorm epsilon); attention goes through
-`scaled_dot_product_attention` so PyTorch picks its fused kernel for the hardware.
+`scaled_dot_product_attention` so PyTorch picks its fused kernel for the hardware, except for short
+sequences on CPU, where plain matmul-softmax-matmul is faster (`explicit_attention`).
 """
 from __future__ import annotations
 
@@ -116,7 +117,8 @@ EXPLICIT_ATTENTION_MAX_LENGTH = {True: 128, False: 48}  # by whether gradients a
 
 
 def explicit_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, dropout_p: float) -> Tensor:
-    """softmax(q k^T / sqrt(d) + mask) v, the softmax in float32: what SDPA computes, as three plain ops."""
+    """softmax(q k^T / sqrt(d) + mask) v as three plain ops, as SDPA's math path computes it: the scores
+    in q's dtype (bf16 under autocast), the softmax in float32."""
     scale = q.shape[-1] ** -0.5
     scores = torch.matmul(q, k.transpose(-1, -2))
     if attn_mask is None:

@@ -51,11 +51,11 @@ class TrainSettings:
     max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs)
     skip_nonfinite: bool = False  # skip a step whose loss or gradient is not finite, instead of stopping
     # Dropout on the attention probabilities while fine-tuning (BERT's config says 0.1). Without it,
-    # scaled_dot_product_attention keeps its fused kernel on CPU instead of materialising and masking
-    # every attention matrix; dev accuracy holds (README). None: the model config's value.
+    # long sequences (SQuAD) keep scaled_dot_product_attention's fused kernel, which does not take
+    # dropout on CPU; dev accuracy holds (README). None: the model config's value.
     attention_dropout: float | None = 0.0
     # AdamW moves an embedding row only in the steps whose batch uses it (EmbeddingRowGrads); False:
-    # every row every step, as dense AdamW does. One process only: under torchrun updates are dense.
+    # every row every step, as dense AdamW does. One CPU process, bf16 or fp32; otherwise updates are dense.
     lazy_embeddings: bool = True
     log_every: int = 10
 
@@ -159,7 +159,8 @@ def tune_allocator() -> None:
     faulted in and zeroed one by one: with the default settings a 32-sentence SST-2 step on CPU took
     up to 1.9x as long as with these (a step-by-step A/B in one process). The threshold goes to its
     32 MiB maximum and trimming waits for 1 GiB of free heap. It changes where memory comes from,
-    never what is computed; elsewhere than glibc it does nothing.
+    never what is computed, for the rest of the process: freed memory stays with it for reuse (up
+    to 1 GiB) rather than going back to the system. Without glibc's mallopt it does nothing.
     """
     global _allocator_tuned
     if _allocator_tuned or not sys.platform.startswith("linux"):
@@ -167,7 +168,7 @@ def tune_allocator() -> None:
     _allocator_tuned = True
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (musl, ...)
+    except (OSError, AttributeError):  # no C library to ask, or one without mallopt
         return
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 << 20)
@@ -212,8 +213,10 @@ class EmbeddingRowGrads:
     - dense: the rows are written into a persistent buffer whose previous rows are zeroed first,
       and the optimizer sees the same dense gradient as it would without any of this.
 
-    Under DistributedDataParallel the embeddings stay dense (its all-reduce wants dense gradients)
-    and so do their updates.
+    The loop uses this in one CPU process. Under DistributedDataParallel the embeddings stay dense
+    (its all-reduce wants dense gradients) and so do their updates; on GPUs, where a dense table
+    costs little, so do they; with fp16 loss scaling the rows are dense-updated (a step the scaler
+    skips could not undo a row update).
     """
 
     def __init__(self, model: nn.Module, lazy: bool):
@@ -295,7 +298,9 @@ def clip_gradients(model: nn.Module, max_norm: float) -> torch.Tensor:
     A coalesced sparse gradient counts through its stored rows, which hold all its nonzeros.
     """
     grads = [p.grad._values() if p.grad.is_sparse else p.grad for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.get_total_norm(grads)
+    if not grads:
+        return torch.zeros(())
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
     if norm > max_norm:  # one host sync per step, which the loop pays for the log anyway
         torch._foreach_mul_(grads, max_norm / (norm + 1e-6))
     return norm
@@ -341,11 +346,13 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
     for a checkpoint to be resumed (model, task, ...); the settings and the data are checked here.
     """
     settings.validate()
-    tune_allocator()
+    if device.type == "cpu":
+        tune_allocator()
     with checkpointing.RunLock(run_dir) if is_main_process() else contextlib.nullcontext():
-        # sparse embedding gradients for one process; lazy updates also need no fp16 loss scaling
+        # Sparse embedding gradients in one CPU process, where they were measured; lazy updates also need
+        # no fp16 loss scaling (a step the scaler skips could not undo a row update).
         lazy = settings.lazy_embeddings and resolve_precision(settings.precision, device) != torch.float16
-        row_grads = EmbeddingRowGrads(model, lazy) if world()[1] == 1 else None
+        row_grads = EmbeddingRowGrads(model, lazy) if world()[1] == 1 and device.type == "cpu" else None
         try:
             return _fit(model, train, loss_fn, evaluate, save_best, settings, Path(run_dir), pad_id, device, resume,
                         {**(run_fingerprint or {}), **run_fingerprint_of(settings, train)}, quiet, row_grads)
@@ -536,7 +543,8 @@ def predict(model: nn.Module, features: Features, pad_id: int, device: torch.dev
     every world_size-th batch into zeros, and one all-reduce sums the shares: each example is
     counted exactly once, and its numbers are exactly what its rank computed.
     """
-    tune_allocator()
+    if device.type == "cpu":
+        tune_allocator()
     rank, world_size = world()
     dtype = resolve_precision(precision, device)
     was_training = model.training
