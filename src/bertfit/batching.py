@@ -93,8 +93,11 @@ def collate(features: Features, indices, pad_id: int) -> dict[str, torch.Tensor]
     return batch
 
 
+GROUP_BATCHES = 256  # batches per length-sorted group; part of a run's fingerprint, as it orders the epoch
+
+
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int,
-                           group: int = 256) -> list[np.ndarray]:
+                           group: int = GROUP_BATCHES) -> list[np.ndarray]:
     """Shuffle, then sort within mega-batches of `group` batches so each batch holds similar lengths.
 
     Randomness stays (which examples of a length meet, and the batch order), while padding drops to

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import checkpointing
-from .batching import Features, collate, eval_batches, length_grouped_batches, shard
+from .batching import GROUP_BATCHES, Features, collate, eval_batches, length_grouped_batches, shard
 from .errors import BertfitError, ConfigError
 from .model import BertSelfAttention
 from .progress import Progress
@@ -328,7 +328,8 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 def run_fingerprint_of(settings: TrainSettings, train: Features) -> dict:
     """What must not change for a checkpoint to resume this run: the settings that shape training, and the data."""
     shaping = {k: v for k, v in asdict(settings).items() if k not in RESUMABLE_SETTINGS}
-    return {**shaping, "train data": checkpointing.features_digest(train)}
+    return {**shaping, "train data": checkpointing.features_digest(train),
+            "batch order": f"length-grouped, {GROUP_BATCHES} batches per group"}
 
 
 def barrier(world_size: int) -> None:
