@@ -115,6 +115,48 @@ def training_flops(config, tokens: int, squared_lengths: int) -> float:
     return 3 * flops_per_token(config, mean_len) * tokens
 
 
+# ---- the peer -----------------------------------------------------------------------------------
+
+def peer_fit_and_predict(model, tokenizer, train, dev, args) -> dict:
+    """transformers' Trainer as its scripts run it, on tokenized `datasets`: one epoch, then predict `dev`.
+
+    Its best settings for this comparison: bf16 autocast, dynamic padding, length-grouped batches,
+    the same lr schedule and weight decay as bertfit, no checkpoints. Returns the train output, the
+    predictions, both clocks, and the model's sizes as a bertfit BertConfig for the FLOP count.
+    """
+    import tempfile
+
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from bertfit.model import BertConfig
+
+    with tempfile.TemporaryDirectory(prefix="bench-peer-run-") as output_dir:
+        trainer_args = TrainingArguments(
+            output_dir=output_dir, use_cpu=True, bf16=args.precision == "bf16",
+            per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.eval_batch_size,
+            train_sampling_strategy="group_by_length", learning_rate=args.lr, num_train_epochs=1,
+            warmup_steps=0.1,  # a float below 1 is a ratio in transformers 5
+            lr_scheduler_type="linear", weight_decay=0.01, save_strategy="no", report_to=[], logging_steps=50,
+            dataloader_num_workers=0, seed=args.seed)
+        trainer = Trainer(model=model, args=trainer_args, train_dataset=train, processing_class=tokenizer,
+                          data_collator=DataCollatorWithPadding(tokenizer))
+        start = time.perf_counter()
+        output = trainer.train()
+        train_seconds = time.perf_counter() - start
+
+        # group_by_length also reorders prediction batches; sequential keeps rows in dataset order
+        trainer.args.train_sampling_strategy = "sequential"
+        start = time.perf_counter()
+        predictions = trainer.predict(dev).predictions
+        eval_seconds = time.perf_counter() - start
+
+    hf = model.config
+    config = BertConfig(hidden_size=hf.hidden_size, intermediate_size=hf.intermediate_size,
+                        num_hidden_layers=hf.num_hidden_layers, num_attention_heads=hf.num_attention_heads)
+    return {"output": output, "train_seconds": train_seconds, "predictions": predictions,
+            "eval_seconds": eval_seconds, "config": config}
+
+
 # ---- the report ---------------------------------------------------------------------------------
 
 def rates(side: dict, peak_gflops: float) -> dict:

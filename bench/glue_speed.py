@@ -96,11 +96,9 @@ def bertfit_side(args) -> dict:
 
 def peer_side(args) -> dict:
     from datasets import Dataset
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
     from bertfit.checkpoints import embedded_model_path
-    from bertfit.model import BertConfig
 
     train_examples, dev_examples = read_examples(args)
     path = embedded_model_path()
@@ -115,41 +113,20 @@ def peer_side(args) -> dict:
     set_seed(args.seed)  # the new classifier's initialisation, as run_glue seeds it
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
 
-    with tempfile.TemporaryDirectory(prefix="bench-peer-run-") as output_dir:
-        trainer_args = TrainingArguments(
-            output_dir=output_dir, use_cpu=True, bf16=args.precision == "bf16",
-            per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.eval_batch_size,
-            train_sampling_strategy="group_by_length", learning_rate=args.lr, num_train_epochs=1,
-            warmup_steps=0.1,  # a float below 1 is a ratio in transformers 5
-            lr_scheduler_type="linear", weight_decay=0.01, save_strategy="no", report_to=[], logging_steps=50,
-            dataloader_num_workers=0, seed=args.seed)
-        trainer = Trainer(model=model, args=trainer_args, train_dataset=train, processing_class=tokenizer,
-                          data_collator=DataCollatorWithPadding(tokenizer))
-        start = time.perf_counter()
-        output = trainer.train()
-        train_seconds = time.perf_counter() - start
-
-        # group_by_length also reorders prediction batches; sequential keeps rows in dataset order
-        trainer.args.train_sampling_strategy = "sequential"
-        start = time.perf_counter()
-        prediction = trainer.predict(dev)
-        eval_seconds = time.perf_counter() - start
-
-    hf = model.config
-    config = BertConfig(hidden_size=hf.hidden_size, intermediate_size=hf.intermediate_size,
-                        num_hidden_layers=hf.num_hidden_layers, num_attention_heads=hf.num_attention_heads)
+    peer = common.peer_fit_and_predict(model, tokenizer, train, dev, args)
+    output, config = peer["output"], peer["config"]
     train_lengths = common.length_stats([len(ids) for ids in train["input_ids"]])
     return {
         "train_examples": len(train),
         "train_steps": output.global_step,
         "train_tokens": train_lengths["tokens"],
-        "train_seconds": train_seconds,
+        "train_seconds": peer["train_seconds"],
         "train_runtime": output.metrics["train_runtime"],  # the Trainer's own clock
         "train_flops": common.training_flops(config, **train_lengths),
         "eval_examples": len(dev),
         "eval_tokens": sum(len(ids) for ids in dev["input_ids"]),
-        "eval_seconds": eval_seconds,
-        "accuracy": float((prediction.predictions.argmax(-1) == np.asarray(dev["label"])).mean()),
+        "eval_seconds": peer["eval_seconds"],
+        "accuracy": float((peer["predictions"].argmax(-1) == np.asarray(dev["label"])).mean()),
     }
 
 

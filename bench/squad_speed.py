@@ -189,12 +189,10 @@ def peer_answers(questions, question_of_window, offsets, start_logits, end_logit
 
 def peer_side(args) -> dict:
     from datasets import Dataset
-    from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, set_seed
 
     from bertfit import squad_metrics
     from bertfit.checkpoints import embedded_model_path
-    from bertfit.model import BertConfig
 
     train_questions, eval_questions = read_questions(args)
     path = embedded_model_path()
@@ -207,31 +205,11 @@ def peer_side(args) -> dict:
     set_seed(args.seed)  # the new span head's initialisation, as run_qa seeds it
     model = AutoModelForQuestionAnswering.from_pretrained(path)
 
-    with tempfile.TemporaryDirectory(prefix="bench-peer-run-") as output_dir:
-        trainer_args = TrainingArguments(
-            output_dir=output_dir, use_cpu=True, bf16=args.precision == "bf16",
-            per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.eval_batch_size,
-            train_sampling_strategy="group_by_length", learning_rate=args.lr, num_train_epochs=1,
-            warmup_steps=0.1,  # a float below 1 is a ratio in transformers 5
-            lr_scheduler_type="linear", weight_decay=0.01, save_strategy="no", report_to=[], logging_steps=50,
-            dataloader_num_workers=0, seed=args.seed)
-        trainer = Trainer(model=model, args=trainer_args, train_dataset=train, processing_class=tokenizer,
-                          data_collator=DataCollatorWithPadding(tokenizer))
-        start = time.perf_counter()
-        output = trainer.train()
-        train_seconds = time.perf_counter() - start
-
-        # group_by_length also reorders prediction batches; sequential keeps windows in order for decoding
-        trainer.args.train_sampling_strategy = "sequential"
-        start = time.perf_counter()
-        start_logits, end_logits = trainer.predict(dev).predictions
-        eval_seconds = time.perf_counter() - start
+    peer = common.peer_fit_and_predict(model, tokenizer, train, dev, args)
+    output, config, (start_logits, end_logits) = peer["output"], peer["config"], peer["predictions"]
     answers = peer_answers(eval_questions, question_of_window, dev_offsets, start_logits, end_logits)
     scores = squad_metrics.squad_v1_scores(eval_questions, answers)
 
-    hf = model.config
-    config = BertConfig(hidden_size=hf.hidden_size, intermediate_size=hf.intermediate_size,
-                        num_hidden_layers=hf.num_hidden_layers, num_attention_heads=hf.num_attention_heads)
     train_lengths = common.length_stats([len(ids) for ids in train["input_ids"]])
     return {
         "train_questions": len(train_questions),
@@ -239,13 +217,13 @@ def peer_side(args) -> dict:
         "train_examples": len(train),
         "train_steps": output.global_step,
         "train_tokens": train_lengths["tokens"],
-        "train_seconds": train_seconds,
+        "train_seconds": peer["train_seconds"],
         "train_runtime": output.metrics["train_runtime"],  # the Trainer's own clock
         "train_flops": common.training_flops(config, **train_lengths),
         "eval_questions": len(eval_questions),
         "eval_examples": len(dev),
         "eval_tokens": sum(len(ids) for ids in dev_inputs["input_ids"]),
-        "eval_seconds": eval_seconds,
+        "eval_seconds": peer["eval_seconds"],
         **scores,
     }
 
