@@ -115,6 +115,38 @@ def training_flops(config, tokens: int, squared_lengths: int) -> float:
     return 3 * flops_per_token(config, mean_len) * tokens
 
 
+# ---- the two sides ------------------------------------------------------------------------------
+
+def bertfit_fit_and_predict(model, train, dev, loss, pad_id: int, args, per_token: bool = False) -> dict:
+    """bertfit's training loop for one epoch with the benchmark's settings, then inference on `dev`.
+
+    `fit` always evaluates at the end of an epoch and needs one metric: a stub keeps inference out
+    of the training clock, and `predict` is timed on its own. Returns the FitResult, the outputs and
+    both clocks.
+    """
+    import tempfile
+
+    import torch
+
+    from bertfit import training
+
+    settings = training.TrainSettings(epochs=1, lr=args.lr, batch_size=args.batch_size, warmup_ratio=0.1,
+                                      weight_decay=0.01, seed=args.seed, precision=args.precision,
+                                      eval_batch_size=args.eval_batch_size, log_every=50)
+    device = torch.device("cpu")
+    with tempfile.TemporaryDirectory(prefix="bench-bertfit-run-") as run_dir:
+        start = time.perf_counter()
+        result = training.fit(model, train, loss, lambda model: {"unused": 0.0}, lambda model, metrics: None,
+                              settings, Path(run_dir), pad_id, device, resume=False)
+        train_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    outputs = training.predict(model, dev, pad_id, device, settings.eval_batch_size, settings.precision,
+                               per_token=per_token)
+    eval_seconds = time.perf_counter() - start
+    return {"result": result, "train_seconds": train_seconds, "outputs": outputs, "eval_seconds": eval_seconds}
+
+
 # ---- the peer -----------------------------------------------------------------------------------
 
 def peer_fit_and_predict(model, tokenizer, train, dev, args) -> dict:

@@ -12,8 +12,6 @@ inference is timed on its own afterwards) and `Trainer.train`. The last line is
 from __future__ import annotations
 
 import sys
-import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,7 +49,6 @@ def read_examples(args):
 def bertfit_side(args) -> dict:
     import torch
 
-    from bertfit import training
     from bertfit.checkpoints import embedded_model_path, load_pretrained
     from bertfit.recipes.glue import loss_fn
     from bertfit.tasks import glue
@@ -63,33 +60,20 @@ def bertfit_side(args) -> dict:
     pad_id = special_ids(tokenizer).pad
     train, _ = glue.encode(train_examples, tokenizer, args.max_seq_length)
     dev, _ = glue.encode(dev_examples, tokenizer, args.max_seq_length)
-    settings = training.TrainSettings(epochs=1, lr=args.lr, batch_size=args.batch_size, warmup_ratio=0.1,
-                                      weight_decay=0.01, seed=args.seed, precision=args.precision,
-                                      eval_batch_size=args.eval_batch_size, log_every=50)
-    device = torch.device("cpu")
-
-    with tempfile.TemporaryDirectory(prefix="bench-bertfit-run-") as run_dir:
-        start = time.perf_counter()
-        # fit always evaluates at the end of an epoch and needs one metric: a stub keeps inference out of the clock
-        result = training.fit(model, train, loss_fn(glue.resolve_task("sst2")), lambda model: {"unused": 0.0},
-                              lambda model, metrics: None, settings, Path(run_dir), pad_id, device, resume=False)
-        train_seconds = time.perf_counter() - start
-
-    start = time.perf_counter()
-    (logits,) = training.predict(model, dev, pad_id, device, settings.eval_batch_size, settings.precision)
-    eval_seconds = time.perf_counter() - start
+    ours = common.bertfit_fit_and_predict(model, train, dev, loss_fn(glue.resolve_task("sst2")), pad_id, args)
+    result, (logits,) = ours["result"], ours["outputs"]
 
     train_lengths = common.length_stats(train.lengths)
     return {
         "train_examples": result.train_examples_seen,
         "train_steps": result.steps,
         "train_tokens": train_lengths["tokens"],
-        "train_seconds": train_seconds,
+        "train_seconds": ours["train_seconds"],
         "train_loop_seconds": result.train_seconds,  # first step to last, without setup and the final checkpoint
         "train_flops": common.training_flops(model.bert.config, **train_lengths),
         "eval_examples": len(dev),
         "eval_tokens": int(dev.lengths.sum()),
-        "eval_seconds": eval_seconds,
+        "eval_seconds": ours["eval_seconds"],
         "accuracy": float((logits.argmax(-1) == dev.columns["label_ids"]).mean()),
     }
 

@@ -17,8 +17,6 @@ clocks. The last line is `ratio train X.XX eval Y.YY`, bertfit's windows/s over 
 from __future__ import annotations
 
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +71,7 @@ def bertfit_windows(questions, tokenizer, args, training: bool):
 def bertfit_side(args) -> dict:
     import torch
 
-    from bertfit import squad_metrics, training
+    from bertfit import squad_metrics
     from bertfit.checkpoints import embedded_model_path, load_pretrained
     from bertfit.recipes.squad import span_loss
     from bertfit.tasks import squad
@@ -87,22 +85,8 @@ def bertfit_side(args) -> dict:
     windows_available = len(train)
     train = train.select(np.arange(args.train_windows)) if args.train_windows < len(train) else train
     dev, dev_windows = bertfit_windows(eval_questions, tokenizer, args, training=False)
-    settings = training.TrainSettings(epochs=1, lr=args.lr, batch_size=args.batch_size, warmup_ratio=0.1,
-                                      weight_decay=0.01, seed=args.seed, precision=args.precision,
-                                      eval_batch_size=args.eval_batch_size, log_every=50)
-    device = torch.device("cpu")
-
-    with tempfile.TemporaryDirectory(prefix="bench-bertfit-run-") as run_dir:
-        start = time.perf_counter()
-        # fit always evaluates at the end of an epoch and needs one metric: a stub keeps inference out of the clock
-        result = training.fit(model, train, span_loss, lambda model: {"unused": 0.0}, lambda model, metrics: None,
-                              settings, Path(run_dir), pad_id, device, resume=False)
-        train_seconds = time.perf_counter() - start
-
-    start = time.perf_counter()
-    start_logits, end_logits = training.predict(model, dev, pad_id, device, settings.eval_batch_size,
-                                                settings.precision, per_token=True)
-    eval_seconds = time.perf_counter() - start
+    ours = common.bertfit_fit_and_predict(model, train, dev, span_loss, pad_id, args, per_token=True)
+    result, (start_logits, end_logits) = ours["result"], ours["outputs"]
     predictions = squad.decode(eval_questions, dev_windows, start_logits, end_logits, N_BEST, MAX_ANSWER_LENGTH)
     scores = squad_metrics.squad_v1_scores(eval_questions, predictions.answers)
 
@@ -113,13 +97,13 @@ def bertfit_side(args) -> dict:
         "train_examples": result.train_examples_seen,
         "train_steps": result.steps,
         "train_tokens": train_lengths["tokens"],
-        "train_seconds": train_seconds,
+        "train_seconds": ours["train_seconds"],
         "train_loop_seconds": result.train_seconds,  # first step to last, without setup and the final checkpoint
         "train_flops": common.training_flops(model.bert.config, **train_lengths),
         "eval_questions": len(eval_questions),
         "eval_examples": len(dev),
         "eval_tokens": int(dev.lengths.sum()),
-        "eval_seconds": eval_seconds,
+        "eval_seconds": ours["eval_seconds"],
         **scores,
     }
 
