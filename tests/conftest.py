@@ -1,7 +1,10 @@
 import pytest
 import torch
 
-from bertfit.checkpoints import embedded_model_path, load_tokenizer
+import tiny
+
+from bertfit.checkpoints import embedded_model_path, load_tokenizer, save_pretrained
+from bertfit.model import BertConfig, BertForSequenceClassification
 
 SENTENCES = [
     ("The cat sat on the mat.", None),
@@ -32,3 +35,21 @@ def real_batch(tokenizer):
     input_ids = torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in rows])
     token_type_ids = torch.tensor([types + [0] * (width - len(types)) for _, types in rows])
     return input_ids, token_type_ids, input_ids != 0
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tokenizer) -> str:
+    """A tiny random BERT with a 2-label head, saved as a Hugging Face folder with the embedded tokenizer."""
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.get_vocab_size(), **tiny.REAL_VOCAB_SIZES))
+    return str(save_pretrained(model, tokenizer, tmp_path_factory.mktemp("tiny") / "model"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models train fastest on one thread; more only spin against the other processes on the machine.
+    A module asks for it with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

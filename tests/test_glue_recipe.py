@@ -15,6 +15,8 @@ import torch
 import transformers
 from safetensors.torch import load_file
 
+import tiny
+
 from bertfit import metrics
 from bertfit.checkpoints import load_pretrained, save_pretrained
 from bertfit.cli import main
@@ -105,25 +107,7 @@ def run_glue(task: str, data_dir: Path, run_dir: Path, model: str, settings: Tra
 
 # ---- fixtures -----------------------------------------------------------------------------------
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-            max_position_embeddings=128)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, tokenizer) -> str:
-    """A tiny random BERT with a 2-label head, saved as a Hugging Face folder with the embedded tokenizer."""
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.get_vocab_size(), **TINY))
-    return str(save_pretrained(model, tokenizer, tmp_path_factory.mktemp("tiny") / "model"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread; more only spin against the other processes on the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest)
 
 
 @pytest.fixture(autouse=True)
@@ -300,8 +284,8 @@ def test_regression_loss_is_summed_squared_error_and_classification_cross_entrop
     input_ids, token_type_ids, mask = real_batch
     batch = {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": mask}
     torch.manual_seed(0)
-    regressor = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.get_vocab_size(), **TINY), 1).eval()
-    classifier = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.get_vocab_size(), **TINY), 3).eval()
+    regressor = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.get_vocab_size(), **tiny.REAL_VOCAB_SIZES), 1).eval()
+    classifier = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.get_vocab_size(), **tiny.REAL_VOCAB_SIZES), 3).eval()
     scores, label_ids = torch.tensor([0.5, 4.0, 2.25, 5.0]), torch.tensor([0, 2, 1, 2])
 
     with torch.no_grad():

@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-import torch
 
 from bertfit import reports, suite
-from bertfit.checkpoints import save_pretrained
 from bertfit.cli import main
-from bertfit.model import BertConfig, BertForSequenceClassification
 
 # Epochs come from suite.TASK_DEFAULTS; two steps whatever they say, at a rate a tiny model learns at.
 FLAGS = ["--max-steps", "2", "--lr", "1e-3", "--batch-size", "8", "--eval-batch-size", "64", "--precision", "fp32",
@@ -49,29 +46,14 @@ def write_glue(root: Path) -> Path:
     return root
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest)
+
+
 class Suite(NamedTuple):
     dir: Path
     data_dir: Path
     out: str
     summary: dict
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread; more only spin against the other processes on the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, tokenizer) -> str:
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=128)
-    model = BertForSequenceClassification(config)
-    return str(save_pretrained(model, tokenizer, tmp_path_factory.mktemp("tiny") / "model"))
 
 
 def glue_all(suite_dir: Path, data_dir: Path, model: str, *more: str) -> str:

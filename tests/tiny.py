@@ -13,6 +13,11 @@ VOCAB = 40
 PAD, CLS, SEP = 0, 2, 3
 
 
+# the tiny BERT over the embedded model's real vocabulary, for tests that go through the tokenizer and the CLI
+REAL_VOCAB_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        max_position_embeddings=128)
+
+
 def config(dropout: float = 0.1) -> BertConfig:
     return BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                       intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=dropout,
