@@ -150,8 +150,8 @@ def set_attention_dropout(model: nn.Module, p: float) -> None:
 _allocator_tuned = False
 
 
-def tune_allocator() -> None:
-    """Keep freed memory in the process for the next step instead of returning it to the kernel.
+def tune_allocator(device: torch.device) -> None:
+    """On CPU, keep freed memory in the process for the next step instead of returning it to the kernel.
 
     glibc serves blocks above its mmap threshold (128 KiB at first, raised as such blocks are freed)
     straight from the kernel and unmaps them on free, and trims the heap top as it empties, so a
@@ -163,7 +163,7 @@ def tune_allocator() -> None:
     to 1 GiB) rather than going back to the system. Without glibc's mallopt it does nothing.
     """
     global _allocator_tuned
-    if _allocator_tuned or not sys.platform.startswith("linux"):
+    if _allocator_tuned or device.type != "cpu" or not sys.platform.startswith("linux"):
         return
     _allocator_tuned = True
     try:
@@ -347,8 +347,7 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
     for a checkpoint to be resumed (model, task, ...); the settings and the data are checked here.
     """
     settings.validate()
-    if device.type == "cpu":
-        tune_allocator()
+    tune_allocator(device)
     with checkpointing.RunLock(run_dir) if is_main_process() else contextlib.nullcontext():
         # Sparse embedding gradients in one CPU process, where they were measured; lazy updates also need
         # no fp16 loss scaling (a step the scaler skips could not undo a row update).
@@ -544,8 +543,7 @@ def predict(model: nn.Module, features: Features, pad_id: int, device: torch.dev
     every world_size-th batch into zeros, and one all-reduce sums the shares: each example is
     counted exactly once, and its numbers are exactly what its rank computed.
     """
-    if device.type == "cpu":
-        tune_allocator()
+    tune_allocator(device)
     rank, world_size = world()
     dtype = resolve_precision(precision, device)
     was_training = model.training
