@@ -46,8 +46,8 @@ class BertConfig:
 class Dropout(nn.Dropout):
     """nn.Dropout with a mask that is cheaper to draw on CPU.
 
-    On CPU `bernoulli_` costs more than the rest of a dropout's forward and backward together (0.8 ms
-    of 1.2 ms on a 32 x 14 x 384 batch). Here each element's keep-or-drop comes from 16 random bits,
+    On CPU `bernoulli_` is most of a dropout's cost: forward and backward on a 32 x 14 x 384 bf16 batch
+    take 0.82 ms with torch's and 0.38 ms with this one (bench/levers.py). Here each element's keep-or-drop comes from 16 random bits,
     four to one 64-bit draw of the same seeded generator, so the drop probability is rounded to a
     multiple of 1/65536 (0.1 becomes 0.100006). GPUs keep PyTorch's own kernel.
     """

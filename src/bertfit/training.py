@@ -156,8 +156,8 @@ def tune_allocator(device: torch.device) -> None:
     glibc serves blocks above its mmap threshold (128 KiB at first, raised as such blocks are freed)
     straight from the kernel and unmaps them on free, and trims the heap top as it empties, so a
     step's activations, weight casts and gradients of a few MB keep arriving as fresh pages that are
-    faulted in and zeroed one by one: with the default settings a 32-sentence SST-2 step on CPU took
-    up to 1.9x as long as with these (a step-by-step A/B in one process). The threshold goes to its
+    faulted in and zeroed one by one: with glibc's starting thresholds a 32-sentence SST-2 step on CPU
+    took 136-158 ms against 75 ms with these (bench/levers.py, alternated in one process). The threshold goes to its
     32 MiB maximum and trimming waits for 1 GiB of free heap. It changes where memory comes from,
     never what is computed, for the rest of the process: freed memory stays with it for reuse (up
     to 1 GiB) rather than going back to the system. Without glibc's mallopt it does nothing.
@@ -526,9 +526,9 @@ def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, 
 # ---- inference ----------------------------------------------------------------------------------
 
 # On CPU, inference runs fastest in batches that stay in cache: with batches of 2,048 tokens at most,
-# SQuAD windows went through at 106 a second against 64 in batches of 128 windows, and SST-2
-# sentences as fast as in the best fixed batch size (a sweep over 2,048-8,192 tokens and 32-256
-# sequences). GPUs take --eval-batch-size sequences per batch as they are.
+# SQuAD windows went through at 105 a second against 66 in batches of 128 windows (bench/levers.py),
+# and SST-2 sentences as fast as in the best fixed batch size (a one-off sweep over 2,048-8,192
+# tokens and 32-256 sequences). GPUs take --eval-batch-size sequences per batch as they are.
 CPU_INFERENCE_TOKENS = 2048
 
 
