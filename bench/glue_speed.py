@@ -49,7 +49,7 @@ def read_examples(args):
 def bertfit_side(args) -> dict:
     import torch
 
-    from bertfit.checkpoints import embedded_model_path, load_pretrained
+    from bertfit.pretrained import embedded_model_path, load_pretrained
     from bertfit.recipes.glue import loss_fn
     from bertfit.tasks import glue
     from bertfit.tokenization import special_ids
@@ -82,7 +82,7 @@ def peer_side(args) -> dict:
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-    from bertfit.checkpoints import embedded_model_path
+    from bertfit.pretrained import embedded_model_path
 
     train_examples, dev_examples = read_examples(args)
     path = embedded_model_path()

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from bertfit import training
 from bertfit.batching import collate, eval_batches, length_grouped_batches
-from bertfit.checkpoints import embedded_model_path, load_pretrained, load_tokenizer
+from bertfit.pretrained import embedded_model_path, load_pretrained, load_tokenizer
 from bertfit.model import Dropout
 from bertfit.tasks import glue, squad
 from bertfit.tokenization import special_ids

@@ -72,7 +72,7 @@ def bertfit_side(args) -> dict:
     import torch
 
     from bertfit import squad_metrics
-    from bertfit.checkpoints import embedded_model_path, load_pretrained
+    from bertfit.pretrained import embedded_model_path, load_pretrained
     from bertfit.recipes.squad import span_loss
     from bertfit.tasks import squad
     from bertfit.tokenization import special_ids
@@ -176,7 +176,7 @@ def peer_side(args) -> dict:
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, set_seed
 
     from bertfit import squad_metrics
-    from bertfit.checkpoints import embedded_model_path
+    from bertfit.pretrained import embedded_model_path
 
     train_questions, eval_questions = read_questions(args)
     path = embedded_model_path()
@@ -216,7 +216,7 @@ def common_window_count(args) -> tuple[int, int]:
     """Training windows each preprocessing cuts from the same questions (tokenizing only)."""
     from transformers import AutoTokenizer
 
-    from bertfit.checkpoints import embedded_model_path, load_tokenizer
+    from bertfit.pretrained import embedded_model_path, load_tokenizer
 
     questions, _ = read_questions(args)
     ours = len(bertfit_windows(questions, load_tokenizer(embedded_model_path()), args, training=True)[0])

@@ -3,7 +3,7 @@ import torch
 
 import tiny
 
-from bertfit.checkpoints import embedded_model_path, load_tokenizer, save_pretrained
+from bertfit.pretrained import embedded_model_path, load_tokenizer, save_pretrained
 from bertfit.model import BertConfig, BertForSequenceClassification
 
 SENTENCES = [

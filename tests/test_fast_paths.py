@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from bertfit import training
-from bertfit.checkpoints import embedded_model_path, load_pretrained
+from bertfit.pretrained import embedded_model_path, load_pretrained
 from bertfit.model import (BertConfig, BertForSequenceClassification, BertModel, Dropout, explicit_attention)
 
 

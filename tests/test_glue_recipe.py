@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 import tiny
 
 from bertfit import metrics
-from bertfit.checkpoints import load_pretrained, save_pretrained
+from bertfit.pretrained import load_pretrained, save_pretrained
 from bertfit.cli import main
 from bertfit.demo import write_sentiment_data
 from bertfit.model import BertConfig, BertForSequenceClassification

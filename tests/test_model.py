@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bertfit.checkpoints import embedded_model_path, load_pretrained
+from bertfit.pretrained import embedded_model_path, load_pretrained
 from bertfit.model import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel
 
 transformers = pytest.importorskip("transformers")

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 import tiny
 from bertfit import checkpointing, training
 from bertfit.batching import Features, collate, eval_batches, length_grouped_batches, shard
-from bertfit.checkpoints import save_pretrained
+from bertfit.pretrained import save_pretrained
 from bertfit.demo import write_sentiment_data
 from bertfit.errors import BertfitError, ConfigError
 from bertfit.model import BertConfig, BertForSequenceClassification, init_weights

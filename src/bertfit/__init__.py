@@ -1,5 +1,5 @@
 """bertfit: fine-tune BERT-family encoders on GLUE and SQuAD."""
-from .checkpoints import load_pretrained, save_pretrained
+from .pretrained import load_pretrained, save_pretrained
 from .model import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel
 
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import checkpointing, metrics, reports, training
-from ..checkpoints import load_pretrained, save_pretrained
+from ..pretrained import load_pretrained, save_pretrained
 from ..errors import CheckpointError, ConfigError
 from ..tasks import glue
 from ..tokenization import special_ids

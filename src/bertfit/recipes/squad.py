@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import checkpointing, reports, squad_metrics, training
-from ..checkpoints import load_pretrained, save_pretrained
+from ..pretrained import load_pretrained, save_pretrained
 from ..errors import ConfigError, DataError
 from ..tasks import squad
 from ..tokenization import special_ids
