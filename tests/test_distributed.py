@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 import tiny
-from bertfit import checkpointing, training
+from bertfit import runs, training
 from bertfit.training import TrainSettings
 
 CPU = torch.device("cpu")
@@ -138,7 +138,7 @@ def test_only_rank_0_writes_checkpoints_logs_and_the_best_model(two_ranks, name)
     assert json.loads((two_ranks / f"{name}-rank0.json").read_text())["saves"] >= 1
     run_dir = two_ranks / name
     assert (run_dir / "log.jsonl").exists() and (run_dir / "run.json").exists()
-    newest = checkpointing.CheckpointStore(run_dir / "checkpoints").checkpoints()[0]
+    newest = runs.CheckpointStore(run_dir / "checkpoints").checkpoints()[0]
     steps = json.loads((two_ranks / f"{name}-rank0.json").read_text())["steps"]
     assert json.loads((newest / "state.json").read_text())["step"] == steps
 

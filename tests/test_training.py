@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 import tiny
-from bertfit import checkpointing, training
+from bertfit import runs, training
 from bertfit.batching import Features, collate, eval_batches, length_grouped_batches, shard
 from bertfit.pretrained import save_pretrained
 from bertfit.demo import write_sentiment_data
@@ -137,7 +137,7 @@ def test_an_early_stopped_run_stays_stopped_when_resumed(tmp_path):
 @pytest.mark.parametrize("damage", ["truncate", "flip a byte"])
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, reference, capsys, damage):
     train(tmp_path)
-    newest, previous = checkpointing.CheckpointStore(tmp_path / "checkpoints").checkpoints()
+    newest, previous = runs.CheckpointStore(tmp_path / "checkpoints").checkpoints()
     weights_file = newest / "model.safetensors"
     data = bytearray(weights_file.read_bytes())
     if damage == "truncate":
@@ -155,7 +155,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, re
 
 def test_a_run_whose_checkpoints_are_all_damaged_stops_and_says_how_to_start_afresh(tmp_path):
     train(tmp_path, replace(SETTINGS, max_steps=3))
-    for checkpoint in checkpointing.CheckpointStore(tmp_path / "checkpoints").checkpoints():
+    for checkpoint in runs.CheckpointStore(tmp_path / "checkpoints").checkpoints():
         (checkpoint / "trainer.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(BertfitError, match="--overwrite"):
         train(tmp_path, replace(SETTINGS, max_steps=3))
@@ -192,7 +192,7 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkp
     settings = replace(SETTINGS, grad_accum=1, save_every=1, eval_every=0)
     with pytest.raises(BertfitError, match=r"step 3: the loss \(nan\).*not finite") as stopped:
         train(tmp_path, settings, loss_fn=counting_loss(poison_at=3))
-    store = checkpointing.CheckpointStore(tmp_path / "checkpoints")
+    store = runs.CheckpointStore(tmp_path / "checkpoints")
     newest = store.checkpoints()[0]
     assert newest.name == "step-00000002" and str(newest) in str(stopped.value)
     model = tiny.classifier()
@@ -219,7 +219,7 @@ def test_skip_nonfinite_skips_and_counts_the_step(tmp_path):
 # ---- one run per folder -------------------------------------------------------------------------
 
 def _hold_lock(run_dir, locked, release):
-    with checkpointing.RunLock(run_dir):
+    with runs.RunLock(run_dir):
         locked.set()
         release.wait(30)
 
@@ -240,7 +240,7 @@ def test_a_second_fit_into_a_locked_run_dir_fails_clearly(tmp_path):
 
 
 def test_a_recipe_may_hold_the_lock_around_fit(tmp_path):
-    with checkpointing.RunLock(tmp_path):
+    with runs.RunLock(tmp_path):
         result, _, _ = train(tmp_path, replace(SETTINGS, max_steps=1))
     assert result.steps == 1
 
@@ -326,7 +326,7 @@ def test_checkpoints_are_verified_files_renamed_into_place_and_only_the_last_k_k
     optimizer = training.make_optimizer(model, 1e-3, 0.01)
     scheduler = training.linear_schedule(optimizer, 1, 10)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    store = checkpointing.CheckpointStore(tmp_path, keep=2)
+    store = runs.CheckpointStore(tmp_path, keep=2)
     for step in range(1, 6):
         store.save(model, optimizer, scheduler, scaler, {"step": step})
     (tmp_path / "step-00000009.tmp").mkdir()  # a save a crash interrupted: never loaded
@@ -335,7 +335,7 @@ def test_checkpoints_are_verified_files_renamed_into_place_and_only_the_last_k_k
     manifest = json.loads((newest / "manifest.json").read_text())
     assert set(manifest) == {"model.safetensors", "trainer.pt", "state.json"}
     for name, digest in manifest.items():
-        assert checkpointing._sha256(newest / name) == digest
+        assert runs._sha256(newest / name) == digest
     trainer = torch.load(newest / "trainer.pt", weights_only=True)
     assert set(trainer) == {"optimizer", "scheduler", "scaler"}
     assert_same_weights(load_file(newest / "model.safetensors"), tiny.weights(model))
@@ -343,7 +343,7 @@ def test_checkpoints_are_verified_files_renamed_into_place_and_only_the_last_k_k
 
 
 def test_a_resumed_log_drops_what_the_crashed_run_wrote_after_its_checkpoint(tmp_path):
-    log = checkpointing.JsonlLog(tmp_path / "log.jsonl")
+    log = runs.JsonlLog(tmp_path / "log.jsonl")
     for step in (2, 4, 6):
         log.write({"event": "train", "step": step})
     with open(log.path, "a") as f:
@@ -393,6 +393,6 @@ def test_a_killed_fine_tune_resumes_bitwise_equal_to_an_uninterrupted_one(tmp_pa
     for key in ("metrics", "best_step", "history", "stopped_early"):
         assert a[key] == b[key], key
     assert log_entries(whole) == log_entries(again)
-    last = checkpointing.CheckpointStore(whole / "checkpoints").checkpoints()[0].name
+    last = runs.CheckpointStore(whole / "checkpoints").checkpoints()[0].name
     for weights in (Path("model") / "model.safetensors", Path("checkpoints") / last / "model.safetensors"):
         assert (whole / weights).read_bytes() == (again / weights).read_bytes(), weights

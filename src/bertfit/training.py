@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import checkpointing
+from . import runs
 from .batching import GROUP_BATCHES, Features, collate, eval_batches, length_grouped_batches, shard
 from .errors import BertfitError, ConfigError
 from .model import BertSelfAttention
@@ -328,7 +328,7 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 def run_fingerprint_of(settings: TrainSettings, train: Features) -> dict:
     """What must not change for a checkpoint to resume this run: the settings that shape training, and the data."""
     shaping = {k: v for k, v in asdict(settings).items() if k not in RESUMABLE_SETTINGS}
-    return {**shaping, "train data": checkpointing.features_digest(train),
+    return {**shaping, "train data": runs.features_digest(train),
             "batch order": f"length-grouped, {GROUP_BATCHES} batches per group"}
 
 
@@ -348,7 +348,7 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
     """
     settings.validate()
     tune_allocator(device)
-    with checkpointing.RunLock(run_dir) if is_main_process() else contextlib.nullcontext():
+    with runs.RunLock(run_dir) if is_main_process() else contextlib.nullcontext():
         # Sparse embedding gradients in one CPU process, where they were measured; lazy updates also need
         # no fp16 loss scaling (a step the scaler skips could not undo a row update).
         lazy = settings.lazy_embeddings and resolve_precision(settings.precision, device) != torch.float16
@@ -383,15 +383,15 @@ def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, 
         model, device_ids=[device.index] if device.type == "cuda" else None,
         find_unused_parameters=True) if world_size > 1 else model
 
-    store = checkpointing.CheckpointStore(run_dir / "checkpoints", keep=settings.keep_checkpoints)
+    store = runs.CheckpointStore(run_dir / "checkpoints", keep=settings.keep_checkpoints)
     if resume and store.checkpoints():
         # every rank checks, so a refusal stops them all rather than leave some waiting for the others
-        checkpointing.check_fingerprint(run_dir / "run.json", fingerprint)
+        runs.check_fingerprint(run_dir / "run.json", fingerprint)
     barrier(world_size)
     if main:
         if not resume:
             store.clear()
-        checkpointing.record_fingerprint(run_dir / "run.json", fingerprint)
+        runs.record_fingerprint(run_dir / "run.json", fingerprint)
     barrier(world_size)
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": 0,
@@ -402,7 +402,7 @@ def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, 
         state.update(restored)
         if main and not quiet:
             print(f"resuming from step {state['step']} (epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']})")
-    log = checkpointing.JsonlLog(run_dir / "log.jsonl") if main else None
+    log = runs.JsonlLog(run_dir / "log.jsonl") if main else None
     if log:
         log.rewind(state["step"])
     progress = Progress(total_steps, "train", enabled=main and not quiet, initial=state["step"])

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import checkpointing, metrics, reports, training
+from .. import metrics, reports, runs, training
 from ..pretrained import load_pretrained, save_pretrained
 from ..errors import CheckpointError, ConfigError
 from ..tasks import glue
@@ -170,9 +170,9 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
         save_pretrained(model, tokenizer, run_dir / "model",
                         labels=list(task.labels) if task.labels else ["score"], extra=extra)
 
-    fingerprint = checkpointing.fingerprint_of(
+    fingerprint = runs.fingerprint_of(
         model=str(options.model), task=task.name, max_seq_length=max_len)
-    with checkpointing.RunLock(run_dir) if main else contextlib.nullcontext():
+    with runs.RunLock(run_dir) if main else contextlib.nullcontext():
         result = training.fit(model, train_features, loss_fn(task), evaluate, save_best, settings, run_dir,
                               pad_id, device, resume=not options.overwrite, run_fingerprint=fingerprint,
                               quiet=options.quiet)

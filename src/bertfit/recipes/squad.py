@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import checkpointing, reports, squad_metrics, training
+from .. import reports, runs, squad_metrics, training
 from ..pretrained import load_pretrained, save_pretrained
 from ..errors import ConfigError, DataError
 from ..tasks import squad
@@ -146,9 +146,9 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
         save_pretrained(model, tokenizer, run_dir / "model", extra=extra)
         write_predictions(run_dir, latest["predictions"], version)
 
-    fingerprint = checkpointing.fingerprint_of(
+    fingerprint = runs.fingerprint_of(
         model=str(options.model), task=f"squad-v{version}", windows=windows_args)
-    with checkpointing.RunLock(run_dir) if main else contextlib.nullcontext():
+    with runs.RunLock(run_dir) if main else contextlib.nullcontext():
         result = training.fit(model, train_features, span_loss, evaluate, save_best, settings, run_dir, pad_id,
                               device, resume=not options.overwrite, run_fingerprint=fingerprint, quiet=options.quiet)
         results = {

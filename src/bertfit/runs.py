@@ -1,4 +1,4 @@
-"""Training checkpoints that survive a crash: atomic writes, verified loads, exact resume.
+"""A run dir's own files: checkpoints that survive a crash, the fingerprint, the lock, the JSON log.
 
 A checkpoint is a folder `step-00001234/` holding the model (safetensors), the optimizer,
 scheduler and scaler states (a tensor-only torch file, loaded with weights_only=True), the
