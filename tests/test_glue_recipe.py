@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import tiny
 
-from bertfit import metrics
+from bertfit import glue_metrics
 from bertfit.pretrained import load_pretrained, save_pretrained
 from bertfit.cli import main
 from bertfit.demo import write_sentiment_data
@@ -367,7 +367,7 @@ def test_own_regression_files_score_whole_number_eval_scores_as_scores(tmp_path,
 
     predicted = [classify(tmp_path / "run", a, b)[1] for a, b, _ in dev]
     assert list(results["metrics"]) == ["pearson", "spearman"]
-    assert results["metrics"]["pearson"] == pytest.approx(metrics.pearson(predicted, [s for *_, s in dev]), abs=1e-4)
+    assert results["metrics"]["pearson"] == pytest.approx(glue_metrics.pearson(predicted, [s for *_, s in dev]), abs=1e-4)
 
 
 # ---- long texts ---------------------------------------------------------------------------------
@@ -441,7 +441,7 @@ def test_best_model_is_kept_by_the_main_metric(tmp_path, tiny_model):
 
     (path,) = predict_glue(tmp_path / "run", split="dev")  # the saved model is the best one, not the last
     predicted = [int(label) for _, label in read_submission(path)[1]]
-    assert metrics.f1(predicted, [y % 2 for *_, y in pairs(16, 100)]) == pytest.approx(results["metrics"]["f1"])
+    assert glue_metrics.f1(predicted, [y % 2 for *_, y in pairs(16, 100)]) == pytest.approx(results["metrics"]["f1"])
 
 
 def test_patience_stops_training_when_the_metric_stops_improving(tmp_path, tiny_model):

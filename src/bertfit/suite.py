@@ -13,7 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
-from . import metrics, training
+from . import glue_metrics, training
 from .errors import ConfigError
 from .recipes.glue import GlueOptions, dev_splits, finetune_glue, predict_glue
 from .reports import SHORT_NAMES, clock, format_table, markdown_table, use_colour
@@ -143,7 +143,7 @@ def spread(values: Sequence[float]) -> dict:
 
 
 def glue_entries(task: str, scores: dict) -> dict[str, dict]:
-    """A run's metrics as metrics.glue_average takes them: MNLI's two dev sets as MNLI-m and MNLI-mm."""
+    """A run's metrics as glue_metrics.glue_average takes them: MNLI's two dev sets as MNLI-m and MNLI-mm."""
     if task == "mnli":
         return {"mnli-m": {"accuracy": scores["accuracy"]}, "mnli-mm": {"accuracy": scores["mismatched_accuracy"]}}
     return {task: scores}
@@ -153,7 +153,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
     """Per task, each metric and the task's score over its seeds; the GLUE average. Fractions, as in results.json."""
     tasks = {name: {
         "metrics": {k: spread([r["metrics"][k] for r in results]) for k in results[0]["metrics"]},
-        "score": spread([metrics.glue_average(glue_entries(name, r["metrics"])) for r in results]),
+        "score": spread([glue_metrics.glue_average(glue_entries(name, r["metrics"])) for r in results]),
         "seeds": [r["settings"]["seed"] for r in results],
         "settings": {k: results[0]["settings"][k] for k in ("epochs", "lr", "batch_size")},
         "train_examples": results[0]["train_examples"],
@@ -161,7 +161,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
         "train_seconds": round(sum(r["train_seconds"] for r in results), 1),
     } for name, results in runs.items()}
     # One GLUE score per seed: their mean is the mean of the task scores, their spread the suite's.
-    per_seed = [metrics.glue_average({k: v for name, results in runs.items()
+    per_seed = [glue_metrics.glue_average({k: v for name, results in runs.items()
                                       for k, v in glue_entries(name, results[i]["metrics"]).items()})
                 for i in range(min(map(len, runs.values())))]
     return {"tasks": tasks, "glue_average": spread(per_seed)}

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import metrics, reports, runs, training
+from .. import glue_metrics, reports, runs, training
 from ..pretrained import load_pretrained, save_pretrained
 from ..errors import CheckpointError, ConfigError
 from ..tasks import glue
@@ -106,9 +106,9 @@ def score(task: glue.GlueTask, split_logits: dict[str, np.ndarray], split_exampl
     for split, logits in split_logits.items():
         examples = split_examples[split]
         name = task.name if task.name != "custom" else ("stsb" if task.is_regression else "sst2")
-        values = metrics.glue_metrics(name, predictions_from_logits(task, logits), np.asarray(examples.labels))
+        values = glue_metrics.glue_metrics(name, predictions_from_logits(task, logits), np.asarray(examples.labels))
         if task.name == "custom" and not task.is_regression and task.num_labels == 2:
-            values = metrics.glue_metrics("mrpc", predictions_from_logits(task, logits), np.asarray(examples.labels))
+            values = glue_metrics.glue_metrics("mrpc", predictions_from_logits(task, logits), np.asarray(examples.labels))
         prefix = {"dev_matched": "", "dev_mismatched": "mismatched_", "dev": ""}.get(split, f"{split}_")
         results.update({prefix + k: float(v) for k, v in values.items()})
     main = task.metrics[0]

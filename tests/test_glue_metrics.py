@@ -7,7 +7,7 @@ from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from bertfit.errors import ConfigError, DataError
-from bertfit.metrics import glue_average, glue_metrics, main_metric
+from bertfit.glue_metrics import glue_average, glue_metrics, main_metric
 
 rng = np.random.default_rng(0)
 
