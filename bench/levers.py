@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from bertfit import training
 from bertfit.batching import collate, eval_batches, length_grouped_batches
 from bertfit.pretrained import embedded_model_path, load_pretrained, load_tokenizer
-from bertfit.model import Dropout
+from bertfit.model import FastDropout
 from bertfit.tasks import glue, squad
 from bertfit.tokenization import special_ids
 
@@ -50,7 +50,7 @@ def padding(sst2_train) -> None:
 def dropout() -> None:
     x = torch.randn(32, 14, 384, dtype=torch.bfloat16, requires_grad=True)
     grad = torch.randn_like(x)
-    ours = Dropout(0.1).train()
+    ours = FastDropout(0.1).train()
     for name, layer in (("torch.nn.Dropout", torch.nn.Dropout(0.1).train()), ("bertfit Dropout", ours)):
         ms = median_ms(lambda: torch.autograd.grad(layer(x), x, grad))
         print(f"dropout forward + backward, {name}: {ms:.2f} ms")

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from bertfit import training
 from bertfit.pretrained import embedded_model_path, load_pretrained
-from bertfit.model import (BertConfig, BertForSequenceClassification, BertModel, Dropout, explicit_attention)
+from bertfit.model import (BertConfig, BertForSequenceClassification, BertModel, FastDropout, explicit_attention)
 
 
 
@@ -77,7 +77,7 @@ def test_first_token_only_gives_the_same_gradients():
 
 
 def test_dropout_drops_p_of_the_elements_scales_the_rest_and_is_seeded():
-    dropout = Dropout(0.1).train()
+    dropout = FastDropout(0.1).train()
     x = torch.randn(64, 50, 100, requires_grad=True)
     torch.manual_seed(1)
     y = dropout(x)
@@ -90,7 +90,7 @@ def test_dropout_drops_p_of_the_elements_scales_the_rest_and_is_seeded():
     assert torch.equal(dropout(x), y)  # the same seed draws the same mask
     assert not torch.equal(dropout(x), y)
     assert torch.equal(dropout.eval()(x), x)
-    assert torch.equal(Dropout(0.0).train()(x), x)
+    assert torch.equal(FastDropout(0.0).train()(x), x)
     # the mask also varies along every dimension: no lane of the 64-bit draws is stuck
     lanes = kept.flatten()[: 4 * (kept.numel() // 4)].view(-1, 4).float().mean(0)
     assert ((lanes - 0.9).abs() < 0.01).all()
