@@ -5,7 +5,7 @@
 1. padding: share of pad tokens in SST-2's length-grouped training batches, by group size;
 2. dropout: one dropout forward + backward on a 32 x 14 x 384 bf16 batch, torch's vs bertfit's;
 3. allocator: one SST-2 training step (batch 32), glibc's starting mmap/trim thresholds against
-   the ones `training.tune_allocator` sets, alternated in one process;
+   the ones `devices.tune_allocator` sets, alternated in one process;
 4. inference: SQuAD windows/s in batches of 128 windows against batches capped at 2,048 tokens.
 Timings are medians (or means over many steps); this machine's speed drifts, so compare within a run.
 """

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 import tiny
-from bertfit import runs, training
+from bertfit import devices, runs, training
 from bertfit.training import TrainSettings
 
 CPU = torch.device("cpu")
@@ -47,8 +47,8 @@ def worker(rank: int, world_size: int, port: int, out: Path) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
     torch.set_num_threads(1)
-    device = training.setup_distributed()
-    assert training.world() == (rank, world_size) and device == CPU
+    device = devices.setup_distributed()
+    assert devices.world() == (rank, world_size) and device == CPU
     try:
         for name in RUNS:
             # rank 1 gets a folder of its own, which must stay untouched: only rank 0 writes

@@ -13,7 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
-from . import glue_metrics, training
+from . import devices, glue_metrics, training
 from .errors import ConfigError
 from .recipes.glue import GlueOptions, dev_splits, finetune_glue, predict_glue
 from .reports import SHORT_NAMES, clock, format_table, markdown_table, use_colour
@@ -52,8 +52,8 @@ def run_glue_suite(options: GlueOptions, settings: dict | None = None, tasks: Se
     if any(t.name == "ax" for t in wanted):
         raise ConfigError("AX is not trained: the suite writes AX.tsv with its MNLI model when the "
                           "diagnostic file is in --data-dir")
-    training.setup_distributed()  # first, so that rank 0 alone prints and writes
-    main = training.is_main_process()
+    devices.setup_distributed()  # first, so that rank 0 alone prints and writes
+    main = devices.is_main_process()
     say = print if main else (lambda *a, **k: None)
     suite_dir = Path(options.output_dir or "runs/glue-all")
     data_dir = str(Path(options.data_dir).resolve()) if options.data_dir else None
@@ -128,7 +128,7 @@ def run_task(options: GlueOptions, settings: TrainSettings, label: str, say) -> 
         return json.loads(results_file.read_text()), False
     say(f"{label}: {settings.epochs:g} epochs, lr {settings.lr:g}, batch {settings.batch_size} -> {run_dir}")
     results = finetune_glue(options, settings)
-    if training.is_main_process():
+    if devices.is_main_process():
         training.write_json(request_file, request)
     return results, True
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import glue_metrics, reports, runs, training
+from .. import devices, glue_metrics, reports, runs, training
 from ..pretrained import load_pretrained, save_pretrained
 from ..errors import CheckpointError, ConfigError
 from ..tasks import glue
@@ -126,8 +126,8 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
     """Fine-tune on a GLUE task (or your own files) and return the results written to results.json."""
     settings = settings or TrainSettings()
     settings.validate()
-    device = training.setup_distributed()
-    main = training.is_main_process()
+    device = devices.setup_distributed()
+    main = devices.is_main_process()
     task = custom_task(options) if options.train_file else glue.resolve_task(options.task)
     if task.name == "ax":
         raise ConfigError("AX has no training data: train MNLI, then `bertfit glue ax --model RUN_DIR/model`")
@@ -231,7 +231,7 @@ def predict_glue(run_dir: str | Path, split: str = "test", data_dir: str | None 
         raise ConfigError(f"{run_dir}: the model predicts {', '.join(labels)}, but GLUE {task.name} "
                           f"needs {', '.join(task.labels)}")
     data_dir = data_dir or extra.get("data_dir")
-    device = training.setup_distributed()
+    device = devices.setup_distributed()
     out_dir = Path(out_dir or Path(run_dir) / "predictions")
     splits = {"ax": ["test"], "mnli": [f"{split}_matched", f"{split}_mismatched"]}.get(task.name, [split])
     written = []

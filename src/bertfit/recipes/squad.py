@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import reports, runs, squad_metrics, training
+from .. import devices, reports, runs, squad_metrics, training
 from ..pretrained import load_pretrained, save_pretrained
 from ..errors import ConfigError, DataError
 from ..tasks import squad
@@ -99,8 +99,8 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
     settings.validate()
     version = normalize_version(options.version)
     squad.check_window_settings(options.max_seq_length, options.doc_stride, options.max_query_length)
-    device = training.setup_distributed()
-    main = training.is_main_process()
+    device = devices.setup_distributed()
+    main = devices.is_main_process()
     say = print if (main and not options.quiet) else (lambda *a, **k: None)
     run_dir = Path(options.output_dir or f"runs/squad-v{version}")
     threshold = options.null_threshold if options.null_threshold is not None else 0.0
