@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from bertfit import training
 from bertfit.batching import collate, eval_batches, length_grouped_batches
 from bertfit.pretrained import embedded_model_path, load_pretrained, load_tokenizer
-from bertfit.model import FastDropout
+from bertfit.model import FastDropout, set_attention_dropout
 from bertfit.tasks import glue, squad
 from bertfit.tokenization import special_ids
 
@@ -61,7 +61,7 @@ def allocator(sst2_train, pad_id: int, steps: int = 40, rounds: int = 3) -> None
     torch.manual_seed(0)
     model, _ = load_pretrained(embedded_model_path(), head="classification", num_labels=2)
     model.train()
-    training.set_attention_dropout(model, 0.0)
+    set_attention_dropout(model, 0.0)
     optimizer = training.make_optimizer(model, 5e-5, 0.01)
     row_grads = training.EmbeddingRowGrads(model, lazy=True)
     batches = [collate(sst2_train, b, pad_id) for b in length_grouped_batches(sst2_train.lengths, 32, 0, 0)[:steps]]

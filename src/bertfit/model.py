@@ -132,6 +132,13 @@ def explicit_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None
     return torch.matmul(probs.to(v.dtype), v)
 
 
+def set_attention_dropout(model: nn.Module, p: float) -> None:
+    """Dropout on attention probabilities for training; the saved config keeps the checkpoint's value."""
+    for module in model.modules():
+        if isinstance(module, BertSelfAttention):
+            module.dropout_p = p
+
+
 class BertLayer(nn.Module):
     """One post-norm transformer block: x = norm(x + attention(x)); x = norm(x + mlp(x))."""
 

@@ -24,7 +24,7 @@ from . import runs
 from .batching import GROUP_BATCHES, Features, collate, eval_batches, length_grouped_batches, shard
 from .devices import autocast, barrier, is_main_process, resolve_precision, tune_allocator, world
 from .errors import BertfitError, ConfigError
-from .model import BertSelfAttention
+from .model import set_attention_dropout
 from .progress import Progress
 
 
@@ -89,13 +89,6 @@ class FitResult:
                 "skipped_steps": self.skipped_steps, "train_seconds": round(self.train_seconds, 1),
                 "train_examples_per_second": round(self.train_examples_seen / max(self.train_seconds, 1e-9), 1),
                 "history": self.history}
-
-
-def set_attention_dropout(model: nn.Module, p: float) -> None:
-    """Dropout on attention probabilities for training; the saved config keeps the checkpoint's value."""
-    for module in model.modules():
-        if isinstance(module, BertSelfAttention):
-            module.dropout_p = p
 
 
 # ---- optimizer and schedule ---------------------------------------------------------------------
