@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from bertfit import training
 from bertfit.batching import collate, eval_batches, length_grouped_batches
-from bertfit.pretrained import embedded_model_path, load_pretrained, load_tokenizer
 from bertfit.model import FastDropout, set_attention_dropout
+from bertfit.pretrained import embedded_model_path, load_pretrained, load_tokenizer
 from bertfit.tasks import glue, squad
 from bertfit.tokenization import special_ids
 

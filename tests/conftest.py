@@ -3,8 +3,8 @@ import torch
 
 import tiny
 
-from bertfit.pretrained import embedded_model_path, load_tokenizer, save_pretrained
 from bertfit.model import BertConfig, BertForSequenceClassification
+from bertfit.pretrained import embedded_model_path, load_tokenizer, save_pretrained
 
 SENTENCES = [
     ("The cat sat on the mat.", None),

@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from bertfit import training
-from bertfit.pretrained import embedded_model_path, load_pretrained
 from bertfit.model import (BertConfig, BertForSequenceClassification, BertModel, FastDropout, explicit_attention)
+from bertfit.pretrained import embedded_model_path, load_pretrained
 
 
 

@@ -18,10 +18,10 @@ from safetensors.torch import load_file
 import tiny
 
 from bertfit import glue_metrics
-from bertfit.pretrained import load_pretrained, save_pretrained
 from bertfit.cli import main
 from bertfit.demo import write_sentiment_data
 from bertfit.model import BertConfig, BertForSequenceClassification
+from bertfit.pretrained import load_pretrained, save_pretrained
 from bertfit.recipes.glue import GlueOptions, classify, finetune_glue, loss_fn, predict_glue
 from bertfit.tasks.glue import GLUE_TASKS
 from bertfit.training import TrainSettings

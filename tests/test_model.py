@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from bertfit.pretrained import embedded_model_path, load_pretrained
 from bertfit.model import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel
+from bertfit.pretrained import embedded_model_path, load_pretrained
 
 transformers = pytest.importorskip("transformers")
 

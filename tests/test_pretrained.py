@@ -10,9 +10,9 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from torch import Tensor, nn
 
-from bertfit.pretrained import load_pretrained, load_tokenizer, save_pretrained
 from bertfit.errors import CheckpointError
 from bertfit.model import BertConfig, BertForSequenceClassification
+from bertfit.pretrained import load_pretrained, load_tokenizer, save_pretrained
 
 transformers = pytest.importorskip("transformers")
 

@@ -18,10 +18,10 @@ from safetensors.torch import load_file
 import tiny
 from bertfit import runs, training
 from bertfit.batching import Features, collate, eval_batches, length_grouped_batches, shard
-from bertfit.pretrained import save_pretrained
 from bertfit.demo import write_sentiment_data
 from bertfit.errors import BertfitError, ConfigError
 from bertfit.model import BertConfig, BertForSequenceClassification, init_weights
+from bertfit.pretrained import save_pretrained
 from bertfit.training import TrainSettings
 
 CPU = torch.device("cpu")

@@ -1,6 +1,6 @@
 """bertfit: fine-tune BERT-family encoders on GLUE and SQuAD."""
-from .pretrained import load_pretrained, save_pretrained
 from .model import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel
+from .pretrained import load_pretrained, save_pretrained
 
 __version__ = "0.1.0"
 __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForQuestionAnswering",

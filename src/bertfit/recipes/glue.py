@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import devices, glue_metrics, reports, runs, training
-from ..pretrained import load_pretrained, save_pretrained
 from ..errors import CheckpointError, ConfigError
+from ..pretrained import load_pretrained, save_pretrained
 from ..tasks import glue
 from ..tokenization import special_ids
 from ..training import TrainSettings

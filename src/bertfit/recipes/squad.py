@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import devices, reports, runs, squad_metrics, training
-from ..pretrained import load_pretrained, save_pretrained
 from ..errors import ConfigError, DataError
+from ..pretrained import load_pretrained, save_pretrained
 from ..tasks import squad
 from ..tokenization import special_ids
 from ..training import TrainSettings
