@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bertfit import training
+from bertfit import optim
 from bertfit.batching import collate, eval_batches, length_grouped_batches
 from bertfit.model import FastDropout, set_attention_dropout
 from bertfit.pretrained import embedded_model_path, load_pretrained, load_tokenizer
@@ -62,8 +62,8 @@ def allocator(sst2_train, pad_id: int, steps: int = 40, rounds: int = 3) -> None
     model, _ = load_pretrained(embedded_model_path(), head="classification", num_labels=2)
     model.train()
     set_attention_dropout(model, 0.0)
-    optimizer = training.make_optimizer(model, 5e-5, 0.01)
-    row_grads = training.EmbeddingRowGrads(model, lazy=True)
+    optimizer = optim.make_optimizer(model, 5e-5, 0.01)
+    row_grads = optim.EmbeddingRowGrads(model, lazy=True)
     batches = [collate(sst2_train, b, pad_id) for b in length_grouped_batches(sst2_train.lengths, 32, 0, 0)[:steps]]
 
     def step(batch) -> None:
@@ -72,7 +72,7 @@ def allocator(sst2_train, pad_id: int, steps: int = 40, rounds: int = 3) -> None
             loss = F.cross_entropy(logits.float(), batch["label_ids"], reduction="sum")
         loss.backward()
         row_grads.coalesce()
-        training.clip_gradients(model, 1.0).item()
+        optim.clip_gradients(model, 1.0).item()
         row_grads.before_step(optimizer)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bertfit import training
+from bertfit import optim
 from bertfit.model import (BertConfig, BertForSequenceClassification, BertModel, FastDropout, explicit_attention)
 from bertfit.pretrained import embedded_model_path, load_pretrained
 
@@ -103,7 +103,7 @@ def test_embedding_row_gradients_equal_the_dense_ones_step_after_step(loss_scale
     dense = BertForSequenceClassification(config, num_labels=2).eval()
     sparse = BertForSequenceClassification(config, num_labels=2).eval()
     sparse.load_state_dict(dense.state_dict())
-    row_grads = training.EmbeddingRowGrads(sparse, lazy=False)
+    row_grads = optim.EmbeddingRowGrads(sparse, lazy=False)
     for step in range(3):  # different tokens each step: rows of the last step must be cleared
         ids = torch.randint(1 + 20 * step, 20 + 20 * step, (4, 6))
         ids[0, 3:] = 0
@@ -113,7 +113,7 @@ def test_embedding_row_gradients_equal_the_dense_ones_step_after_step(loss_scale
             (F.cross_entropy(model(ids), labels) * loss_scale).backward()
         assert sparse.bert.embeddings.word_embeddings.weight.grad.is_sparse
         row_grads.coalesce()
-        norm = training.clip_gradients(sparse, 1.0)  # through the touched rows alone
+        norm = optim.clip_gradients(sparse, 1.0)  # through the touched rows alone
         reference = torch.nn.utils.clip_grad_norm_(dense.parameters(), 1.0)
         torch.testing.assert_close(norm, reference)
         assert (norm > 1.0) == (loss_scale > 1.0)
@@ -133,7 +133,7 @@ def test_clip_gradients_equals_torch_clip_grad_norm():
         x = torch.randn(8, 5)
         for layer in (a, b):
             (layer(x).sum() * scale).backward()
-        norm = training.clip_gradients(a, 1.0)
+        norm = optim.clip_gradients(a, 1.0)
         reference = torch.nn.utils.clip_grad_norm_(b.parameters(), 1.0)
         torch.testing.assert_close(norm, reference)
         for p, r in zip(a.parameters(), b.parameters()):
@@ -148,9 +148,9 @@ def test_lazy_embedding_rows_follow_adamw_where_used_and_stay_put_elsewhere():
     lazy = BertForSequenceClassification(config, num_labels=2).eval()
     lazy.load_state_dict(reference.state_dict())
     initial = {name: p.detach().clone() for name, p in lazy.named_parameters()}
-    row_grads = training.EmbeddingRowGrads(lazy, lazy=True)
-    ref_opt = training.make_optimizer(reference, 1e-2, 0.1)
-    lazy_opt = training.make_optimizer(lazy, 1e-2, 0.1)
+    row_grads = optim.EmbeddingRowGrads(lazy, lazy=True)
+    ref_opt = optim.make_optimizer(reference, 1e-2, 0.1)
+    lazy_opt = optim.make_optimizer(lazy, 1e-2, 0.1)
     used = {"word_embeddings": torch.tensor([3, 7, 11, 12]), "position_embeddings": torch.arange(8),
             "token_type_embeddings": torch.tensor([0])}
     for step in range(4):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 import tiny
-from bertfit import runs, training
+from bertfit import optim, runs, training
 from bertfit.batching import Features, collate, eval_batches, length_grouped_batches, shard
 from bertfit.demo import write_sentiment_data
 from bertfit.errors import BertfitError, ConfigError
@@ -196,8 +196,8 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkp
     newest = store.checkpoints()[0]
     assert newest.name == "step-00000002" and str(newest) in str(stopped.value)
     model = tiny.classifier()
-    optimizer = training.make_optimizer(model, 1e-3, 0.0)
-    state = store.load_latest(model, optimizer, training.linear_schedule(optimizer, 0, 10),
+    optimizer = optim.make_optimizer(model, 1e-3, 0.0)
+    state = store.load_latest(model, optimizer, optim.linear_schedule(optimizer, 0, 10),
                               torch.amp.GradScaler("cpu", enabled=False))
     assert state["step"] == 2 and all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -323,8 +323,8 @@ def test_predict_returns_outputs_in_feature_order():
 
 def test_checkpoints_are_verified_files_renamed_into_place_and_only_the_last_k_kept(tmp_path):
     model = tiny.classifier()
-    optimizer = training.make_optimizer(model, 1e-3, 0.01)
-    scheduler = training.linear_schedule(optimizer, 1, 10)
+    optimizer = optim.make_optimizer(model, 1e-3, 0.01)
+    scheduler = optim.linear_schedule(optimizer, 1, 10)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     store = runs.CheckpointStore(tmp_path, keep=2)
     for step in range(1, 6):
