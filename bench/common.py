@@ -128,7 +128,7 @@ def bertfit_fit_and_predict(model, train, dev, loss, pad_id: int, args, per_toke
 
     import torch
 
-    from bertfit import training
+    from bertfit import predicting, training
 
     settings = training.TrainSettings(epochs=1, lr=args.lr, batch_size=args.batch_size, warmup_ratio=0.1,
                                       weight_decay=0.01, seed=args.seed, precision=args.precision,
@@ -141,8 +141,8 @@ def bertfit_fit_and_predict(model, train, dev, loss, pad_id: int, args, per_toke
         train_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    outputs = training.predict(model, dev, pad_id, device, settings.eval_batch_size, settings.precision,
-                               per_token=per_token)
+    outputs = predicting.predict(model, dev, pad_id, device, settings.eval_batch_size, settings.precision,
+                                 per_token=per_token)
     eval_seconds = time.perf_counter() - start
     return {"result": result, "train_seconds": train_seconds, "outputs": outputs, "eval_seconds": eval_seconds}
 

@@ -1,4 +1,4 @@
-"""training.fit and training.predict under two gloo processes on CPU, against one process."""
+"""training.fit and predicting.predict under two gloo processes on CPU, against one process."""
 import json
 import os
 import socket
@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 import tiny
-from bertfit import devices, runs, training
+from bertfit import devices, predicting, runs, training
 from bertfit.training import TrainSettings
 
 CPU = torch.device("cpu")
@@ -58,8 +58,8 @@ def worker(rank: int, world_size: int, port: int, out: Path) -> None:
                 {"steps": result.steps, "history": result.history, "saves": saves}))
         model = tiny.span_model().eval()
         for name, features in PREDICT.items():
-            starts, ends = training.predict(model, features, tiny.PAD, CPU, batch_size=4, precision="fp32",
-                                            per_token=True)
+            starts, ends = predicting.predict(model, features, tiny.PAD, CPU, batch_size=4, precision="fp32",
+                                              per_token=True)
             np.savez(out / f"predict-{name}-rank{rank}.npz", lengths=[len(s) for s in starts],
                      starts=np.concatenate(starts), ends=np.concatenate(ends))
     finally:
@@ -146,8 +146,8 @@ def test_only_rank_0_writes_checkpoints_logs_and_the_best_model(two_ranks, name)
 @pytest.mark.parametrize("name", list(PREDICT))
 def test_predict_on_two_ranks_returns_each_example_once_in_order(two_ranks, name):
     features = PREDICT[name]
-    starts, ends = training.predict(tiny.span_model().eval(), features, tiny.PAD, CPU, batch_size=4,
-                                    precision="fp32", per_token=True)
+    starts, ends = predicting.predict(tiny.span_model().eval(), features, tiny.PAD, CPU, batch_size=4,
+                                      precision="fp32", per_token=True)
     for rank in range(2):
         with np.load(two_ranks / f"predict-{name}-rank{rank}.npz") as theirs:
             assert theirs["lengths"].tolist() == features.lengths.tolist()

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 import tiny
-from bertfit import optim, runs, training
+from bertfit import optim, predicting, runs, training
 from bertfit.batching import Features, collate, eval_batches, length_grouped_batches, shard
 from bertfit.demo import write_sentiment_data
 from bertfit.errors import BertfitError, ConfigError
@@ -307,8 +307,8 @@ def test_predict_returns_outputs_in_feature_order():
     features = tiny.features(11, seed=4)
     model = tiny.classifier().eval()
     span = tiny.span_model().eval()
-    (logits,) = training.predict(model, features, tiny.PAD, CPU, batch_size=3, precision="fp32")
-    starts, ends = training.predict(span, features, tiny.PAD, CPU, batch_size=3, precision="fp32", per_token=True)
+    (logits,) = predicting.predict(model, features, tiny.PAD, CPU, batch_size=3, precision="fp32")
+    starts, ends = predicting.predict(span, features, tiny.PAD, CPU, batch_size=3, precision="fp32", per_token=True)
     with torch.no_grad():
         for i in range(len(features)):
             ids = torch.from_numpy(features.input_ids(i).astype(np.int64))[None]

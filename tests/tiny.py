@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bertfit import training
+from bertfit import predicting
 from bertfit.batching import Features
 from bertfit.model import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, init_weights
 
@@ -72,7 +72,7 @@ def accuracy_on(dev: Features):
     """An evaluation for `fit`: accuracy and mean loss on `dev` (through `predict`, so it gathers under torchrun)."""
 
     def evaluate(model) -> dict:
-        (logits,) = training.predict(model, dev, PAD, torch.device("cpu"), batch_size=8, precision="fp32")
+        (logits,) = predicting.predict(model, dev, PAD, torch.device("cpu"), batch_size=8, precision="fp32")
         labels = dev.columns["label_ids"]
         loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
         return {"accuracy": float((logits.argmax(-1) == labels).mean()), "loss": loss}
@@ -82,8 +82,8 @@ def accuracy_on(dev: Features):
 
 def span_accuracy_on(dev: Features):
     def evaluate(model) -> dict:
-        starts, _ = training.predict(model, dev, PAD, torch.device("cpu"), batch_size=8, precision="fp32",
-                                     per_token=True)
+        starts, _ = predicting.predict(model, dev, PAD, torch.device("cpu"), batch_size=8, precision="fp32",
+                                       per_token=True)
         hits = [s.argmax() == t for s, t in zip(starts, dev.columns["start_positions"])]
         return {"start_accuracy": float(np.mean(hits))}
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import devices, glue_metrics, reports, runs, training
+from .. import devices, glue_metrics, predicting, reports, runs, training
 from ..errors import CheckpointError, ConfigError
 from ..pretrained import load_pretrained, save_pretrained
 from ..tasks import glue
@@ -116,7 +116,7 @@ def score(task: glue.GlueTask, split_logits: dict[str, np.ndarray], split_exampl
 
 
 def _logits(model, features, tokenizer_pad, device, settings, num_examples) -> np.ndarray:
-    (logits,) = training.predict(model, features, tokenizer_pad, device, settings.eval_batch_size, settings.precision)
+    (logits,) = predicting.predict(model, features, tokenizer_pad, device, settings.eval_batch_size, settings.precision)
     if len(features) != num_examples:  # long texts: average the windows of each example
         logits = glue.average_by_example(logits, features.columns["example_index"], num_examples)
     return logits
@@ -239,7 +239,7 @@ def predict_glue(run_dir: str | Path, split: str = "test", data_dir: str | None 
         examples = glue.read_glue_split(task, data_dir, name) if data_dir else glue.load_hub_split(task, name)
         features, _ = glue.encode(examples, tokenizer, extra.get("max_seq_length", 128),
                                   extra.get("long_texts", "truncate"), extra.get("stride", 64))
-        (logits,) = training.predict(model, features, special_ids(tokenizer).pad, device, batch_size, precision)
+        (logits,) = predicting.predict(model, features, special_ids(tokenizer).pad, device, batch_size, precision)
         if len(features) != len(examples):
             logits = glue.average_by_example(logits, features.columns["example_index"], len(examples))
         predictions = predictions_from_logits(task, logits)
@@ -261,7 +261,7 @@ def classify(run_dir: str | Path, text: str, text_pair: str | None = None) -> tu
                              indices=[0], source="command line")
     features, _ = glue.encode(examples, tokenizer, extra.get("max_seq_length", 128),
                               extra.get("long_texts", "truncate"), extra.get("stride", 64))
-    (logits,) = training.predict(model, features, special_ids(tokenizer).pad, torch.device("cpu"), precision="fp32")
+    (logits,) = predicting.predict(model, features, special_ids(tokenizer).pad, torch.device("cpu"), precision="fp32")
     logits = logits.mean(0)
     if len(labels) == 1:
         return "score", float(logits[0])

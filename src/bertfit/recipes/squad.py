@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import devices, reports, runs, squad_metrics, training
+from .. import devices, predicting, reports, runs, squad_metrics, training
 from ..errors import ConfigError, DataError
 from ..pretrained import load_pretrained, save_pretrained
 from ..tasks import squad
@@ -131,8 +131,8 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
     latest = {}
 
     def evaluate(model) -> dict:
-        start_logits, end_logits = training.predict(model, eval_features, pad_id, device, settings.eval_batch_size,
-                                                    settings.precision, per_token=True)
+        start_logits, end_logits = predicting.predict(model, eval_features, pad_id, device, settings.eval_batch_size,
+                                                      settings.precision, per_token=True)
         latest["predictions"] = squad.decode(eval_questions, eval_windows, start_logits, end_logits, options.n_best,
                                              options.max_answer_length, version == "2.0", threshold)
         return score(eval_questions, latest["predictions"], version)
@@ -208,8 +208,8 @@ def answer(run_dir: str | Path, question: str, context: str, null_threshold: flo
                                is_impossible=False)
     features, windows = squad.make_windows([item], tokenizer, extra.get("max_seq_length", 384),
                                            extra.get("doc_stride", 128), extra.get("max_query_length", 64))
-    start_logits, end_logits = training.predict(model, features, special_ids(tokenizer).pad,
-                                                device or torch.device("cpu"), precision="fp32", per_token=True)
+    start_logits, end_logits = predicting.predict(model, features, special_ids(tokenizer).pad,
+                                                  device or torch.device("cpu"), precision="fp32", per_token=True)
     threshold = null_threshold if null_threshold is not None else extra.get("null_threshold", 0.0)
     version_2 = extra.get("version", "1.1") == "2.0"
     predictions = squad.decode([item], windows, start_logits, end_logits, extra.get("n_best", 20),
