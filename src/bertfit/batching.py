@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .files import open_atomic
+
 
 @dataclass
 class Features:
@@ -57,12 +59,9 @@ class Features:
 
     def save(self, path: Path) -> None:
         """Write as .npz (no pickles) through a temporary file, so a crash never leaves half a cache."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with open_atomic(path, "wb") as f:
             np.savez(f, ids=self.ids, type_ids=self.type_ids, offsets=self.offsets,
                      **{f"col_{k}": v for k, v in self.columns.items()})
-        tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> "Features":

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import BertfitError, ConfigError
+from .files import write_atomic
 
 MANIFEST = "manifest.json"
 FILES = ("model.safetensors", "trainer.pt", "state.json")
@@ -39,12 +40,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 class CheckpointStore:
@@ -169,7 +164,7 @@ def check_fingerprint(path: Path, fingerprint: dict) -> None:
 def record_fingerprint(path: Path, fingerprint: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, json.dumps(fingerprint, indent=1, sort_keys=True))
+    write_atomic(path, json.dumps(fingerprint, indent=1, sort_keys=True))
 
 
 # ---- one run per folder -----------------------------------------------------------------------------
@@ -235,4 +230,4 @@ class JsonlLog:
             except ValueError:
                 pass  # the half-written last line of a killed run
         if "".join(kept) != text:
-            _write_atomic(self.path, "".join(kept))
+            write_atomic(self.path, "".join(kept))

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from . import devices, glue_metrics, training
 from .errors import ConfigError
+from .files import write_json
 from .recipes.glue import GlueOptions, dev_splits, finetune_glue, predict_glue
 from .reports import SHORT_NAMES, clock, format_table, markdown_table, use_colour
 from .tasks.glue import GLUE_TASKS, GlueTask, glue_file_candidates, resolve_task
@@ -91,7 +92,7 @@ def run_glue_suite(options: GlueOptions, settings: dict | None = None, tasks: Se
     if "mnli" in runs and has_ax:
         summary["ax_predictions"] = str(ax_predictions(runs["mnli"], data_dir, suite_dir, "mnli" in trained, say))
     if main:
-        training.write_json(suite_dir / "summary.json", summary)
+        write_json(suite_dir / "summary.json", summary)
         (suite_dir / "summary.md").write_text(summary_markdown(summary, suite_dir))
         say(f"\n{leaderboard_text(summary, use_colour(sys.stdout))}")
     return summary
@@ -129,7 +130,7 @@ def run_task(options: GlueOptions, settings: TrainSettings, label: str, say) -> 
     say(f"{label}: {settings.epochs:g} epochs, lr {settings.lr:g}, batch {settings.batch_size} -> {run_dir}")
     results = finetune_glue(options, settings)
     if devices.is_main_process():
-        training.write_json(request_file, request)
+        write_json(request_file, request)
     return results, True
 
 

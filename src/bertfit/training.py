@@ -8,7 +8,6 @@ atomic checkpoints that resume exactly, and torchrun (DistributedDataParallel) w
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -307,10 +306,3 @@ def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, 
 def settings_dict(settings: TrainSettings) -> dict:
     return asdict(settings)
 
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically: a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)

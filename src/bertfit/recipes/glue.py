@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from .. import devices, glue_metrics, predicting, reports, runs, training
 from ..errors import CheckpointError, ConfigError
+from ..files import write_json
 from ..pretrained import load_pretrained, save_pretrained
 from ..tasks import glue
 from ..tokenization import special_ids
@@ -191,7 +192,7 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
             **result.summary(),
         }
         if main:
-            training.write_json(run_dir / "results.json", results)
+            write_json(run_dir / "results.json", results)
             reports.write_run_report(run_dir)
             say(metrics_table(task.name, result.best_metrics))
     return results

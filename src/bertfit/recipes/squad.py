@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from .. import devices, predicting, reports, runs, squad_metrics, training
 from ..errors import ConfigError, DataError
+from ..files import write_json
 from ..pretrained import load_pretrained, save_pretrained
 from ..tasks import squad
 from ..tokenization import special_ids
@@ -86,11 +87,11 @@ def score(questions, predictions: squad.Predictions, version: str) -> dict:
 
 
 def write_predictions(folder: Path, predictions: squad.Predictions, version: str) -> None:
-    training.write_json(folder / "predictions.json", predictions.answers)
-    training.write_json(folder / "nbest_predictions.json",
-                        {qid: [e for e in entries if e["text"]] for qid, entries in predictions.nbest.items()})
+    write_json(folder / "predictions.json", predictions.answers)
+    write_json(folder / "nbest_predictions.json",
+               {qid: [e for e in entries if e["text"]] for qid, entries in predictions.nbest.items()})
     if version == "2.0":
-        training.write_json(folder / "null_odds.json", predictions.null_odds)
+        write_json(folder / "null_odds.json", predictions.null_odds)
 
 
 def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None) -> dict:
@@ -166,7 +167,7 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
             **result.summary(),
         }
         if main:
-            training.write_json(run_dir / "results.json", results)
+            write_json(run_dir / "results.json", results)
             reports.write_run_report(run_dir)
             say(metrics_table(f"squad v{version}", result.best_metrics))
     return results

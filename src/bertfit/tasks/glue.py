@@ -14,6 +14,7 @@ from tokenizers import Tokenizer
 
 from ..batching import Features
 from ..errors import ConfigError, DataError
+from ..files import write_atomic
 from ..tokenization import special_ids
 
 BINARY = ("0", "1")
@@ -575,9 +576,7 @@ def encode_cached(examples: Examples, tokenizer: Tokenizer, max_seq_length: int,
     features, stats = encode(examples, tokenizer, max_seq_length, long_texts, stride)
     cache_dir.mkdir(parents=True, exist_ok=True)
     features.save(features_path)
-    tmp = stats_path.with_name(stats_path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(stats)))
-    tmp.replace(stats_path)
+    write_atomic(stats_path, json.dumps(asdict(stats)))
     return features, stats, False
 
 
