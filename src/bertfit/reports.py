@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import DataError
+from .files import write_atomic
 
 # SQuAD's results hold percentages and counts besides; these are its scores worth a column.
 SQUAD_SCORES = ("f1", "exact", "searched_f1", "searched_exact")
@@ -115,7 +116,7 @@ def write_run_report(run_dir: str | Path) -> list[Path]:
         notes.append("curves.png not drawn: matplotlib is not installed (`pip install 'bertfit[plot]'`)")
     if write_tensorboard(run_dir / "tensorboard", log):
         written.append(run_dir / "tensorboard")
-    (run_dir / "report.md").write_text(run_markdown(run_dir, results, log, notes))
+    write_atomic(run_dir / "report.md", run_markdown(run_dir, results, log, notes))
     return [run_dir / "report.md", *written]
 
 

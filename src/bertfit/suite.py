@@ -15,7 +15,7 @@ from typing import Sequence
 
 from . import devices, glue_metrics, training
 from .errors import ConfigError
-from .files import write_json
+from .files import write_atomic, write_json
 from .recipes.glue import GlueOptions, dev_splits, finetune_glue, predict_glue
 from .reports import SHORT_NAMES, clock, format_table, markdown_table, use_colour
 from .tasks.glue import GLUE_TASKS, GlueTask, glue_file_candidates, resolve_task
@@ -93,7 +93,7 @@ def run_glue_suite(options: GlueOptions, settings: dict | None = None, tasks: Se
         summary["ax_predictions"] = str(ax_predictions(runs["mnli"], data_dir, suite_dir, "mnli" in trained, say))
     if main:
         write_json(suite_dir / "summary.json", summary)
-        (suite_dir / "summary.md").write_text(summary_markdown(summary, suite_dir))
+        write_atomic(suite_dir / "summary.md", summary_markdown(summary, suite_dir))
         say(f"\n{leaderboard_text(summary, use_colour(sys.stdout))}")
     return summary
 

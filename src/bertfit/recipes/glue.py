@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .. import devices, glue_metrics, predicting, reports, runs, training
 from ..errors import CheckpointError, ConfigError
-from ..files import write_json
+from ..files import write_atomic, write_json
 from ..pretrained import load_pretrained, save_pretrained
 from ..tasks import glue
 from ..tokenization import special_ids
@@ -250,7 +250,7 @@ def predict_glue(run_dir: str | Path, split: str = "test", data_dir: str | None 
             out_dir.mkdir(parents=True, exist_ok=True)
             path = out_dir / f"{task.folder or task.name}-{name}.tsv"
             values = [f"{v:.3f}" for v in predictions] if task.is_regression else [task.labels[i] for i in predictions]
-            path.write_text("index\tprediction\n" + "".join(f"{i}\t{v}\n" for i, v in zip(examples.indices, values)))
+            write_atomic(path, "index\tprediction\n" + "".join(f"{i}\t{v}\n" for i, v in zip(examples.indices, values)))
             written.append(path)
     return written
 

@@ -607,5 +607,4 @@ def write_submission(task: str | GlueTask, split: str, indices: Sequence[int], p
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / task.submissions[split]
     rows = "".join(f"{int(i)}\t{v}\n" for i, v in zip(indices, values))
-    path.write_text("index\tprediction\n" + rows, encoding="utf-8")
-    return path
+    return write_atomic(path, "index\tprediction\n" + rows)
