@@ -134,173 +134,236 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
         lazy = settings.lazy_embeddings and resolve_precision(settings.precision, device) != torch.float16
         row_grads = EmbeddingRowGrads(model, lazy) if world()[1] == 1 and device.type == "cpu" else None
         try:
-            return _fit(model, train, loss_fn, evaluate, save_best, settings, Path(run_dir), pad_id, device, resume,
-                        {**(run_fingerprint or {}), **run_fingerprint_of(settings, train)}, quiet, row_grads)
+            trainer = Trainer(model, train, loss_fn, evaluate, save_best, settings, Path(run_dir), pad_id, device,
+                              row_grads)
+            trainer.open_run(resume, {**(run_fingerprint or {}), **run_fingerprint_of(settings, train)}, quiet)
+            return trainer.run()
         finally:
             if row_grads:
                 row_grads.restore()
 
 
-def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, device, resume, fingerprint,
-         quiet, row_grads) -> FitResult:
-    rank, world_size = world()
-    main = rank == 0
-    dtype = resolve_precision(settings.precision, device)
-    model.to(device)
-    if settings.attention_dropout is not None:
-        set_attention_dropout(model, settings.attention_dropout)
+@dataclass
+class TrainState:
+    """Where a run stands: all its checkpoint holds besides the weights and optimizer (the state.json)."""
 
-    batches_per_epoch = math.ceil(len(train) / settings.batch_size)
-    total_steps = settings.max_steps or max(1, math.ceil(batches_per_epoch * settings.epochs))
-    warmup_steps = int(settings.warmup_ratio * total_steps)
-    micro = settings.batch_size // settings.grad_accum
-    optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
-    scheduler = linear_schedule(optimizer, warmup_steps, total_steps)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    # find_unused_parameters: a head may leave parameters out of the loss (the QA head never reads
-    # the pooler), and DDP would wait for their gradients forever
-    ddp = nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=True) if world_size > 1 else model
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0
+    batch_in_epoch: int = 0  # the epoch's next batch
+    best_metric: float | None = None  # the main metric of the best evaluation so far
+    best_step: int = 0
+    best_metrics: dict = field(default_factory=dict)
+    evals_without_improvement: int = 0
+    stopped_early: bool = False
+    examples_seen: int = 0
+    train_seconds: float = 0.0
+    skipped_steps: int = 0
+    loss_sum: float = 0.0  # over the steps since the last logged loss
+    loss_examples: int = 0
+    history: list = field(default_factory=list)  # each evaluation's log entry
 
-    store = runs.CheckpointStore(run_dir / "checkpoints", keep=settings.keep_checkpoints)
-    if resume and store.checkpoints():
-        # every rank checks, so a refusal stops them all rather than leave some waiting for the others
-        runs.check_fingerprint(run_dir / "run.json", fingerprint)
-    barrier(world_size)
-    if main:
-        if not resume:
-            store.clear()
-        runs.record_fingerprint(run_dir / "run.json", fingerprint)
-    barrier(world_size)
 
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": 0,
-             "best_metrics": {}, "evals_without_improvement": 0, "stopped_early": False, "examples_seen": 0,
-             "train_seconds": 0.0, "skipped_steps": 0, "loss_sum": 0.0, "loss_examples": 0, "history": []}
-    restored = store.load_latest(model, optimizer, scheduler, scaler, warn=main) if resume else None
-    if restored is not None:
-        state.update(restored)
-        if main and not quiet:
-            print(f"resuming from step {state['step']} (epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']})")
-    log = runs.JsonlLog(run_dir / "log.jsonl") if main else None
-    if log:
-        log.rewind(state["step"])
-    progress = Progress(total_steps, "train", enabled=main and not quiet, initial=state["step"])
-    start_time = time.perf_counter() - state["train_seconds"]
+class Trainer:
+    """One run of the loop: `step` trains on a global batch, `after_step` logs, evaluates, saves and stops.
 
-    def save_checkpoint() -> None:
-        if main:
-            store.save(model, optimizer, scheduler, scaler, state)
+    A checkpoint holds `state`, the weights, and the optimizer, scheduler and scaler; from it a
+    resumed run continues exactly as an uninterrupted one would.
+    """
 
-    def run_evaluation() -> None:
-        """Evaluate, keep the best model, note whether patience has run out, and checkpoint."""
-        metrics = evaluate(model)
-        key = next(iter(metrics))
-        entry = {"event": "eval", "step": state["step"], "epoch": round(state["step"] / batches_per_epoch, 3), **metrics}
-        state["history"].append(entry)
-        if state["best_metric"] is None or metrics[key] > state["best_metric"]:
-            state.update(best_metric=metrics[key], best_step=state["step"], best_metrics=metrics,
-                         evals_without_improvement=0)
-            if main:
-                save_best(model, metrics)
+    def __init__(self, model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, save_best: SaveFn,
+                 settings: TrainSettings, run_dir: Path, pad_id: int, device: torch.device,
+                 row_grads: EmbeddingRowGrads | None):
+        self.model, self.train, self.settings, self.run_dir = model, train, settings, run_dir
+        self.loss_fn, self.eval_fn, self.save_best = loss_fn, evaluate, save_best
+        self.pad_id, self.device, self.row_grads = pad_id, device, row_grads
+        self.rank, self.world_size = world()
+        self.main = self.rank == 0
+        self.dtype = resolve_precision(settings.precision, device)
+        model.to(device)
+        if settings.attention_dropout is not None:
+            set_attention_dropout(model, settings.attention_dropout)
+
+        self.batches_per_epoch = math.ceil(len(train) / settings.batch_size)
+        self.total_steps = settings.max_steps or max(1, math.ceil(self.batches_per_epoch * settings.epochs))
+        self.optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
+        self.scheduler = linear_schedule(self.optimizer, int(settings.warmup_ratio * self.total_steps), self.total_steps)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        # find_unused_parameters: a head may leave parameters out of the loss (the QA head never reads
+        # the pooler), and DDP would wait for their gradients forever
+        self.ddp = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True) if self.world_size > 1 else model
+        self.store = runs.CheckpointStore(run_dir / "checkpoints", keep=settings.keep_checkpoints)
+        self.state = TrainState()
+        self.log: runs.JsonlLog | None = None
+        self.progress: Progress | None = None
+        self.start_time = time.perf_counter()
+
+    def open_run(self, resume: bool, fingerprint: dict, quiet: bool) -> None:
+        """Check and record what the run is, restore its newest checkpoint when resuming, open its log."""
+        if resume and self.store.checkpoints():
+            # every rank checks, so a refusal stops them all rather than leave some waiting for the others
+            runs.check_fingerprint(self.run_dir / "run.json", fingerprint)
+        barrier(self.world_size)
+        if self.main:
+            if not resume:
+                self.store.clear()
+            runs.record_fingerprint(self.run_dir / "run.json", fingerprint)
+        barrier(self.world_size)
+
+        restored = self.store.load_latest(self.model, self.optimizer, self.scheduler, self.scaler,
+                                          warn=self.main) if resume else None
+        if restored is not None:
+            self.state = TrainState(**restored)
+            if self.main and not quiet:
+                print(f"resuming from step {self.state.step} (epoch {self.state.epoch + 1}, "
+                      f"batch {self.state.batch_in_epoch})")
+        self.log = runs.JsonlLog(self.run_dir / "log.jsonl") if self.main else None
+        if self.log:
+            self.log.rewind(self.state.step)
+        self.progress = Progress(self.total_steps, "train", enabled=self.main and not quiet, initial=self.state.step)
+        self.start_time = time.perf_counter() - self.state.train_seconds
+
+    @property
+    def finished(self) -> bool:
+        return self.state.step >= self.total_steps or self.state.stopped_early
+
+    def run(self) -> FitResult:
+        """Train to the last step or an early stop; a finished run that never evaluated evaluates once."""
+        state = self.state
+        self.model.train()
+        while not self.finished:
+            batches = length_grouped_batches(self.train.lengths, self.settings.batch_size, self.settings.seed,
+                                             state.epoch)
+            for index in range(state.batch_in_epoch, len(batches)):
+                grad_norm = self.step(batches[index])
+                end_of_epoch = index == len(batches) - 1
+                state.epoch, state.batch_in_epoch = (state.epoch + 1, 0) if end_of_epoch else (state.epoch, index + 1)
+                self.after_step(grad_norm, end_of_epoch)
+                if self.finished:
+                    break
+        self.progress.close()
+        if state.best_metric is None:  # resumed a finished run: evaluate what we have
+            self.evaluate()
+        return FitResult(best_metrics=state.best_metrics, best_step=state.best_step, steps=state.step,
+                         train_seconds=state.train_seconds, train_examples_seen=state.examples_seen,
+                         stopped_early=state.stopped_early, history=state.history, skipped_steps=state.skipped_steps)
+
+    def step(self, global_batch: np.ndarray) -> float:
+        """One optimizer step on a global batch (a non-finite one stops the run, or is skipped); the gradient norm."""
+        state = self.state
+        torch.manual_seed(step_seed(self.settings.seed, state.step, self.rank))
+        step_loss = self.accumulate_gradients(global_batch)
+        if self.row_grads:
+            self.row_grads.coalesce()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = clip_gradients(self.model, self.settings.max_grad_norm)
+        loss_value, grad_norm = step_loss.item(), grad_norm.item()
+        finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
+        if not finite and self.dtype != torch.float16:  # in fp16 the scaler skips overflowing steps itself
+            self.stop_or_skip(loss_value, grad_norm)
         else:
-            state["evals_without_improvement"] += 1
-        state["stopped_early"] = bool(settings.patience) and state["evals_without_improvement"] >= settings.patience
-        if log:
-            log.write(entry)
-        progress.note(f"step {state['step']}/{total_steps} eval: "
-                      + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
-        model.train()
-        save_checkpoint()  # after the stopping decision, so a resumed run stops too
+            if self.row_grads:
+                self.row_grads.before_step(self.optimizer)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        state.step += 1
+        state.examples_seen += len(global_batch)
+        state.train_seconds = time.perf_counter() - self.start_time
+        if finite:
+            state.loss_sum += loss_value
+            state.loss_examples += len(global_batch)
+        return grad_norm
 
-    model.train()
-    done = state["step"] >= total_steps or state["stopped_early"]
-    while not done:
-        epoch_batches = length_grouped_batches(train.lengths, settings.batch_size, settings.seed, state["epoch"])
-        for batch_index in range(state["batch_in_epoch"], len(epoch_batches)):
-            global_batch = epoch_batches[batch_index]
-            torch.manual_seed(step_seed(settings.seed, state["step"], rank))
-            step_loss = torch.zeros((), device=device)
-            micro_batches = [global_batch[i : i + micro] for i in range(0, len(global_batch), micro)]
-            for i, micro_batch in enumerate(micro_batches):
-                indices = shard(micro_batch, rank, world_size)
-                # A rank whose share is empty still runs one example, weighted zero: every rank must
-                # join each gradient all-reduce, or the others wait for it forever.
-                weight = world_size / len(global_batch) if len(indices) else 0.0  # DDP averages over ranks
-                batch = collate(train, indices if len(indices) else micro_batch[:1], pad_id)
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                last = i == len(micro_batches) - 1
-                with contextlib.nullcontext() if last or world_size == 1 else ddp.no_sync():
-                    with autocast(device, dtype):
-                        loss_sum = loss_fn(ddp, batch)
-                    scaler.scale(loss_sum * weight).backward()
-                if weight:
-                    step_loss += loss_sum.detach().float()
-            if world_size > 1:
-                dist.all_reduce(step_loss)  # the whole global batch's loss, the same on every rank
-            if row_grads:
-                row_grads.coalesce()
-            scaler.unscale_(optimizer)
-            grad_norm = clip_gradients(model, settings.max_grad_norm)
-            loss_value, grad_norm = step_loss.item(), grad_norm.item()
-            finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
-            if not finite and dtype != torch.float16:  # in fp16 the scaler skips overflowing steps itself
-                if not settings.skip_nonfinite:
-                    newest = store.checkpoints()
-                    raise BertfitError(
-                        f"step {state['step'] + 1}: the loss ({loss_value}) or the gradient norm ({grad_norm}) is "
-                        f"not finite; training stopped. The last good checkpoint is "
-                        f"{newest[0] if newest else 'none (none was written yet)'}. Lower --lr, use --precision "
-                        f"fp32, or pass --skip-nonfinite to skip such steps")
-                state["skipped_steps"] += 1
-                if log:
-                    log.write({"event": "skipped", "step": state["step"] + 1, "loss": loss_value,
-                               "grad_norm": grad_norm})
-            else:
-                if row_grads:
-                    row_grads.before_step(optimizer)
-                scaler.step(optimizer)
-                scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            state["step"] += 1
-            state["batch_in_epoch"] = batch_index + 1
-            state["examples_seen"] += len(global_batch)
-            state["train_seconds"] = time.perf_counter() - start_time
-            if finite:
-                state["loss_sum"] += loss_value
-                state["loss_examples"] += len(global_batch)
+    def accumulate_gradients(self, global_batch: np.ndarray) -> torch.Tensor:
+        """Forward and backward over the micro-batches, each rank on its share; the global batch's summed loss."""
+        world_size = self.world_size
+        micro = self.settings.batch_size // self.settings.grad_accum
+        step_loss = torch.zeros((), device=self.device)
+        micro_batches = [global_batch[i : i + micro] for i in range(0, len(global_batch), micro)]
+        for i, micro_batch in enumerate(micro_batches):
+            indices = shard(micro_batch, self.rank, world_size)
+            # A rank whose share is empty still runs one example, weighted zero: every rank must
+            # join each gradient all-reduce, or the others wait for it forever.
+            weight = world_size / len(global_batch) if len(indices) else 0.0  # DDP averages over ranks
+            batch = collate(self.train, indices if len(indices) else micro_batch[:1], self.pad_id)
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            last = i == len(micro_batches) - 1
+            with contextlib.nullcontext() if last or world_size == 1 else self.ddp.no_sync():
+                with autocast(self.device, self.dtype):
+                    loss_sum = self.loss_fn(self.ddp, batch)
+                self.scaler.scale(loss_sum * weight).backward()
+            if weight:
+                step_loss += loss_sum.detach().float()
+        if world_size > 1:
+            dist.all_reduce(step_loss)  # the whole global batch's loss, the same on every rank
+        return step_loss
 
-            last_step = state["step"] >= total_steps
-            if state["step"] % settings.log_every == 0 or last_step:
-                mean_loss = state["loss_sum"] / max(1, state["loss_examples"])
-                state.update(loss_sum=0.0, loss_examples=0)
-                lr = scheduler.get_last_lr()[0]
-                rate = state["examples_seen"] / max(1e-9, state["train_seconds"])
-                progress.update(state["step"], loss=mean_loss, lr=lr, rate=rate)
-                if log:
-                    log.write({"event": "train", "step": state["step"], "loss": round(mean_loss, 6), "lr": lr,
-                               "examples_per_s": round(rate, 2), "grad_norm": round(grad_norm, 4)})
-            end_of_epoch = batch_index == len(epoch_batches) - 1
-            if end_of_epoch:
-                state["epoch"] += 1
-                state["batch_in_epoch"] = 0
-            evaluate_now = (settings.eval_every and state["step"] % settings.eval_every == 0) or \
-                (not settings.eval_every and end_of_epoch) or last_step
-            if evaluate_now:
-                run_evaluation()
-            elif settings.save_every and state["step"] % settings.save_every == 0:
-                save_checkpoint()
-            if last_step or state["stopped_early"]:
-                done = True
-                break
-    progress.close()
-    if state["best_metric"] is None:  # resumed a finished run: evaluate what we have
-        run_evaluation()
-    return FitResult(best_metrics=state["best_metrics"], best_step=state["best_step"], steps=state["step"],
-                     train_seconds=state["train_seconds"], train_examples_seen=state["examples_seen"],
-                     stopped_early=state["stopped_early"], history=state["history"],
-                     skipped_steps=state["skipped_steps"])
+    def stop_or_skip(self, loss_value: float, grad_norm: float) -> None:
+        """A non-finite loss or gradient stops the run, naming the step; with --skip-nonfinite it is counted."""
+        state = self.state
+        if not self.settings.skip_nonfinite:
+            newest = self.store.checkpoints()
+            raise BertfitError(
+                f"step {state.step + 1}: the loss ({loss_value}) or the gradient norm ({grad_norm}) is "
+                f"not finite; training stopped. The last good checkpoint is "
+                f"{newest[0] if newest else 'none (none was written yet)'}. Lower --lr, use --precision "
+                f"fp32, or pass --skip-nonfinite to skip such steps")
+        state.skipped_steps += 1
+        if self.log:
+            self.log.write({"event": "skipped", "step": state.step + 1, "loss": loss_value, "grad_norm": grad_norm})
+
+    def after_step(self, grad_norm: float, end_of_epoch: bool) -> None:
+        """Log the loss every --log-every steps; evaluate each epoch (or every --eval-every steps), else checkpoint."""
+        settings, step = self.settings, self.state.step
+        last_step = step >= self.total_steps
+        if step % settings.log_every == 0 or last_step:
+            self.log_loss(grad_norm)
+        if (settings.eval_every and step % settings.eval_every == 0) or (not settings.eval_every and end_of_epoch) \
+                or last_step:
+            self.evaluate()
+        elif settings.save_every and step % settings.save_every == 0:
+            self.save()
+
+    def log_loss(self, grad_norm: float) -> None:
+        """The mean loss since the last one logged, to the progress line and log.jsonl."""
+        state = self.state
+        mean_loss = state.loss_sum / max(1, state.loss_examples)
+        state.loss_sum, state.loss_examples = 0.0, 0
+        lr = self.scheduler.get_last_lr()[0]
+        rate = state.examples_seen / max(1e-9, state.train_seconds)
+        self.progress.update(state.step, loss=mean_loss, lr=lr, rate=rate)
+        if self.log:
+            self.log.write({"event": "train", "step": state.step, "loss": round(mean_loss, 6), "lr": lr,
+                            "examples_per_s": round(rate, 2), "grad_norm": round(grad_norm, 4)})
+
+    def evaluate(self) -> None:
+        """Evaluate, keep the best model, note whether patience has run out, and checkpoint."""
+        state, settings = self.state, self.settings
+        metrics = self.eval_fn(self.model)
+        key = next(iter(metrics))
+        entry = {"event": "eval", "step": state.step, "epoch": round(state.step / self.batches_per_epoch, 3), **metrics}
+        state.history.append(entry)
+        if state.best_metric is None or metrics[key] > state.best_metric:
+            state.best_metric, state.best_step, state.best_metrics = metrics[key], state.step, metrics
+            state.evals_without_improvement = 0
+            if self.main:
+                self.save_best(self.model, metrics)
+        else:
+            state.evals_without_improvement += 1
+        state.stopped_early = bool(settings.patience) and state.evals_without_improvement >= settings.patience
+        if self.log:
+            self.log.write(entry)
+        self.progress.note(f"step {state.step}/{self.total_steps} eval: "
+                           + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+        self.model.train()
+        self.save()  # after the stopping decision, so a resumed run stops too
+
+    def save(self) -> None:
+        if self.main:
+            self.store.save(self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state))
 
 
 def settings_dict(settings: TrainSettings) -> dict:
