@@ -129,10 +129,11 @@ def bertfit_fit_and_predict(model, train, dev, loss, pad_id: int, args, per_toke
     import torch
 
     from bertfit import predicting, training
+    from bertfit.settings import TrainSettings
 
-    settings = training.TrainSettings(epochs=1, lr=args.lr, batch_size=args.batch_size, warmup_ratio=0.1,
-                                      weight_decay=0.01, seed=args.seed, precision=args.precision,
-                                      eval_batch_size=args.eval_batch_size, log_every=50)
+    settings = TrainSettings(epochs=1, lr=args.lr, batch_size=args.batch_size, warmup_ratio=0.1,
+                             weight_decay=0.01, seed=args.seed, precision=args.precision,
+                             eval_batch_size=args.eval_batch_size, log_every=50)
     device = torch.device("cpu")
     with tempfile.TemporaryDirectory(prefix="bench-bertfit-run-") as run_dir:
         start = time.perf_counter()

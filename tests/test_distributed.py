@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 import tiny
 from bertfit import devices, predicting, runs, training
-from bertfit.training import TrainSettings
+from bertfit.settings import TrainSettings
 
 CPU = torch.device("cpu")
 TRAIN = tiny.features(9, seed=1)  # batches of 4, 4 and 1: in the last, rank 1 has no example

@@ -23,8 +23,8 @@ from bertfit.demo import write_sentiment_data
 from bertfit.model import BertConfig, BertForSequenceClassification
 from bertfit.pretrained import load_pretrained, save_pretrained
 from bertfit.recipes.glue import GlueOptions, classify, finetune_glue, loss_fn, predict_glue
+from bertfit.settings import TrainSettings
 from bertfit.tasks.glue import GLUE_TASKS
-from bertfit.training import TrainSettings
 
 FAST = TrainSettings(epochs=1, lr=1e-3, batch_size=8, eval_batch_size=64, precision="fp32", seed=0, log_every=1)
 FAST_FLAGS = ["--epochs", "1", "--lr", "1e-3", "--batch-size", "8", "--eval-batch-size", "64",

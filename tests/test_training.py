@@ -22,7 +22,7 @@ from bertfit.demo import write_sentiment_data
 from bertfit.errors import BertfitError, ConfigError
 from bertfit.model import BertConfig, BertForSequenceClassification, init_weights
 from bertfit.pretrained import save_pretrained
-from bertfit.training import TrainSettings
+from bertfit.settings import TrainSettings
 
 CPU = torch.device("cpu")
 TRAIN = tiny.features(22, seed=1)  # batches of 4: five full ones and one of 2 per epoch

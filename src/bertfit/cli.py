@@ -7,7 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .errors import BertfitError
-from .training import TrainSettings
+from .settings import TrainSettings
 
 DEFAULTS = TrainSettings()
 

@@ -9,7 +9,7 @@ import random
 from pathlib import Path
 
 from .recipes.glue import GlueOptions, classify, finetune_glue
-from .training import TrainSettings
+from .settings import TrainSettings
 
 POSITIVE = ["wonderful", "moving", "delightful", "brilliant", "charming", "funny", "gripping", "beautiful",
             "clever", "touching", "superb", "memorable", "warm", "inventive", "thrilling"]

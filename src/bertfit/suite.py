@@ -13,13 +13,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
-from . import devices, glue_metrics, training
+from . import devices, glue_metrics
 from .errors import ConfigError
 from .files import write_atomic, write_json
 from .recipes.glue import GlueOptions, dev_splits, finetune_glue, predict_glue
 from .reports import SHORT_NAMES, clock, format_table, markdown_table, use_colour
+from .settings import RESUMABLE_SETTINGS, TrainSettings
 from .tasks.glue import GLUE_TASKS, GlueTask, glue_file_candidates, resolve_task
-from .training import TrainSettings
 
 # Each task's usual settings: over TrainSettings' defaults, under any option the user gives.
 # BERT's recipe (batch 32, 3 epochs, lr 2e-5) for the large sets, as Hugging Face's run_glue runs it.
@@ -121,7 +121,7 @@ def run_task(options: GlueOptions, settings: TrainSettings, label: str, say) -> 
     run_dir = Path(options.output_dir)
     request = json.loads(json.dumps({
         "options": {k: v for k, v in asdict(options).items() if k not in ("overwrite", "quiet")},
-        "settings": {k: v for k, v in asdict(settings).items() if k not in training.RESUMABLE_SETTINGS}}))
+        "settings": {k: v for k, v in asdict(settings).items() if k not in RESUMABLE_SETTINGS}}))
     request_file, results_file = run_dir / "request.json", run_dir / "results.json"
     if not options.overwrite and results_file.is_file() and request_file.is_file() \
             and json.loads(request_file.read_text()) == request:

@@ -15,9 +15,9 @@ from .. import devices, glue_metrics, predicting, reports, runs, training
 from ..errors import CheckpointError, ConfigError
 from ..files import write_atomic, write_json
 from ..pretrained import load_pretrained, save_pretrained
+from ..settings import TrainSettings
 from ..tasks import glue
 from ..tokenization import special_ids
-from ..training import TrainSettings
 
 
 def cache_dir() -> Path:

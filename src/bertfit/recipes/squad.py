@@ -14,9 +14,9 @@ from .. import devices, predicting, reports, runs, squad_metrics, training
 from ..errors import ConfigError, DataError
 from ..files import write_json
 from ..pretrained import load_pretrained, save_pretrained
+from ..settings import TrainSettings
 from ..tasks import squad
 from ..tokenization import special_ids
-from ..training import TrainSettings
 from .glue import metrics_table
 
 
