@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from dataclasses import fields
 from pathlib import Path
 
@@ -18,36 +19,25 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: TrainSetting
     group.add_argument("--tokenizer", help="tokenizer file, when it is not beside the model")
     group.add_argument("--num-heads", type=int, help="attention heads of a tutorial .pth (default: hidden size / 64)")
     group.add_argument("--output-dir", help="run directory (default runs/glue-<task> or runs/squad-v<version>)")
-    group.add_argument("--epochs", type=float, default=defaults.epochs)
-    group.add_argument("--lr", type=float, default=defaults.lr)
-    group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global batch size")
-    group.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
-    group.add_argument("--warmup-ratio", type=float, default=defaults.warmup_ratio)
-    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    group.add_argument("--grad-accum", type=int, default=defaults.grad_accum)
-    group.add_argument("--max-grad-norm", type=float, default=defaults.max_grad_norm)
-    group.add_argument("--seed", type=int, default=defaults.seed)
-    group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=defaults.precision)
-    group.add_argument("--eval-every", type=int, default=defaults.eval_every, metavar="STEPS",
-                       help="evaluate every N optimizer steps (default: each epoch)")
-    group.add_argument("--patience", type=int, default=defaults.patience,
-                       help="stop after N evaluations without improvement (0: never)")
-    group.add_argument("--save-every", type=int, default=defaults.save_every, metavar="STEPS")
-    group.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints)
-    group.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    add_settings_options(group, defaults)
     group.add_argument("--max-train-samples", type=int)
     group.add_argument("--max-eval-samples", type=int)
-    group.add_argument("--attention-dropout", type=float, default=defaults.attention_dropout,
-                       help="dropout on attention probabilities while training (default 0: long sequences "
-                            "keep the fused attention kernel; BERT's original fine-tuning used 0.1)")
-    group.add_argument("--lazy-embeddings", action=argparse.BooleanOptionalAction, default=defaults.lazy_embeddings,
-                       help="AdamW moves an embedding row only in steps whose batch uses it (default, in one "
-                            "CPU process without fp16; half the optimizer's memory traffic); "
-                            "--no-lazy-embeddings: every row every step")
-    group.add_argument("--skip-nonfinite", action="store_true", help="skip steps with a non-finite loss, counted")
     group.add_argument("--skip-bad-examples", action="store_true", help="skip malformed rows, counted, instead of stopping")
     group.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming in --output-dir")
     group.add_argument("--quiet", action="store_true")
+
+
+def add_settings_options(group, defaults: TrainSettings) -> None:
+    """An option for each TrainSettings field (batch_size: --batch-size), with its type, help and default."""
+    hints = typing.get_type_hints(TrainSettings)
+    for f in fields(TrainSettings):
+        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        if hints[f.name] is bool:  # a switch; one that is on by default has its --no- form too
+            action = argparse.BooleanOptionalAction if f.default else "store_true"
+            group.add_argument(flag, action=action, default=default, **f.metadata)
+        else:
+            value_type = next((t for t in typing.get_args(hints[f.name]) if t is not type(None)), hints[f.name])
+            group.add_argument(flag, type=value_type, default=default, **f.metadata)
 
 
 def given_settings(args: argparse.Namespace) -> dict:
