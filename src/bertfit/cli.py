@@ -49,12 +49,23 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
     return TrainSettings(**given_settings(args))
 
 
+def options_from(args: argparse.Namespace, options_class):
+    """A recipe's options (GlueOptions, SquadOptions) from the parsed options of the same names; one not
+    given keeps the field's default, so the defaults live in the dataclass alone."""
+    return options_class(**{f.name: getattr(args, f.name) for f in fields(options_class)
+                            if getattr(args, f.name, None) is not None})
+
+
 def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def int_list(text: str) -> list[int]:
     return [int(item) for item in comma_list(text)]
+
+
+def column_names(text: str) -> tuple[str, ...]:
+    return tuple(name for name in text.split(",") if name)
 
 
 def cmd_glue(args: argparse.Namespace) -> None:
@@ -66,13 +77,7 @@ def cmd_glue(args: argparse.Namespace) -> None:
         for path in predict_glue(args.model, "test", args.data_dir, args.output_dir, task_name="ax"):
             print(f"wrote {path}")
         return
-    options = GlueOptions(
-        task=args.task, model=args.model, data_dir=args.data_dir, output_dir=args.output_dir,
-        max_seq_length=args.max_seq_length, max_train_samples=args.max_train_samples,
-        max_eval_samples=args.max_eval_samples, train_file=args.train_file, eval_file=args.eval_file,
-        text_columns=tuple(c for c in (args.text_columns or "").split(",") if c), label_column=args.label_column,
-        long_texts=args.long_texts, stride=args.stride, skip_bad_examples=args.skip_bad_examples,
-        overwrite=args.overwrite, tokenizer=args.tokenizer, num_heads=args.num_heads, quiet=args.quiet)
+    options = options_from(args, GlueOptions)
     if args.task.lower() == "all":
         from .suite import run_glue_suite
 
@@ -100,15 +105,7 @@ def cmd_classify(args: argparse.Namespace) -> None:
 def cmd_squad(args: argparse.Namespace) -> None:
     from .recipes.squad import SquadOptions, finetune_squad
 
-    options = SquadOptions(
-        version=args.version, train_file=args.train_file, eval_file=args.eval_file, model=args.model,
-        tokenizer=args.tokenizer, output_dir=args.output_dir, max_seq_length=args.max_seq_length,
-        doc_stride=args.doc_stride, max_query_length=args.max_query_length, n_best=args.n_best,
-        max_answer_length=args.max_answer_length, null_threshold=args.null_threshold,
-        max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
-        skip_bad_examples=args.skip_bad_examples, overwrite=args.overwrite, num_heads=args.num_heads,
-        quiet=args.quiet)
-    finetune_squad(options, settings_from(args))
+    finetune_squad(options_from(args, SquadOptions), settings_from(args))
 
 
 def cmd_evaluate_squad(args: argparse.Namespace) -> None:
@@ -159,14 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", type=comma_list, help="with `all`: only these tasks, e.g. cola,mrpc")
     p.add_argument("--seeds", type=int_list, help="with `all`: one run per seed (TASK/seed-N), reported as mean ± std")
     p.add_argument("--data-dir", help="folder in the official GLUE layout (default: the hub dataset)")
-    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--max-seq-length", type=int)
     p.add_argument("--train-file", help="your own CSV/TSV/JSONL training file")
     p.add_argument("--eval-file", help="your own evaluation file")
-    p.add_argument("--text-columns", help="with --train-file: one or two column names, comma-separated")
+    p.add_argument("--text-columns", type=column_names, help="with --train-file: one or two column names, comma-separated")
     p.add_argument("--label-column", help="with --train-file: the label column")
-    p.add_argument("--long-texts", choices=["truncate", "window"], default="truncate",
+    p.add_argument("--long-texts", choices=["truncate", "window"],
                    help="window: classify overlapping windows of long texts and average their logits")
-    p.add_argument("--stride", type=int, default=64, help="overlap in tokens between windows")
+    p.add_argument("--stride", type=int, help="overlap in tokens between windows")
     add_training_options(p)
     # None marks an option not given: `glue all` takes each task's own settings (suite.TASK_DEFAULTS) for those
     p.set_defaults(func=cmd_glue, **dict.fromkeys(f.name for f in fields(TrainSettings)))
@@ -187,14 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .recipes.squad import SQUAD_DEFAULTS
 
     p = commands.add_parser("squad", help="fine-tune and evaluate on SQuAD v1.1 or v2.0")
-    p.add_argument("--version", default="1.1", help="1.1 or 2.0")
+    p.add_argument("--version", help="1.1 or 2.0")
     p.add_argument("--train-file", help="official SQuAD JSON (default: the hub dataset)")
     p.add_argument("--eval-file", help="official SQuAD JSON (default: the hub dataset)")
-    p.add_argument("--max-seq-length", type=int, default=384)
-    p.add_argument("--doc-stride", type=int, default=128, help="tokens consecutive windows of a long context share (run_qa's --doc_stride)")
-    p.add_argument("--max-query-length", type=int, default=64)
-    p.add_argument("--n-best", type=int, default=20)
-    p.add_argument("--max-answer-length", type=int, default=30)
+    p.add_argument("--max-seq-length", type=int)
+    p.add_argument("--doc-stride", type=int, help="tokens consecutive windows of a long context share (run_qa's --doc_stride)")
+    p.add_argument("--max-query-length", type=int)
+    p.add_argument("--n-best", type=int)
+    p.add_argument("--max-answer-length", type=int)
     p.add_argument("--null-threshold", type=float, help="v2.0: answer empty when null minus best span exceeds this")
     add_training_options(p, SQUAD_DEFAULTS)
     p.set_defaults(func=cmd_squad)
