@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import BertfitError, ConfigError
+from .errors import BertfitError, CheckpointError, ConfigError
 from .files import write_atomic
 
 MANIFEST = "manifest.json"
@@ -165,6 +165,17 @@ def record_fingerprint(path: Path, fingerprint: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(fingerprint, indent=1, sort_keys=True))
+
+
+# ---- the model a run keeps ---------------------------------------------------------------------------
+
+def model_folder(run_dir: str | Path) -> Path:
+    """The fine-tuned model of a run dir (its best model, `model/`), or `run_dir` itself if it is a model folder."""
+    folder = Path(run_dir)
+    folder = folder / "model" if (folder / "model" / "config.json").exists() else folder
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"{run_dir}: no fine-tuned model here (looked for model/config.json and config.json)")
+    return folder
 
 
 # ---- one run per folder -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import devices, glue_metrics, predicting, reports, runs, training
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..files import write_atomic, write_json
 from ..pretrained import load_pretrained, save_pretrained
 from ..settings import TrainSettings
@@ -209,12 +210,7 @@ def metrics_table(name: str, values: dict) -> str:
 
 def load_run_model(run_dir: str | Path):
     """The fine-tuned model of a run dir (or a model folder) with its bertfit settings."""
-    folder = Path(run_dir)
-    folder = folder / "model" if (folder / "model" / "config.json").exists() else folder
-    if not (folder / "config.json").is_file():
-        raise CheckpointError(f"{run_dir}: no fine-tuned model here (looked for model/config.json and config.json)")
-    import json
-
+    folder = runs.model_folder(run_dir)
     config = json.loads((folder / "config.json").read_text())
     extra = config.get("bertfit") or {}
     labels = [config["id2label"][str(i)] for i in range(len(config.get("id2label", {"0": "LABEL_0", "1": "LABEL_1"})))]

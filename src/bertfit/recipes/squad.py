@@ -199,8 +199,7 @@ def _read_json(path: str):
 def answer(run_dir: str | Path, question: str, context: str, null_threshold: float | None = None,
            device: torch.device | None = None) -> dict:
     """Answer one question from a context with a fine-tuned run; long contexts use the same windows."""
-    folder = Path(run_dir)
-    folder = folder / "model" if (folder / "model" / "config.json").exists() else folder
+    folder = runs.model_folder(run_dir)
     extra = json.loads((folder / "config.json").read_text()).get("bertfit") or {}
     model, tokenizer = load_pretrained(folder, head="qa")
     if not context.strip():
