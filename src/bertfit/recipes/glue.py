@@ -1,24 +1,24 @@
 """GLUE fine-tuning, evaluation and prediction, end to end: read → encode → train → score → save."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import devices, glue_metrics, predicting, reports, runs, training
+from .. import devices, glue_metrics, predicting, runs
 from ..errors import ConfigError
-from ..files import write_atomic, write_json
+from ..files import write_atomic
 from ..pretrained import load_pretrained, save_pretrained
 from ..settings import TrainSettings
 from ..tasks import glue
 from ..tokenization import special_ids
+from .run import start_run
 
 
 def cache_dir() -> Path:
@@ -127,21 +127,14 @@ def _logits(model, features, tokenizer_pad, device, settings, num_examples) -> n
 def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -> dict:
     """Fine-tune on a GLUE task (or your own files) and return the results written to results.json."""
     settings = settings or TrainSettings()
-    settings.validate()
-    device = devices.setup_distributed()
-    main = devices.is_main_process()
     task = custom_task(options) if options.train_file else glue.resolve_task(options.task)
     if task.name == "ax":
         raise ConfigError("AX has no training data: train MNLI, then `bertfit glue ax --model RUN_DIR/model`")
-    run_dir = Path(options.output_dir or f"runs/glue-{task.name}")
-    say = print if (main and not options.quiet) else (lambda *a, **k: None)
-
-    torch.manual_seed(settings.seed)
-    model, tokenizer = load_pretrained(options.model, head="classification", num_labels=task.num_labels,
-                                       tokenizer_path=options.tokenizer,
-                                       num_heads=options.num_heads)
-    pad_id = special_ids(tokenizer).pad
-    max_len = min(options.max_seq_length, model.bert.config.max_position_embeddings)
+    run = start_run(options.output_dir or f"runs/glue-{task.name}", settings, options.model, head="classification",
+                    num_labels=task.num_labels, tokenizer=options.tokenizer, num_heads=options.num_heads,
+                    overwrite=options.overwrite, quiet=options.quiet)
+    say, tokenizer = run.say, run.tokenizer
+    max_len = min(options.max_seq_length, run.model.bert.config.max_position_embeddings)
 
     train_examples = _limit(read_split(task, options, "train"), options.max_train_samples)
     eval_examples = {s: _limit(read_split(task, options, s), options.max_eval_samples) for s in dev_splits(task)}
@@ -161,7 +154,8 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
         f"{'encoded features from cache' if hit else 'encoded'} in {time.perf_counter() - start:.1f}s")
 
     def evaluate(model) -> dict:
-        logits = {s: _logits(model, f, pad_id, device, settings, len(eval_examples[s])) for s, f in eval_features.items()}
+        logits = {s: _logits(model, f, run.pad_id, run.device, settings, len(eval_examples[s]))
+                  for s, f in eval_features.items()}
         return score(task, logits, eval_examples)
 
     def save_best(model, scores) -> None:
@@ -169,41 +163,21 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
         data_dir = str(Path(options.data_dir).resolve()) if options.data_dir else None
         extra = {"task": task.name, "max_seq_length": max_len, "long_texts": options.long_texts,
                  "stride": options.stride, "data_dir": data_dir, "metrics": scores}
-        save_pretrained(model, tokenizer, run_dir / "model",
-                        labels=list(task.labels) if task.labels else ["score"], extra=extra)
+        save_pretrained(model, tokenizer, run.model_dir, labels=list(task.labels) if task.labels else ["score"],
+                        extra=extra)
 
-    fingerprint = runs.fingerprint_of(
-        model=str(options.model), task=task.name, max_seq_length=max_len)
-    with runs.RunLock(run_dir) if main else contextlib.nullcontext():
-        result = training.fit(model, train_features, loss_fn(task), evaluate, save_best, settings, run_dir,
-                              pad_id, device, resume=not options.overwrite, run_fingerprint=fingerprint,
-                              quiet=options.quiet)
-        results = {
-            "task": task.name,
-            "metrics": result.best_metrics,
-            "model": str(options.model or "embedded"),
-            "model_dir": str(run_dir / "model"),
-            "settings": {**asdict(settings), "max_seq_length": max_len, "long_texts": options.long_texts},
+    with run.lock():
+        result = run.fit(train_features, loss_fn(task), evaluate, save_best, task=task.name, max_seq_length=max_len)
+        counts = {
             "eval_examples": {s: len(ex) for s, ex in eval_examples.items()} if len(eval_examples) > 1
             else len(next(iter(eval_examples.values()))),
             "train_examples": len(train_examples),
             "train_features": len(train_features),
             "truncated_train_examples": train_stats.num_truncated,
             "skipped_examples": train_examples.num_skipped + sum(ex.num_skipped for ex in eval_examples.values()),
-            **result.summary(),
         }
-        if main:
-            write_json(run_dir / "results.json", results)
-            reports.write_run_report(run_dir)
-            say(metrics_table(task.name, result.best_metrics))
-    return results
-
-
-def metrics_table(name: str, values: dict) -> str:
-    rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in values.items()]
-    width = max(len(k) for k, _ in rows) if rows else 6
-    line = "-" * (width + 12)
-    return "\n".join([line, f"{name} dev", line, *(f"{k:<{width}}  {v:>8}" for k, v in rows), line])
+        return run.finish(task.name, result, {"max_seq_length": max_len, "long_texts": options.long_texts}, counts,
+                          title=task.name)
 
 
 # ---- after training: predictions ----------------------------------------------------------------

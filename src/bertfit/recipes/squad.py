@@ -1,23 +1,22 @@
 """SQuAD v1.1 / v2.0 fine-tuning, evaluation and answering: read → windows → train → decode → score."""
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .. import devices, predicting, reports, runs, squad_metrics, training
+from .. import predicting, runs, squad_metrics
 from ..errors import ConfigError, DataError
 from ..files import write_json
 from ..pretrained import load_pretrained, save_pretrained
 from ..settings import TrainSettings
 from ..tasks import squad
 from ..tokenization import special_ids
-from .glue import metrics_table
+from .run import start_run
 
 
 # Measured on squad-mini v2.0 (README): at lr 1e-4 for 3 epochs the embedded model learns to find
@@ -97,22 +96,16 @@ def write_predictions(folder: Path, predictions: squad.Predictions, version: str
 def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None) -> dict:
     """Fine-tune on SQuAD and return the results written to results.json."""
     settings = settings or replace(SQUAD_DEFAULTS)
-    settings.validate()
     version = normalize_version(options.version)
     squad.check_window_settings(options.max_seq_length, options.doc_stride, options.max_query_length)
-    device = devices.setup_distributed()
-    main = devices.is_main_process()
-    say = print if (main and not options.quiet) else (lambda *a, **k: None)
-    run_dir = Path(options.output_dir or f"runs/squad-v{version}")
+    run = start_run(options.output_dir or f"runs/squad-v{version}", settings, options.model, head="qa",
+                    tokenizer=options.tokenizer, num_heads=options.num_heads, overwrite=options.overwrite,
+                    quiet=options.quiet)
+    say, tokenizer = run.say, run.tokenizer
     threshold = options.null_threshold if options.null_threshold is not None else 0.0
-
-    torch.manual_seed(settings.seed)
-    model, tokenizer = load_pretrained(options.model, head="qa", tokenizer_path=options.tokenizer,
-                                       num_heads=options.num_heads)
-    pad_id = special_ids(tokenizer).pad
-    if options.max_seq_length > model.bert.config.max_position_embeddings:
-        raise ConfigError(f"--max-seq-length {options.max_seq_length} exceeds the model's "
-                          f"{model.bert.config.max_position_embeddings} positions")
+    positions = run.model.bert.config.max_position_embeddings
+    if options.max_seq_length > positions:
+        raise ConfigError(f"--max-seq-length {options.max_seq_length} exceeds the model's {positions} positions")
 
     train_questions = read_questions(options.train_file, version, "train", options.skip_bad_examples, say)
     eval_questions = read_questions(options.eval_file, version, "validation", options.skip_bad_examples, say)
@@ -132,8 +125,8 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
     latest = {}
 
     def evaluate(model) -> dict:
-        start_logits, end_logits = predicting.predict(model, eval_features, pad_id, device, settings.eval_batch_size,
-                                                      settings.precision, per_token=True)
+        start_logits, end_logits = predicting.predict(model, eval_features, run.pad_id, run.device,
+                                                      settings.eval_batch_size, settings.precision, per_token=True)
         latest["predictions"] = squad.decode(eval_questions, eval_windows, start_logits, end_logits, options.n_best,
                                              options.max_answer_length, version == "2.0", threshold)
         return score(eval_questions, latest["predictions"], version)
@@ -144,33 +137,21 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
                  "n_best": options.n_best, "max_answer_length": options.max_answer_length,
                  "null_threshold": scores.get("null_threshold", 0.0) if options.null_threshold is None
                  else options.null_threshold, "metrics": scores}
-        save_pretrained(model, tokenizer, run_dir / "model", extra=extra)
-        write_predictions(run_dir, latest["predictions"], version)
+        save_pretrained(model, tokenizer, run.model_dir, extra=extra)
+        write_predictions(run.dir, latest["predictions"], version)
 
-    fingerprint = runs.fingerprint_of(
-        model=str(options.model), task=f"squad-v{version}", windows=windows_args)
-    with runs.RunLock(run_dir) if main else contextlib.nullcontext():
-        result = training.fit(model, train_features, span_loss, evaluate, save_best, settings, run_dir, pad_id,
-                              device, resume=not options.overwrite, run_fingerprint=fingerprint, quiet=options.quiet)
-        results = {
-            "task": f"squad-v{version}",
-            "metrics": result.best_metrics,
-            "model": str(options.model or "embedded"),
-            "model_dir": str(run_dir / "model"),
-            "settings": {**asdict(settings), **windows_args, "n_best": options.n_best,
-                         "max_answer_length": options.max_answer_length, "null_threshold": threshold},
+    with run.lock():
+        result = run.fit(train_features, span_loss, evaluate, save_best, task=f"squad-v{version}", windows=windows_args)
+        settings_of_task = {**windows_args, "n_best": options.n_best, "max_answer_length": options.max_answer_length,
+                            "null_threshold": threshold}
+        counts = {
             "eval_examples": len(eval_questions),
             "train_examples": len(train_questions),
             "train_windows": len(train_features),
             "eval_windows": len(eval_features),
             "train_answers_outside_windows": train_windows.answers_outside,
-            **result.summary(),
         }
-        if main:
-            write_json(run_dir / "results.json", results)
-            reports.write_run_report(run_dir)
-            say(metrics_table(f"squad v{version}", result.best_metrics))
-    return results
+        return run.finish(f"squad-v{version}", result, settings_of_task, counts, title=f"squad v{version}")
 
 
 # ---- after training -----------------------------------------------------------------------------
