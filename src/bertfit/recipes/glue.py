@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..files import write_atomic
 from ..pretrained import load_pretrained, save_pretrained
 from ..settings import TrainSettings
-from ..tasks import glue
+from ..tasks import glue, glue_leaderboard
 from ..tokenization import special_ids
 from .run import start_run
 
@@ -215,7 +215,7 @@ def predict_glue(run_dir: str | Path, split: str = "test", data_dir: str | None 
             logits = glue.average_by_example(logits, features.columns["example_index"], len(examples))
         predictions = predictions_from_logits(task, logits)
         if name.startswith("test") or task.name == "ax":
-            written.append(glue.write_submission(task, name, examples.indices, predictions, out_dir))
+            written.append(glue_leaderboard.write_submission(task, name, examples.indices, predictions, out_dir))
         else:
             out_dir.mkdir(parents=True, exist_ok=True)
             path = out_dir / f"{task.folder or task.name}-{name}.tsv"
