@@ -51,15 +51,15 @@ def bertfit_side(args) -> dict:
 
     from bertfit.pretrained import embedded_model_path, load_pretrained
     from bertfit.recipes.glue import loss_fn
-    from bertfit.tasks import glue
+    from bertfit.tasks import glue, glue_encoding
     from bertfit.tokenization import special_ids
 
     train_examples, dev_examples = read_examples(args)
     torch.manual_seed(args.seed)  # the new classifier's initialisation, as finetune_glue seeds it
     model, tokenizer = load_pretrained(embedded_model_path(), head="classification", num_labels=2)
     pad_id = special_ids(tokenizer).pad
-    train, _ = glue.encode(train_examples, tokenizer, args.max_seq_length)
-    dev, _ = glue.encode(dev_examples, tokenizer, args.max_seq_length)
+    train, _ = glue_encoding.encode(train_examples, tokenizer, args.max_seq_length)
+    dev, _ = glue_encoding.encode(dev_examples, tokenizer, args.max_seq_length)
     ours = common.bertfit_fit_and_predict(model, train, dev, loss_fn(glue.resolve_task("sst2")), pad_id, args)
     result, (logits,) = ours["result"], ours["outputs"]
 

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..files import write_atomic
 from ..pretrained import load_pretrained, save_pretrained
 from ..settings import TrainSettings
-from ..tasks import glue, glue_leaderboard
+from ..tasks import glue, glue_encoding, glue_leaderboard
 from ..tokenization import special_ids
 from .run import start_run
 
@@ -120,7 +120,7 @@ def score(task: glue.GlueTask, split_logits: dict[str, np.ndarray], split_exampl
 def _logits(model, features, tokenizer_pad, device, settings, num_examples) -> np.ndarray:
     (logits,) = predicting.predict(model, features, tokenizer_pad, device, settings.eval_batch_size, settings.precision)
     if len(features) != num_examples:  # long texts: average the windows of each example
-        logits = glue.average_by_example(logits, features.columns["example_index"], num_examples)
+        logits = glue_encoding.average_by_example(logits, features.columns["example_index"], num_examples)
     return logits
 
 
@@ -144,7 +144,8 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
         if examples.num_skipped:
             say(f"{examples.source}: skipped {examples.num_skipped} of {examples.num_read} rows "
                 f"({'; '.join(examples.skip_reasons[:3])})")
-    encode = lambda ex: glue.encode_cached(ex, tokenizer, max_len, cache_dir(), options.long_texts, options.stride)
+    encode = lambda ex: glue_encoding.encode_cached(ex, tokenizer, max_len, cache_dir(), options.long_texts,
+                                                    options.stride)
     start = time.perf_counter()
     train_features, train_stats, hit = encode(train_examples)
     eval_features = {s: encode(ex)[0] for s, ex in eval_examples.items()}
@@ -208,11 +209,11 @@ def predict_glue(run_dir: str | Path, split: str = "test", data_dir: str | None 
     written = []
     for name in splits:
         examples = glue.read_glue_split(task, data_dir, name) if data_dir else glue.load_hub_split(task, name)
-        features, _ = glue.encode(examples, tokenizer, extra.get("max_seq_length", 128),
-                                  extra.get("long_texts", "truncate"), extra.get("stride", 64))
+        features, _ = glue_encoding.encode(examples, tokenizer, extra.get("max_seq_length", 128),
+                                           extra.get("long_texts", "truncate"), extra.get("stride", 64))
         (logits,) = predicting.predict(model, features, special_ids(tokenizer).pad, device, batch_size, precision)
         if len(features) != len(examples):
-            logits = glue.average_by_example(logits, features.columns["example_index"], len(examples))
+            logits = glue_encoding.average_by_example(logits, features.columns["example_index"], len(examples))
         predictions = predictions_from_logits(task, logits)
         if name.startswith("test") or task.name == "ax":
             written.append(glue_leaderboard.write_submission(task, name, examples.indices, predictions, out_dir))
@@ -230,8 +231,8 @@ def classify(run_dir: str | Path, text: str, text_pair: str | None = None) -> tu
     model, tokenizer, labels, extra = load_run_model(run_dir)
     examples = glue.Examples(texts_a=[text], texts_b=[text_pair] if text_pair is not None else None, labels=None,
                              indices=[0], source="command line")
-    features, _ = glue.encode(examples, tokenizer, extra.get("max_seq_length", 128),
-                              extra.get("long_texts", "truncate"), extra.get("stride", 64))
+    features, _ = glue_encoding.encode(examples, tokenizer, extra.get("max_seq_length", 128),
+                                       extra.get("long_texts", "truncate"), extra.get("stride", 64))
     (logits,) = predicting.predict(model, features, special_ids(tokenizer).pad, torch.device("cpu"), precision="fp32")
     logits = logits.mean(0)
     if len(labels) == 1:
