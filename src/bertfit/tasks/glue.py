@@ -23,11 +23,6 @@ MNLI_SPLITS = {
     "test_matched": "test_matched.tsv",
     "test_mismatched": "test_mismatched.tsv",
 }
-HUB_SPLITS = {
-    "train": "train", "dev": "validation", "test": "test",
-    "dev_matched": "validation_matched", "dev_mismatched": "validation_mismatched",
-    "test_matched": "test_matched", "test_mismatched": "test_mismatched",
-}
 MAX_SKIP_REASONS = 10
 
 
@@ -398,35 +393,3 @@ def _is_fractional(value) -> bool:
     if isinstance(value, float):
         return True
     return isinstance(value, str) and not value.strip().lstrip("+-").isdecimal()
-
-
-# ---------------------------------------------------------------------------------------------
-# The Hugging Face hub copy
-
-
-def load_hub_split(task: str | GlueTask, split: str) -> Examples:
-    """Load a split of `nyu-mll/glue` through `datasets`; any failure says to use --data-dir instead."""
-    task = resolve_task(task)
-    split = resolve_split(task, split)
-    try:
-        import datasets
-
-        table = datasets.load_dataset("nyu-mll/glue", task.name, split=HUB_SPLITS[split])
-    except Exception as e:  # offline, no cache, hub down, renamed: all mean the same thing to the user
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        example = f"GLUE/{task.folder}/{task.files[split]}"
-        raise DataError(f"could not load GLUE {task.name} {split} from the Hugging Face hub ({reason}); "
-                        f"pass --data-dir with the official GLUE files (e.g. {example})") from None
-    columns = task.hub_columns or task.text_columns
-    labels = list(table["label"]) if "label" in table.column_names else None
-    if labels is not None and all(label == -1 for label in labels):  # the hub marks test labels -1
-        labels = None
-    return Examples(
-        texts_a=list(table[columns[0]]),
-        texts_b=list(table[columns[1]]) if len(columns) == 2 else None,
-        labels=labels,
-        indices=list(table["idx"]),
-        source=f"hub:nyu-mll/glue/{task.name}/{HUB_SPLITS[split]}",
-        label_names=task.labels if labels is not None else None,
-        num_read=len(table),
-    )
