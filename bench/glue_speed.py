@@ -35,14 +35,14 @@ COLUMNS = [
 
 def read_examples(args):
     """The first N training and M dev examples of SST-2, read once for both sides alike."""
-    from bertfit.tasks import glue
+    from bertfit.tasks import glue_tsv
 
     def first(examples, n):
         return replace(examples, texts_a=examples.texts_a[:n], labels=examples.labels[:n],
                        indices=examples.indices[:n]) if n else examples
 
-    train = first(glue.read_glue_split("sst2", args.data_dir, "train"), args.samples)
-    dev = first(glue.read_glue_split("sst2", args.data_dir, "dev"), args.eval_samples)
+    train = first(glue_tsv.read_glue_split("sst2", args.data_dir, "train"), args.samples)
+    dev = first(glue_tsv.read_glue_split("sst2", args.data_dir, "dev"), args.eval_samples)
     return train, dev
 
 

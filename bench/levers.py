@@ -24,7 +24,7 @@ from bertfit import optim
 from bertfit.batching import collate, eval_batches, length_grouped_batches
 from bertfit.model import FastDropout, set_attention_dropout
 from bertfit.pretrained import embedded_model_path, load_pretrained, load_tokenizer
-from bertfit.tasks import glue, glue_encoding, squad
+from bertfit.tasks import glue_encoding, glue_tsv, squad
 from bertfit.tokenization import special_ids
 
 
@@ -122,7 +122,7 @@ def main() -> None:
 
     tokenizer = load_tokenizer(embedded_model_path())
     pad_id = special_ids(tokenizer).pad
-    sst2_train, _ = glue_encoding.encode(glue.read_glue_split("sst2", args.glue_dir, "train"), tokenizer, 128)
+    sst2_train, _ = glue_encoding.encode(glue_tsv.read_glue_split("sst2", args.glue_dir, "train"), tokenizer, 128)
     padding(sst2_train)
     dropout()
     allocator(sst2_train, pad_id)

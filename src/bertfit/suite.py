@@ -19,7 +19,8 @@ from .files import write_atomic, write_json
 from .recipes.glue import GlueOptions, dev_splits, finetune_glue, predict_glue
 from .reports import SHORT_NAMES, clock, format_table, markdown_table, use_colour
 from .settings import RESUMABLE_SETTINGS, TrainSettings
-from .tasks.glue import GLUE_TASKS, GlueTask, glue_file_candidates, resolve_task
+from .tasks.glue import GLUE_TASKS, GlueTask, resolve_task
+from .tasks.glue_tsv import glue_file_candidates
 
 # Each task's usual settings: over TrainSettings' defaults, under any option the user gives.
 # BERT's recipe (batch 32, 3 epochs, lr 2e-5) for the large sets, as Hugging Face's run_glue runs it.

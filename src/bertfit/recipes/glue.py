@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..files import write_atomic
 from ..pretrained import load_pretrained, save_pretrained
 from ..settings import TrainSettings
-from ..tasks import glue, glue_encoding, glue_hub, glue_leaderboard
+from ..tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv
 from ..tokenization import special_ids
 from .run import start_run
 
@@ -65,7 +65,7 @@ def read_split(task: glue.GlueTask, options: GlueOptions, split: str) -> glue.Ex
                                label_names=None)
         return examples
     if options.data_dir:
-        return glue.read_glue_split(task, options.data_dir, split, skip_bad=options.skip_bad_examples)
+        return glue_tsv.read_glue_split(task, options.data_dir, split, skip_bad=options.skip_bad_examples)
     return glue_hub.load_hub_split(task, split)
 
 
@@ -208,7 +208,7 @@ def predict_glue(run_dir: str | Path, split: str = "test", data_dir: str | None 
     splits = {"ax": ["test"], "mnli": [f"{split}_matched", f"{split}_mismatched"]}.get(task.name, [split])
     written = []
     for name in splits:
-        examples = glue.read_glue_split(task, data_dir, name) if data_dir else glue_hub.load_hub_split(task, name)
+        examples = glue_tsv.read_glue_split(task, data_dir, name) if data_dir else glue_hub.load_hub_split(task, name)
         features, _ = glue_encoding.encode(examples, tokenizer, extra.get("max_seq_length", 128),
                                            extra.get("long_texts", "truncate"), extra.get("stride", 64))
         (logits,) = predicting.predict(model, features, special_ids(tokenizer).pad, device, batch_size, precision)
