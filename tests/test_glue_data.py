@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from bertfit.errors import ConfigError, DataError
-from bertfit.tasks.glue import GLUE_TASKS, Examples, read_table_file, resolve_task
+from bertfit.tasks.glue import GLUE_TASKS, Examples, resolve_task
 from bertfit.tasks.glue_encoding import EncodeStats, average_by_example, encode, encode_cached
 from bertfit.tasks.glue_hub import load_hub_split
 from bertfit.tasks.glue_tsv import read_glue_split
+from bertfit.tasks.table_files import read_table_file
 from bertfit.tasks.glue_leaderboard import write_submission
 from bertfit.tokenization import prepare
 

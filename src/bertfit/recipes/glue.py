@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..files import write_atomic
 from ..pretrained import load_pretrained, save_pretrained
 from ..settings import TrainSettings
-from ..tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv
+from ..tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv, table_files
 from ..tokenization import special_ids
 from .run import start_run
 
@@ -59,7 +59,7 @@ def read_split(task: glue.GlueTask, options: GlueOptions, split: str) -> glue.Ex
         path = options.train_file if split == "train" else options.eval_file
         if not path:
             raise ConfigError(f"with your own files, pass both --train-file and --eval-file (no {split} file given)")
-        examples = glue.read_table_file(path, options.text_columns, options.label_column, labels=task.labels)
+        examples = table_files.read_table_file(path, options.text_columns, options.label_column, labels=task.labels)
         if task.is_regression and examples.label_names is not None:  # whole-number scores read as classes
             examples = replace(examples, labels=[float(examples.label_names[i]) for i in examples.labels],
                                label_names=None)
@@ -73,7 +73,7 @@ def custom_task(options: GlueOptions) -> glue.GlueTask:
     """A task described by the user's files: label set and regression read off the training file."""
     if not options.text_columns or not options.label_column:
         raise ConfigError("with --train-file, name the text columns (--text-columns a[,b]) and --label-column")
-    probe = glue.read_table_file(options.train_file, options.text_columns, options.label_column)
+    probe = table_files.read_table_file(options.train_file, options.text_columns, options.label_column)
     labels = probe.label_names
     return glue.GlueTask(name="custom", folder="", text_columns=tuple(options.text_columns),
                          label_column=options.label_column, labels=labels,

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from .glue import Examples, GlueTask, _header, _tsv_lines, resolve_split, resolve_task
+from .glue import Examples, GlueTask, resolve_split, resolve_task
+from .table_files import tsv_header, tsv_lines
 
 # Other places the official-looking AX file turns up, relative to the GLUE root.
 AX_CANDIDATES = ("diagnostic/diagnostic.tsv", "AX/AX.tsv", "AX/test.tsv")
@@ -32,11 +33,11 @@ def read_glue_split(task: str | GlueTask, data_dir: str | Path, split: str, skip
     if path is None:
         raise DataError(f"GLUE {task.name} {split} file not found; looked for " + ", ".join(map(str, candidates)))
 
-    lines = _tsv_lines(path)
+    lines = tsv_lines(path)
     if task.headerless_columns and not split.startswith("test"):
         header, first_data_line = list(task.headerless_columns), 1
     else:
-        header, first_data_line = _header(path, lines), 2
+        header, first_data_line = tsv_header(path, lines), 2
     labeled = task.label_column is not None and task.label_column in header
     if not labeled and not split.startswith("test") and task.label_column is not None:
         raise DataError(f"{path}, line 1: no {task.label_column!r} column in header {header}")
