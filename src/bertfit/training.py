@@ -54,6 +54,7 @@ LossFn = Callable[[nn.Module, dict], torch.Tensor]  # summed loss over the batch
 EvalFn = Callable[[nn.Module], dict]  # metrics; the first key is the one that picks the best model
 SaveFn = Callable[[nn.Module, dict], None]  # keep this model as the best so far
 
+
 def step_seed(seed: int, step: int, rank: int) -> int:
     """The random seed of one optimizer step on one rank.
 
