@@ -4,6 +4,7 @@ A task hands `fit` its encoded features, a loss and an evaluation; the loop owns
 length-grouped batches, mixed precision, AdamW with warmup and linear decay, gradient
 accumulation, clipping, periodic evaluation with the best model kept, early stopping,
 atomic checkpoints that resume exactly, and torchrun (DistributedDataParallel) when launched so.
+`Trainer` is the loop: `step` on each global batch, then `after_step` to log, evaluate, save or stop.
 """
 from __future__ import annotations
 

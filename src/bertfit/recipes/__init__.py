@@ -1,1 +1,1 @@
-"""Task recipes: one readable function per job, built on the shared training loop."""
+"""Task recipes: each holds its task's part (data, head, loss, decode, score); `run.py` starts and finishes a run."""
