@@ -32,13 +32,7 @@ SETTINGS = TrainSettings(epochs=2, lr=1e-3, batch_size=4, grad_accum=2, warmup_r
                          eval_every=5, save_every=3, keep_checkpoints=2, log_every=2, seed=7)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; on a machine busy with other work, many times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest)
 
 
 class Interrupted(Exception):
@@ -214,6 +208,22 @@ def test_skip_nonfinite_skips_and_counts_the_step(tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert [e["step"] for e in log_entries(tmp_path) if e["event"] == "skipped"] == [3]
     assert all(np.isfinite(e["loss"]) for e in log_entries(tmp_path) if e["event"] == "train")
+
+
+# ---- gradient clipping -------------------------------------------------------------------------
+
+def test_max_grad_norm_0_means_no_clipping(tmp_path):
+    _, unclipped, _ = train(tmp_path / "off", replace(SETTINGS, max_grad_norm=0.0))
+    _, never_reached, _ = train(tmp_path / "huge", replace(SETTINGS, max_grad_norm=1e9))
+    _, clipped, _ = train(tmp_path / "clipped", replace(SETTINGS, max_grad_norm=0.01))
+    assert_same_weights(tiny.weights(unclipped), tiny.weights(never_reached))
+    assert not torch.equal(tiny.weights(clipped)["classifier.weight"], tiny.weights(unclipped)["classifier.weight"])
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan")])
+def test_a_negative_max_grad_norm_is_refused(value):
+    with pytest.raises(ConfigError, match="--max-grad-norm must be positive, or 0 for no clipping"):
+        replace(SETTINGS, max_grad_norm=value).validate()
 
 
 # ---- one run per folder -------------------------------------------------------------------------

@@ -40,7 +40,7 @@ class TrainSettings:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     grad_accum: int = 1
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # 0: no clipping, as in transformers
     seed: int = 42
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     eval_every: int = 0  # optimizer steps between evaluations; 0 = once per epoch
@@ -72,6 +72,8 @@ class TrainSettings:
             raise ConfigError("--epochs must be positive")
         if self.seed < 0:
             raise ConfigError(f"--seed must be zero or positive, not {self.seed}")
+        if not self.max_grad_norm >= 0:  # also refuses nan
+            raise ConfigError(f"--max-grad-norm must be positive, or 0 for no clipping, not {self.max_grad_norm}")
 
 
 @dataclass
@@ -293,7 +295,8 @@ class EmbeddingRowGrads:
 
 
 def clip_gradients(model: nn.Module, max_norm: float) -> torch.Tensor:
-    """The total gradient norm; the gradients are scaled down to max_norm only when they exceed it.
+    """The total gradient norm; the gradients are scaled down to max_norm only when they exceed it
+    (max_norm 0: never).
 
     A coalesced sparse gradient counts through its stored rows, which hold all its nonzeros.
     """
@@ -301,7 +304,7 @@ def clip_gradients(model: nn.Module, max_norm: float) -> torch.Tensor:
     if not grads:
         return torch.zeros(())
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    if norm > max_norm:  # one host sync per step, which the loop pays for the log anyway
+    if max_norm > 0 and norm > max_norm:  # one host sync per step, which the loop pays for the log anyway
         torch._foreach_mul_(grads, max_norm / (norm + 1e-6))
     return norm
 
