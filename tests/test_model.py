@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from bertfit.errors import ConfigError
 from bertfit.checkpoints import embedded_model_path, load_pretrained
 from bertfit.model import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel
 
@@ -55,5 +56,10 @@ def test_heads_shapes_and_regression_head():
 def test_sequence_longer_than_position_table_is_refused():
     config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                         intermediate_size=64, max_position_embeddings=8)
-    with pytest.raises(ValueError, match="longer than the model's 8 positions"):
+    with pytest.raises(ConfigError, match="longer than the model's 8 positions; lower --max-seq-length"):
         BertModel(config)(torch.ones(1, 9, dtype=torch.long))
+
+
+def test_hidden_size_not_a_multiple_of_the_heads_is_a_config_error():
+    with pytest.raises(ConfigError, match="hidden_size 30 is not a multiple of num_attention_heads 4"):
+        BertConfig(vocab_size=50, hidden_size=30, num_attention_heads=4)

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from . import tokenization
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .model import (BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel,
                     init_weights)
 
@@ -208,7 +208,7 @@ def read_config(path: Path) -> BertConfig:
     if not problems:
         try:
             config = BertConfig(**fields)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ConfigError) as exc:
             problems.append(str(exc))
     if problems:
         raise CheckpointError(f"{path}: " + "; ".join(problems))

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import ConfigError
+
 
 @dataclass
 class BertConfig:
@@ -39,7 +41,7 @@ class BertConfig:
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
 
 
@@ -180,7 +182,7 @@ class BertModel(nn.Module):
         (batch, 1, hidden). The results are the same, and a sentence classifier skips about 14% of a
         6-layer encoder's matmul work."""
         if input_ids.shape[1] > self.config.max_position_embeddings:
-            raise ValueError(
+            raise ConfigError(
                 f"sequence of {input_ids.shape[1]} tokens is longer than the model's "
                 f"{self.config.max_position_embeddings} positions; lower --max-seq-length")
         if token_type_ids is None:
