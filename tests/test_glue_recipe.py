@@ -5,6 +5,7 @@ written in the official GLUE layout, so a run takes well under a second once tor
 """
 import csv
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -21,6 +22,7 @@ from bertfit import metrics
 from bertfit.checkpoints import load_pretrained, save_pretrained
 from bertfit.cli import main
 from bertfit.demo import write_sentiment_data
+from bertfit.errors import CheckpointError
 from bertfit.model import BertConfig, BertForSequenceClassification
 from bertfit.recipes.glue import GlueOptions, classify, finetune_glue, loss_fn, predict_glue
 from bertfit.tasks.glue import GLUE_TASKS
@@ -224,6 +226,21 @@ def test_classify_prints_the_label_and_probability_transformers_gives(sst2_run, 
     assert label == theirs.config.id2label[int(probabilities.argmax())]
     assert float(probability) == pytest.approx(float(probabilities.max()), abs=1e-4)
     assert 0.5 <= float(probability) <= 1
+
+
+def test_classify_with_a_model_folder_without_id2label_takes_transformers_default_names(sst2_run, tmp_path):
+    folder = shutil.copytree(sst2_run.dir / "model", tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    del config["id2label"], config["label2id"]
+    (folder / "config.json").write_text(json.dumps(config))
+    text = "a charming and moving film ."
+
+    label, probability = classify(sst2_run.dir, text)
+    assert classify(folder, text) == ("LABEL_" + label, pytest.approx(probability, abs=1e-6))
+    config["id2label"] = {"0": "neg", "2": "pos"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="id2label must number its labels 0 to 1, not 0, 2"):
+        classify(folder, text)
 
 
 # ---- the other task shapes ----------------------------------------------------------------------
