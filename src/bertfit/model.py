@@ -242,10 +242,6 @@ def init_weights(module: nn.Module, config: BertConfig) -> None:
             nn.init.zeros_(m.bias)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def flops_per_token(config: BertConfig, seq_len: float) -> float:
     """Forward matmul FLOPs per token of the encoder (x3 for a training step)."""
     h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers

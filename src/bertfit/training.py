@@ -586,10 +586,6 @@ def predict(model: nn.Module, features: Features, pad_id: int, device: torch.dev
     return results
 
 
-def settings_dict(settings: TrainSettings) -> dict:
-    return asdict(settings)
-
-
 def write_json(path: Path, data: dict) -> None:
     """Write JSON atomically: a reader never sees half a file."""
     path = Path(path)
