@@ -1,6 +1,7 @@
 import json
 import multiprocessing
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -208,6 +209,29 @@ def test_skip_nonfinite_skips_and_counts_the_step(tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert [e["step"] for e in log_entries(tmp_path) if e["event"] == "skipped"] == [3]
     assert all(np.isfinite(e["loss"]) for e in log_entries(tmp_path) if e["event"] == "train")
+
+
+# ---- precision ---------------------------------------------------------------------------------
+
+# the AVX-512 part of /proc/cpuinfo's flags on these CPUs
+CASCADE_LAKE = "avx2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_vnni"  # and Skylake-X, Ice Lake: no bf16
+COOPER_LAKE = CASCADE_LAKE + " avx512_bf16"
+SAPPHIRE_RAPIDS = COOPER_LAKE + " amx_bf16 amx_tile amx_int8"
+
+
+@pytest.mark.parametrize("flags, expected", [(CASCADE_LAKE, torch.float32), ("avx2 fma", torch.float32),
+                                             (COOPER_LAKE, torch.bfloat16), (SAPPHIRE_RAPIDS, torch.bfloat16)])
+def test_auto_precision_on_cpu_is_bf16_only_with_bf16_instructions(monkeypatch, flags, expected):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(training, "cpu_flags", lambda: set(flags.split()))
+    assert training.resolve_precision("auto", CPU) == expected
+    assert training.resolve_precision("fp32", CPU) == torch.float32
+    assert training.resolve_precision("bf16", CPU) == torch.bfloat16
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists() or platform.machine() != "x86_64", reason="x86 Linux")
+def test_cpu_flags_are_read_from_proc_cpuinfo():
+    assert {"sse2", "fpu"} <= training.cpu_flags()
 
 
 # ---- gradient clipping -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import math
 import os
@@ -132,8 +133,23 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    capability = torch.backends.cpu.get_cpu_capability()
-    return torch.bfloat16 if "AVX512" in capability or "AMX" in capability else torch.float32
+    return torch.bfloat16 if cpu_has_bf16_instructions(cpu_flags()) else torch.float32
+
+
+def cpu_has_bf16_instructions(flags: set[str]) -> bool:
+    """AVX-512 BF16 or AMX: without them (AVX-512 alone: Skylake-X, Cascade Lake, Ice Lake) bf16 matmuls are
+    emulated and slower than fp32."""
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them in /proc/cpuinfo; none elsewhere (auto then means fp32)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    return next((set(line.partition(":")[2].split()) for line in lines if line.startswith("flags")), set())
 
 
 def autocast(device: torch.device, dtype: torch.dtype):
