@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 import tiny
 from bertfit import checkpointing, training
+from bertfit.recipes.squad import span_loss
 from bertfit.training import TrainSettings
 
 CPU = torch.device("cpu")
@@ -28,8 +29,8 @@ SETTINGS = TrainSettings(epochs=2, lr=1e-3, batch_size=4, warmup_ratio=0.2, prec
 RUNS = {  # name -> (model, loss, evaluation, settings)
     "plain": (tiny.classifier, tiny.classification_loss, tiny.accuracy_on, SETTINGS),
     "accumulated": (tiny.classifier, tiny.classification_loss, tiny.accuracy_on, replace(SETTINGS, grad_accum=2)),
-    # the span head leaves the pooler unused: DDP must not wait for its gradients
-    "span": (tiny.span_model, tiny.span_loss, tiny.span_accuracy_on, replace(SETTINGS, grad_accum=2, max_steps=3)),
+    # the span head and the loss the SQuAD recipe trains it with
+    "span": (tiny.span_model, span_loss, tiny.span_accuracy_on, replace(SETTINGS, grad_accum=2, max_steps=3)),
 }
 
 
@@ -47,6 +48,9 @@ def worker(rank: int, world_size: int, port: int, out: Path) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
     torch.set_num_threads(1)
+    # what PyTorch's C++ side warns about goes straight to file descriptor 2: keep it for the tests
+    with open(out / f"stderr-rank{rank}.txt", "w") as stderr:
+        os.dup2(stderr.fileno(), 2)
     device = training.setup_distributed()
     assert training.world() == (rank, world_size) and device == CPU
     try:
@@ -141,6 +145,12 @@ def test_only_rank_0_writes_checkpoints_logs_and_the_best_model(two_ranks, name)
     newest = checkpointing.CheckpointStore(run_dir / "checkpoints").checkpoints()[0]
     steps = json.loads((two_ranks / f"{name}-rank0.json").read_text())["steps"]
     assert json.loads((newest / "state.json").read_text())["step"] == steps
+
+
+def test_ddp_is_not_asked_to_search_for_unused_parameters(two_ranks):
+    for rank in range(2):
+        stderr = (two_ranks / f"stderr-rank{rank}.txt").read_text()
+        assert "find_unused_parameters" not in stderr, stderr
 
 
 @pytest.mark.parametrize("name", list(PREDICT))

@@ -53,6 +53,17 @@ def test_heads_shapes_and_regression_head():
     assert start.shape == end.shape == (3, 9)
 
 
+def test_the_span_head_has_no_pooler_and_loads_a_checkpoint_that_has_one(real_batch):
+    model, _ = load_pretrained(embedded_model_path(), head="qa")
+    assert model.bert.pooler is None and not [n for n, _ in model.named_parameters() if "pooler" in n]
+    base, _ = load_pretrained(embedded_model_path())
+    model.eval(), base.eval()
+    with torch.no_grad():
+        sequence, _ = base(*real_batch)
+        assert model.bert(*real_batch)[1] is None
+        torch.testing.assert_close(model.bert(*real_batch)[0], sequence, atol=0, rtol=0)
+
+
 def test_sequence_longer_than_position_table_is_refused():
     config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                         intermediate_size=64, max_position_embeddings=8)

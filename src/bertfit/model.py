@@ -166,17 +166,20 @@ class BertPooler(nn.Module):
 
 
 class BertModel(nn.Module):
-    """The encoder: embeddings, N blocks, pooler. Returns (sequence_output, pooled_output)."""
+    """The encoder: embeddings, N blocks, pooler. Returns (sequence_output, pooled_output).
 
-    def __init__(self, config: BertConfig):
+    `pooler=False` (the span head's, as in transformers): no pooler, and pooled_output is None.
+    """
+
+    def __init__(self, config: BertConfig, pooler: bool = True):
         super().__init__()
         self.config = config
         self.embeddings = BertEmbeddings(config)
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
-        self.pooler = BertPooler(config)
+        self.pooler = BertPooler(config) if pooler else None
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
-                attention_mask: Tensor | None = None, first_token_only: bool = False) -> tuple[Tensor, Tensor]:
+                attention_mask: Tensor | None = None, first_token_only: bool = False) -> tuple[Tensor, Tensor | None]:
         """`first_token_only`: the pooled output is all the caller needs, so the last block computes the
         [CLS] position alone (keys and values still come from every token); sequence_output is then
         (batch, 1, hidden). The results are the same, and a sentence classifier skips about 14% of a
@@ -195,7 +198,7 @@ class BertModel(nn.Module):
         x = self.embeddings(input_ids, token_type_ids)
         for i, layer in enumerate(self.layers):
             x = layer(x, attn_mask, first_only=first_token_only and i == len(self.layers) - 1)
-        return x, self.pooler(x)
+        return x, self.pooler(x) if self.pooler is not None else None
 
 
 class BertForSequenceClassification(nn.Module):
@@ -220,7 +223,9 @@ class BertForQuestionAnswering(nn.Module):
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.bert = BertModel(config)
+        # no pooler: nothing here reads it, and under DistributedDataParallel a parameter no loss reaches
+        # would make every step wait for its gradient
+        self.bert = BertModel(config, pooler=False)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,

@@ -396,11 +396,10 @@ def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, 
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
     scheduler = linear_schedule(optimizer, warmup_steps, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    # find_unused_parameters: a head may leave parameters out of the loss (the QA head never reads
-    # the pooler), and DDP would wait for their gradients forever
+    # every head computes only what its loss reads (the span head has no pooler), so DDP need not search
+    # each step's graph for parameters left out
     ddp = nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=True) if world_size > 1 else model
+        model, device_ids=[device.index] if device.type == "cuda" else None) if world_size > 1 else model
 
     store = checkpointing.CheckpointStore(run_dir / "checkpoints", keep=settings.keep_checkpoints)
     if resume and store.checkpoints():
