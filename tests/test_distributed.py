@@ -15,6 +15,9 @@ from safetensors.torch import load_file, save_file
 
 import tiny
 from bertfit import checkpointing, training
+from bertfit import suite
+from bertfit.errors import BertfitError, ConfigError
+from bertfit.recipes.glue import GlueOptions
 from bertfit.recipes.squad import span_loss
 from bertfit.training import TrainSettings
 
@@ -34,9 +37,26 @@ RUNS = {  # name -> (model, loss, evaluation, settings)
 }
 
 
-def run(name: str, run_dir: Path):
+class Interrupted(Exception):
+    """Stands in for a crash: raised inside the loop, it leaves the run dir as a kill would."""
+
+
+def interrupted_at(call: int, loss):
+    calls = [0]
+
+    def loss_fn(model, batch):
+        calls[0] += 1
+        if calls[0] == call:
+            raise Interrupted
+        return loss(model, batch)
+
+    return loss_fn
+
+
+def run(name: str, run_dir: Path, loss=None, settings=None):
     """One fit of a fresh model; returns (result, model, how many times save_best was called)."""
-    make_model, loss, evaluation, settings = RUNS[name]
+    make_model, run_loss, evaluation, run_settings = RUNS[name]
+    loss, settings = loss or run_loss, settings or run_settings
     model = make_model(dropout=0.0)
     saves = []
     result = training.fit(model, TRAIN, loss, evaluation(DEV), lambda m, metrics: saves.append(metrics), settings,
@@ -60,6 +80,36 @@ def worker(rank: int, world_size: int, port: int, out: Path) -> None:
             save_file(tiny.weights(model), out / f"{name}-rank{rank}.safetensors")
             (out / f"{name}-rank{rank}.json").write_text(json.dumps(
                 {"steps": result.steps, "history": result.history, "saves": saves}))
+        # killed after the checkpoint of step 4 (of 6) and started again, on machines that share no file
+        # system: rank 1's folder never holds a checkpoint
+        resumed = out / ("resumed" if rank == 0 else "resumed-rank1")
+        try:
+            run("plain", resumed, loss=interrupted_at(5, tiny.classification_loss))
+        except Interrupted:
+            pass
+        result, model, _ = run("plain", resumed)
+        save_file(tiny.weights(model), out / f"resumed-rank{rank}.safetensors")
+        try:
+            run("plain", resumed, settings=replace(SETTINGS, lr=2e-3))
+            refusal = None
+        except ConfigError as exc:
+            refusal = str(exc)
+        (out / f"resumed-rank{rank}.json").write_text(json.dumps(
+            {"steps": result.steps, "history": result.history, "refusal": refusal}))
+        # `bertfit glue all` run again reads a finished task back, from rank 0's folder alone; a rank that
+        # trained instead would not find this model
+        options = GlueOptions(task="sst2", model=str(out / "no-such-model"), quiet=True,
+                              output_dir=str(out / ("suite" if rank == 0 else "suite-rank1")))
+        if rank == 0:
+            (out / "suite").mkdir()
+            training.write_json(out / "suite" / "results.json", {"task": "sst2", "metrics": {"accuracy": 0.75}})
+            training.write_json(out / "suite" / "request.json", suite.run_request(options, SETTINGS))
+        try:
+            results, trained = suite.run_task(options, SETTINGS, "sst2", lambda *args: None)
+            read_back = {"results": results, "trained": trained}
+        except BertfitError as exc:
+            read_back = {"error": str(exc)}
+        (out / f"suite-rank{rank}.json").write_text(json.dumps(read_back))
         model = tiny.span_model().eval()
         for name, features in PREDICT.items():
             starts, ends = training.predict(model, features, tiny.PAD, CPU, batch_size=4, precision="fp32",
@@ -128,6 +178,28 @@ def test_two_ranks_train_the_same_weights_as_one(two_ranks, one_rank, name):
         assert [e["step"] for e in record["history"]] == [e["step"] for e in result.history]
         for theirs, ours in zip(record["history"], result.history):
             assert theirs == pytest.approx(ours, abs=1e-4)
+
+
+def test_a_resumed_run_continues_on_every_rank_from_rank_0s_checkpoint(two_ranks, one_rank):
+    result, model, _ = one_rank["plain"]
+    for rank in range(2):
+        assert_close(load_file(two_ranks / f"resumed-rank{rank}.safetensors"), tiny.weights(model))
+        record = json.loads((two_ranks / f"resumed-rank{rank}.json").read_text())
+        assert record["steps"] == result.steps
+        assert [e["step"] for e in record["history"]] == [e["step"] for e in result.history]
+    assert not (two_ranks / "resumed-rank1").exists()
+
+
+def test_a_refused_resume_stops_every_rank_with_rank_0s_reason(two_ranks):
+    refusals = [json.loads((two_ranks / f"resumed-rank{rank}.json").read_text())["refusal"] for rank in range(2)]
+    assert refusals[0] == refusals[1] and "different lr (0.001 before, 0.002 now)" in refusals[0]
+    assert str(two_ranks / "resumed") in refusals[1]
+
+
+def test_a_finished_suite_task_is_read_back_on_every_rank_from_rank_0s_folder(two_ranks):
+    for rank in range(2):
+        assert json.loads((two_ranks / f"suite-rank{rank}.json").read_text()) == \
+            {"results": {"task": "sst2", "metrics": {"accuracy": 0.75}}, "trained": False}
 
 
 def test_accumulating_gradients_over_ranks_matches_one_pass(two_ranks):

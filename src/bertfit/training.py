@@ -26,7 +26,7 @@ from torch import nn
 
 from . import checkpointing
 from .batching import GROUP_BATCHES, Features, collate, eval_batches, length_grouped_batches, shard
-from .errors import BertfitError, ConfigError
+from .errors import BertfitError, CheckpointError, ConfigError, DataError
 from .model import BertSelfAttention
 from .progress import Progress
 
@@ -351,9 +351,55 @@ def run_fingerprint_of(settings: TrainSettings, train: Features) -> dict:
             "batch order": f"length-grouped, {GROUP_BATCHES} batches per group"}
 
 
-def barrier(world_size: int) -> None:
-    if world_size > 1:
-        dist.barrier()
+# A file goes from rank 0 to the others in pieces of this size, so a GPU never holds a whole checkpoint for it.
+BROADCAST_BYTES = 64 << 20
+
+
+def broadcast_bytes(data: bytes | None, device: torch.device) -> bytes:
+    """Rank 0's `data` on every rank (the others pass None)."""
+    size = torch.tensor([len(data) if data is not None else 0], dtype=torch.int64, device=device)
+    dist.broadcast(size, src=0)
+    received = bytearray(int(size)) if data is None else None
+    for start in range(0, int(size), BROADCAST_BYTES):
+        end = min(start + BROADCAST_BYTES, int(size))
+        piece = (torch.frombuffer(bytearray(data[start:end]), dtype=torch.uint8) if data is not None
+                 else torch.empty(end - start, dtype=torch.uint8)).to(device)
+        dist.broadcast(piece, src=0)
+        if received is not None:
+            received[start:end] = piece.cpu().numpy().tobytes()
+    return data if data is not None else bytes(received)
+
+
+_ERRORS = {error.__name__: error for error in (BertfitError, ConfigError, CheckpointError, DataError)}
+
+
+def from_main_process(read: Callable[[], dict[str, bytes] | None], device: torch.device) -> dict[str, bytes] | None:
+    """Run `read` on rank 0 alone and return its files on every rank; an error there stops every rank.
+
+    Only rank 0 writes a run dir, and the ranks of a run on several machines may not share a file
+    system, so only rank 0's view of it counts: whatever is decided from the run dir is decided there.
+    """
+    rank, world_size = world()
+    if world_size == 1:
+        return read()
+    files, error, header = None, None, {}
+    if rank == 0:
+        try:
+            files = read()
+            header = {"files": None if files is None else list(files)}
+        except Exception as exc:
+            error = exc
+            header = {"error": str(exc), "type": type(exc).__name__}
+    header = json.loads(broadcast_bytes(json.dumps(header).encode() if rank == 0 else None, device))
+    if "error" in header:
+        if error is not None:
+            raise error
+        if header["type"] in _ERRORS:
+            raise _ERRORS[header["type"]](header["error"])
+        raise BertfitError(f"rank 0 stopped: {header['type']}: {header['error']}")
+    if header["files"] is None:
+        return None
+    return {name: broadcast_bytes(files[name] if rank == 0 else None, device) for name in header["files"]}
 
 
 def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, save_best: SaveFn,
@@ -402,22 +448,24 @@ def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, 
         model, device_ids=[device.index] if device.type == "cuda" else None) if world_size > 1 else model
 
     store = checkpointing.CheckpointStore(run_dir / "checkpoints", keep=settings.keep_checkpoints)
-    if resume and store.checkpoints():
-        # every rank checks, so a refusal stops them all rather than leave some waiting for the others
-        checkpointing.check_fingerprint(run_dir / "run.json", fingerprint)
-    barrier(world_size)
-    if main:
+
+    def open_run_dir() -> dict[str, bytes] | None:
+        """Refuse a run dir that holds another run, start afresh or read the checkpoint to resume from."""
+        if resume and store.checkpoints():
+            checkpointing.check_fingerprint(run_dir / "run.json", fingerprint)
         if not resume:
             store.clear()
         checkpointing.record_fingerprint(run_dir / "run.json", fingerprint)
-    barrier(world_size)
+        return store.read_latest() if resume else None
 
+    # rank 0 reads the checkpoint and sends it to the others, so every rank resumes from the same one
+    # (or stops with the same refusal) whether or not they share a file system
+    checkpoint = from_main_process(open_run_dir, device)
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": 0,
              "best_metrics": {}, "evals_without_improvement": 0, "stopped_early": False, "examples_seen": 0,
              "train_seconds": 0.0, "skipped_steps": 0, "loss_sum": 0.0, "loss_examples": 0, "history": []}
-    restored = store.load_latest(model, optimizer, scheduler, scaler, warn=main) if resume else None
-    if restored is not None:
-        state.update(restored)
+    if checkpoint is not None:
+        state.update(checkpointing.restore(checkpoint, model, optimizer, scheduler, scaler))
         if main and not quiet:
             print(f"resuming from step {state['step']} (epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']})")
     log = checkpointing.JsonlLog(run_dir / "log.jsonl") if main else None
