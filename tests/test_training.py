@@ -81,7 +81,8 @@ def reference(tmp_path_factory):
     """The uninterrupted run every resumed one must match."""
     run_dir = tmp_path_factory.mktemp("reference")
     result, model, kept = train(run_dir)
-    return {"result": result, "weights": tiny.weights(model), "kept": kept, "log": log_entries(run_dir)}
+    return {"result": result, "weights": tiny.weights(model), "kept": kept, "log": log_entries(run_dir),
+            "model": model, "dir": run_dir}
 
 
 def assert_matches_reference(run_dir, result, model, kept, reference):
@@ -98,11 +99,16 @@ def assert_matches_reference(run_dir, result, model, kept, reference):
 
 # ---- exact resume -------------------------------------------------------------------------------
 
-def test_the_reference_run_learns_and_checkpoints(reference):
+def test_the_reference_run_lowers_its_training_loss_evaluates_and_checkpoints(reference):
     result = reference["result"]
     assert result.steps == 12 and not result.stopped_early and result.skipped_steps == 0
     assert [e["step"] for e in result.history] == [5, 10, 12]
     assert [metrics for metrics, _ in reference["kept"]][-1] == result.best_metrics
+    # every 3 steps and at each evaluation; the last two kept
+    assert [p.name for p in checkpointing.CheckpointStore(reference["dir"] / "checkpoints").checkpoints()] == \
+        ["step-00000012", "step-00000010"]
+    on_train = tiny.accuracy_on(TRAIN)
+    assert on_train(reference["model"])["loss"] < on_train(tiny.classifier())["loss"] - 0.005
 
 
 # before any checkpoint; after one at the end of the epoch; after evaluations
