@@ -1,3 +1,4 @@
+import ctypes
 import json
 import multiprocessing
 import os
@@ -14,6 +15,7 @@ import pytest
 import torch
 from hypothesis import given, settings as hypothesis_settings
 from hypothesis import strategies as st
+import transformers
 from safetensors.torch import load_file
 
 import tiny
@@ -22,7 +24,7 @@ from bertfit.batching import Features, collate, eval_batches, length_grouped_bat
 from bertfit.checkpoints import save_pretrained
 from bertfit.demo import write_sentiment_data
 from bertfit.errors import BertfitError, ConfigError
-from bertfit.model import BertConfig, BertForSequenceClassification, init_weights
+from bertfit.model import BertConfig, BertForSequenceClassification, BertSelfAttention, init_weights
 from bertfit.training import TrainSettings
 
 CPU = torch.device("cpu")
@@ -235,9 +237,89 @@ def test_auto_precision_on_cpu_is_bf16_only_with_bf16_instructions(monkeypatch, 
     assert training.resolve_precision("bf16", CPU) == torch.bfloat16
 
 
+def test_a_bf16_run_trains_as_the_fp32_run_does(tmp_path, reference):
+    result, model, _ = train(tmp_path, replace(SETTINGS, precision="bf16"))
+    assert result.steps == 12
+    bf16_losses = [e["loss"] for e in log_entries(tmp_path) if e["event"] == "train"]
+    fp32_losses = [e["loss"] for e in reference["log"] if e["event"] == "train"]
+    assert bf16_losses != fp32_losses  # the autocast was on
+    assert np.allclose(bf16_losses, fp32_losses, atol=2e-3)
+    initial, fp32, bf16 = tiny.weights(tiny.classifier()), reference["weights"], tiny.weights(model)
+    moved = max((fp32[k] - initial[k]).abs().max().item() for k in fp32)
+    assert max((bf16[k] - fp32[k]).abs().max().item() for k in fp32) < 0.5 * moved
+
+
 @pytest.mark.skipif(not Path("/proc/cpuinfo").exists() or platform.machine() != "x86_64", reason="x86 Linux")
 def test_cpu_flags_are_read_from_proc_cpuinfo():
     assert {"sse2", "fpu"} <= training.cpu_flags()
+
+
+# ---- the schedule, attention dropout, the allocator ----------------------------------------------
+
+def test_the_learning_rate_warms_up_then_decays_as_transformers_linear_schedule():
+    optimizer = training.make_optimizer(tiny.classifier(), 1e-3, 0.01)
+    scheduler = training.linear_schedule(optimizer, warmup_steps=2, total_steps=10)
+    used = []
+    for _ in range(10):
+        used.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    # warmup: the first step already moves (transformers' first step has lr 0); then its decay, exactly
+    peak = 1e-3
+    assert [lrs[0] for lrs in used[:2]] == pytest.approx([peak / 3, 2 * peak / 3])
+    decay = transformers.get_linear_schedule_with_warmup(torch.optim.SGD([torch.zeros(1)], lr=peak), 2, 10)
+    assert [lrs[0] for lrs in used[2:]] == pytest.approx([peak * decay.lr_lambdas[0](step) for step in range(2, 10)])
+    assert all(len(set(lrs)) == 1 for lrs in used) and optimizer.param_groups[0]["lr"] == 0
+
+
+def test_fit_schedules_the_learning_rate_by_warmup_ratio_and_total_steps(reference):
+    # 12 steps, warmup 20%: 2 steps; each log line holds the rate after its step
+    logged = {e["step"]: e["lr"] for e in reference["log"] if e["event"] == "train"}
+    assert logged == pytest.approx({2: 1e-3, 4: 8e-4, 6: 6e-4, 8: 4e-4, 10: 2e-4, 12: 0.0})
+
+
+def test_attention_dropout_changes_training_and_resumes_exactly(tmp_path, reference):
+    dropping = replace(SETTINGS, attention_dropout=0.1)
+    result, model, kept = train(tmp_path / "whole", dropping)
+    assert all(m.dropout_p == 0.1 for m in model.modules() if isinstance(m, BertSelfAttention))
+    assert not torch.equal(tiny.weights(model)["bert.layers.0.attention.qkv.weight"],
+                           reference["weights"]["bert.layers.0.attention.qkv.weight"])
+    with pytest.raises(Interrupted):
+        train(tmp_path / "resumed", dropping, loss_fn=counting_loss(interrupt_at=14))
+    again, resumed, _ = train(tmp_path / "resumed", dropping)
+    assert_same_weights(tiny.weights(resumed), tiny.weights(model))
+    assert again.history == result.history
+
+
+MAPPED_BLOCKS = """
+import ctypes, sys
+import torch
+from bertfit import training
+fields = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = type("Mallinfo2", (ctypes.Structure,), {"_fields_": [(f, ctypes.c_size_t) for f in fields]})
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+
+def mapped(megabytes):
+    \"\"\"1 when a block of this size comes from mmap, to go back to the kernel when freed\"\"\"
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(megabytes << 20)
+    after = libc.mallinfo2().hblks
+    libc.free(block)
+    return after - before
+
+training.tune_allocator(torch.device("cuda"))  # not a CPU: glibc keeps its thresholds
+untouched = mapped(24)  # and raises its own threshold to this block's size as it is freed
+training.tune_allocator(torch.device("cpu"))
+print(untouched, mapped(28))
+"""
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="glibc 2.33 or later")
+def test_tune_allocator_keeps_blocks_of_a_few_mb_in_the_heap_on_cpu_only():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-c", MAPPED_BLOCKS], env=env, capture_output=True, text=True, timeout=60)
+    assert run.stdout.split() == ["1", "0"], run.stderr
 
 
 # ---- gradient clipping -------------------------------------------------------------------------

@@ -205,7 +205,8 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
 
 
 def linear_schedule(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup from 0 to the peak, then linear decay to 0 at the last step."""
+    """Linear warmup to the peak, reached at step warmup_steps (0-based; the first step already takes
+    peak / (warmup_steps + 1)), then linear decay as in transformers, to 0 after the last step."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
