@@ -14,7 +14,10 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 import tiny
-from bertfit import devices, predicting, runs, training
+from bertfit import devices, files, predicting, runs, suite, training
+from bertfit.errors import BertfitError, ConfigError
+from bertfit.recipes.glue import GlueOptions
+from bertfit.recipes.squad import span_loss
 from bertfit.settings import TrainSettings
 
 CPU = torch.device("cpu")
@@ -28,14 +31,31 @@ SETTINGS = TrainSettings(epochs=2, lr=1e-3, batch_size=4, warmup_ratio=0.2, prec
 RUNS = {  # name -> (model, loss, evaluation, settings)
     "plain": (tiny.classifier, tiny.classification_loss, tiny.accuracy_on, SETTINGS),
     "accumulated": (tiny.classifier, tiny.classification_loss, tiny.accuracy_on, replace(SETTINGS, grad_accum=2)),
-    # the span head leaves the pooler unused: DDP must not wait for its gradients
-    "span": (tiny.span_model, tiny.span_loss, tiny.span_accuracy_on, replace(SETTINGS, grad_accum=2, max_steps=3)),
+    # the span head and the loss the SQuAD recipe trains it with
+    "span": (tiny.span_model, span_loss, tiny.span_accuracy_on, replace(SETTINGS, grad_accum=2, max_steps=3)),
 }
 
 
-def run(name: str, run_dir: Path):
+class Interrupted(Exception):
+    """Stands in for a crash: raised inside the loop, it leaves the run dir as a kill would."""
+
+
+def interrupted_at(call: int, loss):
+    calls = [0]
+
+    def loss_fn(model, batch):
+        calls[0] += 1
+        if calls[0] == call:
+            raise Interrupted
+        return loss(model, batch)
+
+    return loss_fn
+
+
+def run(name: str, run_dir: Path, loss=None, settings=None):
     """One fit of a fresh model; returns (result, model, how many times save_best was called)."""
-    make_model, loss, evaluation, settings = RUNS[name]
+    make_model, run_loss, evaluation, run_settings = RUNS[name]
+    loss, settings = loss or run_loss, settings or run_settings
     model = make_model(dropout=0.0)
     saves = []
     result = training.fit(model, TRAIN, loss, evaluation(DEV), lambda m, metrics: saves.append(metrics), settings,
@@ -47,6 +67,9 @@ def worker(rank: int, world_size: int, port: int, out: Path) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
     torch.set_num_threads(1)
+    # what PyTorch's C++ side warns about goes straight to file descriptor 2: keep it for the tests
+    with open(out / f"stderr-rank{rank}.txt", "w") as stderr:
+        os.dup2(stderr.fileno(), 2)
     device = devices.setup_distributed()
     assert devices.world() == (rank, world_size) and device == CPU
     try:
@@ -56,6 +79,36 @@ def worker(rank: int, world_size: int, port: int, out: Path) -> None:
             save_file(tiny.weights(model), out / f"{name}-rank{rank}.safetensors")
             (out / f"{name}-rank{rank}.json").write_text(json.dumps(
                 {"steps": result.steps, "history": result.history, "saves": saves}))
+        # killed after the checkpoint of step 4 (of 6) and started again, on machines that share no file
+        # system: rank 1's folder never holds a checkpoint
+        resumed = out / ("resumed" if rank == 0 else "resumed-rank1")
+        try:
+            run("plain", resumed, loss=interrupted_at(5, tiny.classification_loss))
+        except Interrupted:
+            pass
+        result, model, _ = run("plain", resumed)
+        save_file(tiny.weights(model), out / f"resumed-rank{rank}.safetensors")
+        try:
+            run("plain", resumed, settings=replace(SETTINGS, lr=2e-3))
+            refusal = None
+        except ConfigError as exc:
+            refusal = str(exc)
+        (out / f"resumed-rank{rank}.json").write_text(json.dumps(
+            {"steps": result.steps, "history": result.history, "refusal": refusal}))
+        # `bertfit glue all` run again reads a finished task back, from rank 0's folder alone; a rank that
+        # trained instead would not find this model
+        options = GlueOptions(task="sst2", model=str(out / "no-such-model"), quiet=True,
+                              output_dir=str(out / ("suite" if rank == 0 else "suite-rank1")))
+        if rank == 0:
+            (out / "suite").mkdir()
+            files.write_json(out / "suite" / "results.json", {"task": "sst2", "metrics": {"accuracy": 0.75}})
+            files.write_json(out / "suite" / "request.json", suite.run_request(options, SETTINGS))
+        try:
+            results, trained = suite.run_task(options, SETTINGS, "sst2", lambda *args: None)
+            read_back = {"results": results, "trained": trained}
+        except BertfitError as exc:
+            read_back = {"error": str(exc)}
+        (out / f"suite-rank{rank}.json").write_text(json.dumps(read_back))
         model = tiny.span_model().eval()
         for name, features in PREDICT.items():
             starts, ends = predicting.predict(model, features, tiny.PAD, CPU, batch_size=4, precision="fp32",
@@ -126,6 +179,28 @@ def test_two_ranks_train_the_same_weights_as_one(two_ranks, one_rank, name):
             assert theirs == pytest.approx(ours, abs=1e-4)
 
 
+def test_a_resumed_run_continues_on_every_rank_from_rank_0s_checkpoint(two_ranks, one_rank):
+    result, model, _ = one_rank["plain"]
+    for rank in range(2):
+        assert_close(load_file(two_ranks / f"resumed-rank{rank}.safetensors"), tiny.weights(model))
+        record = json.loads((two_ranks / f"resumed-rank{rank}.json").read_text())
+        assert record["steps"] == result.steps
+        assert [e["step"] for e in record["history"]] == [e["step"] for e in result.history]
+    assert not (two_ranks / "resumed-rank1").exists()
+
+
+def test_a_refused_resume_stops_every_rank_with_rank_0s_reason(two_ranks):
+    refusals = [json.loads((two_ranks / f"resumed-rank{rank}.json").read_text())["refusal"] for rank in range(2)]
+    assert refusals[0] == refusals[1] and "different lr (0.001 before, 0.002 now)" in refusals[0]
+    assert str(two_ranks / "resumed") in refusals[1]
+
+
+def test_a_finished_suite_task_is_read_back_on_every_rank_from_rank_0s_folder(two_ranks):
+    for rank in range(2):
+        assert json.loads((two_ranks / f"suite-rank{rank}.json").read_text()) == \
+            {"results": {"task": "sst2", "metrics": {"accuracy": 0.75}}, "trained": False}
+
+
 def test_accumulating_gradients_over_ranks_matches_one_pass(two_ranks):
     accumulated, plain = (load_file(two_ranks / f"{name}-rank0.safetensors") for name in ("accumulated", "plain"))
     assert_close(accumulated, plain)
@@ -141,6 +216,12 @@ def test_only_rank_0_writes_checkpoints_logs_and_the_best_model(two_ranks, name)
     newest = runs.CheckpointStore(run_dir / "checkpoints").checkpoints()[0]
     steps = json.loads((two_ranks / f"{name}-rank0.json").read_text())["steps"]
     assert json.loads((newest / "state.json").read_text())["step"] == steps
+
+
+def test_ddp_is_not_asked_to_search_for_unused_parameters(two_ranks):
+    for rank in range(2):
+        stderr = (two_ranks / f"stderr-rank{rank}.txt").read_text()
+        assert "find_unused_parameters" not in stderr, stderr
 
 
 @pytest.mark.parametrize("name", list(PREDICT))

@@ -1,10 +1,13 @@
 """Every fast path against the plain computation it replaces, on the same inputs."""
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bertfit import optim
-from bertfit.model import (BertConfig, BertForSequenceClassification, BertModel, FastDropout, explicit_attention)
+from bertfit import devices, optim, predicting
+from bertfit.batching import Features
+from bertfit.model import (EXPLICIT_ATTENTION_MAX_LENGTH, BertConfig, BertForSequenceClassification, BertModel,
+                           BertSelfAttention, FastDropout, explicit_attention)
 from bertfit.pretrained import embedded_model_path, load_pretrained
 
 
@@ -180,3 +183,50 @@ def test_lazy_embedding_rows_follow_adamw_where_used_and_stay_put_elsewhere():
     # the moments are in the optimizer's own state, so checkpoints carry them
     table = lazy.bert.embeddings.word_embeddings.weight
     assert lazy_opt.state[table]["exp_avg"].shape == table.shape and float(lazy_opt.state[table]["step"]) == 4
+
+
+def test_bf16_autocast_runs_the_matmuls_in_bf16_close_to_fp32(real_batch):
+    """What `--precision bf16` (and auto, on CPUs with bf16 instructions) runs, against float32."""
+    input_ids, token_type_ids, mask = real_batch
+    model, _ = load_pretrained(head="classification", num_labels=2)
+    model.eval()
+    with torch.no_grad():
+        sequence, pooled = model.bert(input_ids, token_type_ids, mask)
+        with devices.autocast(torch.device("cpu"), torch.bfloat16):
+            bf16_sequence, bf16_pooled = model.bert(input_ids, token_type_ids, mask)
+            logits = model(input_ids, token_type_ids, mask)
+    assert bf16_pooled.dtype == logits.dtype == torch.bfloat16  # the last matmuls ran in bf16
+    difference = (bf16_sequence.float() - sequence).abs()[mask]
+    assert 0 < difference.max() <= 0.05 * sequence.abs().max()  # bf16 keeps 8 bits of mantissa
+    assert F.cosine_similarity(bf16_pooled.float(), pooled, dim=-1).min() > 0.999
+    reference = model(input_ids, token_type_ids, mask).detach()
+    features = Features.from_lists([ids[m].tolist() for ids, m in zip(input_ids, mask)],
+                                   [types[m].tolist() for types, m in zip(token_type_ids, mask)])
+    (predicted,) = predicting.predict(model, features, 0, torch.device("cpu"), precision="bf16")
+    assert predicted.dtype == np.float32 and np.abs(predicted - reference.numpy()).max() <= 0.05
+
+
+@pytest.mark.parametrize("length", [16, 200])  # the explicit attention in training, and SDPA's kernel
+def test_attention_dropout_drops_in_training_only_and_keeps_the_expectation(length):
+    torch.manual_seed(0)
+    attention = BertSelfAttention(small_config(attention_probs_dropout_prob=0.0))
+    x = torch.randn(1, length, 32)
+    with torch.no_grad():
+        plain = attention.eval()(x, None)
+    attention.dropout_p = 0.3
+    with torch.no_grad():
+        assert torch.equal(attention.eval()(x, None), plain)  # evaluation never drops
+    attention.train()
+    assert (length <= EXPLICIT_ATTENTION_MAX_LENGTH[True]) == (length == 16)  # both paths are covered
+    draws = []
+    for seed in range(100):
+        torch.manual_seed(seed)
+        with torch.enable_grad():
+            draws.append(attention(x, None).detach())
+    torch.manual_seed(0)
+    assert torch.equal(attention(x, None).detach(), draws[0])  # seeded
+    assert not torch.allclose(draws[0], plain, atol=1e-3) and not torch.equal(draws[0], draws[1])
+    # kept probabilities are scaled by 1 / (1 - p): on average the output is the one without dropout
+    mean = torch.stack(draws).mean(0)
+    # (100 draws: the mean's own noise is about a tenth of one draw's)
+    assert (mean - plain).abs().mean() < 0.2 * (draws[0] - plain).abs().mean()

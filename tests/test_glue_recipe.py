@@ -5,6 +5,8 @@ written in the official GLUE layout, so a run takes well under a second once tor
 """
 import csv
 import json
+import random
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -20,6 +22,7 @@ import tiny
 from bertfit import glue_metrics
 from bertfit.cli import main
 from bertfit.demo import write_sentiment_data
+from bertfit.errors import CheckpointError
 from bertfit.model import BertConfig, BertForSequenceClassification
 from bertfit.pretrained import load_pretrained, save_pretrained
 from bertfit.recipes.glue import GlueOptions, classify, finetune_glue, loss_fn, predict_glue
@@ -89,6 +92,15 @@ def mnli_row(index, premise, hypothesis, *labels):
 def read_submission(path: Path) -> tuple[str, list[list[str]]]:
     header, *rows = path.read_text(encoding="utf-8").splitlines()
     return header, [row.split("\t") for row in rows]
+
+
+def transformers_top_label(model_dir: Path, text: str) -> tuple[str, float]:
+    """The label transformers gives `text` with a saved model, and its probability: the reference for classify."""
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    encoded = transformers.AutoTokenizer.from_pretrained(str(model_dir))(text, return_tensors="pt")
+    with torch.no_grad():
+        probabilities = theirs(**encoded).logits.softmax(-1)[0]
+    return theirs.config.id2label[int(probabilities.argmax())], float(probabilities.max())
 
 
 def read_log(run_dir: Path) -> list[dict]:
@@ -167,7 +179,11 @@ def test_run_writes_results_json(sst2_run, tiny_model):
 
     assert results == json.loads(json.dumps(sst2_run.results))
     assert results["task"] == "sst2" and results["model"] == tiny_model
-    assert list(results["metrics"]) == ["accuracy"] and 0 <= results["metrics"]["accuracy"] <= 1
+    assert list(results["metrics"]) == ["accuracy"]
+    (dev_file,) = predict_glue(sst2_run.dir, split="dev")  # the saved model's dev predictions, scored again
+    predicted = [label for _, label in read_submission(dev_file)[1]]
+    expected = [str(y) for _, y in reviews(16, 1000)]
+    assert results["metrics"]["accuracy"] == pytest.approx(np.mean([p == y for p, y in zip(predicted, expected)]))
     assert results["train_examples"] == 32 and results["eval_examples"] == 16
     assert results["settings"]["batch_size"] == 8 and results["settings"]["precision"] == "fp32"
     assert results["steps"] == 4 and results["skipped_examples"] == 0
@@ -217,13 +233,24 @@ def test_classify_prints_the_label_and_probability_transformers_gives(sst2_run, 
     assert main(["classify", str(sst2_run.dir), text]) == 0
     label, probability = capsys.readouterr().out.rstrip("\n").split("\t")
 
-    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(str(sst2_run.dir / "model")).eval()
-    encoded = transformers.AutoTokenizer.from_pretrained(str(sst2_run.dir / "model"))(text, return_tensors="pt")
-    with torch.no_grad():
-        probabilities = theirs(**encoded).logits.softmax(-1)[0]
-    assert label == theirs.config.id2label[int(probabilities.argmax())]
-    assert float(probability) == pytest.approx(float(probabilities.max()), abs=1e-4)
-    assert 0.5 <= float(probability) <= 1
+    expected_label, expected_probability = transformers_top_label(sst2_run.dir / "model", text)
+    assert label == expected_label
+    assert float(probability) == pytest.approx(expected_probability, abs=1e-4)
+
+
+def test_classify_with_a_model_folder_without_id2label_takes_transformers_default_names(sst2_run, tmp_path):
+    folder = shutil.copytree(sst2_run.dir / "model", tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    del config["id2label"], config["label2id"]
+    (folder / "config.json").write_text(json.dumps(config))
+    text = "a charming and moving film ."
+
+    label, probability = classify(sst2_run.dir, text)
+    assert classify(folder, text) == ("LABEL_" + label, pytest.approx(probability, abs=1e-6))
+    config["id2label"] = {"0": "neg", "2": "pos"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="id2label must number its labels 0 to 1, not 0, 2"):
+        classify(folder, text)
 
 
 # ---- the other task shapes ----------------------------------------------------------------------
@@ -352,7 +379,8 @@ def test_own_csv_and_jsonl_files_through_the_cli(tmp_path, tiny_model, capsys):
 
     assert main(["classify", str(tmp_path / "run"), "a charming film ."]) == 0
     label, probability = capsys.readouterr().out.split()
-    assert label in ("neg", "pos") and 0.5 <= float(probability) <= 1
+    expected_label, expected_probability = transformers_top_label(tmp_path / "run" / "model", "a charming film .")
+    assert label == expected_label and float(probability) == pytest.approx(expected_probability, abs=1e-4)
 
 
 def test_own_regression_files_score_whole_number_eval_scores_as_scores(tmp_path, tiny_model):
@@ -512,6 +540,9 @@ ERRORS = {
     "own file without columns": (lambda root, model: ["glue", "x", "--train-file", str(root / "a.csv"), "--eval-file",
                                                       "b.csv", *training_args(root, model)],
                                  "name the text columns"),
+    "negative max grad norm": (lambda root, model: ["glue", "sst2", "--data-dir", str(root), "--max-grad-norm", "-1",
+                                                    *training_args(root, model)],
+                               "--max-grad-norm must be positive, or 0 for no clipping, not -1.0"),
     "ax without a model": (lambda root, model: ["glue", "ax"], "bertfit glue ax needs --model"),
     "predict without a run": (lambda root, model: ["predict", str(root)], "{root}: no fine-tuned model here"),
     "classify without a run": (lambda root, model: ["classify", str(root / "nowhere"), "hi"],
@@ -543,6 +574,34 @@ def test_skip_bad_examples_counts_the_skipped_rows(tmp_path, tiny_model, capsys)
     assert "dev.tsv: skipped 1 of 17 rows (line 18: label 'maybe' is not one of 0, 1)" in out
 
 
+# ---- learning ----------------------------------------------------------------------------------
+
+def write_rte_travel(root: Path, n: int, seed: int, split: str) -> None:
+    """RTE-layout pairs: "NAME flew to CITY ..." entails "NAME was in CITY" for the same city only."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        name, city = rng.choice(NAMES), rng.choice(CITIES)
+        other = city if i % 2 else rng.choice([c for c in CITIES if c != city])
+        rows.append((i, f"{name} flew to {city} last week .", f"{name} was in {other} .",
+                     "entailment" if other == city else "not_entailment"))
+    write_tsv(root / "RTE" / f"{split}.tsv", "index\tsentence1\tsentence2\tlabel", rows)
+
+
+NAMES = ("alice", "bob", "carol", "david", "emma", "frank", "grace", "henry", "irene", "jack", "kate", "liam")
+CITIES = ("paris", "london", "tokyo", "madrid", "rome", "berlin", "oslo", "lima", "cairo", "delhi", "vienna", "dublin")
+
+
+def test_fine_tuning_the_embedded_model_briefly_learns_a_sentence_pair_task(tmp_path):
+    """16 steps of 8 pairs; two balanced labels, so chance is 0.5."""
+    write_rte_travel(tmp_path / "glue", 128, seed=1, split="train")
+    write_rte_travel(tmp_path / "glue", 60, seed=2, split="dev")
+    results = run_glue("rte", tmp_path / "glue", tmp_path / "run", None,
+                       TrainSettings(epochs=1, lr=3e-4, batch_size=8, precision="fp32"))
+    assert results["steps"] == 16 and results["model"] == "embedded"
+    assert results["metrics"]["accuracy"] >= 0.85
+
+
 # ---- the demo's data ----------------------------------------------------------------------------
 
 def test_demo_data_trains_and_classifies_with_the_tiny_model(tmp_path, tiny_model):
@@ -554,4 +613,5 @@ def test_demo_data_trains_and_classifies_with_the_tiny_model(tmp_path, tiny_mode
     results = run_glue("sst2", glue, tmp_path / "run", tiny_model)
     assert results["train_examples"] == 48 and results["eval_examples"] == 24
     label, probability = classify(tmp_path / "run", "a charming and clever film .")
-    assert label in ("0", "1") and 0.5 <= probability <= 1
+    assert (label, probability) == pytest.approx(transformers_top_label(tmp_path / "run" / "model",
+                                                                        "a charming and clever film ."), abs=1e-4)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from bertfit.errors import ConfigError
 from bertfit.model import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel
 from bertfit.pretrained import embedded_model_path, load_pretrained
 
@@ -52,8 +53,24 @@ def test_heads_shapes_and_regression_head():
     assert start.shape == end.shape == (3, 9)
 
 
+def test_the_span_head_has_no_pooler_and_loads_a_checkpoint_that_has_one(real_batch):
+    model, _ = load_pretrained(embedded_model_path(), head="qa")
+    assert model.bert.pooler is None and not [n for n, _ in model.named_parameters() if "pooler" in n]
+    base, _ = load_pretrained(embedded_model_path())
+    model.eval(), base.eval()
+    with torch.no_grad():
+        sequence, _ = base(*real_batch)
+        assert model.bert(*real_batch)[1] is None
+        torch.testing.assert_close(model.bert(*real_batch)[0], sequence, atol=0, rtol=0)
+
+
 def test_sequence_longer_than_position_table_is_refused():
     config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                         intermediate_size=64, max_position_embeddings=8)
-    with pytest.raises(ValueError, match="longer than the model's 8 positions"):
+    with pytest.raises(ConfigError, match="longer than the model's 8 positions; lower --max-seq-length"):
         BertModel(config)(torch.ones(1, 9, dtype=torch.long))
+
+
+def test_hidden_size_not_a_multiple_of_the_heads_is_a_config_error():
+    with pytest.raises(ConfigError, match="hidden_size 30 is not a multiple of num_attention_heads 4"):
+        BertConfig(vocab_size=50, hidden_size=30, num_attention_heads=4)

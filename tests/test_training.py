@@ -1,6 +1,8 @@
+import ctypes
 import json
 import multiprocessing
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -13,14 +15,15 @@ import pytest
 import torch
 from hypothesis import given, settings as hypothesis_settings
 from hypothesis import strategies as st
+import transformers
 from safetensors.torch import load_file
 
 import tiny
-from bertfit import optim, predicting, runs, training
+from bertfit import devices, optim, predicting, runs, training
 from bertfit.batching import Features, collate, eval_batches, length_grouped_batches, shard
 from bertfit.demo import write_sentiment_data
 from bertfit.errors import BertfitError, ConfigError
-from bertfit.model import BertConfig, BertForSequenceClassification, init_weights
+from bertfit.model import BertConfig, BertForSequenceClassification, BertSelfAttention, init_weights
 from bertfit.pretrained import save_pretrained
 from bertfit.settings import TrainSettings
 
@@ -32,13 +35,7 @@ SETTINGS = TrainSettings(epochs=2, lr=1e-3, batch_size=4, grad_accum=2, warmup_r
                          eval_every=5, save_every=3, keep_checkpoints=2, log_every=2, seed=7)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; on a machine busy with other work, many times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest)
 
 
 class Interrupted(Exception):
@@ -86,7 +83,8 @@ def reference(tmp_path_factory):
     """The uninterrupted run every resumed one must match."""
     run_dir = tmp_path_factory.mktemp("reference")
     result, model, kept = train(run_dir)
-    return {"result": result, "weights": tiny.weights(model), "kept": kept, "log": log_entries(run_dir)}
+    return {"result": result, "weights": tiny.weights(model), "kept": kept, "log": log_entries(run_dir),
+            "model": model, "dir": run_dir}
 
 
 def assert_matches_reference(run_dir, result, model, kept, reference):
@@ -103,11 +101,16 @@ def assert_matches_reference(run_dir, result, model, kept, reference):
 
 # ---- exact resume -------------------------------------------------------------------------------
 
-def test_the_reference_run_learns_and_checkpoints(reference):
+def test_the_reference_run_lowers_its_training_loss_evaluates_and_checkpoints(reference):
     result = reference["result"]
     assert result.steps == 12 and not result.stopped_early and result.skipped_steps == 0
     assert [e["step"] for e in result.history] == [5, 10, 12]
     assert [metrics for metrics, _ in reference["kept"]][-1] == result.best_metrics
+    # every 3 steps and at each evaluation; the last two kept
+    assert [p.name for p in runs.CheckpointStore(reference["dir"] / "checkpoints").checkpoints()] == \
+        ["step-00000012", "step-00000010"]
+    on_train = tiny.accuracy_on(TRAIN)
+    assert on_train(reference["model"])["loss"] < on_train(tiny.classifier())["loss"] - 0.005
 
 
 # before any checkpoint; after one at the end of the epoch; after evaluations
@@ -214,6 +217,139 @@ def test_skip_nonfinite_skips_and_counts_the_step(tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert [e["step"] for e in log_entries(tmp_path) if e["event"] == "skipped"] == [3]
     assert all(np.isfinite(e["loss"]) for e in log_entries(tmp_path) if e["event"] == "train")
+
+
+# ---- precision ---------------------------------------------------------------------------------
+
+# the AVX-512 part of /proc/cpuinfo's flags on these CPUs
+CASCADE_LAKE = "avx2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_vnni"  # and Skylake-X, Ice Lake: no bf16
+COOPER_LAKE = CASCADE_LAKE + " avx512_bf16"
+SAPPHIRE_RAPIDS = COOPER_LAKE + " amx_bf16 amx_tile amx_int8"
+
+
+@pytest.mark.parametrize("flags, expected", [(CASCADE_LAKE, torch.float32), ("avx2 fma", torch.float32),
+                                             (COOPER_LAKE, torch.bfloat16), (SAPPHIRE_RAPIDS, torch.bfloat16)])
+def test_auto_precision_on_cpu_is_bf16_only_with_bf16_instructions(monkeypatch, flags, expected):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(devices, "cpu_flags", lambda: set(flags.split()))
+    assert devices.resolve_precision("auto", CPU) == expected
+    assert devices.resolve_precision("fp32", CPU) == torch.float32
+    assert devices.resolve_precision("bf16", CPU) == torch.bfloat16
+
+
+def test_a_bf16_run_trains_as_the_fp32_run_does(tmp_path, reference):
+    result, model, _ = train(tmp_path, replace(SETTINGS, precision="bf16"))
+    assert result.steps == 12
+    bf16_losses = [e["loss"] for e in log_entries(tmp_path) if e["event"] == "train"]
+    fp32_losses = [e["loss"] for e in reference["log"] if e["event"] == "train"]
+    assert bf16_losses != fp32_losses  # the autocast was on
+    assert np.allclose(bf16_losses, fp32_losses, atol=2e-3)
+    initial, fp32, bf16 = tiny.weights(tiny.classifier()), reference["weights"], tiny.weights(model)
+    moved = max((fp32[k] - initial[k]).abs().max().item() for k in fp32)
+    assert max((bf16[k] - fp32[k]).abs().max().item() for k in fp32) < 0.5 * moved
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists() or platform.machine() != "x86_64", reason="x86 Linux")
+def test_cpu_flags_are_read_from_proc_cpuinfo():
+    assert {"sse2", "fpu"} <= devices.cpu_flags()
+
+
+# ---- the schedule, attention dropout, the allocator ----------------------------------------------
+
+def test_the_learning_rate_warms_up_then_decays_as_transformers_linear_schedule():
+    optimizer = optim.make_optimizer(tiny.classifier(), 1e-3, 0.01)
+    scheduler = optim.linear_schedule(optimizer, warmup_steps=2, total_steps=10)
+    used = []
+    for _ in range(10):
+        used.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    # warmup: the first step already moves (transformers' first step has lr 0); then its decay, exactly
+    peak = 1e-3
+    assert [lrs[0] for lrs in used[:2]] == pytest.approx([peak / 3, 2 * peak / 3])
+    decay = transformers.get_linear_schedule_with_warmup(torch.optim.SGD([torch.zeros(1)], lr=peak), 2, 10)
+    assert [lrs[0] for lrs in used[2:]] == pytest.approx([peak * decay.lr_lambdas[0](step) for step in range(2, 10)])
+    assert all(len(set(lrs)) == 1 for lrs in used) and optimizer.param_groups[0]["lr"] == 0
+
+
+def test_fit_schedules_the_learning_rate_by_warmup_ratio_and_total_steps(reference):
+    # 12 steps, warmup 20%: 2 steps; each log line holds the rate after its step
+    logged = {e["step"]: e["lr"] for e in reference["log"] if e["event"] == "train"}
+    assert logged == pytest.approx({2: 1e-3, 4: 8e-4, 6: 6e-4, 8: 4e-4, 10: 2e-4, 12: 0.0})
+
+
+def test_attention_dropout_changes_training_and_resumes_exactly(tmp_path, reference):
+    dropping = replace(SETTINGS, attention_dropout=0.1)
+    result, model, kept = train(tmp_path / "whole", dropping)
+    assert all(m.dropout_p == 0.1 for m in model.modules() if isinstance(m, BertSelfAttention))
+    assert not torch.equal(tiny.weights(model)["bert.layers.0.attention.qkv.weight"],
+                           reference["weights"]["bert.layers.0.attention.qkv.weight"])
+    with pytest.raises(Interrupted):
+        train(tmp_path / "resumed", dropping, loss_fn=counting_loss(interrupt_at=14))
+    again, resumed, _ = train(tmp_path / "resumed", dropping)
+    assert_same_weights(tiny.weights(resumed), tiny.weights(model))
+    assert again.history == result.history
+
+
+def _mapped_blocks(results) -> None:
+    """In a forked child with glibc's starting thresholds set again: whether blocks of a few MB come from mmap."""
+    fields = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+              "keepcost")
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = type("Mallinfo2", (ctypes.Structure,), {"_fields_": [(f, ctypes.c_size_t) for f in fields]})
+    libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+
+    def mapped(megabytes) -> int:  # 1 when the block comes from mmap, to go back to the kernel when freed
+        before = libc.mallinfo2().hblks
+        block = libc.malloc(megabytes << 20)
+        after = libc.mallinfo2().hblks
+        libc.free(block)
+        return after - before
+
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 128 << 10)
+    libc.mallopt(m_trim_threshold, 128 << 10)
+    # the parent's heap may hold free chunks of that size (its allocator may be tuned already), which malloc
+    # reuses whatever the threshold: take them, so the blocks measured below come from mmap or a grown heap
+    held = []
+    for _ in range(1000):
+        before = libc.mallinfo2().hblks
+        block = libc.malloc(24 << 20)
+        if libc.mallinfo2().hblks > before:
+            libc.free(block)
+            break
+        held.append(block)
+    devices._allocator_tuned = False  # this process's parent may have tuned it already
+    devices.tune_allocator(torch.device("cuda"))  # not a CPU: glibc keeps its thresholds
+    untouched = mapped(24)
+    devices.tune_allocator(torch.device("cpu"))
+    results.put((untouched, mapped(24)))
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="glibc 2.33 or later")
+def test_tune_allocator_keeps_blocks_of_a_few_mb_in_the_heap_on_cpu_only():
+    context = multiprocessing.get_context("fork")  # the child needs only glibc, and a heap of its own
+    results = context.Queue()
+    child = context.Process(target=_mapped_blocks, args=(results,))
+    child.start()
+    assert results.get(timeout=60) == (1, 0)
+    child.join(30)
+
+
+# ---- gradient clipping -------------------------------------------------------------------------
+
+def test_max_grad_norm_0_means_no_clipping(tmp_path):
+    _, unclipped, _ = train(tmp_path / "off", replace(SETTINGS, max_grad_norm=0.0))
+    _, never_reached, _ = train(tmp_path / "huge", replace(SETTINGS, max_grad_norm=1e9))
+    _, clipped, _ = train(tmp_path / "clipped", replace(SETTINGS, max_grad_norm=0.01))
+    assert_same_weights(tiny.weights(unclipped), tiny.weights(never_reached))
+    assert not torch.equal(tiny.weights(clipped)["classifier.weight"], tiny.weights(unclipped)["classifier.weight"])
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan")])
+def test_a_negative_max_grad_norm_is_refused(value):
+    with pytest.raises(ConfigError, match="--max-grad-norm must be positive, or 0 for no clipping"):
+        replace(SETTINGS, max_grad_norm=value).validate()
 
 
 # ---- one run per folder -------------------------------------------------------------------------

@@ -59,15 +59,6 @@ def classification_loss(model, batch) -> torch.Tensor:
     return F.cross_entropy(logits.float(), batch["label_ids"], reduction="sum")
 
 
-def span_loss(model, batch) -> torch.Tensor:
-    """Pads are masked out of the softmax, so the loss does not depend on how much a batch is padded."""
-    start, end = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-    pads = ~batch["attention_mask"]
-    start, end = start.float().masked_fill(pads, -1e4), end.float().masked_fill(pads, -1e4)
-    return (F.cross_entropy(start.float(), batch["start_positions"], reduction="sum")
-            + F.cross_entropy(end.float(), batch["end_positions"], reduction="sum")) / 2
-
-
 def accuracy_on(dev: Features):
     """An evaluation for `fit`: accuracy and mean loss on `dev` (through `predict`, so it gathers under torchrun)."""
 

@@ -1,16 +1,20 @@
-"""The hardware a run uses: this process's device and place under torchrun, the precision and
-autocast, and the CPU memory allocator."""
+"""The hardware a run uses: this process's device and place under torchrun, what rank 0 sends the
+other ranks, the precision and autocast, and the CPU memory allocator."""
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import json
 import os
 import sys
+from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 
-from .errors import ConfigError
+from .errors import BertfitError, CheckpointError, ConfigError, DataError
 
 
 def world() -> tuple[int, int]:
@@ -36,9 +40,55 @@ def is_main_process() -> bool:
     return world()[0] == 0
 
 
-def barrier(world_size: int) -> None:
-    if world_size > 1:
-        dist.barrier()
+# A file goes from rank 0 to the others in pieces of this size, so a GPU never holds a whole checkpoint for it.
+BROADCAST_BYTES = 64 << 20
+
+
+def broadcast_bytes(data: bytes | None, device: torch.device) -> bytes:
+    """Rank 0's `data` on every rank (the others pass None)."""
+    size = torch.tensor([len(data) if data is not None else 0], dtype=torch.int64, device=device)
+    dist.broadcast(size, src=0)
+    received = bytearray(int(size)) if data is None else None
+    for start in range(0, int(size), BROADCAST_BYTES):
+        end = min(start + BROADCAST_BYTES, int(size))
+        piece = (torch.frombuffer(bytearray(data[start:end]), dtype=torch.uint8) if data is not None
+                 else torch.empty(end - start, dtype=torch.uint8)).to(device)
+        dist.broadcast(piece, src=0)
+        if received is not None:
+            received[start:end] = piece.cpu().numpy().tobytes()
+    return data if data is not None else bytes(received)
+
+
+_ERRORS = {error.__name__: error for error in (BertfitError, ConfigError, CheckpointError, DataError)}
+
+
+def from_main_process(read: Callable[[], dict[str, bytes] | None], device: torch.device) -> dict[str, bytes] | None:
+    """Run `read` on rank 0 alone and return its files on every rank; an error there stops every rank.
+
+    Only rank 0 writes a run dir, and the ranks of a run on several machines may not share a file
+    system, so only rank 0's view of it counts: whatever is decided from the run dir is decided there.
+    """
+    rank, world_size = world()
+    if world_size == 1:
+        return read()
+    files, error, header = None, None, {}
+    if rank == 0:
+        try:
+            files = read()
+            header = {"files": None if files is None else list(files)}
+        except Exception as exc:
+            error = exc
+            header = {"error": str(exc), "type": type(exc).__name__}
+    header = json.loads(broadcast_bytes(json.dumps(header).encode() if rank == 0 else None, device))
+    if "error" in header:
+        if error is not None:
+            raise error
+        if header["type"] in _ERRORS:
+            raise _ERRORS[header["type"]](header["error"])
+        raise BertfitError(f"rank 0 stopped: {header['type']}: {header['error']}")
+    if header["files"] is None:
+        return None
+    return {name: broadcast_bytes(files[name] if rank == 0 else None, device) for name in header["files"]}
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -53,8 +103,23 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    capability = torch.backends.cpu.get_cpu_capability()
-    return torch.bfloat16 if "AVX512" in capability or "AMX" in capability else torch.float32
+    return torch.bfloat16 if cpu_has_bf16_instructions(cpu_flags()) else torch.float32
+
+
+def cpu_has_bf16_instructions(flags: set[str]) -> bool:
+    """AVX-512 BF16 or AMX: without them (AVX-512 alone: Skylake-X, Cascade Lake, Ice Lake) bf16 matmuls are
+    emulated and slower than fp32."""
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them in /proc/cpuinfo; none elsewhere (auto then means fp32)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    return next((set(line.partition(":")[2].split()) for line in lines if line.startswith("flags")), set())
 
 
 def autocast(device: torch.device, dtype: torch.dtype):

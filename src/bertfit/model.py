@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import ConfigError
+
 
 @dataclass
 class BertConfig:
@@ -39,7 +41,7 @@ class BertConfig:
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
 
 
@@ -171,23 +173,26 @@ class BertPooler(nn.Module):
 
 
 class BertModel(nn.Module):
-    """The encoder: embeddings, N blocks, pooler. Returns (sequence_output, pooled_output)."""
+    """The encoder: embeddings, N blocks, pooler. Returns (sequence_output, pooled_output).
 
-    def __init__(self, config: BertConfig):
+    `pooler=False` (the span head's, as in transformers): no pooler, and pooled_output is None.
+    """
+
+    def __init__(self, config: BertConfig, pooler: bool = True):
         super().__init__()
         self.config = config
         self.embeddings = BertEmbeddings(config)
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
-        self.pooler = BertPooler(config)
+        self.pooler = BertPooler(config) if pooler else None
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
-                attention_mask: Tensor | None = None, first_token_only: bool = False) -> tuple[Tensor, Tensor]:
+                attention_mask: Tensor | None = None, first_token_only: bool = False) -> tuple[Tensor, Tensor | None]:
         """`first_token_only`: the pooled output is all the caller needs, so the last block computes the
         [CLS] position alone (keys and values still come from every token); sequence_output is then
         (batch, 1, hidden). The results are the same, and a sentence classifier skips about 14% of a
         6-layer encoder's matmul work."""
         if input_ids.shape[1] > self.config.max_position_embeddings:
-            raise ValueError(
+            raise ConfigError(
                 f"sequence of {input_ids.shape[1]} tokens is longer than the model's "
                 f"{self.config.max_position_embeddings} positions; lower --max-seq-length")
         if token_type_ids is None:
@@ -200,7 +205,7 @@ class BertModel(nn.Module):
         x = self.embeddings(input_ids, token_type_ids)
         for i, layer in enumerate(self.layers):
             x = layer(x, attn_mask, first_only=first_token_only and i == len(self.layers) - 1)
-        return x, self.pooler(x)
+        return x, self.pooler(x) if self.pooler is not None else None
 
 
 class BertForSequenceClassification(nn.Module):
@@ -225,7 +230,9 @@ class BertForQuestionAnswering(nn.Module):
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.bert = BertModel(config)
+        # no pooler: nothing here reads it, and under DistributedDataParallel a parameter no loss reaches
+        # would make every step wait for its gradient
+        self.bert = BertModel(config, pooler=False)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
@@ -245,10 +252,6 @@ def init_weights(module: nn.Module, config: BertConfig) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def flops_per_token(config: BertConfig, seq_len: float) -> float:

@@ -18,7 +18,8 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
 
 
 def linear_schedule(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup from 0 to the peak, then linear decay to 0 at the last step."""
+    """Linear warmup to the peak, reached at step warmup_steps (0-based; the first step already takes
+    peak / (warmup_steps + 1)), then linear decay as in transformers, to 0 after the last step."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -124,7 +125,8 @@ class EmbeddingRowGrads:
 
 
 def clip_gradients(model: nn.Module, max_norm: float) -> torch.Tensor:
-    """The total gradient norm; the gradients are scaled down to max_norm only when they exceed it.
+    """The total gradient norm; the gradients are scaled down to max_norm only when they exceed it
+    (max_norm 0: never).
 
     A coalesced sparse gradient counts through its stored rows, which hold all its nonzeros.
     """
@@ -132,6 +134,6 @@ def clip_gradients(model: nn.Module, max_norm: float) -> torch.Tensor:
     if not grads:
         return torch.zeros(())
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    if norm > max_norm:  # one host sync per step, which the loop pays for the log anyway
+    if max_norm > 0 and norm > max_norm:  # one host sync per step, which the loop pays for the log anyway
         torch._foreach_mul_(grads, max_norm / (norm + 1e-6))
     return norm

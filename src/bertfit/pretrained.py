@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from . import tokenization
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .model import (BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel,
                     init_weights)
 
@@ -208,7 +208,7 @@ def read_config(path: Path) -> BertConfig:
     if not problems:
         try:
             config = BertConfig(**fields)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ConfigError) as exc:
             problems.append(str(exc))
     if problems:
         raise CheckpointError(f"{path}: " + "; ".join(problems))
@@ -347,7 +347,9 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
     init_weights(model, encoder.config)
     head_state = {k: v for k, v in state.items() if re.fullmatch(HEAD_KEYS, k)}
     encoder_state = {k: v for k, v in state.items() if k not in head_state}
-    if not any(k.startswith("pooler.") for k in encoder_state):
+    if encoder.pooler is None:  # the span head has none: a checkpoint's pooler goes unused
+        encoder_state = {k: v for k, v in encoder_state.items() if not k.startswith("pooler.")}
+    elif not any(k.startswith("pooler.") for k in encoder_state):
         # transformers' BertForQuestionAnswering has no pooler, so its folders hold none: keep a fresh one
         encoder_state.update({k: v for k, v in encoder.state_dict().items() if k.startswith("pooler.")})
     _strict_load(encoder, encoder_state, source)
@@ -388,8 +390,6 @@ def ours_to_hf(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     out = {}
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu").contiguous()
-        if isinstance(model, BertForQuestionAnswering) and key.startswith("bert.pooler."):
-            continue  # the span head never reads it, and transformers' QA model has none
         if re.fullmatch(HEAD_KEYS, key):
             out[key] = tensor
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from .errors import BertfitError, CheckpointError, ConfigError
 from .files import write_atomic
@@ -82,7 +83,12 @@ class CheckpointStore:
         return final
 
     def load_latest(self, model, optimizer, scheduler, scaler, warn: bool = True) -> dict | None:
-        """Restore the newest checkpoint that verifies and return its loop state; None when there is none.
+        """Restore the newest checkpoint that verifies and return its loop state; None when there is none."""
+        files = self.read_latest(warn)
+        return None if files is None else restore(files, model, optimizer, scheduler, scaler)
+
+    def read_latest(self, warn: bool = True) -> dict[str, bytes] | None:
+        """The files of the newest checkpoint whose checksums verify, by name; None when there is none.
 
         Each damaged checkpoint passed over is named in a warning. When every one is damaged the run
         stops rather than start over silently: the user decides, with --overwrite.
@@ -90,36 +96,41 @@ class CheckpointStore:
         problems = []
         for folder in self.checkpoints():
             try:
-                state, weights, trainer = self._read(folder)
+                return self._read(folder)
             except Exception as exc:  # any damage, whatever it looks like, means: try the previous one
                 problems.append(f"{folder.name}: {exc}")
                 if warn:
                     print(f"warning: checkpoint {folder} is damaged ({exc}); falling back to the previous one",
                           file=sys.stderr)
-                continue
-            # everything is read and verified before anything is applied, so a damaged checkpoint changes nothing
-            model.load_state_dict(weights)
-            optimizer.load_state_dict(trainer["optimizer"])
-            scheduler.load_state_dict(trainer["scheduler"])
-            scaler.load_state_dict(trainer["scaler"])
-            return state
         if problems:
             raise BertfitError(f"no checkpoint in {self.folder} can be loaded ({'; '.join(problems)}); "
                                f"pass --overwrite to start this run afresh")
         return None
 
     @staticmethod
-    def _read(folder: Path) -> tuple[dict, dict, dict]:
+    def _read(folder: Path) -> dict[str, bytes]:
         manifest = json.loads((folder / MANIFEST).read_text())
+        files = {}
         for name in FILES:
             if name not in manifest:
                 raise BertfitError(f"{MANIFEST} does not list {name}")
-            if _sha256(folder / name) != manifest[name]:
+            files[name] = (folder / name).read_bytes()
+            if hashlib.sha256(files[name]).hexdigest() != manifest[name]:
                 raise BertfitError(f"{name} does not match its checksum")
-        state = json.loads((folder / "state.json").read_text())
-        weights = load_file(folder / "model.safetensors")
-        trainer = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
-        return state, weights, trainer
+        return files
+
+
+def restore(files: dict[str, bytes], model, optimizer, scheduler, scaler) -> dict:
+    """Load a checkpoint's files (as read_latest gives them) into the model and the trainer; its loop state."""
+    # everything is parsed before anything is applied, so a checkpoint that does not load changes nothing
+    state = json.loads(files["state.json"])
+    weights = load(files["model.safetensors"])
+    trainer = torch.load(io.BytesIO(files["trainer.pt"]), map_location="cpu", weights_only=True)
+    model.load_state_dict(weights)
+    optimizer.load_state_dict(trainer["optimizer"])
+    scheduler.load_state_dict(trainer["scheduler"])
+    scaler.load_state_dict(trainer["scaler"])
+    return state
 
 
 # ---- what a run is: resuming must not mix two different runs --------------------------------------

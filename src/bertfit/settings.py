@@ -23,7 +23,7 @@ class TrainSettings:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     grad_accum: int = 1
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
     seed: int = 42
     precision: str = option("auto", choices=PRECISIONS)
     eval_every: int = option(0, "evaluate every N optimizer steps (default: each epoch)", metavar="STEPS")
@@ -59,6 +59,8 @@ class TrainSettings:
             raise ConfigError("--epochs must be positive")
         if self.seed < 0:
             raise ConfigError(f"--seed must be zero or positive, not {self.seed}")
+        if not self.max_grad_norm >= 0:  # also refuses nan
+            raise ConfigError(f"--max-grad-norm must be positive, or 0 for no clipping, not {self.max_grad_norm}")
 
 
 # Settings a resumed run may change: they do not alter what is trained.

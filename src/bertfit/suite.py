@@ -117,17 +117,30 @@ def ax_predictions(mnli_runs: list[tuple[Path, dict]], data_dir: str, suite_dir:
     return ax_file
 
 
+def run_request(options: GlueOptions, settings: TrainSettings) -> dict:
+    """What a finished run must have been asked for to be read back instead of run again (request.json)."""
+    return json.loads(json.dumps({
+        "options": {k: v for k, v in asdict(options).items() if k not in ("overwrite", "quiet")},
+        "settings": {k: v for k, v in asdict(settings).items() if k not in RESUMABLE_SETTINGS}}))
+
+
 def run_task(options: GlueOptions, settings: TrainSettings, label: str, say) -> tuple[dict, bool]:
     """One run of the suite: read back if it finished with this same request, else fine-tune; True if it trained."""
     run_dir = Path(options.output_dir)
-    request = json.loads(json.dumps({
-        "options": {k: v for k, v in asdict(options).items() if k not in ("overwrite", "quiet")},
-        "settings": {k: v for k, v in asdict(settings).items() if k not in RESUMABLE_SETTINGS}}))
+    request = run_request(options, settings)
     request_file, results_file = run_dir / "request.json", run_dir / "results.json"
-    if not options.overwrite and results_file.is_file() and request_file.is_file() \
-            and json.loads(request_file.read_text()) == request:
+
+    def finished() -> dict[str, bytes] | None:
+        if not options.overwrite and results_file.is_file() and request_file.is_file() \
+                and json.loads(request_file.read_text()) == request:
+            return {"results.json": results_file.read_bytes()}
+        return None
+
+    # rank 0's run dir decides, as when a run resumes: the other ranks may not see it
+    done = devices.from_main_process(finished, devices.setup_distributed())
+    if done is not None:
         say(f"{label}: finished in {run_dir}; not run again")
-        return json.loads(results_file.read_text()), False
+        return json.loads(done["results.json"]), False
     say(f"{label}: {settings.epochs:g} epochs, lr {settings.lr:g}, batch {settings.batch_size} -> {run_dir}")
     results = finetune_glue(options, settings)
     if devices.is_main_process():

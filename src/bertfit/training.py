@@ -22,7 +22,7 @@ from torch import nn
 
 from . import runs
 from .batching import GROUP_BATCHES, Features, collate, length_grouped_batches, shard
-from .devices import autocast, barrier, is_main_process, resolve_precision, tune_allocator, world
+from .devices import autocast, from_main_process, is_main_process, resolve_precision, tune_allocator, world
 from .errors import BertfitError
 from .model import set_attention_dropout
 from .optim import EmbeddingRowGrads, clip_gradients, linear_schedule, make_optimizer
@@ -143,11 +143,10 @@ class Trainer:
         self.optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
         self.scheduler = linear_schedule(self.optimizer, int(settings.warmup_ratio * self.total_steps), self.total_steps)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
-        # find_unused_parameters: a head may leave parameters out of the loss (the QA head never reads
-        # the pooler), and DDP would wait for their gradients forever
+        # every head computes only what its loss reads (the span head has no pooler), so DDP need not search
+        # each step's graph for parameters left out
         self.ddp = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=True) if self.world_size > 1 else model
+            model, device_ids=[device.index] if device.type == "cuda" else None) if self.world_size > 1 else model
         self.store = runs.CheckpointStore(run_dir / "checkpoints", keep=settings.keep_checkpoints)
         self.state = TrainState()
         self.log: runs.JsonlLog | None = None
@@ -156,20 +155,21 @@ class Trainer:
 
     def open_run(self, resume: bool, fingerprint: dict, quiet: bool) -> None:
         """Check and record what the run is, restore its newest checkpoint when resuming, open its log."""
-        if resume and self.store.checkpoints():
-            # every rank checks, so a refusal stops them all rather than leave some waiting for the others
-            runs.check_fingerprint(self.run_dir / "run.json", fingerprint)
-        barrier(self.world_size)
-        if self.main:
+        def open_run_dir() -> dict[str, bytes] | None:
+            """Refuse a run dir that holds another run, start afresh or read the checkpoint to resume from."""
+            if resume and self.store.checkpoints():
+                runs.check_fingerprint(self.run_dir / "run.json", fingerprint)
             if not resume:
                 self.store.clear()
             runs.record_fingerprint(self.run_dir / "run.json", fingerprint)
-        barrier(self.world_size)
+            return self.store.read_latest() if resume else None
 
-        restored = self.store.load_latest(self.model, self.optimizer, self.scheduler, self.scaler,
-                                          warn=self.main) if resume else None
-        if restored is not None:
-            self.state = TrainState(**restored)
+        # rank 0 reads the checkpoint and sends it to the others, so every rank resumes from the same one
+        # (or stops with the same refusal) whether or not they share a file system
+        checkpoint = from_main_process(open_run_dir, self.device)
+        if checkpoint is not None:
+            self.state = TrainState(**runs.restore(checkpoint, self.model, self.optimizer, self.scheduler,
+                                                   self.scaler))
             if self.main and not quiet:
                 print(f"resuming from step {self.state.step} (epoch {self.state.epoch + 1}, "
                       f"batch {self.state.batch_in_epoch})")
@@ -319,8 +319,4 @@ class Trainer:
     def save(self) -> None:
         if self.main:
             self.store.save(self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state))
-
-
-def settings_dict(settings: TrainSettings) -> dict:
-    return asdict(settings)
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import devices, glue_metrics, predicting, runs
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..files import write_atomic
 from ..pretrained import load_pretrained, save_pretrained
 from ..settings import TrainSettings
@@ -188,7 +188,12 @@ def load_run_model(run_dir: str | Path):
     folder = runs.model_folder(run_dir)
     config = json.loads((folder / "config.json").read_text())
     extra = config.get("bertfit") or {}
-    labels = [config["id2label"][str(i)] for i in range(len(config.get("id2label", {"0": "LABEL_0", "1": "LABEL_1"})))]
+    # transformers' defaults when a folder names no labels: LABEL_0, LABEL_1, ... for num_labels (2)
+    id2label = config.get("id2label") or {str(i): f"LABEL_{i}" for i in range(config.get("num_labels", 2))}
+    if set(id2label) != {str(i) for i in range(len(id2label))}:
+        raise CheckpointError(f"{folder / 'config.json'}: id2label must number its labels 0 to {len(id2label) - 1}, "
+                              f"not {', '.join(sorted(id2label))}")
+    labels = [id2label[str(i)] for i in range(len(id2label))]
     model, tokenizer = load_pretrained(folder, head="classification", num_labels=len(labels))
     return model, tokenizer, labels, extra
 

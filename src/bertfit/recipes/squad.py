@@ -53,15 +53,17 @@ def normalize_version(version: str) -> str:
     return "2.0" if version.startswith("2") else "1.1"
 
 
-def read_questions(path: str | None, version: str, split: str, skip_bad: bool, say) -> list[squad.SquadQuestion]:
+def read_questions(path: str | None, version: str, split: str, skip_bad: bool,
+                   say) -> tuple[list[squad.SquadQuestion], int]:
+    """The questions of a file (or the hub's split), and how many were skipped as malformed."""
     if path is None:
-        return squad.load_hub_squad(version, split)
+        return squad.load_hub_squad(version, split), 0
     questions, stats = squad.read_squad(path, skip_bad=skip_bad)
     if stats.version_2 and version == "1.1" and split == "train":
         say(f"note: {path} has unanswerable questions (SQuAD 2.0); training as --version 2.0 would learn them")
     if stats.skipped:
         say(f"{path}: skipped {len(stats.skipped)} questions ({'; '.join(stats.skipped[:3])})")
-    return questions
+    return questions, len(stats.skipped)
 
 
 def span_loss(model, batch) -> torch.Tensor:
@@ -74,12 +76,18 @@ def span_loss(model, batch) -> torch.Tensor:
     return (start + end) / 2
 
 
-def score(questions, predictions: squad.Predictions, version: str) -> dict:
-    """Official scores; for v2.0 also the threshold search over the real null odds (first key: f1)."""
+def score(questions, predictions: squad.Predictions, version: str, null_threshold: float = 0.0) -> dict:
+    """Official scores; for v2.0 also the threshold search over the real null odds (first key: f1).
+
+    `null_threshold` is the one decoding used: the v2 script, given the null odds, counts a question
+    as unanswered above its own threshold, so it must be the same for the scores to be those of
+    `predictions.answers`.
+    """
     if version == "1.1":
         values = squad_metrics.squad_v1_scores(questions, predictions.answers)
         return {"f1": values["f1"], "exact": values["exact_match"]}
-    values = squad_metrics.squad_v2_scores(questions, predictions.answers, na_probs=predictions.null_odds)
+    values = squad_metrics.squad_v2_scores(questions, predictions.answers, na_probs=predictions.null_odds,
+                                           na_prob_thresh=null_threshold)
     search = squad_metrics.best_null_threshold(questions, predictions.best_spans, predictions.null_odds)
     return {"f1": values["f1"], "exact": values["exact"], **{k: v for k, v in values.items() if k not in ("f1", "exact")},
             "searched_f1": search["f1"], "searched_exact": search["exact"], "null_threshold": search["threshold"]}
@@ -107,8 +115,10 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
     if options.max_seq_length > positions:
         raise ConfigError(f"--max-seq-length {options.max_seq_length} exceeds the model's {positions} positions")
 
-    train_questions = read_questions(options.train_file, version, "train", options.skip_bad_examples, say)
-    eval_questions = read_questions(options.eval_file, version, "validation", options.skip_bad_examples, say)
+    train_questions, train_skipped = read_questions(options.train_file, version, "train", options.skip_bad_examples,
+                                                    say)
+    eval_questions, eval_skipped = read_questions(options.eval_file, version, "validation", options.skip_bad_examples,
+                                                  say)
     train_questions = train_questions[: options.max_train_samples or None]
     eval_questions = eval_questions[: options.max_eval_samples or None]
     start = time.perf_counter()
@@ -129,7 +139,7 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
                                                       settings.eval_batch_size, settings.precision, per_token=True)
         latest["predictions"] = squad.decode(eval_questions, eval_windows, start_logits, end_logits, options.n_best,
                                              options.max_answer_length, version == "2.0", threshold)
-        return score(eval_questions, latest["predictions"], version)
+        return score(eval_questions, latest["predictions"], version, threshold)
 
     def save_best(model, scores) -> None:
         extra = {"task": f"squad-v{version}", "version": version, "max_seq_length": options.max_seq_length,
@@ -150,6 +160,7 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
             "train_windows": len(train_features),
             "eval_windows": len(eval_features),
             "train_answers_outside_windows": train_windows.answers_outside,
+            "skipped_examples": train_skipped + eval_skipped,
         }
         return run.finish(f"squad-v{version}", result, settings_of_task, counts, title=f"squad v{version}")
 
