@@ -291,49 +291,35 @@ def test_attention_dropout_changes_training_and_resumes_exactly(tmp_path, refere
     assert again.history == result.history
 
 
-def _mapped_blocks(results) -> None:
-    """In a forked child with glibc's starting thresholds set again: whether blocks of a few MB come from mmap."""
-    fields = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-              "keepcost")
-    libc = ctypes.CDLL(None)
-    libc.mallinfo2.restype = type("Mallinfo2", (ctypes.Structure,), {"_fields_": [(f, ctypes.c_size_t) for f in fields]})
-    libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+MAPPED_BLOCKS = """
+import ctypes, sys
+import torch
+from bertfit import devices
+fields = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = type("Mallinfo2", (ctypes.Structure,), {"_fields_": [(f, ctypes.c_size_t) for f in fields]})
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
 
-    def mapped(megabytes) -> int:  # 1 when the block comes from mmap, to go back to the kernel when freed
-        before = libc.mallinfo2().hblks
-        block = libc.malloc(megabytes << 20)
-        after = libc.mallinfo2().hblks
-        libc.free(block)
-        return after - before
+def mapped(megabytes):
+    \"\"\"1 when a block of this size comes from mmap, to go back to the kernel when freed\"\"\"
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(megabytes << 20)
+    after = libc.mallinfo2().hblks
+    libc.free(block)
+    return after - before
 
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 128 << 10)
-    libc.mallopt(m_trim_threshold, 128 << 10)
-    # the parent's heap may hold free chunks of that size (its allocator may be tuned already), which malloc
-    # reuses whatever the threshold: take them, so the blocks measured below come from mmap or a grown heap
-    held = []
-    for _ in range(1000):
-        before = libc.mallinfo2().hblks
-        block = libc.malloc(24 << 20)
-        if libc.mallinfo2().hblks > before:
-            libc.free(block)
-            break
-        held.append(block)
-    devices._allocator_tuned = False  # this process's parent may have tuned it already
-    devices.tune_allocator(torch.device("cuda"))  # not a CPU: glibc keeps its thresholds
-    untouched = mapped(24)
-    devices.tune_allocator(torch.device("cpu"))
-    results.put((untouched, mapped(24)))
+devices.tune_allocator(torch.device("cuda"))  # not a CPU: glibc keeps its thresholds
+untouched = mapped(24)  # and raises its own threshold to this block's size as it is freed
+devices.tune_allocator(torch.device("cpu"))
+print(untouched, mapped(28))
+"""
 
 
 @pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="glibc 2.33 or later")
 def test_tune_allocator_keeps_blocks_of_a_few_mb_in_the_heap_on_cpu_only():
-    context = multiprocessing.get_context("fork")  # the child needs only glibc, and a heap of its own
-    results = context.Queue()
-    child = context.Process(target=_mapped_blocks, args=(results,))
-    child.start()
-    assert results.get(timeout=60) == (1, 0)
-    child.join(30)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-c", MAPPED_BLOCKS], env=env, capture_output=True, text=True, timeout=60)
+    assert run.stdout.split() == ["1", "0"], run.stderr
 
 
 # ---- gradient clipping -------------------------------------------------------------------------
