@@ -191,6 +191,20 @@ def test_each_run_gets_report_md_and_learning_curves(suite_run):
     assert (run / "curves.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_curves_are_titled_by_task_model_and_settings_without_the_machines_paths():
+    results = {"task": "sst2", "model": "/home/someone/work/models/tiny/model",
+               "settings": {"epochs": 3.0, "lr": 2e-5, "batch_size": 32}}
+    assert reports.curves_title(results) == "sst2, model …/tiny/model: epochs 3, lr 2e-05, batch 32"
+    assert reports.curves_title({"task": "rte", "model": "embedded"}) == "rte, model embedded"
+
+
+def test_matplotlib_is_a_dependency_of_the_main_install():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert any(d.startswith("matplotlib") for d in project["dependencies"])  # so every run dir gets curves.png
+
+
 def test_without_matplotlib_the_report_says_why_there_are_no_curves(suite_run, tmp_path, monkeypatch):
     for name in ("results.json", "log.jsonl"):
         shutil.copy(suite_run.dir / "sst2" / "seed-1" / name, tmp_path / name)
