@@ -462,7 +462,9 @@ def test_resuming_a_finished_run_does_not_train_again(tmp_path, tiny_model, caps
 
     assert glue_cli("sst2", glue, tmp_path / "run", tiny_model) == 0
     again = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert f"resuming from step {first['steps']}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"holds a run that finished after {first['steps']} steps, so there is nothing to train" in out
+    assert "pass --overwrite or choose another --output-dir" in out and "resuming from" not in out
     assert (tmp_path / "run" / "log.jsonl").read_text() == log_before
     assert (tmp_path / "run" / "model" / "model.safetensors").stat().st_mtime_ns == model_written
     assert [again[k] for k in ("metrics", "steps", "best_step")] == [first[k] for k in ("metrics", "steps", "best_step")]

@@ -25,53 +25,10 @@ from torch import nn
 
 from . import checkpointing
 from .batching import GROUP_BATCHES, Features, collate, eval_batches, length_grouped_batches, shard
-from .errors import BertfitError, ConfigError
+from .errors import BertfitError, ConfigError, Interrupted
 from .model import BertSelfAttention
 from .progress import Progress
-
-
-@dataclass
-class TrainSettings:
-    """Training options shared by every task; the CLI's defaults come from here."""
-
-    epochs: float = 3.0
-    lr: float = 2e-5
-    batch_size: int = 32  # global: examples per optimizer step, whatever the world size
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    eval_every: int = 0  # optimizer steps between evaluations; 0 = once per epoch
-    patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
-    save_every: int = 0  # optimizer steps between checkpoints; 0 = only at evaluations
-    keep_checkpoints: int = 2
-    eval_batch_size: int = 128
-    max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs)
-    skip_nonfinite: bool = False  # skip a step whose loss or gradient is not finite, instead of stopping
-    # Dropout on the attention probabilities while fine-tuning (BERT's config says 0.1). Without it,
-    # long sequences (SQuAD) keep scaled_dot_product_attention's fused kernel, which does not take
-    # dropout on CPU; dev accuracy holds (README). None: the model config's value.
-    attention_dropout: float | None = 0.0
-    # AdamW moves an embedding row only in the steps whose batch uses it (EmbeddingRowGrads); False:
-    # every row every step, as dense AdamW does. One CPU process, bf16 or fp32; otherwise updates are dense.
-    lazy_embeddings: bool = True
-    log_every: int = 10
-
-    def validate(self) -> None:
-        if self.batch_size < 1 or self.grad_accum < 1 or self.eval_batch_size < 1:
-            raise ConfigError("--batch-size, --grad-accum and --eval-batch-size must be at least 1")
-        if self.batch_size % self.grad_accum:
-            raise ConfigError(f"--batch-size {self.batch_size} must be a multiple of --grad-accum {self.grad_accum}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"--precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"--warmup-ratio must be in [0, 1), not {self.warmup_ratio}")
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise ConfigError("--epochs must be positive")
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be zero or positive, not {self.seed}")
+from .settings import TrainSettings
 
 
 @dataclass
@@ -356,9 +313,32 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
         try:
             return _fit(model, train, loss_fn, evaluate, save_best, settings, Path(run_dir), pad_id, device, resume,
                         {**(run_fingerprint or {}), **run_fingerprint_of(settings, train)}, quiet, row_grads)
+        except KeyboardInterrupt:
+            raise Interrupted(after_interrupt(Path(run_dir), settings, resume)) from None
         finally:
             if row_grads:
                 row_grads.restore()
+
+
+def resume_note(state: dict, total_steps: int, batches_per_epoch: int, run_dir: Path) -> str:
+    """What a rerun in a run dir with checkpoints does: nothing more for a finished run, else resume."""
+    if state["step"] >= total_steps or state["stopped_early"]:
+        how = "stopped early" if state["stopped_early"] and state["step"] < total_steps else "finished"
+        return (f"{run_dir} holds a run that {how} after {state['step']} steps, so there is nothing to train; "
+                f"its results are written again. To train anew, pass --overwrite or choose another --output-dir")
+    where = f"batch {state['batch_in_epoch']} of {batches_per_epoch}" if state["batch_in_epoch"] else "the start"
+    return f"resuming from step {state['step']} of {total_steps}: {where} of epoch {state['epoch'] + 1}"
+
+
+def after_interrupt(run_dir: Path, settings: TrainSettings, resumed: bool) -> str:
+    """What rerunning the command does after Ctrl-C: resume from the newest checkpoint, or start again."""
+    newest = checkpointing.CheckpointStore(run_dir / "checkpoints").checkpoints()
+    if newest:
+        again = "rerun the same command" if resumed else "rerun the command without --overwrite"
+        return f"interrupted; {again} to resume from the checkpoint of step {int(newest[0].name[5:])} ({newest[0]})"
+    when = "at each evaluation" + (f" and every {settings.save_every} steps" if settings.save_every else "")
+    return (f"interrupted before the first checkpoint (one is written {when}); rerunning the command starts "
+            f"this run again from step 0")
 
 
 def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, device, resume, fingerprint,
@@ -401,7 +381,7 @@ def _fit(model, train, loss_fn, evaluate, save_best, settings, run_dir, pad_id, 
     if restored is not None:
         state.update(restored)
         if main and not quiet:
-            print(f"resuming from step {state['step']} (epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']})")
+            print(resume_note(state, total_steps, batches_per_epoch, run_dir))
     log = checkpointing.JsonlLog(run_dir / "log.jsonl") if main else None
     if log:
         log.rewind(state["step"])
