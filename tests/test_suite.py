@@ -17,8 +17,9 @@ import pytest
 
 from bertfit import reports, suite
 from bertfit.cli import main
+from bertfit.settings import glue_defaults
 
-# Epochs come from suite.TASK_DEFAULTS; two steps whatever they say, at a rate a tiny model learns at.
+# Epochs come from settings.GLUE_DEFAULTS; two steps whatever they say, at a rate a tiny model learns at.
 FLAGS = ["--max-steps", "2", "--lr", "1e-3", "--batch-size", "8", "--eval-batch-size", "64", "--precision", "fp32",
          "--max-train-samples", "24", "--quiet"]
 NLI3 = ("entailment", "neutral", "contradiction")
@@ -122,7 +123,7 @@ def test_suite_trains_each_present_task_per_seed_and_skips_absent_ones_with_a_no
 def test_task_defaults_fill_in_the_options_not_given(suite_run):
     rte = json.loads((suite_run.dir / "rte" / "seed-1" / "results.json").read_text())
 
-    assert rte["settings"]["epochs"] == suite.TASK_DEFAULTS["rte"]["epochs"]  # not given: the table's
+    assert rte["settings"]["epochs"] == glue_defaults("rte", 24)["epochs"]  # not given: the table's
     assert rte["settings"]["lr"] == 1e-3 and rte["settings"]["batch_size"] == 8  # given: the user's
     assert rte["settings"]["seed"] == 1 and rte["steps"] == 2 and rte["train_examples"] == 24
     assert "limits: --max-train-samples 24, --max-steps 2; not comparable with full runs" in suite_run.out

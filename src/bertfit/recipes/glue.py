@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -14,9 +15,9 @@ import torch.nn.functional as F
 from .. import checkpointing, metrics, reports, training
 from ..checkpoints import load_pretrained, save_pretrained
 from ..errors import CheckpointError, ConfigError
+from ..settings import TrainSettings, glue_defaults, glue_settings
 from ..tasks import glue
 from ..tokenization import special_ids
-from ..training import TrainSettings
 
 
 def cache_dir() -> Path:
@@ -122,19 +123,37 @@ def _logits(model, features, tokenizer_pad, device, settings, num_examples) -> n
     return logits
 
 
-def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -> dict:
-    """Fine-tune on a GLUE task (or your own files) and return the results written to results.json."""
-    settings = settings or TrainSettings()
-    settings.validate()
-    device = training.setup_distributed()
-    main = training.is_main_process()
+def check_options(options: GlueOptions) -> None:
+    """Refuse options that cannot work, before anything is loaded."""
+    for name in ("max_train_samples", "max_eval_samples"):
+        if getattr(options, name) is not None and getattr(options, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(options, name)}")
+    if options.max_seq_length < 8:
+        raise ConfigError(f"--max-seq-length must be at least 8 tokens, not {options.max_seq_length}")
+    if options.long_texts not in ("truncate", "window"):
+        raise ConfigError(f"--long-texts must be truncate or window, not {options.long_texts!r}")
+    if options.stride < 0:
+        raise ConfigError(f"--stride must be zero or positive, not {options.stride}")
+
+
+def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = None) -> dict:
+    """Fine-tune on a GLUE task (or your own files) and return the results written to results.json.
+
+    `settings`: all of them as TrainSettings; or a dict of those chosen (None: none), the others from
+    `settings.GLUE_DEFAULTS` for the task and the size of its training set.
+    """
+    chosen = None if isinstance(settings, TrainSettings) else dict(settings or {})
+    (TrainSettings(**chosen) if chosen is not None else settings).validate()
+    check_options(options)
     task = custom_task(options) if options.train_file else glue.resolve_task(options.task)
     if task.name == "ax":
         raise ConfigError("AX has no training data: train MNLI, then `bertfit glue ax --model RUN_DIR/model`")
+    device = training.setup_distributed()
+    main = training.is_main_process()
     run_dir = Path(options.output_dir or f"runs/glue-{task.name}")
     say = print if (main and not options.quiet) else (lambda *a, **k: None)
 
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.seed if chosen is None else chosen.get("seed", TrainSettings.seed))
     model, tokenizer = load_pretrained(options.model, head="classification", num_labels=task.num_labels,
                                        tokenizer_path=options.tokenizer,
                                        num_heads=options.num_heads)
@@ -149,6 +168,9 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
         if examples.num_skipped:
             say(f"{examples.source}: skipped {examples.num_skipped} of {examples.num_read} rows "
                 f"({'; '.join(examples.skip_reasons[:3])})")
+    if chosen is not None:
+        settings = glue_settings(task.name, len(train_examples), chosen)
+        settings.validate()
     encode = lambda ex: glue.encode_cached(ex, tokenizer, max_len, cache_dir(), options.long_texts, options.stride)
     start = time.perf_counter()
     train_features, train_stats, hit = encode(train_examples)
@@ -157,18 +179,28 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
         f"({train_stats.num_tokens} tokens, {train_stats.num_truncated} truncated to {max_len}); "
         f"{', '.join(f'{s} {len(ex)}' for s, ex in eval_examples.items())} for evaluation; "
         f"{'encoded features from cache' if hit else 'encoded'} in {time.perf_counter() - start:.1f}s")
+    if chosen is not None:
+        from_table = [k.replace("_size", "") for k in glue_defaults(task.name, len(train_examples)) if k not in chosen]
+        say(f"training {settings.epochs:g} epochs at lr {settings.lr:g}, batch {settings.batch_size}"
+            + (f" ({', '.join(from_table)}: the defaults for {task.name} with {len(train_examples):,} training "
+               f"examples; `bertfit glue --help` shows them all)" if from_table else ""))
+
+    latest, best = {}, {}  # predictions per class on the first dev split: of the last evaluation, of the best
 
     def evaluate(model) -> dict:
         logits = {s: _logits(model, f, pad_id, device, settings, len(eval_examples[s])) for s, f in eval_features.items()}
+        if not task.is_regression:
+            latest["counts"] = np.bincount(next(iter(logits.values())).argmax(-1), minlength=task.num_labels)
         return score(task, logits, eval_examples)
 
     def save_best(model, scores) -> None:
+        best.update(latest)
         # absolute, so `bertfit predict RUN_DIR` finds the test files from any working directory
         data_dir = str(Path(options.data_dir).resolve()) if options.data_dir else None
         extra = {"task": task.name, "max_seq_length": max_len, "long_texts": options.long_texts,
                  "stride": options.stride, "data_dir": data_dir, "metrics": scores}
         save_pretrained(model, tokenizer, run_dir / "model",
-                        labels=list(task.labels) if task.labels else ["score"], extra=extra)
+                        labels=list(task.label_names) if task.labels else ["score"], extra=extra)
 
     fingerprint = checkpointing.fingerprint_of(
         model=str(options.model), task=task.name, max_seq_length=max_len)
@@ -194,7 +226,26 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
             training.write_json(run_dir / "results.json", results)
             reports.write_run_report(run_dir)
             say(metrics_table(task.name, result.best_metrics))
+            if "counts" in best:
+                dev = next(iter(eval_examples.values()))
+                warning = one_class_warning(task, best["counts"], dev.labels, settings, len(train_examples),
+                                            result.steps)
+                if warning:
+                    print(f"warning: {warning}", file=sys.stderr)
     return results
+
+
+def one_class_warning(task: glue.GlueTask, counts, dev_labels, settings: TrainSettings, train_examples: int,
+                      steps: int) -> str | None:
+    """What to say when the model kept predicts one class for the whole dev set, which has several; else None."""
+    if len(set(dev_labels)) < 2 or np.count_nonzero(counts) != 1:
+        return None
+    name = (task.label_names or [str(i) for i in range(len(counts))])[int(np.argmax(counts))]
+    wnli = " (on WNLI this is usual: its dev set is built so that the training set misleads)" if task.name == "wnli" else ""
+    return (f"the model predicts {name!r} for every one of the {int(sum(counts))} dev examples{wnli}: it has not "
+            f"learned to tell the classes apart. It trained {steps} optimizer steps on {train_examples:,} examples "
+            f"at lr {settings.lr:g}; try more steps (--epochs, now {settings.epochs:g}, or more training examples) "
+            f"or a higher --lr (say {2.5 * settings.lr:g})")
 
 
 def metrics_table(name: str, values: dict) -> str:
@@ -216,6 +267,9 @@ def load_run_model(run_dir: str | Path):
 
     config = json.loads((folder / "config.json").read_text())
     extra = config.get("bertfit") or {}
+    if str(extra.get("task", "")).startswith("squad"):
+        raise ConfigError(f"{run_dir}: a SQuAD run ({extra['task']}), not a classification run; ask it with "
+                          f"`bertfit qa {run_dir} --question ... --context ...`")
     labels = [config["id2label"][str(i)] for i in range(len(config.get("id2label", {"0": "LABEL_0", "1": "LABEL_1"})))]
     model, tokenizer = load_pretrained(folder, head="classification", num_labels=len(labels))
     return model, tokenizer, labels, extra
@@ -227,7 +281,7 @@ def predict_glue(run_dir: str | Path, split: str = "test", data_dir: str | None 
     """Write GLUE leaderboard files (`index\tprediction`) for a run's test (or dev) split."""
     model, tokenizer, labels, extra = load_run_model(run_dir)
     task = glue.resolve_task(task_name or extra.get("task") or "")
-    if task.labels is not None and tuple(labels) != task.labels:  # e.g. AX with a model not trained on MNLI
+    if task.labels is not None and tuple(labels) not in (task.labels, task.label_names):  # e.g. AX, not an MNLI model
         raise ConfigError(f"{run_dir}: the model predicts {', '.join(labels)}, but GLUE {task.name} "
                           f"needs {', '.join(task.labels)}")
     data_dir = data_dir or extra.get("data_dir")
@@ -268,4 +322,10 @@ def classify(run_dir: str | Path, text: str, text_pair: str | None = None) -> tu
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
     best = int(probabilities.argmax())
-    return labels[best], float(probabilities[best])
+    return readable_labels(labels, extra.get("task"))[best], float(probabilities[best])
+
+
+def readable_labels(labels: list[str], task_name: str | None) -> list[str]:
+    """A GLUE task's labels by name where its files write numbers (runs saved with the numbers read so too)."""
+    task = glue.GLUE_TASKS.get(task_name or "")
+    return list(task.label_names) if task and tuple(labels) == task.labels else labels
