@@ -52,8 +52,11 @@ def test_help_shows_the_defaults_and_glue_help_the_table_of_defaults_by_task_and
     commands = subcommands(cli.build_parser())
     squad, glue = commands["squad"].format_help(), commands["glue"].format_help()
 
-    assert "(default: 0.0001)" in " ".join(squad.split())  # SQuAD's own lr, not the general one
-    assert "(default: 384)" in " ".join(squad.split())
+    flat = " ".join(squad.split())
+    assert "(default: 0.0001)" in flat  # SQuAD's own lr, not the general one
+    assert "(default: 384)" in flat and "(0: at the end of each epoch) (default: 0)" in flat
+    assert "BERT's original fine-tuning used 0.1) (default: 0.0)" in flat
+    assert "--skip-nonfinite skip steps with a non-finite loss, counted, instead of stopping --skip-bad" in flat
     flat = " ".join(glue.split())
     assert "--lr LR peak learning rate" in flat and "(default: by task and training-set size, see below)" in flat
     assert "(default: 0.1)" in flat  # warmup: no table row, the general default

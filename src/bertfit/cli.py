@@ -19,7 +19,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
     def _get_help_string(self, action) -> str:
         help = action.help or ""
-        if "%(default)" in help or "(default" in help or action.default in (None, False, argparse.SUPPRESS):
+        if "%(default)" in help or "(default" in help or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
             return help
         return super()._get_help_string(action)
 
