@@ -8,8 +8,7 @@ from bertfit.cli import main
 
 def test_bertfit_demo_fine_tunes_the_embedded_model_and_classifies_its_two_examples(tmp_path, monkeypatch, capsys):
     # 240 training sentences instead of 600 keep it short (30 steps); the command is otherwise as users run it
-    monkeypatch.setattr(demo, "write_sentiment_data",
-                        functools.partial(demo.write_sentiment_data, train_size=240, dev_size=50))
+    monkeypatch.setattr(demo, "run_demo", functools.partial(demo.run_demo, train_size=240, dev_size=50))
     monkeypatch.setenv("BERTFIT_CACHE", str(tmp_path / "cache"))
 
     assert main(["demo", "--output-dir", str(tmp_path / "demo")]) == 0

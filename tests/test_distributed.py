@@ -3,7 +3,7 @@ import json
 import os
 import socket
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -102,9 +102,9 @@ def worker(rank: int, world_size: int, port: int, out: Path) -> None:
         if rank == 0:
             (out / "suite").mkdir()
             files.write_json(out / "suite" / "results.json", {"task": "sst2", "metrics": {"accuracy": 0.75}})
-            files.write_json(out / "suite" / "request.json", suite.run_request(options, SETTINGS))
+            files.write_json(out / "suite" / "request.json", suite.run_request(options, asdict(SETTINGS)))
         try:
-            results, trained = suite.run_task(options, SETTINGS, "sst2", lambda *args: None)
+            results, trained = suite.run_task(options, asdict(SETTINGS), "sst2", lambda *args: None)
             read_back = {"results": results, "trained": trained}
         except BertfitError as exc:
             read_back = {"error": str(exc)}

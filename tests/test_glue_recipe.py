@@ -210,7 +210,7 @@ def test_saved_model_loads_in_transformers_with_the_same_logits(sst2_run, real_b
         logits = theirs(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=mask.long()).logits
 
     assert (logits - expected).abs().max() <= 1e-5
-    assert theirs.config.id2label == {0: "0", 1: "1"}
+    assert theirs.config.id2label == {0: "negative", 1: "positive"}  # the hub's names; the leaderboard's 0/1
     assert theirs.config.bertfit["task"] == "sst2"
 
 
@@ -225,7 +225,7 @@ def test_predict_writes_the_leaderboard_file_with_the_files_indices(sst2_run, ca
     assert {label for _, label in rows} <= {"0", "1"}
     test_sentences = [text for text, _ in reviews(12, 2000)]
     for (_, label), text in list(zip(rows, test_sentences))[:3]:
-        assert classify(sst2_run.dir, text)[0] == label
+        assert classify(sst2_run.dir, text)[0] == {"0": "negative", "1": "positive"}[label]
 
 
 def test_classify_prints_the_label_and_probability_transformers_gives(sst2_run, capsys):
@@ -246,7 +246,8 @@ def test_classify_with_a_model_folder_without_id2label_takes_transformers_defaul
     text = "a charming and moving film ."
 
     label, probability = classify(sst2_run.dir, text)
-    assert classify(folder, text) == ("LABEL_" + label, pytest.approx(probability, abs=1e-6))
+    index = GLUE_TASKS["sst2"].label_names.index(label)  # the run's labels are SST-2's names
+    assert classify(folder, text) == (f"LABEL_{index}", pytest.approx(probability, abs=1e-6))
     config["id2label"] = {"0": "neg", "2": "pos"}
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="id2label must number its labels 0 to 1, not 0, 2"):
@@ -356,7 +357,7 @@ def test_glue_ax_writes_diagnostic_predictions_with_the_mnli_model(mnli_run, tmp
 
 def test_glue_ax_refuses_a_model_with_other_labels(sst2_run, mnli_run, capsys):
     assert main(["glue", "ax", "--model", str(sst2_run.dir), "--data-dir", str(mnli_run.data_dir)]) == 2
-    assert "predicts 0, 1, but GLUE ax needs entailment, neutral, contradiction" in capsys.readouterr().err
+    assert "predicts negative, positive, but GLUE ax needs entailment, neutral, contradiction" in capsys.readouterr().err
 
 
 # ---- a user's own files -------------------------------------------------------------------------
@@ -490,7 +491,9 @@ def test_resuming_a_finished_run_does_not_train_again(tmp_path, tiny_model, caps
 
     assert glue_cli("sst2", glue, tmp_path / "run", tiny_model) == 0
     again = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert f"resuming from step {first['steps']}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"holds a run that finished after {first['steps']} steps, so there is nothing to train" in out
+    assert "pass --overwrite or choose another --output-dir" in out and "resuming from" not in out
     assert (tmp_path / "run" / "log.jsonl").read_text() == log_before
     assert (tmp_path / "run" / "model" / "model.safetensors").stat().st_mtime_ns == model_written
     assert [again[k] for k in ("metrics", "steps", "best_step")] == [first[k] for k in ("metrics", "steps", "best_step")]
@@ -615,3 +618,91 @@ def test_demo_data_trains_and_classifies_with_the_tiny_model(tmp_path, tiny_mode
     label, probability = classify(tmp_path / "run", "a charming and clever film .")
     assert (label, probability) == pytest.approx(transformers_top_label(tmp_path / "run" / "model",
                                                                         "a charming and clever film ."), abs=1e-4)
+
+
+def test_the_demo_says_it_trains_on_generated_sentences_and_how_many(tmp_path, tiny_model, monkeypatch, capsys):
+    import bertfit.demo
+
+    real_finetune = bertfit.demo.finetune_glue
+    monkeypatch.setattr(bertfit.demo, "finetune_glue",  # the tiny model in place of the embedded one, few steps
+                        lambda options, settings: real_finetune(replace(options, model=tiny_model), FAST))
+    bertfit.demo.run_demo(tmp_path / "demo", train_size=40, dev_size=20)
+    out = capsys.readouterr().out
+
+    assert "on 40 generated movie-review sentences (6 templates" in out and "scored on 20 more of the same kind" in out
+    assert "on the 20 generated dev sentences" in out and "says nothing of SST-2's real reviews" in out
+    assert len((tmp_path / "demo" / "data" / "SST-2" / "train.tsv").read_text().splitlines()) == 41
+
+
+# ---- labels: names for people, the official values in leaderboard files -------------------------
+
+def test_classify_reads_numeric_labels_of_an_older_run_as_names(tmp_path, tiny_model):
+    model, tokenizer = load_pretrained(tiny_model, head="classification", num_labels=2)
+    save_pretrained(model, tokenizer, tmp_path / "run" / "model", labels=["0", "1"], extra={"task": "sst2"})
+    save_pretrained(model, tokenizer, tmp_path / "cola" / "model", labels=["0", "1"], extra={"task": "cola"})
+
+    label, probability = classify(tmp_path / "run", "a charming film .")
+    assert label in ("negative", "positive")
+    assert classify(tmp_path / "cola", "a charming film .") == \
+        ({"negative": "unacceptable", "positive": "acceptable"}[label], probability)
+
+
+# ---- defaults by task and training-set size ------------------------------------------------------
+
+def test_defaults_follow_the_size_of_the_training_set():
+    from bertfit.settings import glue_defaults
+
+    assert glue_defaults("sst2", 67_349) == dict(epochs=3, lr=2e-5, batch_size=32)  # BERT's recipe for large sets
+    assert glue_defaults("sst2", 2_000) == dict(epochs=5, lr=5e-5, batch_size=32)  # a subset trains as RTE does
+    assert glue_defaults("rte", 2_490) == glue_defaults("custom", 2_490)
+
+
+def write_rte(root: Path, train: int = 24, dev: int = 8) -> Path:
+    for split, n, offset in (("train", train, 0), ("dev", dev, 100)):
+        write_tsv(root / "RTE" / f"{split}.tsv", "index\tsentence1\tsentence2\tlabel",
+                  [(i, a, b, ("entailment", "not_entailment")[y % 2]) for i, (a, b, y) in enumerate(pairs(n, offset))])
+    return root
+
+
+def test_glue_task_and_glue_all_train_a_task_with_the_same_defaults(tmp_path, tiny_model, capsys):
+    from bertfit.settings import glue_defaults
+
+    glue = write_rte(tmp_path / "glue")
+    flags = ["--data-dir", str(glue), "--model", tiny_model, "--max-steps", "2", "--precision", "fp32",
+             "--eval-batch-size", "64"]  # no --epochs, --lr or --batch-size: the table's
+    assert main(["glue", "rte", "--output-dir", str(tmp_path / "one"), *flags]) == 0
+    assert "training 5 epochs at lr 5e-05, batch 32 (epochs, lr, batch: the defaults for rte with 24 training " \
+           "examples" in capsys.readouterr().out
+    assert main(["glue", "all", "--tasks", "rte", "--output-dir", str(tmp_path / "suite"), "--quiet", *flags]) == 0
+
+    alone, in_suite = (json.loads((d / "results.json").read_text())["settings"]
+                       for d in (tmp_path / "one", tmp_path / "suite" / "rte"))
+    assert alone == in_suite
+    assert {k: alone[k] for k in ("epochs", "lr", "batch_size")} == glue_defaults("rte", 24)
+
+
+# ---- a run that ends predicting one class --------------------------------------------------------
+
+def test_a_run_that_ends_predicting_one_class_says_so_with_what_to_try(tmp_path, tiny_model, capsys):
+    model, tokenizer = load_pretrained(tiny_model, head="classification", num_labels=2)
+    with torch.no_grad():
+        model.classifier.bias.copy_(torch.tensor([-20.0, 20.0]))  # 'positive' whatever the text
+    save_pretrained(model, tokenizer, tmp_path / "biased")
+    glue = write_sst2(tmp_path / "glue")
+
+    assert glue_cli("sst2", glue, tmp_path / "run", str(tmp_path / "biased"), "--lr", "1e-6", "--quiet") == 0
+    err = capsys.readouterr().err
+    assert "warning: the model predicts 'positive' for every one of the 16 dev examples" in err
+    assert "It trained 4 optimizer steps on 32 examples at lr 1e-06" in err and "--epochs, now 1" in err
+    assert "a higher --lr (say 2.5e-06)" in err
+
+
+def test_one_class_warning_only_when_the_dev_set_has_several_classes():
+    from bertfit.recipes.glue import one_class_warning
+
+    sst2, settings = GLUE_TASKS["sst2"], TrainSettings(epochs=1, lr=2e-5)
+    assert one_class_warning(sst2, np.array([0, 8]), [0, 1, 1], settings, 2000, 63).startswith(
+        "the model predicts 'positive' for every one of the 8 dev examples")
+    assert one_class_warning(sst2, np.array([3, 5]), [0, 1, 1], settings, 2000, 63) is None
+    assert one_class_warning(sst2, np.array([0, 8]), [1, 1, 1], settings, 2000, 63) is None
+    assert "on WNLI this is usual" in one_class_warning(GLUE_TASKS["wnli"], np.array([7, 0]), [0, 1], settings, 635, 20)

@@ -17,8 +17,9 @@ import pytest
 
 from bertfit import reports, suite
 from bertfit.cli import main
+from bertfit.settings import glue_defaults
 
-# Epochs come from suite.TASK_DEFAULTS; two steps whatever they say, at a rate a tiny model learns at.
+# Epochs come from settings.GLUE_DEFAULTS; two steps whatever they say, at a rate a tiny model learns at.
 FLAGS = ["--max-steps", "2", "--lr", "1e-3", "--batch-size", "8", "--eval-batch-size", "64", "--precision", "fp32",
          "--max-train-samples", "24", "--quiet"]
 NLI3 = ("entailment", "neutral", "contradiction")
@@ -122,7 +123,7 @@ def test_suite_trains_each_present_task_per_seed_and_skips_absent_ones_with_a_no
 def test_task_defaults_fill_in_the_options_not_given(suite_run):
     rte = json.loads((suite_run.dir / "rte" / "seed-1" / "results.json").read_text())
 
-    assert rte["settings"]["epochs"] == suite.TASK_DEFAULTS["rte"]["epochs"]  # not given: the table's
+    assert rte["settings"]["epochs"] == glue_defaults("rte", 24)["epochs"]  # not given: the table's
     assert rte["settings"]["lr"] == 1e-3 and rte["settings"]["batch_size"] == 8  # given: the user's
     assert rte["settings"]["seed"] == 1 and rte["steps"] == 2 and rte["train_examples"] == 24
     assert "limits: --max-train-samples 24, --max-steps 2; not comparable with full runs" in suite_run.out
@@ -189,6 +190,20 @@ def test_each_run_gets_report_md_and_learning_curves(suite_run):
     assert "| train examples | 24 |" in report and "| lr | 0.001 |" in report
     assert "| step | epoch | accuracy |" in report and "| 2 |" in report
     assert (run / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_curves_are_titled_by_task_model_and_settings_without_the_machines_paths():
+    results = {"task": "sst2", "model": "/home/someone/work/models/tiny/model",
+               "settings": {"epochs": 3.0, "lr": 2e-5, "batch_size": 32}}
+    assert reports.curves_title(results) == "sst2, model …/tiny/model: epochs 3, lr 2e-05, batch 32"
+    assert reports.curves_title({"task": "rte", "model": "embedded"}) == "rte, model embedded"
+
+
+def test_matplotlib_is_a_dependency_of_the_main_install():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert any(d.startswith("matplotlib") for d in project["dependencies"])  # so every run dir gets curves.png
 
 
 def test_without_matplotlib_the_report_says_why_there_are_no_curves(suite_run, tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ import transformers
 from safetensors.torch import load_file
 
 import tiny
-from bertfit import devices, optim, predicting, runs, training
+from bertfit import devices, errors, optim, predicting, runs, training
 from bertfit.batching import Features, collate, eval_batches, length_grouped_batches, shard
 from bertfit.demo import write_sentiment_data
 from bertfit.errors import BertfitError, ConfigError
@@ -127,6 +127,61 @@ def test_rerunning_a_finished_run_trains_no_further(tmp_path, reference):
     result, model, kept = train(tmp_path)
     assert kept == [] and result.steps == 12
     assert_same_weights(tiny.weights(model), reference["weights"])
+
+
+def keyboard_interrupt_at(call: int):
+    """The classification loss, with Ctrl-C pressed at the given call (1-based)."""
+    calls = [0]
+
+    def loss_fn(model, batch):
+        calls[0] += 1
+        if calls[0] == call:
+            raise KeyboardInterrupt
+        return tiny.classification_loss(model, batch)
+
+    return loss_fn
+
+
+def fit_saying(run_dir, capsys, settings=SETTINGS) -> str:
+    """fit a fresh tiny classifier, not quiet; what it printed."""
+    training.fit(tiny.classifier(), TRAIN, tiny.classification_loss, tiny.accuracy_on(DEV), lambda m, s: None,
+                 settings, run_dir, tiny.PAD, CPU, run_fingerprint={"model": "tiny"}, quiet=False)
+    return capsys.readouterr().out
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_a_rerun_starts_again_from_step_0(tmp_path, capsys):
+    with pytest.raises(errors.Interrupted) as caught:  # still a KeyboardInterrupt to a notebook
+        train(tmp_path, loss_fn=keyboard_interrupt_at(2 * 2))  # step 2; the first checkpoint comes at step 3
+    assert isinstance(caught.value, KeyboardInterrupt)
+    assert "before the first checkpoint (one is written at each evaluation and every 3 steps)" in str(caught.value)
+    assert "starts this run again from step 0" in str(caught.value) and "resume" not in str(caught.value)
+
+    out = fit_saying(tmp_path, capsys)  # and so it does
+    assert "resuming" not in out
+
+
+def test_ctrl_c_after_a_checkpoint_names_the_step_a_rerun_resumes_from(tmp_path, capsys):
+    with pytest.raises(errors.Interrupted) as caught:
+        train(tmp_path, loss_fn=keyboard_interrupt_at(2 * 8))  # step 8; checkpoints at steps 3, 5 and 6
+    assert "rerun the same command to resume from the checkpoint of step 6" in str(caught.value)
+    assert str(tmp_path / "checkpoints" / "step-00000006") in str(caught.value)
+
+    out = fit_saying(tmp_path, capsys)  # step 6 ended the first epoch of six batches
+    assert "resuming from step 6 of 12: the start of epoch 2" in out
+
+
+def test_ctrl_c_during_a_run_with_overwrite_says_to_rerun_without_it(tmp_path):
+    train(tmp_path, replace(SETTINGS, max_steps=4))
+    with pytest.raises(errors.Interrupted, match="rerun the command without --overwrite to resume from the checkpoint "
+                                                 "of step 3"):
+        train(tmp_path, loss_fn=keyboard_interrupt_at(2 * 4), resume=False)
+
+
+def test_rerunning_a_finished_run_says_it_is_finished_and_how_to_train_anew(tmp_path, capsys):
+    fit_saying(tmp_path, capsys)
+    out = fit_saying(tmp_path, capsys)
+    assert f"{tmp_path} holds a run that finished after 12 steps, so there is nothing to train" in out
+    assert "pass --overwrite or choose another --output-dir" in out and "resuming from" not in out
 
 
 def test_an_early_stopped_run_stays_stopped_when_resumed(tmp_path):
@@ -359,6 +414,22 @@ def test_a_second_fit_into_a_locked_run_dir_fails_clearly(tmp_path):
         release.set()
         holder.join(30)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_run_that_fails_before_it_writes_anything_leaves_no_run_dir(tmp_path):
+    with pytest.raises(ConfigError):
+        with runs.RunLock(tmp_path / "runs" / "new"):
+            raise ConfigError("a bad setting found late")
+    assert not (tmp_path / "runs" / "new").exists()
+
+    (tmp_path / "mine").mkdir()  # a folder the user made stays, and so does a run that began
+    for run_dir, written in ((tmp_path / "mine", None), (tmp_path / "begun", "run.json")):
+        with pytest.raises(ConfigError):
+            with runs.RunLock(run_dir):
+                if written:
+                    (run_dir / written).write_text("{}")
+                raise ConfigError("stopped")
+        assert run_dir.is_dir()
 
 
 def test_a_recipe_may_hold_the_lock_around_fit(tmp_path):

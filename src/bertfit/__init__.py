@@ -1,7 +1,20 @@
 """bertfit: fine-tune BERT-family encoders on GLUE and SQuAD."""
-from .model import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel
-from .pretrained import load_pretrained, save_pretrained
-
 __version__ = "0.1.0"
 __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForQuestionAnswering",
            "load_pretrained", "save_pretrained"]
+
+# Where each public name lives. They load on first use, so `bertfit --help` need not import torch.
+_LAZY = {"BertConfig": "model", "BertModel": "model", "BertForSequenceClassification": "model",
+         "BertForQuestionAnswering": "model", "load_pretrained": "pretrained", "save_pretrained": "pretrained"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'bertfit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

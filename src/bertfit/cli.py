@@ -7,37 +7,64 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
-from .errors import BertfitError
-from .settings import TrainSettings
+from . import __version__
+from .errors import BertfitError, DataError, Interrupted
+from .settings import SQUAD_DEFAULTS, TrainSettings, glue_defaults_table
 
 DEFAULTS = TrainSettings()
+TABLE_SETTINGS = ("epochs", "lr", "batch_size")  # what GLUE's defaults table sets by task and size
 
 
-def add_training_options(parser: argparse.ArgumentParser, defaults: TrainSettings = DEFAULTS) -> None:
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its text (not for flags, nor where there is none); epilogs as written."""
+
+    def _get_help_string(self, action) -> str:
+        help = action.help or ""
+        if "%(default)" in help or "(default" in help or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            return help
+        return super()._get_help_string(action)
+
+
+def add_training_options(parser: argparse.ArgumentParser, defaults: TrainSettings = DEFAULTS,
+                         table: bool = False) -> None:
+    """The training options. `table`: every TrainSettings default is None, so `glue` can tell what was given;
+    epochs, lr and batch size then come from GLUE's defaults table and the help says so."""
     group = parser.add_argument_group("training")
     group.add_argument("--model", help="model folder, tutorial .pth file, hub name, or 'embedded' (default)")
     group.add_argument("--tokenizer", help="tokenizer file, when it is not beside the model")
     group.add_argument("--num-heads", type=int, help="attention heads of a tutorial .pth (default: hidden size / 64)")
-    group.add_argument("--output-dir", help="run directory (default runs/glue-<task> or runs/squad-v<version>)")
-    add_settings_options(group, defaults)
-    group.add_argument("--max-train-samples", type=int)
-    group.add_argument("--max-eval-samples", type=int)
-    group.add_argument("--skip-bad-examples", action="store_true", help="skip malformed rows, counted, instead of stopping")
-    group.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming in --output-dir")
-    group.add_argument("--quiet", action="store_true")
+    group.add_argument("--output-dir", help="run directory (default: runs/glue-<task> or runs/squad-v<version>)")
+    add_settings_options(group, defaults, table)
+    group.add_argument("--max-train-samples", type=int, metavar="N",
+                       help="train on the first N examples only (default: all)")
+    group.add_argument("--max-eval-samples", type=int, metavar="N",
+                       help="evaluate on the first N examples only (default: all)")
+    group.add_argument("--skip-bad-examples", action="store_true",
+                       help="skip malformed rows, counted, instead of stopping")
+    group.add_argument("--overwrite", action="store_true",
+                       help="start afresh in --output-dir instead of resuming the run there")
+    group.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings")
 
 
-def add_settings_options(group, defaults: TrainSettings) -> None:
-    """An option for each TrainSettings field (batch_size: --batch-size), with its type, help and default."""
+def add_settings_options(group, defaults: TrainSettings, table: bool = False) -> None:
+    """An option for each TrainSettings field (batch_size: --batch-size), with its type, help and default.
+    `table`: the defaults are None, and the help names the default the run will take."""
     hints = typing.get_type_hints(TrainSettings)
     for f in fields(TrainSettings):
         flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
-        if hints[f.name] is bool:  # a switch; one that is on by default has its --no- form too
+        more = dict(f.metadata)
+        switch = hints[f.name] is bool
+        if table:
+            shown = "by task and training-set size, see below" if f.name in TABLE_SETTINGS else default
+            if not (switch and not f.default):  # a flag that is off says nothing
+                more["help"] = f"{more.get('help') or ''} (default: {shown})".lstrip()
+            default = None
+        if switch:  # a switch; one that is on by default has its --no- form too
             action = argparse.BooleanOptionalAction if f.default else "store_true"
-            group.add_argument(flag, action=action, default=default, **f.metadata)
+            group.add_argument(flag, action=action, default=default, **more)
         else:
             value_type = next((t for t in typing.get_args(hints[f.name]) if t is not type(None)), hints[f.name])
-            group.add_argument(flag, type=value_type, default=default, **f.metadata)
+            group.add_argument(flag, type=value_type, default=default, **more)
 
 
 def given_settings(args: argparse.Namespace) -> dict:
@@ -69,6 +96,7 @@ def column_names(text: str) -> tuple[str, ...]:
 
 
 def cmd_glue(args: argparse.Namespace) -> None:
+    TrainSettings(**given_settings(args)).validate()  # a mistake is told at once, before torch loads
     from .recipes.glue import GlueOptions, finetune_glue, predict_glue
 
     if args.task.lower() == "ax":
@@ -85,7 +113,7 @@ def cmd_glue(args: argparse.Namespace) -> None:
         return
     if args.tasks or args.seeds:
         raise BertfitError("--tasks and --seeds go with `bertfit glue all`")
-    finetune_glue(options, settings_from(args))
+    finetune_glue(options, given_settings(args))  # what was not given: the defaults table's, by task and size
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -103,6 +131,7 @@ def cmd_classify(args: argparse.Namespace) -> None:
 
 
 def cmd_squad(args: argparse.Namespace) -> None:
+    settings_from(args).validate()
     from .recipes.squad import SquadOptions, finetune_squad
 
     finetune_squad(options_from(args, SquadOptions), settings_from(args))
@@ -116,12 +145,21 @@ def cmd_evaluate_squad(args: argparse.Namespace) -> None:
     print(json.dumps(evaluate_squad_file(args.data_file, args.predictions_file, args.na_prob_file), indent=2))
 
 
+def read_context_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file (--context-file)") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a text file (--context-file)") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); --context-file takes a UTF-8 text file") from None
+
+
 def cmd_qa(args: argparse.Namespace) -> None:
     from .recipes.squad import answer
 
-    if (args.context is None) == (args.context_file is None):
-        raise BertfitError("give the context with exactly one of --context or --context-file")
-    context = args.context if args.context is not None else Path(args.context_file).read_text(encoding="utf-8")
+    context = args.context if args.context is not None else read_context_file(args.context_file)
     result = answer(args.run_dir, args.question, context, args.null_threshold)
     if not result["answer"]:
         print(f"(no answer: null odds {result['null_odds']:.2f})")
@@ -147,76 +185,90 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bertfit", description="Fine-tune BERT encoders on GLUE and SQuAD.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="bertfit", formatter_class=HelpFormatter,
+                                     description="Fine-tune BERT encoders on GLUE and SQuAD.",
+                                     epilog="`bertfit COMMAND --help` shows a command's options; "
+                                            "`bertfit demo` runs a short offline fine-tune to try things out.")
+    parser.add_argument("--version", action="version", version=f"bertfit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    command = lambda name, help, **more: commands.add_parser(name, help=help, description=help,
+                                                             formatter_class=HelpFormatter, **more)
 
-    p = commands.add_parser("glue", help="fine-tune and evaluate on a GLUE task (`ax`: diagnostic predictions; "
-                                         "`all`: every task in --data-dir, with a leaderboard table)")
-    p.add_argument("task", help="cola sst2 mrpc stsb qqp mnli qnli rte wnli ax all (GLUE spellings work too)")
-    p.add_argument("--tasks", type=comma_list, help="with `all`: only these tasks, e.g. cola,mrpc")
+    p = command("glue", "fine-tune and evaluate on a GLUE task (`ax`: diagnostic predictions; "
+                        "`all`: every task in --data-dir, with a leaderboard table)", epilog=glue_defaults_table())
+    p.add_argument("task", help="cola sst2 mrpc stsb qqp mnli qnli rte wnli ax all, GLUE's spellings too "
+                                "(SST-2, MNLI-mm); `custom` with --train-file")
+    p.add_argument("--tasks", type=comma_list, help="with `all`: only these tasks, e.g. cola,mrpc (default: all nine)")
     p.add_argument("--seeds", type=int_list, help="with `all`: one run per seed (TASK/seed-N), reported as mean ± std")
     p.add_argument("--data-dir", help="folder in the official GLUE layout (default: the hub dataset)")
-    p.add_argument("--max-seq-length", type=int)
+    p.add_argument("--max-seq-length", type=int, help="tokens per example, longer ones are cut "
+                                                       "(or windowed, see --long-texts) (default: 128)")
     p.add_argument("--train-file", help="your own CSV/TSV/JSONL training file")
     p.add_argument("--eval-file", help="your own evaluation file")
     p.add_argument("--text-columns", type=column_names, help="with --train-file: one or two column names, comma-separated")
     p.add_argument("--label-column", help="with --train-file: the label column")
     p.add_argument("--long-texts", choices=["truncate", "window"],
-                   help="window: classify overlapping windows of long texts and average their logits")
-    p.add_argument("--stride", type=int, help="overlap in tokens between windows")
-    add_training_options(p)
-    # None marks an option not given: `glue all` takes each task's own settings (suite.TASK_DEFAULTS) for those
-    p.set_defaults(func=cmd_glue, **dict.fromkeys(f.name for f in fields(TrainSettings)))
+                   help="window: classify overlapping windows of long texts and average their logits "
+                        "(default: truncate)")
+    p.add_argument("--stride", type=int, help="with --long-texts window: overlap in tokens between windows "
+                                              "(default: 64)")
+    add_training_options(p, table=True)
+    p.set_defaults(func=cmd_glue)
 
-    p = commands.add_parser("predict", help="write GLUE leaderboard files from a fine-tuned run")
-    p.add_argument("run_dir")
-    p.add_argument("--split", choices=["test", "dev"], default="test")
-    p.add_argument("--data-dir")
-    p.add_argument("--output-dir")
+    p = command("predict", "write GLUE leaderboard files from a fine-tuned run")
+    p.add_argument("run_dir", help="run dir of `bertfit glue` (or its model/ folder)")
+    p.add_argument("--split", choices=["test", "dev"], default="test", help="test: leaderboard files; dev: "
+                                                                           "predictions to inspect")
+    p.add_argument("--data-dir", help="GLUE folder with the split's file (default: the run's own, else the hub)")
+    p.add_argument("--output-dir", help="where the files go (default: RUN_DIR/predictions)")
     p.set_defaults(func=cmd_predict)
 
-    p = commands.add_parser("classify", help="label one text (or text pair) with a fine-tuned run")
-    p.add_argument("run_dir")
-    p.add_argument("text")
-    p.add_argument("text_pair", nargs="?")
+    p = command("classify", "label one text (or text pair) with a fine-tuned run")
+    p.add_argument("run_dir", help="run dir of `bertfit glue` (or its model/ folder)")
+    p.add_argument("text", help="the text to label (the first sentence of a pair task)")
+    p.add_argument("text_pair", nargs="?", help="the second sentence, for pair tasks (MRPC, RTE, MNLI, ...)")
     p.set_defaults(func=cmd_classify)
 
-    from .recipes.squad import SQUAD_DEFAULTS
-
-    p = commands.add_parser("squad", help="fine-tune and evaluate on SQuAD v1.1 or v2.0")
-    p.add_argument("--version", help="1.1 or 2.0")
+    p = command("squad", "fine-tune and evaluate on SQuAD v1.1 or v2.0")
+    p.add_argument("--version", help="1.1 or 2.0 (2.0 has unanswerable questions) (default: 1.1)")
     p.add_argument("--train-file", help="official SQuAD JSON (default: the hub dataset)")
     p.add_argument("--eval-file", help="official SQuAD JSON (default: the hub dataset)")
-    p.add_argument("--max-seq-length", type=int)
-    p.add_argument("--doc-stride", type=int, help="tokens consecutive windows of a long context share (run_qa's --doc_stride)")
-    p.add_argument("--max-query-length", type=int)
-    p.add_argument("--n-best", type=int)
-    p.add_argument("--max-answer-length", type=int)
-    p.add_argument("--null-threshold", type=float, help="v2.0: answer empty when null minus best span exceeds this")
+    p.add_argument("--max-seq-length", type=int, help="tokens per window: question, context, specials (default: 384)")
+    p.add_argument("--doc-stride", type=int,
+                   help="tokens consecutive windows of a long context share (run_qa's --doc_stride) (default: 128)")
+    p.add_argument("--max-query-length", type=int, help="questions are cut to this many tokens (default: 64)")
+    p.add_argument("--n-best", type=int, help="candidate starts and ends considered per window (default: 20)")
+    p.add_argument("--max-answer-length", type=int, help="longest answer, in tokens (default: 30)")
+    p.add_argument("--null-threshold", type=float,
+                   help="v2.0: answer empty when null minus best span exceeds this (default: 0 while training)")
     add_training_options(p, SQUAD_DEFAULTS)
     p.set_defaults(func=cmd_squad)
 
-    p = commands.add_parser("evaluate-squad", help="score a predictions file with the official SQuAD definitions")
-    p.add_argument("data_file")
-    p.add_argument("predictions_file")
+    p = command("evaluate-squad", "score a predictions file with the official SQuAD definitions")
+    p.add_argument("data_file", help="official SQuAD JSON with the answers")
+    p.add_argument("predictions_file", help="JSON object: question id -> answer text")
     p.add_argument("--na-prob-file", help="v2.0: id -> no-answer probability or null odds")
     p.set_defaults(func=cmd_evaluate_squad)
 
-    p = commands.add_parser("qa", help="answer a question from a context with a fine-tuned SQuAD run")
-    p.add_argument("run_dir")
-    p.add_argument("--question", required=True)
-    p.add_argument("--context")
-    p.add_argument("--context-file")
-    p.add_argument("--null-threshold", type=float)
+    p = command("qa", "answer a question from a context with a fine-tuned SQuAD run; give the context with "
+                      "--context or --context-file")
+    p.add_argument("run_dir", help="run dir of `bertfit squad` (or its model/ folder)")
+    p.add_argument("--question", required=True, help="the question to answer")
+    context = p.add_mutually_exclusive_group(required=True)
+    context.add_argument("--context", metavar="TEXT", help="the text to find the answer in (this or --context-file)")
+    context.add_argument("--context-file", metavar="FILE", help="a UTF-8 text file to find the answer in")
+    p.add_argument("--null-threshold", type=float,
+                   help="v2.0: answer empty when null minus best span exceeds this (default: the run's)")
     p.set_defaults(func=cmd_qa)
 
-    p = commands.add_parser("report", help="compare finished runs (GLUE, SQuAD, or a `glue all` folder) in a table")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p = command("report", "compare finished runs (GLUE, SQuAD, or a `glue all` folder) in a table")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run dirs, suites, or folders holding runs")
     p.set_defaults(func=cmd_report)
 
-    p = commands.add_parser("demo", help="a short fine-tune of the embedded model on data bertfit writes itself")
-    p.add_argument("--output-dir", default="runs/demo")
-    p.add_argument("--quiet", action="store_true")
+    p = command("demo", "a short offline fine-tune of the embedded model on generated sentences, "
+                        "to see the pipeline work")
+    p.add_argument("--output-dir", default="runs/demo", help="run directory (written afresh)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -228,13 +280,16 @@ def main(argv: list[str] | None = None) -> int:
     except BertfitError as exc:
         print(f"bertfit: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("bertfit: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+    except OSError as exc:  # a file the user named or a folder bertfit writes: say which, without a traceback
+        print(f"bertfit: error: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        # a training run says whether, and from where, rerunning the command resumes
+        print(f"bertfit: {exc if isinstance(exc, Interrupted) else 'interrupted'}", file=sys.stderr)
         return 130
     finally:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
+        dist = sys.modules.get("torch.distributed")  # loaded only if a command imported torch
+        if dist is not None and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
     return 0
 

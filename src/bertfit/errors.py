@@ -15,3 +15,7 @@ class DataError(BertfitError):
 
 class ConfigError(BertfitError):
     """Settings that cannot work, or that contradict each other."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with what rerunning the command will do (resume, or start again)."""

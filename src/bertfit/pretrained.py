@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
-from . import tokenization
+from . import hub, tokenization
 from .errors import CheckpointError, ConfigError
 from .model import (BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel,
                     init_weights)
@@ -126,6 +126,11 @@ def resolve_model_path(path: str | os.PathLike | None) -> Path:
 
 
 def _download_from_hub(repo_id: str) -> Path:
+    if reason := hub.unreachable():
+        raise CheckpointError(
+            f"{repo_id}: not a local file or folder, and the Hugging Face hub cannot be reached ({reason}). Pass a "
+            f"local folder with config.json, model.safetensors and tokenizer.json (or the tutorial's "
+            f"bert_model.pth); {hub.OFFLINE_HINT}")
     try:
         from huggingface_hub import snapshot_download
 

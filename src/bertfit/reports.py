@@ -113,7 +113,8 @@ def write_run_report(run_dir: str | Path) -> list[Path]:
     try:
         written.append(plot_curves(run_dir / "curves.png", results, log))
     except ImportError:
-        notes.append("curves.png not drawn: matplotlib is not installed (`pip install 'bertfit[plot]'`)")
+        notes.append("curves.png not drawn: matplotlib is not installed (one of bertfit's dependencies: "
+                     "`pip install matplotlib`)")
     if write_tensorboard(run_dir / "tensorboard", log):
         written.append(run_dir / "tensorboard")
     write_atomic(run_dir / "report.md", run_markdown(run_dir, results, log, notes))
@@ -167,9 +168,17 @@ def plot_curves(path: Path, results: dict, log: list[dict]) -> Path:
     score_axes.set(title=f"dev {main}", xlabel="optimizer step",
                    ylabel=main if task.startswith("squad") else f"{main} ×100")
     score_axes.legend(loc="lower right")
-    figure.suptitle(f"{task}: {path.parent}")
+    figure.suptitle(curves_title(results))
     figure.savefig(path, dpi=100)
     return path
+
+
+def curves_title(results: dict) -> str:
+    """The task, model and main settings: what tells runs apart, without the run's path on this machine."""
+    settings = results.get("settings", {})
+    trained = ", ".join(f"{name} {settings[key]:g}" for key, name in (("epochs", "epochs"), ("lr", "lr"),
+                                                                      ("batch_size", "batch")) if key in settings)
+    return f"{results['task']}, model {short_model(str(results.get('model', '-')))}" + (f": {trained}" if trained else "")
 
 
 def write_tensorboard(folder: Path, log: list[dict]) -> bool:

@@ -7,6 +7,7 @@ loop's position as JSON, and a manifest of SHA-256 sums checked on load. It is w
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import io
@@ -199,6 +200,8 @@ class RunLock:
 
     Another process holding it is an error. Within one process it nests: a recipe holds it
     around `fit`, which takes it too. The kernel drops it when the process dies, even by SIGKILL.
+    A run dir the lock made and nothing else wrote into (a run that failed before it began) is
+    removed on release, so nothing is left that looks like a run.
     """
 
     def __init__(self, run_dir: Path):
@@ -208,6 +211,7 @@ class RunLock:
         if self.path in _held_locks:
             _held_locks[self.path][1] += 1
             return self
+        made = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         file = open(self.path, "w")
         try:
@@ -216,7 +220,7 @@ class RunLock:
             file.close()
             raise ConfigError(f"{self.path.parent} is in use by another bertfit run; wait for it to finish "
                               f"or choose another --output-dir") from None
-        _held_locks[self.path] = [file, 1]
+        _held_locks[self.path] = [file, 1, made]
         return self
 
     def __exit__(self, *exc):
@@ -224,8 +228,15 @@ class RunLock:
         held[1] -= 1
         if held[1] == 0:
             del _held_locks[self.path]
+            # unlinked while still locked: a process that opened the file meanwhile finds it locked and stops
+            empty = held[2] and [p.name for p in self.path.parent.iterdir()] == [self.path.name]
+            if empty:
+                self.path.unlink()
             fcntl.flock(held[0], fcntl.LOCK_UN)
             held[0].close()
+            if empty:
+                with contextlib.suppress(OSError):  # something arrived after all: leave it
+                    self.path.parent.rmdir()
 
 
 class JsonlLog:

@@ -1,6 +1,7 @@
 """`bertfit glue all`: every GLUE task in a folder with its usual settings, resumable, scored as GLUE scores.
 
-Each task trains with its row of TASK_DEFAULTS under the options the user gave, once per seed, into
+Each task trains with its row of settings.GLUE_DEFAULTS (by task and training-set size, as `bertfit glue
+TASK` does) under the options the user gave, once per seed, into
 SUITE/TASK (or SUITE/TASK/seed-N). A run that finished with the same request is read back rather than
 trained again. The summary averages each task's metrics, then the tasks, as the GLUE leaderboard does.
 """
@@ -18,39 +19,25 @@ from .errors import ConfigError
 from .files import write_atomic, write_json
 from .recipes.glue import GlueOptions, dev_splits, finetune_glue, predict_glue
 from .reports import SHORT_NAMES, clock, format_table, markdown_table, use_colour
-from .settings import RESUMABLE_SETTINGS, TrainSettings
+from .settings import GLUE_DEFAULTS, RESUMABLE_SETTINGS, TrainSettings
 from .tasks.glue import GLUE_TASKS, GlueTask, resolve_task
 from .tasks.glue_tsv import glue_file_candidates
 
-# Each task's usual settings: over TrainSettings' defaults, under any option the user gives.
-# BERT's recipe (batch 32, 3 epochs, lr 2e-5) for the large sets, as Hugging Face's run_glue runs it.
-# The small sets get 5 epochs at 5e-5: a 6-layer, 384-wide encoder such as the embedded model needs
-# larger steps than BERT-base to move from its pre-trained state in a few hundred updates.
-TASK_DEFAULTS: dict[str, dict] = {
-    "cola": dict(epochs=5, lr=5e-5, batch_size=32),  # 8.5k training examples
-    "sst2": dict(epochs=3, lr=2e-5, batch_size=32),  # 67k
-    "mrpc": dict(epochs=5, lr=5e-5, batch_size=32),  # 3.7k
-    "stsb": dict(epochs=5, lr=5e-5, batch_size=32),  # 5.7k
-    "qqp": dict(epochs=3, lr=2e-5, batch_size=32),  # 364k
-    "mnli": dict(epochs=3, lr=2e-5, batch_size=32),  # 393k
-    "qnli": dict(epochs=3, lr=2e-5, batch_size=32),  # 105k
-    "rte": dict(epochs=5, lr=5e-5, batch_size=32),  # 2.5k
-    "wnli": dict(epochs=5, lr=5e-5, batch_size=32),  # 635
-}
 
 def run_glue_suite(options: GlueOptions, settings: dict | None = None, tasks: Sequence[str] = (),
                    seeds: Sequence[int] = ()) -> dict:
     """Fine-tune every GLUE task in options.data_dir (or just `tasks`); write summary.json/.md and return the summary.
 
     `options` is each task's GlueOptions but for the task (its output_dir is the suite's folder);
-    `settings` holds the TrainSettings fields the user chose, which win over TASK_DEFAULTS.
+    `settings` holds the TrainSettings fields the user chose, which win over settings.GLUE_DEFAULTS.
     """
     settings = dict(settings or {})
+    TrainSettings(**settings).validate()  # before any task reads its data
     if options.train_file or options.eval_file:
         raise ConfigError("`glue all` runs the official GLUE tasks; --train-file and --eval-file go with one task")
     if seeds and "seed" in settings:
         raise ConfigError("give --seed or --seeds, not both")
-    wanted = [resolve_task(t) for t in tasks] or [GLUE_TASKS[name] for name in TASK_DEFAULTS]
+    wanted = [resolve_task(t) for t in tasks] or [task for task in GLUE_TASKS.values() if task.name != "ax"]
     if any(t.name == "ax" for t in wanted):
         raise ConfigError("AX is not trained: the suite writes AX.tsv with its MNLI model when the "
                           "diagnostic file is in --data-dir")
@@ -74,7 +61,7 @@ def run_glue_suite(options: GlueOptions, settings: dict | None = None, tasks: Se
         for seed in seeds or [settings.get("seed", TrainSettings.seed)]:
             run_dir = suite_dir / task.name / f"seed-{seed}" if seeds else suite_dir / task.name
             run_options = replace(options, task=task.name, data_dir=data_dir, output_dir=str(run_dir))
-            run_settings = TrainSettings(**{**TASK_DEFAULTS[task.name], **settings, "seed": seed})
+            run_settings = {**settings, "seed": seed}  # the rest: the defaults for the task and its size
             label = f"{task.folder} seed {seed}" if seeds else task.folder
             results, ran = run_task(run_options, run_settings, label, say)
             runs.setdefault(task.name, []).append((run_dir, results))
@@ -117,15 +104,18 @@ def ax_predictions(mnli_runs: list[tuple[Path, dict]], data_dir: str, suite_dir:
     return ax_file
 
 
-def run_request(options: GlueOptions, settings: TrainSettings) -> dict:
+def run_request(options: GlueOptions, settings: dict) -> dict:
     """What a finished run must have been asked for to be read back instead of run again (request.json)."""
     return json.loads(json.dumps({
         "options": {k: v for k, v in asdict(options).items() if k not in ("overwrite", "quiet")},
-        "settings": {k: v for k, v in asdict(settings).items() if k not in RESUMABLE_SETTINGS}}))
+        "settings": {k: v for k, v in settings.items() if k not in RESUMABLE_SETTINGS},
+        "defaults": GLUE_DEFAULTS}))  # the table fills in the rest: a change to it trains again
 
 
-def run_task(options: GlueOptions, settings: TrainSettings, label: str, say) -> tuple[dict, bool]:
-    """One run of the suite: read back if it finished with this same request, else fine-tune; True if it trained."""
+def run_task(options: GlueOptions, settings: dict, label: str, say) -> tuple[dict, bool]:
+    """One run of the suite: read back if it finished with this same request, else fine-tune; True if it trained.
+
+    `settings`: the ones chosen; finetune_glue takes the others from the defaults table."""
     run_dir = Path(options.output_dir)
     request = run_request(options, settings)
     request_file, results_file = run_dir / "request.json", run_dir / "results.json"
@@ -141,7 +131,7 @@ def run_task(options: GlueOptions, settings: TrainSettings, label: str, say) -> 
     if done is not None:
         say(f"{label}: finished in {run_dir}; not run again")
         return json.loads(done["results.json"]), False
-    say(f"{label}: {settings.epochs:g} epochs, lr {settings.lr:g}, batch {settings.batch_size} -> {run_dir}")
+    say(f"{label} -> {run_dir}")
     results = finetune_glue(options, settings)
     if devices.is_main_process():
         write_json(request_file, request)

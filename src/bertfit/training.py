@@ -23,7 +23,7 @@ from torch import nn
 from . import runs
 from .batching import GROUP_BATCHES, Features, collate, length_grouped_batches, shard
 from .devices import autocast, from_main_process, is_main_process, resolve_precision, tune_allocator, world
-from .errors import BertfitError
+from .errors import BertfitError, Interrupted
 from .model import set_attention_dropout
 from .optim import EmbeddingRowGrads, clip_gradients, linear_schedule, make_optimizer
 from .progress import Progress
@@ -93,9 +93,22 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
                               row_grads)
             trainer.open_run(resume, {**(run_fingerprint or {}), **run_fingerprint_of(settings, train)}, quiet)
             return trainer.run()
+        except KeyboardInterrupt:
+            raise Interrupted(after_interrupt(Path(run_dir), settings, resume)) from None
         finally:
             if row_grads:
                 row_grads.restore()
+
+
+def after_interrupt(run_dir: Path, settings: TrainSettings, resumed: bool) -> str:
+    """What rerunning the command does after Ctrl-C: resume from the newest checkpoint, or start again."""
+    newest = runs.CheckpointStore(run_dir / "checkpoints").checkpoints()
+    if newest:
+        again = "rerun the same command" if resumed else "rerun the command without --overwrite"
+        return f"interrupted; {again} to resume from the checkpoint of step {int(newest[0].name[5:])} ({newest[0]})"
+    when = "at each evaluation" + (f" and every {settings.save_every} steps" if settings.save_every else "")
+    return (f"interrupted before the first checkpoint (one is written {when}); rerunning the command starts "
+            f"this run again from step 0")
 
 
 @dataclass
@@ -171,13 +184,22 @@ class Trainer:
             self.state = TrainState(**runs.restore(checkpoint, self.model, self.optimizer, self.scheduler,
                                                    self.scaler))
             if self.main and not quiet:
-                print(f"resuming from step {self.state.step} (epoch {self.state.epoch + 1}, "
-                      f"batch {self.state.batch_in_epoch})")
+                print(self.resume_note())
         self.log = runs.JsonlLog(self.run_dir / "log.jsonl") if self.main else None
         if self.log:
             self.log.rewind(self.state.step)
         self.progress = Progress(self.total_steps, "train", enabled=self.main and not quiet, initial=self.state.step)
         self.start_time = time.perf_counter() - self.state.train_seconds
+
+    def resume_note(self) -> str:
+        """What a rerun in a run dir with checkpoints does: nothing more for a finished run, else resume."""
+        state = self.state
+        if self.finished:
+            how = "stopped early" if state.stopped_early and state.step < self.total_steps else "finished"
+            return (f"{self.run_dir} holds a run that {how} after {state.step} steps, so there is nothing to train; "
+                    f"its results are written again. To train anew, pass --overwrite or choose another --output-dir")
+        where = f"batch {state.batch_in_epoch} of {self.batches_per_epoch}" if state.batch_in_epoch else "the start"
+        return f"resuming from step {state.step} of {self.total_steps}: {where} of epoch {state.epoch + 1}"
 
     @property
     def finished(self) -> bool:

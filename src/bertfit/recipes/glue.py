@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from .. import devices, glue_metrics, predicting, runs
 from ..errors import CheckpointError, ConfigError
 from ..files import write_atomic
 from ..pretrained import load_pretrained, save_pretrained
-from ..settings import TrainSettings
+from ..settings import TrainSettings, glue_defaults, glue_settings
 from ..tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv, table_files
 from ..tokenization import special_ids
 from .run import start_run
@@ -124,15 +125,36 @@ def _logits(model, features, tokenizer_pad, device, settings, num_examples) -> n
     return logits
 
 
-def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -> dict:
-    """Fine-tune on a GLUE task (or your own files) and return the results written to results.json."""
-    settings = settings or TrainSettings()
+def check_options(options: GlueOptions) -> None:
+    """Refuse options that cannot work, before anything is loaded."""
+    for name in ("max_train_samples", "max_eval_samples"):
+        if getattr(options, name) is not None and getattr(options, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(options, name)}")
+    if options.max_seq_length < 8:
+        raise ConfigError(f"--max-seq-length must be at least 8 tokens, not {options.max_seq_length}")
+    if options.long_texts not in ("truncate", "window"):
+        raise ConfigError(f"--long-texts must be truncate or window, not {options.long_texts!r}")
+    if options.stride < 0:
+        raise ConfigError(f"--stride must be zero or positive, not {options.stride}")
+
+
+def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = None) -> dict:
+    """Fine-tune on a GLUE task (or your own files) and return the results written to results.json.
+
+    `settings`: all of them as TrainSettings; or a dict of those chosen (None: none), the others from
+    `settings.GLUE_DEFAULTS` for the task and the size of its training set.
+    """
+    chosen = None if isinstance(settings, TrainSettings) else dict(settings or {})
+    (TrainSettings(**chosen) if chosen is not None else settings).validate()
+    check_options(options)
     task = custom_task(options) if options.train_file else glue.resolve_task(options.task)
     if task.name == "ax":
         raise ConfigError("AX has no training data: train MNLI, then `bertfit glue ax --model RUN_DIR/model`")
-    run = start_run(options.output_dir or f"runs/glue-{task.name}", settings, options.model, head="classification",
-                    num_labels=task.num_labels, tokenizer=options.tokenizer, num_heads=options.num_heads,
-                    overwrite=options.overwrite, quiet=options.quiet)
+    # the seed and all but the table's settings are known now; the table's row waits for the training set's size
+    run = start_run(options.output_dir or f"runs/glue-{task.name}",
+                    TrainSettings(**chosen) if chosen is not None else settings, options.model,
+                    head="classification", num_labels=task.num_labels, tokenizer=options.tokenizer,
+                    num_heads=options.num_heads, overwrite=options.overwrite, quiet=options.quiet)
     say, tokenizer = run.say, run.tokenizer
     max_len = min(options.max_seq_length, run.model.bert.config.max_position_embeddings)
 
@@ -144,6 +166,10 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
         if examples.num_skipped:
             say(f"{examples.source}: skipped {examples.num_skipped} of {examples.num_read} rows "
                 f"({'; '.join(examples.skip_reasons[:3])})")
+    if chosen is not None:
+        settings = glue_settings(task.name, len(train_examples), chosen)
+        settings.validate()
+        run.settings = settings
     encode = lambda ex: glue_encoding.encode_cached(ex, tokenizer, max_len, cache_dir(), options.long_texts,
                                                     options.stride)
     start = time.perf_counter()
@@ -153,19 +179,29 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
         f"({train_stats.num_tokens} tokens, {train_stats.num_truncated} truncated to {max_len}); "
         f"{', '.join(f'{s} {len(ex)}' for s, ex in eval_examples.items())} for evaluation; "
         f"{'encoded features from cache' if hit else 'encoded'} in {time.perf_counter() - start:.1f}s")
+    if chosen is not None:
+        from_table = [k.replace("_size", "") for k in glue_defaults(task.name, len(train_examples)) if k not in chosen]
+        say(f"training {settings.epochs:g} epochs at lr {settings.lr:g}, batch {settings.batch_size}"
+            + (f" ({', '.join(from_table)}: the defaults for {task.name} with {len(train_examples):,} training "
+               f"examples; `bertfit glue --help` shows them all)" if from_table else ""))
+
+    latest, best = {}, {}  # predictions per class on the first dev split: of the last evaluation, of the best
 
     def evaluate(model) -> dict:
         logits = {s: _logits(model, f, run.pad_id, run.device, settings, len(eval_examples[s]))
                   for s, f in eval_features.items()}
+        if not task.is_regression:
+            latest["counts"] = np.bincount(next(iter(logits.values())).argmax(-1), minlength=task.num_labels)
         return score(task, logits, eval_examples)
 
     def save_best(model, scores) -> None:
+        best.update(latest)
         # absolute, so `bertfit predict RUN_DIR` finds the test files from any working directory
         data_dir = str(Path(options.data_dir).resolve()) if options.data_dir else None
         extra = {"task": task.name, "max_seq_length": max_len, "long_texts": options.long_texts,
                  "stride": options.stride, "data_dir": data_dir, "metrics": scores}
-        save_pretrained(model, tokenizer, run.model_dir, labels=list(task.labels) if task.labels else ["score"],
-                        extra=extra)
+        save_pretrained(model, tokenizer, run.model_dir,
+                        labels=list(task.label_names) if task.labels else ["score"], extra=extra)
 
     with run.lock():
         result = run.fit(train_features, loss_fn(task), evaluate, save_best, task=task.name, max_seq_length=max_len)
@@ -177,8 +213,27 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | None = None) -
             "truncated_train_examples": train_stats.num_truncated,
             "skipped_examples": train_examples.num_skipped + sum(ex.num_skipped for ex in eval_examples.values()),
         }
-        return run.finish(task.name, result, {"max_seq_length": max_len, "long_texts": options.long_texts}, counts,
-                          title=task.name)
+        results = run.finish(task.name, result, {"max_seq_length": max_len, "long_texts": options.long_texts},
+                             counts, title=task.name)
+        if run.main and "counts" in best:
+            dev = next(iter(eval_examples.values()))
+            warning = one_class_warning(task, best["counts"], dev.labels, settings, len(train_examples), result.steps)
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr)
+    return results
+
+
+def one_class_warning(task: glue.GlueTask, counts, dev_labels, settings: TrainSettings, train_examples: int,
+                      steps: int) -> str | None:
+    """What to say when the model kept predicts one class for the whole dev set, which has several; else None."""
+    if len(set(dev_labels)) < 2 or np.count_nonzero(counts) != 1:
+        return None
+    name = (task.label_names or [str(i) for i in range(len(counts))])[int(np.argmax(counts))]
+    wnli = " (on WNLI this is usual: its dev set is built so that the training set misleads)" if task.name == "wnli" else ""
+    return (f"the model predicts {name!r} for every one of the {int(sum(counts))} dev examples{wnli}: it has not "
+            f"learned to tell the classes apart. It trained {steps} optimizer steps on {train_examples:,} examples "
+            f"at lr {settings.lr:g}; try more steps (--epochs, now {settings.epochs:g}, or more training examples) "
+            f"or a higher --lr (say {2.5 * settings.lr:g})")
 
 
 # ---- after training: predictions ----------------------------------------------------------------
@@ -188,6 +243,9 @@ def load_run_model(run_dir: str | Path):
     folder = runs.model_folder(run_dir)
     config = json.loads((folder / "config.json").read_text())
     extra = config.get("bertfit") or {}
+    if str(extra.get("task", "")).startswith("squad"):
+        raise ConfigError(f"{run_dir}: a SQuAD run ({extra['task']}), not a classification run; ask it with "
+                          f"`bertfit qa {run_dir} --question ... --context ...`")
     # transformers' defaults when a folder names no labels: LABEL_0, LABEL_1, ... for num_labels (2)
     id2label = config.get("id2label") or {str(i): f"LABEL_{i}" for i in range(config.get("num_labels", 2))}
     if set(id2label) != {str(i) for i in range(len(id2label))}:
@@ -204,7 +262,7 @@ def predict_glue(run_dir: str | Path, split: str = "test", data_dir: str | None 
     """Write GLUE leaderboard files (`index\tprediction`) for a run's test (or dev) split."""
     model, tokenizer, labels, extra = load_run_model(run_dir)
     task = glue.resolve_task(task_name or extra.get("task") or "")
-    if task.labels is not None and tuple(labels) != task.labels:  # e.g. AX with a model not trained on MNLI
+    if task.labels is not None and tuple(labels) not in (task.labels, task.label_names):  # e.g. AX, not an MNLI model
         raise ConfigError(f"{run_dir}: the model predicts {', '.join(labels)}, but GLUE {task.name} "
                           f"needs {', '.join(task.labels)}")
     data_dir = data_dir or extra.get("data_dir")
@@ -245,4 +303,10 @@ def classify(run_dir: str | Path, text: str, text_pair: str | None = None) -> tu
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
     best = int(probabilities.argmax())
-    return labels[best], float(probabilities[best])
+    return readable_labels(labels, extra.get("task"))[best], float(probabilities[best])
+
+
+def readable_labels(labels: list[str], task_name: str | None) -> list[str]:
+    """A GLUE task's labels by name where its files write numbers (runs saved with the numbers read so too)."""
+    task = glue.GLUE_TASKS.get(task_name or "")
+    return list(task.label_names) if task and tuple(labels) == task.labels else labels

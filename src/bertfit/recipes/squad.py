@@ -13,15 +13,10 @@ from .. import predicting, runs, squad_metrics
 from ..errors import ConfigError, DataError
 from ..files import write_json
 from ..pretrained import load_pretrained, save_pretrained
-from ..settings import TrainSettings
+from ..settings import SQUAD_DEFAULTS, TrainSettings
 from ..tasks import squad
 from ..tokenization import special_ids
 from .run import start_run
-
-
-# Measured on squad-mini v2.0 (README): at lr 1e-4 for 3 epochs the embedded model learns to find
-# answers (HasAns F1 49) where 5e-5 for 2 epochs mostly learns to say "no answer" (HasAns F1 7-13).
-SQUAD_DEFAULTS = TrainSettings(epochs=3, lr=1e-4, batch_size=16)
 
 
 @dataclass
@@ -191,11 +186,16 @@ def _read_json(path: str):
 def answer(run_dir: str | Path, question: str, context: str, null_threshold: float | None = None,
            device: torch.device | None = None) -> dict:
     """Answer one question from a context with a fine-tuned run; long contexts use the same windows."""
-    folder = runs.model_folder(run_dir)
-    extra = json.loads((folder / "config.json").read_text()).get("bertfit") or {}
-    model, tokenizer = load_pretrained(folder, head="qa")
+    if not question.strip():
+        raise DataError("the question is empty")
     if not context.strip():
         raise DataError("the context is empty")
+    folder = runs.model_folder(run_dir)
+    extra = json.loads((folder / "config.json").read_text()).get("bertfit") or {}
+    if "task" in extra and not str(extra["task"]).startswith("squad"):
+        raise ConfigError(f"{run_dir}: a GLUE {extra['task']} run, not a SQuAD run; `bertfit qa` needs a model "
+                          f"from `bertfit squad` (this one labels text: `bertfit classify {run_dir} TEXT`)")
+    model, tokenizer = load_pretrained(folder, head="qa")
     item = squad.SquadQuestion(id="question", title="", question=question, context=context, answers=[],
                                is_impossible=False)
     features, windows = squad.make_windows([item], tokenizer, extra.get("max_seq_length", 384),

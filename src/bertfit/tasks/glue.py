@@ -38,6 +38,13 @@ class GlueTask:
     hub_columns: tuple[str, ...] = ()  # text columns of the hub dataset, when they differ from text_columns
     index_column: str = "index"  # test files number their rows here (QQP: "id")
     headerless_columns: tuple[str, ...] = ()  # CoLA's train/dev files have no header row: their columns
+    # What the labels mean, where files and leaderboard write numbers (the hub's names): what people read
+    readable_labels: tuple[str, ...] | None = None
+
+    @property
+    def label_names(self) -> tuple[str, ...] | None:
+        """The labels as people read them (SST-2: negative, positive); the file values where they are words."""
+        return self.readable_labels or self.labels
 
     @property
     def num_labels(self) -> int:
@@ -58,19 +65,22 @@ GLUE_TASKS: dict[str, GlueTask] = {
     t.name: t
     for t in (
         _glue_task("cola", "CoLA", ("sentence",), "label", BINARY, ("matthews_correlation",), "CoLA.tsv",
-                   headerless_columns=("source", "label", "original_label", "sentence")),
-        _glue_task("sst2", "SST-2", ("sentence",), "label", BINARY, ("accuracy",), "SST-2.tsv"),
+                   headerless_columns=("source", "label", "original_label", "sentence"),
+                   readable_labels=("unacceptable", "acceptable")),
+        _glue_task("sst2", "SST-2", ("sentence",), "label", BINARY, ("accuracy",), "SST-2.tsv",
+                   readable_labels=("negative", "positive")),
         _glue_task("mrpc", "MRPC", ("#1 String", "#2 String"), "Quality", BINARY, ("f1", "accuracy"), "MRPC.tsv",
-                   hub_columns=("sentence1", "sentence2")),
+                   hub_columns=("sentence1", "sentence2"), readable_labels=("not_equivalent", "equivalent")),
         _glue_task("stsb", "STS-B", ("sentence1", "sentence2"), "score", None, ("pearson", "spearman"), "STS-B.tsv"),
         _glue_task("qqp", "QQP", ("question1", "question2"), "is_duplicate", BINARY, ("f1", "accuracy"), "QQP.tsv",
-                   index_column="id"),
+                   index_column="id", readable_labels=("not_duplicate", "duplicate")),
         _glue_task("mnli", "MNLI", ("sentence1", "sentence2"), "gold_label", NLI3, ("accuracy",),
                    {"test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv"},
                    hub_columns=("premise", "hypothesis")),
         _glue_task("qnli", "QNLI", ("question", "sentence"), "label", NLI2, ("accuracy",), "QNLI.tsv"),
         _glue_task("rte", "RTE", ("sentence1", "sentence2"), "label", NLI2, ("accuracy",), "RTE.tsv"),
-        _glue_task("wnli", "WNLI", ("sentence1", "sentence2"), "label", BINARY, ("accuracy",), "WNLI.tsv"),
+        _glue_task("wnli", "WNLI", ("sentence1", "sentence2"), "label", BINARY, ("accuracy",), "WNLI.tsv",
+                   readable_labels=("not_entailment", "entailment")),
         # The diagnostic set is test-only and scored with R3, the 3-class Matthews correlation.
         GlueTask("ax", "diagnostic", ("sentence1", "sentence2"), None, NLI3, ("matthews_correlation",),
                  {"test": "diagnostic.tsv"}, {"test": "AX.tsv"}, hub_columns=("premise", "hypothesis")),

@@ -1,6 +1,7 @@
 """The Hugging Face hub copy of GLUE (`nyu-mll/glue`), read into the same Examples as the official files."""
 from __future__ import annotations
 
+from .. import hub
 from ..errors import DataError
 from .glue import Examples, GlueTask, resolve_split, resolve_task
 
@@ -15,13 +16,16 @@ def load_hub_split(task: str | GlueTask, split: str) -> Examples:
     """Load a split of `nyu-mll/glue` through `datasets`; any failure says to use --data-dir instead."""
     task = resolve_task(task)
     split = resolve_split(task, split)
+    example = f"GLUE/{task.folder}/{task.files[split]}"
+    if reason := hub.unreachable():
+        raise DataError(f"GLUE {task.name} {split}: the Hugging Face hub cannot be reached ({reason}); pass "
+                        f"--data-dir with the official GLUE files (e.g. {example}); {hub.OFFLINE_HINT}")
     try:
         import datasets
 
         table = datasets.load_dataset("nyu-mll/glue", task.name, split=HUB_SPLITS[split])
     except Exception as e:  # offline, no cache, hub down, renamed: all mean the same thing to the user
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        example = f"GLUE/{task.folder}/{task.files[split]}"
         raise DataError(f"could not load GLUE {task.name} {split} from the Hugging Face hub ({reason}); "
                         f"pass --data-dir with the official GLUE files (e.g. {example})") from None
     columns = task.hub_columns or task.text_columns

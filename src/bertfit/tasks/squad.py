@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from .. import hub
 from ..batching import Features
 from ..errors import ConfigError, DataError
 from ..tokenization import prepare, special_ids
@@ -181,12 +182,15 @@ def load_hub_squad(version: str, split: str) -> list[SquadQuestion]:
     if version not in HUB_NAMES:
         raise ConfigError(f"unknown SQuAD version {version!r}; use 1.1 or 2.0")
     name = HUB_NAMES[version]
+    flag = "--train-file" if split == "train" else "--eval-file"
+    if reason := hub.unreachable():
+        raise DataError(f"{name} {split}: the Hugging Face hub cannot be reached ({reason}); pass {flag} with the "
+                        f"official SQuAD v{version} JSON file; {hub.OFFLINE_HINT}")
     try:
         from datasets import load_dataset
 
         rows = load_dataset(name, split=split)
     except Exception as error:  # offline, no cache, unknown split: all end the same way for the user
-        flag = "--train-file" if split == "train" else "--eval-file"
         raise DataError(f"cannot load {name} split {split!r} from the Hugging Face Hub "
                         f"({type(error).__name__}: {error}); when offline, pass {flag} with the "
                         f"official SQuAD v{version} JSON file") from None
