@@ -196,12 +196,20 @@ def _read_json(path: str):
 
 
 def answer(run_dir: str | Path, question: str, context: str, null_threshold: float | None = None,
-           device: torch.device | None = None) -> dict:
-    """Answer one question from a context with a fine-tuned run; long contexts use the same windows."""
+           device: torch.device | None = None, engine: str = "torch") -> dict:
+    """Answer one question from a context with a fine-tuned run; long contexts use the same windows.
+
+    engine="onnx": the run's ONNX export (`bertfit export`), run by ONNX Runtime."""
     folder = Path(run_dir)
+    if engine == "onnx":
+        from ..export import find_onnx_dir, load_onnx_model
+
+        folder = find_onnx_dir(folder)
+        model, tokenizer = load_onnx_model(folder)
     folder = folder / "model" if (folder / "model" / "config.json").exists() else folder
     extra = json.loads((folder / "config.json").read_text()).get("bertfit") or {}
-    model, tokenizer = load_pretrained(folder, head="qa")
+    if engine != "onnx":
+        model, tokenizer = load_pretrained(folder, head="qa")
     if not context.strip():
         raise DataError("the context is empty")
     item = squad.SquadQuestion(id="question", title="", question=question, context=context, answers=[],
