@@ -105,7 +105,9 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
         precision = "fp32"  # the file fixes the arithmetic; autocast would not reach ONNX Runtime
     else:
         model, tokenizer = load_pretrained(folder, head=head, num_labels=len(labels) or 2)
-        training.resolve_precision(precision, torch.device("cpu"))  # refuse a bad name now, not at the first request
+        # the name of what "auto" picks here; a bad name fails now, not at the first request
+        precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
+            training.resolve_precision(precision, torch.device("cpu"))]
     return Run(folder, head, model.eval(), tokenizer, labels, config.get("bertfit") or {}, engine, precision)
 
 

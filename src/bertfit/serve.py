@@ -25,7 +25,7 @@ import traceback
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import inference
@@ -239,7 +239,8 @@ def create_app(runs: dict[str, inference.Run], settings: ServeSettings):
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
-        message = f"no route {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
+        message = {404: f"no route {request.url.path}",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
         return error(exc.status_code, message, kind=kind, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -493,7 +494,7 @@ def _too_large(limit: int) -> dict:
 
 
 async def _send_json(send, status: int, body: dict, headers: dict | None = None) -> None:
-    payload = json.dumps(body).encode()
+    payload = json.dumps(body, separators=(",", ":")).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -508,11 +509,16 @@ def _version() -> str:
 
 # ---- running ------------------------------------------------------------------------------------
 
+def with_key_from_environment(settings: ServeSettings) -> ServeSettings:
+    """The API key from BERTFIT_API_KEY when none was given (a key on the command line shows in `ps`)."""
+    if settings.api_key is None and os.environ.get(API_KEY_ENV):
+        return replace(settings, api_key=os.environ[API_KEY_ENV])
+    return settings
+
+
 def serve(paths: list[str], settings: ServeSettings | None = None, say=print) -> None:
     """Load the runs, listen, answer until SIGTERM or Ctrl-C, then finish what is in flight and return."""
-    settings = settings or ServeSettings()
-    if settings.api_key is None and os.environ.get(API_KEY_ENV):
-        settings.api_key = os.environ[API_KEY_ENV]
+    settings = with_key_from_environment(settings or ServeSettings())
     settings.validate()
     try:
         import uvicorn
