@@ -36,7 +36,7 @@ def tiny_config(tokenizer) -> BertConfig:
     return BertConfig(vocab_size=tokenizer.get_vocab_size(), **tiny.REAL_VOCAB_SIZES)
 
 
-def classification_run(folder: Path, seed: int = 0, labels=("negative", "positive"), extra=SST2_EXTRA) -> Path:
+def classification_run(folder: Path, seed: int = 0, labels=("0", "1"), extra=SST2_EXTRA) -> Path:
     tokenizer = load_tokenizer(embedded_model_path())
     torch.manual_seed(seed)
     model = BertForSequenceClassification(tiny_config(tokenizer), num_labels=len(labels))
@@ -56,7 +56,7 @@ def embedded_classification_run(folder: Path, seed: int = 0) -> Path:
     """The embedded model (22M parameters) with a fresh 2-label head: a model pass of real size."""
     torch.manual_seed(seed)
     model, tokenizer = load_pretrained(None, head="classification", num_labels=2)
-    save_pretrained(model, tokenizer, folder / "model", labels=["negative", "positive"],
+    save_pretrained(model, tokenizer, folder / "model", labels=["0", "1"],
                     extra={"task": "sst2", "max_seq_length": 128})
     return folder
 

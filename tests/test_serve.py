@@ -153,7 +153,7 @@ def test_models_describes_each_run(server):
     status, _, body = call(server, "GET", "/v1/models", headers=AUTH)
     assert status == 200
     models = {m["name"]: m for m in body["models"]}
-    assert models["sentiment"]["labels"] == ["negative", "positive"] and models["sentiment"]["max_seq_length"] == 32
+    assert models["sentiment"]["labels"] == ["0", "1"] and models["sentiment"]["max_seq_length"] == 32
     assert models["similarity"]["regression"] is True
     assert models["reader"]["null_threshold"] == 0.5 and models["reader"]["version"] == "2.0"
     assert {m["precision"] for m in body["models"]} == {"fp32"}
@@ -174,6 +174,24 @@ def test_concurrent_requests_each_get_their_own_answers(server):
     for (status, _, body), expected in zip(replies, alone["predictions"]):
         assert status == 200
         assert body["predictions"][0]["probability"] == pytest.approx(expected["probability"], abs=1e-5)
+
+
+def test_serve_engine_onnx_answers_as_classify_does(run_dirs, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from bertfit.export import export_onnx
+
+    run = runs.classification_run(tmp_path / "glue-sst2")
+    export_onnx(run, say=lambda *a: None)
+    served = runs.Server([str(run)], "--engine", "onnx", log=tmp_path / "log")
+    try:
+        status, _, body = post(served, "/v1/classify", {"texts": TEXTS})
+        assert call(served, "GET", "/v1/models")[2]["models"][0]["engine"] == "onnx"
+    finally:
+        assert served.stop() == 0
+    assert status == 200
+    for text, prediction in zip(TEXTS, body["predictions"]):
+        label, probability = classify(run, text)
+        assert (prediction["label"], prediction["probability"]) == (label, pytest.approx(probability, abs=1e-4))
 
 
 # ---- bad requests -------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def export_onnx(run_dir: str | Path, output_dir: str | Path | None = None, quant
             dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES},
                           **{name: {0: "batch"} if run.head == "classification" else {0: "batch", 1: "sequence"}
                              for name in OUTPUT_NAMES[run.head]}},
-            opset_version=OPSET, dynamo=False)
+            opset_version=OPSET, **_torchscript_exporter())
     files = {FILES[None]: check(fp32, model, run.head, inputs, FP32_TOLERANCE)}
     if quantize == "int8":
         int8 = tmp / FILES["int8"]
@@ -154,12 +154,19 @@ def export_onnx(run_dir: str | Path, output_dir: str | Path | None = None, quant
     return {"output_dir": str(out), **manifest}
 
 
+def _torchscript_exporter() -> dict:
+    """torch 2.5+ exports through torch.export unless told otherwise; 2.4 knows only the TorchScript exporter."""
+    import inspect
+
+    return {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+
+
 def quantize_int8(fp32: Path, int8: Path) -> None:
     """Dynamic int8 quantization: int8 weights for every MatMul and the embedding tables, activations
     quantized per batch at run time (no calibration data), as ONNX Runtime recommends for transformers."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # it logs a suggestion to pre-process the model for static quantization; dynamic needs none
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
