@@ -119,14 +119,14 @@ def cmd_glue(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from .recipes.glue import predict_glue
 
-    for path in predict_glue(args.run_dir, args.split, args.data_dir, args.output_dir):
+    for path in predict_glue(args.run_dir, args.split, args.data_dir, args.output_dir, engine=args.engine):
         print(f"wrote {path}")
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
     from .recipes.glue import classify
 
-    label, probability = classify(args.run_dir, args.text, args.text_pair)
+    label, probability = classify(args.run_dir, args.text, args.text_pair, engine=args.engine)
     print(f"{label}\t{probability:.4f}")
 
 
@@ -160,7 +160,7 @@ def cmd_qa(args: argparse.Namespace) -> None:
     from .recipes.squad import answer
 
     context = args.context if args.context is not None else read_context_file(args.context_file)
-    result = answer(args.run_dir, args.question, context, args.null_threshold)
+    result = answer(args.run_dir, args.question, context, args.null_threshold, engine=args.engine)
     if not result["answer"]:
         print(f"(no answer: null odds {result['null_odds']:.2f})")
         return
@@ -170,6 +170,27 @@ def cmd_qa(args: argparse.Namespace) -> None:
     print(f"score {result['score']:.2f}  probability {result['probability']:.2f}  characters {start}-{end}  "
           f"(of {len(context)}, {result['windows']} window{'s' if result['windows'] > 1 else ''})")
     print(f"...{before}[{result['answer']}]{after}...".replace("\n", " "))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export_onnx
+
+    export_onnx(args.run_dir, args.output, args.quantize)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .serve import ServeSettings, serve
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    serve(args.run_dirs, ServeSettings(**{f.name: getattr(args, f.name) for f in fields(ServeSettings)}))
+
+
+def add_engine_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=["torch", "onnx"], default="torch",
+                        help="onnx: run the export of `bertfit export RUN` (RUN/onnx) with ONNX Runtime")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -227,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="run dir of `bertfit glue` (or its model/ folder)")
     p.add_argument("text", help="the text to label (the first sentence of a pair task)")
     p.add_argument("text_pair", nargs="?", help="the second sentence, for pair tasks (MRPC, RTE, MNLI, ...)")
+    add_engine_option(p)
     p.set_defaults(func=cmd_classify)
 
     p = command("squad", "fine-tune and evaluate on SQuAD v1.1 or v2.0")
@@ -259,7 +281,49 @@ def build_parser() -> argparse.ArgumentParser:
     context.add_argument("--context-file", metavar="FILE", help="a UTF-8 text file to find the answer in")
     p.add_argument("--null-threshold", type=float,
                    help="v2.0: answer empty when null minus best span exceeds this (default: the run's)")
+    add_engine_option(p)
     p.set_defaults(func=cmd_qa)
+
+    p = command("export", "write a run's model as ONNX (optionally int8), checked against PyTorch")
+    p.add_argument("run_dir", help="run dir of `bertfit glue` or `bertfit squad`")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="file format")
+    p.add_argument("--quantize", choices=["int8"], help="also write model.int8.onnx (dynamic int8); "
+                                                          "`--engine onnx` then runs it")
+    p.add_argument("--output", help="export folder (default RUN/onnx)")
+    p.set_defaults(func=cmd_export)
+
+    from .serve_settings import ServeSettings
+
+    serving = ServeSettings()
+    p = command("serve", "serve fine-tuned runs over HTTP (POST /v1/classify, /v1/answer; page at /)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN", help="run dirs to serve; NAME=RUN names one")
+    p.add_argument("--host", default=serving.host, help=f"address to listen on (default {serving.host}: this machine only)")
+    p.add_argument("--port", type=int, default=serving.port, help=f"default {serving.port}; 0 picks a free one")
+    p.add_argument("--engine", choices=["torch", "onnx"], default=serving.engine,
+                   help="onnx: serve each run's export (`bertfit export`) with ONNX Runtime")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=serving.precision,
+                   help="torch engine: auto is bf16 where the CPU runs it fast, else fp32")
+    p.add_argument("--api-key", default=serving.api_key,
+                   help="require Authorization: Bearer KEY on every route but /health and the page "
+                        "(default: the BERTFIT_API_KEY environment variable, else none)")
+    p.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
+    group = p.add_argument_group("batching and limits")
+    group.add_argument("--max-batch-tokens", type=int, default=serving.max_batch_tokens,
+                       help=f"tokens gathered into one model pass (default {serving.max_batch_tokens})")
+    group.add_argument("--max-wait-ms", type=float, default=serving.max_wait_ms,
+                       help=f"how long a request waits for others to share its pass (default {serving.max_wait_ms:g})")
+    group.add_argument("--max-queue", type=int, default=serving.max_queue,
+                       help=f"requests waiting for the model before 503 (default {serving.max_queue})")
+    group.add_argument("--timeout", type=float, default=serving.timeout,
+                       help=f"seconds a request may take before 504 (default {serving.timeout:g})")
+    group.add_argument("--max-body-bytes", type=int, default=serving.max_body_bytes, help="largest request body; larger ones get 413")
+    group.add_argument("--max-inputs", type=int, default=serving.max_inputs,
+                       help=f"texts, pairs or questions per request (default {serving.max_inputs})")
+    group.add_argument("--max-text-chars", type=int, default=serving.max_text_chars, help="longest text to classify")
+    group.add_argument("--max-context-chars", type=int, default=serving.max_context_chars, help="longest QA context")
+    group.add_argument("--batch-size", type=int, default=serving.batch_size,
+                       help=f"sequences per forward inside a pass (default {serving.batch_size})")
+    p.set_defaults(func=cmd_serve)
 
     p = command("report", "compare finished runs (GLUE, SQuAD, or a `glue all` folder) in a table")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run dirs, suites, or folders holding runs")

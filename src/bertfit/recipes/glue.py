@@ -238,9 +238,16 @@ def one_class_warning(task: glue.GlueTask, counts, dev_labels, settings: TrainSe
 
 # ---- after training: predictions ----------------------------------------------------------------
 
-def load_run_model(run_dir: str | Path):
-    """The fine-tuned model of a run dir (or a model folder) with its bertfit settings."""
-    folder = runs.model_folder(run_dir)
+def load_run_model(run_dir: str | Path, engine: str = "torch"):
+    """The fine-tuned model of a run dir (or a model folder) with its bertfit settings.
+
+    engine="onnx": the run's ONNX export (`bertfit export`), run by ONNX Runtime."""
+    if engine == "onnx":
+        from ..export import find_onnx_dir
+
+        folder = runs.model_folder(find_onnx_dir(Path(run_dir)))
+    else:
+        folder = runs.model_folder(run_dir)
     config = json.loads((folder / "config.json").read_text())
     extra = config.get("bertfit") or {}
     if str(extra.get("task", "")).startswith("squad"):
@@ -252,15 +259,20 @@ def load_run_model(run_dir: str | Path):
         raise CheckpointError(f"{folder / 'config.json'}: id2label must number its labels 0 to {len(id2label) - 1}, "
                               f"not {', '.join(sorted(id2label))}")
     labels = [id2label[str(i)] for i in range(len(id2label))]
-    model, tokenizer = load_pretrained(folder, head="classification", num_labels=len(labels))
+    if engine == "onnx":
+        from ..export import load_onnx_model
+
+        model, tokenizer = load_onnx_model(run_dir)
+    else:
+        model, tokenizer = load_pretrained(folder, head="classification", num_labels=len(labels))
     return model, tokenizer, labels, extra
 
 
 def predict_glue(run_dir: str | Path, split: str = "test", data_dir: str | None = None,
                  out_dir: str | Path | None = None, task_name: str | None = None,
-                 batch_size: int = 128, precision: str = "auto") -> list[Path]:
+                 batch_size: int = 128, precision: str = "auto", engine: str = "torch") -> list[Path]:
     """Write GLUE leaderboard files (`index\tprediction`) for a run's test (or dev) split."""
-    model, tokenizer, labels, extra = load_run_model(run_dir)
+    model, tokenizer, labels, extra = load_run_model(run_dir, engine)
     task = glue.resolve_task(task_name or extra.get("task") or "")
     if task.labels is not None and tuple(labels) not in (task.labels, task.label_names):  # e.g. AX, not an MNLI model
         raise ConfigError(f"{run_dir}: the model predicts {', '.join(labels)}, but GLUE {task.name} "
@@ -289,9 +301,10 @@ def predict_glue(run_dir: str | Path, split: str = "test", data_dir: str | None 
     return written
 
 
-def classify(run_dir: str | Path, text: str, text_pair: str | None = None) -> tuple[str, float]:
+def classify(run_dir: str | Path, text: str, text_pair: str | None = None,
+             engine: str = "torch") -> tuple[str, float]:
     """Label and probability for one text (or pair); for regression, ("score", value)."""
-    model, tokenizer, labels, extra = load_run_model(run_dir)
+    model, tokenizer, labels, extra = load_run_model(run_dir, engine)
     examples = glue.Examples(texts_a=[text], texts_b=[text_pair] if text_pair is not None else None, labels=None,
                              indices=[0], source="command line")
     features, _ = glue_encoding.encode(examples, tokenizer, extra.get("max_seq_length", 128),

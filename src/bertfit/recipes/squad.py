@@ -184,8 +184,10 @@ def _read_json(path: str):
 
 
 def answer(run_dir: str | Path, question: str, context: str, null_threshold: float | None = None,
-           device: torch.device | None = None) -> dict:
-    """Answer one question from a context with a fine-tuned run; long contexts use the same windows."""
+           device: torch.device | None = None, engine: str = "torch") -> dict:
+    """Answer one question from a context with a fine-tuned run; long contexts use the same windows.
+
+    engine="onnx": the run's ONNX export (`bertfit export`), run by ONNX Runtime."""
     if not question.strip():
         raise DataError("the question is empty")
     if not context.strip():
@@ -195,7 +197,12 @@ def answer(run_dir: str | Path, question: str, context: str, null_threshold: flo
     if "task" in extra and not str(extra["task"]).startswith("squad"):
         raise ConfigError(f"{run_dir}: a GLUE {extra['task']} run, not a SQuAD run; `bertfit qa` needs a model "
                           f"from `bertfit squad` (this one labels text: `bertfit classify {run_dir} TEXT`)")
-    model, tokenizer = load_pretrained(folder, head="qa")
+    if engine == "onnx":
+        from ..export import load_onnx_model
+
+        model, tokenizer = load_onnx_model(run_dir)
+    else:
+        model, tokenizer = load_pretrained(folder, head="qa")
     item = squad.SquadQuestion(id="question", title="", question=question, context=context, answers=[],
                                is_impossible=False)
     features, windows = squad.make_windows([item], tokenizer, extra.get("max_seq_length", 384),

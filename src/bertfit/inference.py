@@ -1,0 +1,258 @@
+"""A finished run loaded once and applied to many inputs: the batched API behind `bertfit serve`.
+
+Each task splits inference in three steps, so a server can run the middle one for many requests
+at once: `prepare` encodes one request's inputs as the run encoded its data (`tasks.glue.encode`,
+`tasks.squad.make_windows`), `run` is the model over any number of prepared requests joined
+into one set of features (`predicting.predict`: length-sorted batches, nothing padded beyond a
+batch's longest sequence), and `finish` turns one request's share of the outputs into answers
+(windows averaged, softmax; or `tasks.squad.decode`). `classify` and `answer` chain the three.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import devices, predicting
+from .batching import Features
+from .pretrained import load_pretrained
+from .errors import CheckpointError, ConfigError, DataError
+from .tasks import glue, glue_encoding, squad
+from .tokenization import special_ids
+
+ENGINES = ("torch", "onnx")
+
+
+@dataclass
+class Run:
+    """A fine-tuned model with what its run saved beside it (task, labels, encoding settings)."""
+
+    folder: Path  # where config.json and the tokenizer were read
+    head: str  # "classification" or "qa"
+    model: torch.nn.Module
+    tokenizer: object
+    labels: list[str]  # classification: one name per output (["score"] for regression); qa: []
+    extra: dict  # the "bertfit" section of config.json: task, max_seq_length, null_threshold, ...
+    engine: str
+    precision: str
+
+    @property
+    def task(self) -> str:
+        return self.extra.get("task") or ("classification" if self.head == "classification" else "squad")
+
+    @property
+    def pad_id(self) -> int:
+        return special_ids(self.tokenizer).pad
+
+    def describe(self) -> dict:
+        """What a client needs to know to call the model (GET /v1/models)."""
+        info = {"task": self.task, "head": self.head, "engine": self.engine, "precision": self.precision,
+                "max_seq_length": self.extra.get("max_seq_length", 128 if self.head == "classification" else 384)}
+        if self.head == "classification":
+            info.update(labels=self.labels, regression=self.labels == ["score"],
+                        long_texts=self.extra.get("long_texts", "truncate"))
+        else:
+            info.update(version=self.extra.get("version", "1.1"), null_threshold=self.extra.get("null_threshold", 0.0),
+                        doc_stride=self.extra.get("doc_stride", 128))
+        if self.engine == "onnx":
+            info["file"] = self.model.path.name
+        return info
+
+
+def model_folder(run_dir: str | Path) -> Path:
+    """RUN/model when it holds a model, else the folder itself."""
+    folder = Path(run_dir)
+    return folder / "model" if (folder / "model" / "config.json").exists() else folder
+
+
+def head_of(config: dict, source: Path) -> str:
+    architectures = config.get("architectures") or []
+    if "BertForQuestionAnswering" in architectures:
+        return "qa"
+    if "BertForSequenceClassification" in architectures or "id2label" in config:
+        return "classification"
+    raise CheckpointError(f"{source}: not a fine-tuned classification or SQuAD model "
+                          f"(architectures: {', '.join(architectures) or 'none'})")
+
+
+def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto") -> Run:
+    """Load a run dir (or model folder, or ONNX export folder) for inference with PyTorch or ONNX Runtime."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "onnx":
+        from .export import find_onnx_dir
+
+        folder = find_onnx_dir(run_dir)
+    else:
+        folder = model_folder(run_dir)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{run_dir}: no fine-tuned model here (looked for model/config.json and config.json)")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{config_path}: cannot read it ({exc})") from None
+    head = head_of(config, config_path)
+    id2label = config.get("id2label") or {}
+    labels = [id2label.get(str(i), f"LABEL_{i}") for i in range(len(id2label) or 2)] if head == "classification" else []
+    if labels:
+        from .recipes.glue import readable_labels  # names for people where the task's files write numbers
+
+        labels = readable_labels(labels, (config.get("bertfit") or {}).get("task"))
+    if engine == "onnx":
+        from .export import load_onnx_model
+
+        model, tokenizer = load_onnx_model(folder)
+        precision = "fp32"  # the file fixes the arithmetic; autocast would not reach ONNX Runtime
+    else:
+        model, tokenizer = load_pretrained(folder, head=head, num_labels=len(labels) or 2)
+        # the name of what "auto" picks here; a bad name fails now, not at the first request
+        precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
+            devices.resolve_precision(precision, torch.device("cpu"))]
+    return Run(folder, head, model.eval(), tokenizer, labels, config.get("bertfit") or {}, engine, precision)
+
+
+# ---- the three steps ----------------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """One request's inputs, encoded: its features and what `finish` needs to read its outputs back."""
+
+    features: Features
+    num_inputs: int
+    truncated: list[bool] = field(default_factory=list)  # classification: the input lost tokens
+    questions: list[squad.SquadQuestion] = field(default_factory=list)  # qa
+    windows: squad.Windows | None = None  # qa
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.features.offsets[-1])
+
+
+def prepare_texts(run: Run, texts_a: list[str], texts_b: list[str] | None = None) -> Prepared:
+    """Encode texts (or pairs) as `bertfit glue` encoded the run's data: its max length, truncation or windows."""
+    examples = glue.Examples(texts_a=list(texts_a), texts_b=list(texts_b) if texts_b is not None else None,
+                             labels=None, indices=list(range(len(texts_a))), source="request")
+    max_len = run.extra.get("max_seq_length", 128)
+    long_texts = run.extra.get("long_texts", "truncate")
+    features, stats = glue_encoding.encode(examples, run.tokenizer, max_len, long_texts, run.extra.get("stride", 64))
+    truncated = [False] * len(texts_a)
+    if stats.num_truncated:
+        truncated = _truncated(run, examples, max_len, long_texts)
+    return Prepared(features, len(texts_a), truncated=truncated)
+
+
+def _truncated(run: Run, examples: glue.Examples, max_len: int, long_texts: str) -> list[bool]:
+    """Which inputs lost tokens, by the rule `glue.encode` applies (it counts them; this names them)."""
+    special = 3 if examples.texts_b is not None else 2
+    lengths_a = [len(e.ids) for e in run.tokenizer.encode_batch(examples.texts_a, add_special_tokens=False)]
+    lengths_b = ([len(e.ids) for e in run.tokenizer.encode_batch(examples.texts_b, add_special_tokens=False)]
+                 if examples.texts_b is not None else [0] * len(lengths_a))
+    if long_texts == "window":  # text a is read whole, window by window; only b is cut, to half the room
+        return [b > (max_len - special) // 2 for b in lengths_b]
+    return [a + b + special > max_len for a, b in zip(lengths_a, lengths_b)]
+
+
+def prepare_questions(run: Run, pairs: list[tuple[str, str]]) -> Prepared:
+    """Encode (question, context) pairs as windows, as `bertfit squad` did for the run's evaluation."""
+    questions = [squad.SquadQuestion(id=str(i), title="", question=q, context=c, answers=[])
+                 for i, (q, c) in enumerate(pairs)]
+    features, windows = squad.make_windows(questions, run.tokenizer, run.extra.get("max_seq_length", 384),
+                                           run.extra.get("doc_stride", 128), run.extra.get("max_query_length", 64))
+    return Prepared(features, len(pairs), questions=questions, windows=windows)
+
+
+def run_model(run: Run, features: Features, batch_size: int = 128) -> list:
+    """The model over every feature, one output per feature in order: a logits row, or (start, end) logits."""
+    if not len(features):
+        return []
+    outputs = predicting.predict(run.model, features, run.pad_id, torch.device("cpu"), batch_size, run.precision,
+                               per_token=run.head == "qa")
+    if run.head == "qa":
+        return list(zip(*outputs))
+    return list(outputs[0])
+
+
+def finish(run: Run, prepared: Prepared, outputs: list) -> list[dict]:
+    """One request's answers from its share of `run_model`'s outputs."""
+    if run.head == "qa":
+        return _answers(run, prepared, outputs)
+    logits = np.stack(outputs) if outputs else np.zeros((0, len(run.labels)), np.float32)
+    if len(prepared.features) != prepared.num_inputs:  # long texts as windows: average each input's windows
+        logits = glue_encoding.average_by_example(logits, prepared.features.columns["example_index"], prepared.num_inputs)
+    results = []
+    for row, truncated in zip(np.asarray(logits, dtype=np.float64), prepared.truncated):
+        if run.labels == ["score"]:
+            results.append({"score": float(row[0]), "truncated": truncated})
+            continue
+        probabilities = np.exp(row - row.max())
+        probabilities /= probabilities.sum()
+        best = int(probabilities.argmax())
+        results.append({"label": run.labels[best], "probability": float(probabilities[best]),
+                        "probabilities": {label: float(p) for label, p in zip(run.labels, probabilities)},
+                        "truncated": truncated})
+    return results
+
+
+def _answers(run: Run, prepared: Prepared, outputs: list) -> list[dict]:
+    starts = [start for start, _ in outputs]
+    ends = [end for _, end in outputs]
+    version_2 = run.extra.get("version", "1.1") == "2.0"
+    predictions = squad.decode(prepared.questions, prepared.windows, starts, ends, run.extra.get("n_best", 20),
+                               run.extra.get("max_answer_length", 30), version_2, run.extra.get("null_threshold", 0.0))
+    counts = np.bincount(prepared.windows.example_index, minlength=len(prepared.questions))
+    results = []
+    for question, windows in zip(prepared.questions, counts):
+        text = predictions.answers[question.id]
+        best = next((e for e in predictions.nbest[question.id] if text and e["text"] == text), None)
+        results.append({"answer": text, "score": best["score"] if best else None,
+                        "probability": best["probability"] if best else None,
+                        "start": best["char_start"] if best else None, "end": best["char_end"] if best else None,
+                        "null_odds": predictions.null_odds[question.id], "windows": int(windows)})
+    return results
+
+
+# ---- many requests in one pass ------------------------------------------------------------------
+
+def join(parts: list[Features]) -> Features:
+    """Features of several requests end to end, columns included (their example_index stays per request)."""
+    if len(parts) == 1:
+        return parts[0]
+    offsets = [np.zeros(1, np.int64)]
+    base = 0
+    for part in parts:
+        offsets.append(part.offsets[1:] + base)
+        base += int(part.offsets[-1])
+    names = set(parts[0].columns).intersection(*(p.columns for p in parts[1:]))
+    return Features(np.concatenate([p.ids for p in parts]), np.concatenate([p.type_ids for p in parts]),
+                    np.concatenate(offsets), {n: np.concatenate([p.columns[n] for p in parts]) for n in names})
+
+
+def run_many(run: Run, requests: list[Prepared], batch_size: int = 128) -> list[list[dict]]:
+    """Answers for several prepared requests from one pass of the model over all their features."""
+    outputs = run_model(run, join([r.features for r in requests]), batch_size)
+    results, start = [], 0
+    for request in requests:
+        results.append(finish(run, request, outputs[start : start + len(request.features)]))
+        start += len(request.features)
+    return results
+
+
+def classify(run: Run, texts: list[str], pairs: list[tuple[str, str]] | None = None) -> list[dict]:
+    """Label texts, or text pairs: label, probability and every label's probability (regression: score)."""
+    if pairs is not None:
+        prepared = prepare_texts(run, [a for a, _ in pairs], [b for _, b in pairs])
+    else:
+        prepared = prepare_texts(run, texts)
+    return run_many(run, [prepared])[0]
+
+
+def answer(run: Run, pairs: list[tuple[str, str]]) -> list[dict]:
+    """Answer (question, context) pairs; character offsets into each context; v2.0 runs may answer ""."""
+    for question, context in pairs:
+        if not question.strip() or not context.strip():
+            raise DataError("a question and its context must both be non-empty")
+    return run_many(run, [prepare_questions(run, pairs)])[0]

@@ -1,0 +1,101 @@
+"""Finished runs for the tests of what comes after training (inference, export, serving): model folders as
+`bertfit glue` and `bertfit squad` save them, with random weights (plain helpers, not tests)."""
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+import tiny
+
+import bertfit
+from bertfit.pretrained import embedded_model_path, load_pretrained, load_tokenizer, save_pretrained
+from bertfit.model import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
+
+# what finetune_glue / finetune_squad put in config.json's "bertfit" section, with short windows so
+# that a paragraph of a test already spans several
+SST2_EXTRA = {"task": "sst2", "max_seq_length": 32, "long_texts": "truncate", "stride": 8}
+STSB_EXTRA = {"task": "stsb", "max_seq_length": 32, "long_texts": "truncate", "stride": 8}
+SQUAD2_EXTRA = {"task": "squad-v2.0", "version": "2.0", "max_seq_length": 48, "doc_stride": 16,
+                "max_query_length": 16, "n_best": 20, "max_answer_length": 30, "null_threshold": 0.5}
+
+PASSAGE = ("The Broncos won Super Bowl 50 in Santa Clara, beating the Carolina Panthers 24 to 10 at Levi's "
+           "Stadium on February 7, 2016. It was the fiftieth Super Bowl, and the league emphasized the golden "
+           "anniversary with gold-themed initiatives throughout the season.")
+
+
+def tiny_config(tokenizer) -> BertConfig:
+    return BertConfig(vocab_size=tokenizer.get_vocab_size(), **tiny.REAL_VOCAB_SIZES)
+
+
+def classification_run(folder: Path, seed: int = 0, labels=("0", "1"), extra=SST2_EXTRA) -> Path:
+    tokenizer = load_tokenizer(embedded_model_path())
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(tiny_config(tokenizer), num_labels=len(labels))
+    save_pretrained(model, tokenizer, folder / "model", labels=list(labels), extra=dict(extra))
+    return folder
+
+
+def squad_run(folder: Path, seed: int = 0, extra=SQUAD2_EXTRA) -> Path:
+    tokenizer = load_tokenizer(embedded_model_path())
+    torch.manual_seed(seed)
+    model = BertForQuestionAnswering(tiny_config(tokenizer))
+    save_pretrained(model, tokenizer, folder / "model", extra=dict(extra))
+    return folder
+
+
+def embedded_classification_run(folder: Path, seed: int = 0) -> Path:
+    """The embedded model (22M parameters) with a fresh 2-label head: a model pass of real size."""
+    torch.manual_seed(seed)
+    model, tokenizer = load_pretrained(None, head="classification", num_labels=2)
+    save_pretrained(model, tokenizer, folder / "model", labels=["0", "1"],
+                    extra={"task": "sst2", "max_seq_length": 128})
+    return folder
+
+
+class Server:
+    """`bertfit serve` in a subprocess on 127.0.0.1 and a free port, on one thread."""
+
+    def __init__(self, runs: list[str], *options: str, wait: float = 180, log: Path | None = None):
+        env = {**os.environ, "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join([str(Path(bertfit.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bertfit", "serve", *runs, "--port", "0", "--threads", "1", *options],
+            stdout=subprocess.PIPE, stderr=open(log, "w") if log else subprocess.DEVNULL, text=True, env=env)
+        self.log, self.lines = log, []
+        lines = queue.Queue()  # a reader thread, so that waiting for the first lines has a limit
+        threading.Thread(target=lambda: [lines.put(line) for line in self.process.stdout] + [lines.put("")],
+                         daemon=True).start()
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if not line:
+                break
+            self.lines.append(line)
+            found = re.search(r"serving on http://([\d.]+):(\d+)", line)
+            if found:
+                self.host, self.port = found.group(1), int(found.group(2))
+                return
+        self.process.kill()
+        errors = log.read_text() if log else ""
+        raise RuntimeError(f"the server did not start: {''.join(self.lines)}{errors}")
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
