@@ -242,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                            "predictions to inspect")
     p.add_argument("--data-dir", help="GLUE folder with the split's file (default: the run's own, else the hub)")
     p.add_argument("--output-dir", help="where the files go (default: RUN_DIR/predictions)")
+    add_engine_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = command("classify", "label one text (or text pair) with a fine-tuned run")
