@@ -27,6 +27,7 @@ from torch import nn
 from . import tokenization
 from .pretrained import load_tokenizer
 from .errors import CheckpointError, ConfigError
+from .files import replace_folder
 
 OPSET = 17
 INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
@@ -145,7 +146,7 @@ def export_onnx(run_dir: str | Path, output_dir: str | Path | None = None, quant
         if (run.folder / name).exists():
             shutil.copy(run.folder / name, tmp / name)
     (tmp / "onnx.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    _replace_folder(tmp, out)
+    replace_folder(tmp, out)
     for name, figures in files.items():
         size = figures["bytes"] / 2**20
         share = f", {figures['fraction_of_fp32_size']:.0%} of float32" if "fraction_of_fp32_size" in figures else ""
@@ -242,19 +243,6 @@ def check(path: Path, model: nn.Module, head: str, inputs: list[dict[str, np.nda
                               f"(allowed: {tolerance * scale:.3g}); the export is not kept")
     return {"bytes": path.stat().st_size, "max_abs_diff": worst, "largest_logit": scale,
             "checked_sequences": sequences // 2}  # each sequence is run twice: batched and alone
-
-
-def _replace_folder(tmp: Path, folder: Path) -> None:
-    """Move a finished folder into place; an existing one is replaced whole, never merged."""
-    if folder.exists():
-        old = folder.with_name(folder.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        folder.rename(old)
-        tmp.rename(folder)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(folder)
 
 
 def _need_onnx() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -30,3 +31,17 @@ def write_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, data) -> Path:
     return write_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def replace_folder(tmp: Path, folder: Path) -> Path:
+    """Move a finished folder into place; an existing one is replaced whole, never merged."""
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(folder)
+    return folder

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from . import hub, tokenization
+from .files import replace_folder
 from .errors import CheckpointError, ConfigError
 from .model import (BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel,
                     init_weights)
@@ -443,18 +444,7 @@ def save_pretrained(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | 
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     save_file(ours_to_hf(model), tmp / "model.safetensors", metadata={"format": "pt"})
     _save_tokenizer(tokenizer, tmp)
-    if folder.exists():
-        import shutil
-
-        old = folder.with_name(folder.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        folder.rename(old)
-        tmp.rename(folder)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(folder)
-    return folder
+    return replace_folder(tmp, folder)
 
 
 def _save_tokenizer(tokenizer: Tokenizer, folder: Path) -> None:
