@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import BertfitError, DataError, Interrupted
-from .settings import SQUAD_DEFAULTS, TrainSettings, glue_defaults_table
+from .settings import PRETRAIN_DEFAULTS, SQUAD_DEFAULTS, TrainSettings, glue_defaults_table
 
 DEFAULTS = TrainSettings()
 TABLE_SETTINGS = ("epochs", "lr", "batch_size")  # what GLUE's defaults table sets by task and size
@@ -64,7 +64,20 @@ def add_settings_options(group, defaults: TrainSettings, table: bool = False) ->
             group.add_argument(flag, action=action, default=default, **more)
         else:
             value_type = next((t for t in typing.get_args(hints[f.name]) if t is not type(None)), hints[f.name])
-            group.add_argument(flag, type=value_type, default=default, **more)
+            convert = more.pop("type", None)
+            group.add_argument(flag, type=told_by_argparse(convert) if convert else value_type, default=default, **more)
+
+
+def told_by_argparse(convert):
+    """A converter whose ConfigError argparse prints as a usage error, as it does its own."""
+    def converted(text: str):
+        try:
+            return convert(text)
+        except BertfitError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    converted.__name__ = convert.__name__
+    return converted
 
 
 def given_settings(args: argparse.Namespace) -> dict:
@@ -199,6 +212,16 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(compare_runs(args.run_dirs, colour=use_colour(sys.stdout)))
 
 
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    settings = replace(PRETRAIN_DEFAULTS, **given_settings(args))
+    settings.validate()  # a mistake is told at once, before torch loads
+    from .recipes.pretrain import PretrainOptions, pretrain
+
+    pretrain(options_from(args, PretrainOptions), settings)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -325,6 +348,36 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--batch-size", type=int, default=serving.batch_size,
                        help=f"sequences per forward inside a pass (default {serving.batch_size})")
     p.set_defaults(func=cmd_serve)
+
+    p = command("pretrain", "pretrain a BERT on raw text with masked-language modelling (and --nsp, next-sentence "
+                            "prediction): a new model from a size preset and a tokenizer, or continued pretraining "
+                            "of --model")
+    p.add_argument("--train-file", dest="train_files", nargs="+", required=True, metavar="FILE",
+                   help="text files (a paragraph a line, a blank line between documents), JSONL files with a text "
+                        "field, or hub dataset names (wikitext-2-raw-v1, wikitext-103-raw-v1)")
+    p.add_argument("--validation-file", metavar="FILE", help="held-out text to evaluate on (default: "
+                                                              "--validation-fraction of the documents)")
+    p.add_argument("--validation-fraction", type=float, metavar="F",
+                   help="without --validation-file: the fraction of documents held out (default: 0.01)")
+    p.add_argument("--size", help="a new model: tutorial (12 layers, 768 wide), or a BERT miniature: tiny (2/128), "
+                                  "mini (4/256), small (4/512), medium (8/512); needs --tokenizer")
+    p.add_argument("--tokenizer", help="tokenizer JSON (`bertfit tokenizer` trains one); with --model, one not "
+                                       "beside the model")
+    p.add_argument("--model", help="continue pretraining this model: folder, tutorial .pth, hub name or 'embedded'")
+    p.add_argument("--num-heads", type=int, help="attention heads of a tutorial .pth (default: hidden size / 64)")
+    p.add_argument("--output-dir", help="run directory (default: runs/pretrain)")
+    p.add_argument("--max-seq-length", type=int, help="tokens per training sequence (default: 128)")
+    p.add_argument("--mlm-probability", type=float, help="fraction of tokens masked, 80/10/10 (default: 0.15)")
+    p.add_argument("--nsp", action="store_true", help="also next-sentence prediction on sentence pairs, as the "
+                                                       "tutorial (without it: MLM on packed full-length sequences)")
+    p.add_argument("--text-field", help="the text field of JSONL files (default: text)")
+    p.add_argument("--max-eval-samples", type=int, metavar="N",
+                   help="held-out sequences per evaluation (default: 2000)")
+    p.add_argument("--name", help="the tutorial files' name: bert_model.pth and NAME_wordpiece.json (default: bertfit)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in --output-dir instead of resuming")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings")
+    add_settings_options(p.add_argument_group("training"), PRETRAIN_DEFAULTS)
+    p.set_defaults(func=cmd_pretrain)
 
     p = command("report", "compare finished runs (GLUE, SQuAD, or a `glue all` folder) in a table")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run dirs, suites, or folders holding runs")

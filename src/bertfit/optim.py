@@ -20,13 +20,19 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
 def linear_schedule(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup to the peak, reached at step warmup_steps (0-based; the first step already takes
     peak / (warmup_steps + 1)), then linear decay as in transformers, to 0 after the last step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule_factor("linear", step, warmup_steps,
+                                                                                     total_steps))
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def schedule_factor(kind: str, step: int, warmup_steps: int, total_steps: int) -> float:
+    """The learning rate at `step` as a fraction of the peak: linear warmup (as in linear_schedule), then
+    linear or (as transformers' cosine schedule, half a cycle) cosine decay to 0 after the last step."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if kind == "cosine":
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
 class EmbeddingRowGrads:
@@ -52,7 +58,10 @@ class EmbeddingRowGrads:
     """
 
     def __init__(self, model: nn.Module, lazy: bool):
-        self.modules = [m for m in model.modules() if isinstance(m, nn.Embedding) and m.weight.requires_grad]
+        # a table tied to an output projection (the masked-LM head's) gets a dense gradient on every row anyway
+        shared = {id(p) for m in model.modules() if not isinstance(m, nn.Embedding) for p in m.parameters(recurse=False)}
+        self.modules = [m for m in model.modules() if isinstance(m, nn.Embedding) and m.weight.requires_grad
+                        and id(m.weight) not in shared]
         self.weights = [m.weight for m in self.modules]
         self.was_sparse = [m.sparse for m in self.modules]
         self.lazy = lazy

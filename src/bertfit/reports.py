@@ -13,6 +13,8 @@ from .files import write_atomic
 
 # SQuAD's results hold percentages and counts besides; these are its scores worth a column.
 SQUAD_SCORES = ("f1", "exact", "searched_f1", "searched_exact")
+# Pretraining's held-out scores, as they are (a loss and a perplexity are not fractions).
+PRETRAIN_SCORES = ("mlm_accuracy", "mlm_loss", "perplexity", "nsp_accuracy")
 SHORT_NAMES = {"matthews_correlation": "matthews", "accuracy": "acc", "mismatched_accuracy": "acc-mm",
                "exact": "em", "searched_f1": "f1@best-thr", "searched_exact": "em@best-thr"}
 DATA_COUNTS = ("train_examples", "train_features", "train_windows", "truncated_train_examples",
@@ -26,6 +28,8 @@ def key_metrics(task: str, values: dict) -> dict[str, float]:
     """The scores of a run or a log.jsonl evaluation on the 0..100 scale: GLUE keeps fractions, SQuAD percentages."""
     if task.startswith("squad"):
         return {k: float(values[k]) for k in SQUAD_SCORES if k in values}
+    if task == "pretrain":
+        return {k: float(values[k]) for k in PRETRAIN_SCORES if k in values}
     return {k: 100 * v for k, v in values.items() if isinstance(v, float) and k not in ("step", "epoch")}
 
 
@@ -136,6 +140,7 @@ def run_markdown(run_dir: Path, results: dict, log: list[dict], notes: Sequence[
         f"Model `{results.get('model')}`; {results.get('steps')} optimizer steps, the best model at step "
         f"{results.get('best_step')}{' (stopped early)' if results.get('stopped_early') else ''}; trained in "
         f"{clock(results.get('train_seconds'))} at {rate} examples/s.",
+        "## Result (held-out text)" if task == "pretrain" else
         "## Result (dev, ×100)" if not task.startswith("squad") else "## Result (dev)",
         markdown_table(["metric", "score"], [[k, f"{v:.2f}"] for k, v in scores.items()]),
         "## Settings",
@@ -166,7 +171,7 @@ def plot_curves(path: Path, results: dict, log: list[dict]) -> Path:
     score_axes.plot([s for s, _ in evals], [v for _, v in evals], marker="o", color="tab:green")
     score_axes.axvline(results.get("best_step", 0), color="grey", linestyle=":", label="best model")
     score_axes.set(title=f"dev {main}", xlabel="optimizer step",
-                   ylabel=main if task.startswith("squad") else f"{main} ×100")
+                   ylabel=main if task.startswith("squad") or task == "pretrain" else f"{main} ×100")
     score_axes.legend(loc="lower right")
     figure.suptitle(curves_title(results))
     figure.savefig(path, dpi=100)

@@ -8,6 +8,20 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("linear", "cosine")
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds from a duration as people write it: 90, 90s, 45m, 1.5h."""
+    value = str(text).strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(value[-1:], None)
+    try:
+        seconds = float(value[:-1] if scale else value) * (scale or 1)
+    except ValueError:
+        raise ConfigError(f"a duration is a number of seconds or one with s, m or h (90s, 45m, 1.5h), not {text!r}") from None
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ConfigError(f"a duration must be zero or positive, not {text!r}")
+    return seconds
 
 
 def option(default, help: str | None = None, **argparse_options):
@@ -36,6 +50,11 @@ class TrainSettings:
     eval_batch_size: int = option(128, "sequences per evaluation batch (on CPU batches are also capped at "
                                        "2,048 tokens)")
     max_steps: int = option(0, "stop after N optimizer steps; the schedule spans them (0: run every epoch)")
+    max_time: float = option(0.0, "stop training after this long (90s, 45m, 1.5h; a plain number is seconds): the "
+                                  "schedule is fitted to the steps that fit in it, measured on the first ones "
+                                  "(0: no limit)", type=parse_duration, metavar="TIME")
+    schedule: str = option("linear", "learning-rate decay after warmup: linear to 0 (BERT's fine-tuning), or cosine "
+                                     "to 0", choices=SCHEDULES)
     skip_nonfinite: bool = option(False, "skip steps with a non-finite loss, counted, instead of stopping")
     # Dropout on the attention probabilities while fine-tuning (BERT's config says 0.1). Without it,
     # long sequences (SQuAD) keep scaled_dot_product_attention's fused kernel, which does not take
@@ -58,6 +77,10 @@ class TrainSettings:
             raise ConfigError(f"--batch-size {self.batch_size} must be a multiple of --grad-accum {self.grad_accum}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--schedule must be linear or cosine, not {self.schedule!r}")
+        if not (math.isfinite(self.max_time) and self.max_time >= 0):
+            raise ConfigError(f"--max-time must be zero (no limit) or positive, not {self.max_time}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"--warmup-ratio must be in [0, 1), not {self.warmup_ratio}")
         if not math.isfinite(self.epochs) or (self.epochs <= 0 and self.max_steps <= 0):
@@ -127,3 +150,10 @@ def glue_defaults_table() -> str:
 # SQuAD. Measured on squad-mini v2.0 (README): at lr 1e-4 for 3 epochs the embedded model learns to
 # find answers (HasAns F1 49) where 5e-5 for 2 epochs mostly learns to say "no answer" (HasAns F1 7-13).
 SQUAD_DEFAULTS = TrainSettings(epochs=3, lr=1e-4, batch_size=16)
+
+# Pretraining (MLM, optionally NSP): the tutorial's recipe. AdamW at 1e-4 with batch 32, warmup then
+# cosine decay, clipping at 1.0, and the model's own dropout on attention (0.1), as BERT was pretrained.
+# The word embeddings are tied to the output projection, whose gradient touches every row, so they are
+# updated densely whatever --lazy-embeddings says.
+PRETRAIN_DEFAULTS = TrainSettings(epochs=10, lr=1e-4, batch_size=32, warmup_ratio=0.05, schedule="cosine",
+                                  attention_dropout=None, eval_every=500, eval_batch_size=64)

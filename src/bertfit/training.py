@@ -25,7 +25,7 @@ from .batching import GROUP_BATCHES, Features, collate, length_grouped_batches, 
 from .devices import autocast, from_main_process, is_main_process, resolve_precision, tune_allocator, world
 from .errors import BertfitError, Interrupted
 from .model import set_attention_dropout
-from .optim import EmbeddingRowGrads, clip_gradients, linear_schedule, make_optimizer
+from .optim import EmbeddingRowGrads, clip_gradients, make_optimizer, schedule_factor
 from .progress import Progress
 from .settings import RESUMABLE_SETTINGS, TrainSettings
 
@@ -40,12 +40,14 @@ class FitResult:
     stopped_early: bool
     history: list = field(default_factory=list)
     skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient (--skip-nonfinite)
+    time_budget: dict | None = None  # with --max-time: the budget, the steps planned in it, whether it ran out
 
     def summary(self) -> dict:
         """The training part of a run's results.json."""
         return {"best_step": self.best_step, "steps": self.steps, "stopped_early": self.stopped_early,
                 "skipped_steps": self.skipped_steps, "train_seconds": round(self.train_seconds, 1),
                 "train_examples_per_second": round(self.train_examples_seen / max(self.train_seconds, 1e-9), 1),
+                **({"time_budget": self.time_budget} if self.time_budget else {}),
                 "history": self.history}
 
 
@@ -129,6 +131,8 @@ class TrainState:
     loss_sum: float = 0.0  # over the steps since the last logged loss
     loss_examples: int = 0
     history: list = field(default_factory=list)  # each evaluation's log entry
+    planned_steps: int = 0  # with --max-time: the steps fitted to the budget (0: not measured yet)
+    out_of_time: bool = False  # with --max-time: the budget ran out before the planned steps
 
 
 class Trainer:
@@ -153,8 +157,12 @@ class Trainer:
 
         self.batches_per_epoch = math.ceil(len(train) / settings.batch_size)
         self.total_steps = settings.max_steps or max(1, math.ceil(self.batches_per_epoch * settings.epochs))
+        self.warmup_steps = int(settings.warmup_ratio * self.total_steps)
+        self.most_steps = self.total_steps  # what the epochs or --max-steps allow; a time budget may plan fewer
         self.optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
-        self.scheduler = linear_schedule(self.optimizer, int(settings.warmup_ratio * self.total_steps), self.total_steps)
+        # the schedule reads the step counts when it steps, so that a time budget can set them once measured
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: schedule_factor(settings.schedule, step, self.warmup_steps, self.total_steps))
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         # every head computes only what its loss reads (the span head has no pooler), so DDP need not search
         # each step's graph for parameters left out
@@ -165,6 +173,7 @@ class Trainer:
         self.log: runs.JsonlLog | None = None
         self.progress: Progress | None = None
         self.start_time = time.perf_counter()
+        self.budget = TimeBudget(settings.max_time, settings.eval_every) if settings.max_time else None
 
     def open_run(self, resume: bool, fingerprint: dict, quiet: bool) -> None:
         """Check and record what the run is, restore its newest checkpoint when resuming, open its log."""
@@ -185,6 +194,8 @@ class Trainer:
                                                    self.scaler))
             if self.main and not quiet:
                 print(self.resume_note())
+        if self.state.planned_steps:
+            self.plan(self.state.planned_steps)
         self.log = runs.JsonlLog(self.run_dir / "log.jsonl") if self.main else None
         if self.log:
             self.log.rewind(self.state.step)
@@ -195,7 +206,8 @@ class Trainer:
         """What a rerun in a run dir with checkpoints does: nothing more for a finished run, else resume."""
         state = self.state
         if self.finished:
-            how = "stopped early" if state.stopped_early and state.step < self.total_steps else "finished"
+            how = ("stopped at its time budget" if state.out_of_time else
+                   "stopped early" if state.stopped_early and state.step < self.total_steps else "finished")
             return (f"{self.run_dir} holds a run that {how} after {state.step} steps, so there is nothing to train; "
                     f"its results are written again. To train anew, pass --overwrite or choose another --output-dir")
         where = f"batch {state.batch_in_epoch} of {self.batches_per_epoch}" if state.batch_in_epoch else "the start"
@@ -203,7 +215,14 @@ class Trainer:
 
     @property
     def finished(self) -> bool:
-        return self.state.step >= self.total_steps or self.state.stopped_early
+        return self.state.step >= self.total_steps or self.state.stopped_early or self.state.out_of_time
+
+    def plan(self, steps: int) -> None:
+        """Fit the run (its schedule, warmup included, and the progress line) to `steps` optimizer steps."""
+        self.state.planned_steps = self.total_steps = max(1, steps)
+        self.warmup_steps = int(self.settings.warmup_ratio * self.total_steps)
+        if self.progress:
+            self.progress.total = self.total_steps
 
     def run(self) -> FitResult:
         """Train to the last step or an early stop; a finished run that never evaluated evaluates once."""
@@ -222,9 +241,12 @@ class Trainer:
         self.progress.close()
         if state.best_metric is None:  # resumed a finished run: evaluate what we have
             self.evaluate()
+        budget = None if not self.budget else {
+            "seconds": self.settings.max_time, "planned_steps": state.planned_steps, "out_of_time": state.out_of_time}
         return FitResult(best_metrics=state.best_metrics, best_step=state.best_step, steps=state.step,
                          train_seconds=state.train_seconds, train_examples_seen=state.examples_seen,
-                         stopped_early=state.stopped_early, history=state.history, skipped_steps=state.skipped_steps)
+                         stopped_early=state.stopped_early, history=state.history, skipped_steps=state.skipped_steps,
+                         time_budget=budget)
 
     def step(self, global_batch: np.ndarray) -> float:
         """One optimizer step on a global batch (a non-finite one stops the run, or is skipped); the gradient norm."""
@@ -249,6 +271,8 @@ class Trainer:
         state.step += 1
         state.examples_seen += len(global_batch)
         state.train_seconds = time.perf_counter() - self.start_time
+        if self.budget:
+            self.keep_to_budget()
         if finite:
             state.loss_sum += loss_value
             state.loss_examples += len(global_batch)
@@ -278,6 +302,24 @@ class Trainer:
             dist.all_reduce(step_loss)  # the whole global batch's loss, the same on every rank
         return step_loss
 
+    def keep_to_budget(self) -> None:
+        """With --max-time: plan the steps once the first ones are timed, and stop when the time is spent.
+        Every rank takes rank 0's plan and its decision to stop, so all stop at the same step."""
+        state, budget = self.state, self.budget
+        steps = budget.plan(state.step, state.train_seconds, self.most_steps) if not state.planned_steps else None
+        steps, out_of_time = self.from_rank_0(steps or 0, int(state.train_seconds >= self.settings.max_time))
+        if steps:
+            self.plan(steps)
+        state.out_of_time = bool(out_of_time) and state.step < self.total_steps
+
+    def from_rank_0(self, *values: int) -> tuple[int, ...]:
+        """Rank 0's values on every rank (timing differs between ranks; decisions taken on it must not)."""
+        if self.world_size == 1:
+            return values
+        shared = torch.tensor(values, dtype=torch.int64, device=self.device)
+        dist.broadcast(shared, src=0)
+        return tuple(int(v) for v in shared.tolist())
+
     def stop_or_skip(self, loss_value: float, grad_norm: float) -> None:
         """A non-finite loss or gradient stops the run, naming the step; with --skip-nonfinite it is counted."""
         state = self.state
@@ -295,7 +337,7 @@ class Trainer:
     def after_step(self, grad_norm: float, end_of_epoch: bool) -> None:
         """Log the loss every --log-every steps; evaluate each epoch (or every --eval-every steps), else checkpoint."""
         settings, step = self.settings, self.state.step
-        last_step = step >= self.total_steps
+        last_step = step >= self.total_steps or self.state.out_of_time
         if step % settings.log_every == 0 or last_step:
             self.log_loss(grad_norm)
         if (settings.eval_every and step % settings.eval_every == 0) or (not settings.eval_every and end_of_epoch) \
@@ -319,7 +361,14 @@ class Trainer:
     def evaluate(self) -> None:
         """Evaluate, keep the best model, note whether patience has run out, and checkpoint."""
         state, settings = self.state, self.settings
+        started = time.perf_counter()
         metrics = self.eval_fn(self.model)
+        if self.budget and state.planned_steps and not self.budget.eval_seconds and not self.finished:
+            # the first evaluation's cost, amortised over the steps between evaluations, shortens the plan
+            self.budget.eval_seconds = time.perf_counter() - started
+            steps = self.budget.replan(state.step, time.perf_counter() - self.start_time, self.most_steps,
+                                       self.budget.eval_seconds)
+            self.plan(max(state.step + 1, *self.from_rank_0(steps)))
         key = next(iter(metrics))
         entry = {"event": "eval", "step": state.step, "epoch": round(state.step / self.batches_per_epoch, 3), **metrics}
         state.history.append(entry)
@@ -342,3 +391,36 @@ class Trainer:
         if self.main:
             self.store.save(self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state))
 
+
+class TimeBudget:
+    """How many optimizer steps fit in --max-time, from the time of the first ones.
+
+    The first steps are slower (allocations, caches), so the rate is measured over the CALIBRATION
+    steps after WARM_STEPS; the plan keeps room for the evaluations, once the first one is timed.
+    """
+
+    WARM_STEPS, CALIBRATION = 3, 20
+
+    def __init__(self, seconds: float, eval_every: int):
+        self.seconds, self.eval_every = seconds, eval_every
+        self.first_step: int | None = None
+        self.mark: tuple[int, float] | None = None  # (step, seconds) where timing started
+        self.step_seconds = 0.0
+        self.eval_seconds = 0.0
+
+    def plan(self, step: int, elapsed: float, most: int) -> int | None:
+        """The steps the whole run takes, once CALIBRATION steps are timed; None until then."""
+        if self.first_step is None:
+            self.first_step = step
+        if step == self.first_step + self.WARM_STEPS:
+            self.mark = (step, elapsed)
+        if self.mark is None or step < self.mark[0] + self.CALIBRATION:
+            return None
+        self.step_seconds = (elapsed - self.mark[1]) / (step - self.mark[0])
+        return self.replan(step, elapsed, most, 0.0)
+
+    def replan(self, step: int, elapsed: float, most: int, eval_seconds: float) -> int:
+        """Steps that fit in what is left of the budget, an evaluation every eval_every steps and one at the end."""
+        per_step = self.step_seconds + (eval_seconds / self.eval_every if self.eval_every else 0.0)
+        left = self.seconds - elapsed - eval_seconds
+        return min(most, step + max(0, int(left / max(per_step, 1e-9))))

@@ -1,0 +1,230 @@
+"""Pretraining from raw text on the one loop: masked-language modelling, and with `nsp` the tutorial's
+next-sentence pairs. read → tokenize once into a token file → pack (or pair) → mask each step → train →
+held-out loss → a Hugging Face folder with its MLM head, and the tutorial's `bert_model.pth`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import devices, runs
+from ..batching import Features, collate, eval_batches
+from ..devices import autocast, resolve_precision
+from ..errors import ConfigError
+from ..model import init_weights, pretrain_config
+from ..pretrained import build_model, load_pretrained, load_tokenizer, save_pretrained, save_tutorial
+from ..settings import PRETRAIN_DEFAULTS, TrainSettings
+from ..tasks import pretraining_data
+from ..tokenization import special_ids
+from .run import Run
+
+EVAL_MASK_SEED = 1234  # every evaluation masks the held-out blocks the same way, so evaluations compare
+
+
+def cache_dir() -> Path:
+    """Where token files are kept between runs (BERTFIT_CACHE overrides)."""
+    return Path(os.environ.get("BERTFIT_CACHE", Path.home() / ".cache" / "bertfit")) / "tokens"
+
+
+@dataclass
+class PretrainOptions:
+    """What to pretrain and on what: a size preset with a tokenizer (from scratch), or a model to continue."""
+
+    train_files: tuple[str, ...] = ()
+    validation_file: str | None = None
+    validation_fraction: float = 0.01  # of the documents, held out when there is no validation file
+    tokenizer: str | None = None
+    size: str | None = None
+    model: str | None = None
+    num_heads: int | None = None  # a tutorial .pth holds no config
+    output_dir: str | None = None
+    max_seq_length: int = 128
+    mlm_probability: float = 0.15
+    nsp: bool = False
+    text_field: str = "text"
+    max_eval_samples: int | None = 2000  # held-out sequences each evaluation reads
+    name: str = "bertfit"  # the tutorial files: bert_model.pth and <name>_wordpiece.json
+    overwrite: bool = False
+    quiet: bool = False
+
+
+def check_options(options: PretrainOptions) -> None:
+    """Refuse options that cannot work, before anything is loaded."""
+    if not options.train_files:
+        raise ConfigError("pretraining needs text: pass --train-file FILE (text, JSONL, or a hub dataset name)")
+    if bool(options.model) == bool(options.size):
+        raise ConfigError("pass either --size NAME with --tokenizer FILE (a new model) or --model PATH "
+                          "(continued pretraining), not both or neither")
+    if options.size and not options.tokenizer:
+        raise ConfigError(f"--size {options.size} starts a model from scratch: it needs --tokenizer FILE.json "
+                          f"(`bertfit tokenizer` trains one)")
+    if not 0 < options.mlm_probability < 1:
+        raise ConfigError(f"--mlm-probability must be between 0 and 1, not {options.mlm_probability:g}")
+    if not 0 <= options.validation_fraction < 1:
+        raise ConfigError(f"--validation-fraction must be in [0, 1), not {options.validation_fraction:g}")
+    if options.max_seq_length < 8:
+        raise ConfigError(f"--max-seq-length must be at least 8 tokens, not {options.max_seq_length}")
+    if options.max_eval_samples is not None and options.max_eval_samples < 1:
+        raise ConfigError(f"--max-eval-samples must be at least 1, not {options.max_eval_samples}")
+
+
+def start(options: PretrainOptions, settings: TrainSettings) -> Run:
+    """Join torchrun when launched by it, seed, and build the model (new from a preset, or loaded)."""
+    device = devices.setup_distributed()
+    torch.manual_seed(settings.seed)  # a new model's (or head's) weights
+    head = "pretraining" if options.nsp else "mlm"
+    if options.model:
+        model, tokenizer = load_pretrained(options.model, head=head, tokenizer_path=options.tokenizer,
+                                           num_heads=options.num_heads)
+    else:
+        tokenizer = load_tokenizer(options.tokenizer)
+        config = pretrain_config(options.size, vocab_size=tokenizer.get_vocab_size(),
+                                 pad_token_id=special_ids(tokenizer, options.tokenizer).pad,
+                                 max_position_embeddings=max(512, options.max_seq_length))
+        model = build_model(config, head)
+        init_weights(model, config)
+    if tokenizer.token_to_id("[MASK]") is None:
+        raise ConfigError(f"{options.tokenizer or options.model}: the tokenizer has no [MASK] token, which masked-"
+                          f"language modelling needs")
+    return Run(Path(options.output_dir or "runs/pretrain"), settings, device, model, tokenizer,
+               options.model or f"new {options.size}", options.overwrite, options.quiet, devices.is_main_process())
+
+
+def read_data(run: Run, options: PretrainOptions) -> tuple[Features, Features, dict]:
+    """Training and held-out sequences (packed blocks, or NSP pairs), each from the cached token files."""
+    tokenizer, ids = run.tokenizer, special_ids(run.tokenizer)
+    started = time.perf_counter()
+    train_tokens, hit = pretraining_data.tokenize_corpus(list(options.train_files), tokenizer, cache_dir(),
+                                                          text_field=options.text_field, quiet=options.quiet)
+    if options.validation_file:
+        held_tokens, _ = pretraining_data.tokenize_corpus([options.validation_file], tokenizer, cache_dir(),
+                                                          text_field=options.text_field, quiet=options.quiet)
+        train_docs = held_docs = None
+    elif options.validation_fraction:
+        held_tokens = train_tokens
+        train_docs, held_docs = pretraining_data.split_documents(train_tokens, options.validation_fraction,
+                                                                 run.settings.seed)
+    else:
+        raise ConfigError("pretraining evaluates on held-out text: pass --validation-file or a positive "
+                          "--validation-fraction")
+
+    def sequences(token_file, documents, seed):
+        if options.nsp:
+            return pretraining_data.nsp_features(token_file, options.max_seq_length, ids.cls, ids.sep, seed=seed,
+                                                 documents=documents)
+        return pretraining_data.packed_features(token_file, options.max_seq_length, ids.cls, ids.sep,
+                                                documents=documents)
+
+    train, train_counts = sequences(train_tokens, train_docs, run.settings.seed)
+    held, held_counts = sequences(held_tokens, held_docs, EVAL_MASK_SEED)
+    if options.max_eval_samples and len(held) > options.max_eval_samples:
+        held = held.select(np.arange(options.max_eval_samples))
+    if not len(train) or not len(held):
+        raise ConfigError(f"too little text: {len(train)} training and {len(held)} held-out sequences of "
+                          f"{options.max_seq_length} tokens")
+    stats = train_tokens.stats
+    run.say(f"pretraining text: {stats.get('documents')} documents, {stats.get('paragraphs')} paragraphs, "
+            f"{stats.get('tokens')} tokens ({'token file from cache' if hit else 'tokenized'} in "
+            f"{time.perf_counter() - started:.1f}s) -> {len(train)} training sequences "
+            f"({', '.join(f'{k} {v}' for k, v in train_counts.items())}); {len(held)} held-out sequences "
+            f"from {'--validation-file' if options.validation_file else f'{len(held_docs)} held-out documents'}")
+    counts = {"train_sequences": len(train), "eval_sequences": len(held), "train_text": stats,
+              "train_sequence_counts": train_counts, "eval_sequence_counts": held_counts,
+              "held_out": options.validation_file or f"{options.validation_fraction:g} of the documents"}
+    return train, held, counts
+
+
+def pretrain_loss(tokenizer, probability: float, nsp: bool):
+    """The loss of a batch, masked afresh each step: the MLM loss (mean over masked tokens) times the batch's
+    sequences, as the loop divides by the global batch; with NSP plus its summed loss."""
+    ids = special_ids(tokenizer)
+    specials = sorted({i for i in (ids.cls, ids.sep, ids.pad, ids.unk, tokenizer.token_to_id("[MASK]")) if i is not None})
+    mask_id, vocab_size = tokenizer.token_to_id("[MASK]"), tokenizer.get_vocab_size()
+
+    def loss_fn(model, batch: dict) -> torch.Tensor:
+        # the loop seeds torch's generator each step, so the masks, like dropout, resume exactly
+        inputs, labels = pretraining_data.mask_tokens(batch["input_ids"], specials, vocab_size, mask_id, probability)
+        positions = labels != -100
+        output = model(inputs, batch["token_type_ids"], batch["attention_mask"], positions=positions)
+        mlm_logits, nsp_logits = output if nsp else (output, None)
+        loss = F.cross_entropy(mlm_logits.float(), labels[positions], reduction="sum")
+        loss = loss / positions.sum().clamp(min=1) * len(inputs)
+        if nsp:
+            loss = loss + F.cross_entropy(nsp_logits.float(), batch["next_sentence_label"], reduction="sum")
+        return loss
+
+    return loss_fn, specials
+
+
+@torch.no_grad()
+def evaluate_mlm(model, held: Features, tokenizer, specials: list[int], probability: float, nsp: bool,
+                 device: torch.device, settings: TrainSettings) -> dict:
+    """Held-out MLM loss, accuracy and perplexity (and NSP accuracy), with the same masks every time."""
+    model.eval()
+    generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
+    mask_id, vocab_size, pad_id = tokenizer.token_to_id("[MASK]"), tokenizer.get_vocab_size(), special_ids(tokenizer).pad
+    dtype = resolve_precision(settings.precision, device)
+    loss_sum, masked, correct, nsp_correct = 0.0, 0, 0, 0
+    for indices in eval_batches(held.lengths, settings.eval_batch_size):
+        batch = collate(held, np.sort(indices), pad_id)
+        inputs, labels = pretraining_data.mask_tokens(batch["input_ids"], specials, vocab_size, mask_id, probability,
+                                                      generator=generator)
+        positions = labels != -100
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast(device, dtype):
+            output = model(inputs.to(device), batch["token_type_ids"], batch["attention_mask"],
+                           positions=positions.to(device))
+        mlm_logits, nsp_logits = output if nsp else (output, None)
+        targets = labels[positions].to(device)
+        loss_sum += float(F.cross_entropy(mlm_logits.float(), targets, reduction="sum"))
+        masked += int(positions.sum())
+        correct += int((mlm_logits.argmax(-1) == targets).sum())
+        if nsp:
+            nsp_correct += int((nsp_logits.argmax(-1) == batch["next_sentence_label"]).sum())
+    loss = loss_sum / max(1, masked)
+    metrics = {"mlm_accuracy": correct / max(1, masked), "mlm_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+    if nsp:
+        metrics["nsp_accuracy"] = nsp_correct / len(held)
+    return metrics
+
+
+def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = None) -> dict:
+    """Pretrain (or continue pretraining) on raw text and return the results written to results.json.
+
+    `settings`: all of them as TrainSettings, or a dict of those chosen over PRETRAIN_DEFAULTS.
+    """
+    if not isinstance(settings, TrainSettings):
+        settings = replace(PRETRAIN_DEFAULTS, **(settings or {}))
+    settings.validate()
+    check_options(options)
+    run = start(options, settings)
+    train, held, counts = read_data(run, options)
+    loss_fn, specials = pretrain_loss(run.tokenizer, options.mlm_probability, options.nsp)
+    evaluate = lambda model: evaluate_mlm(model, held, run.tokenizer, specials, options.mlm_probability, options.nsp,
+                                          run.device, settings)
+    with run.lock():
+        # the model kept is the last one (pretraining has no dev score to pick by); it is written after training
+        result = run.fit(train, loss_fn, evaluate, lambda model, metrics: None, task="pretrain",
+                         objective="mlm+nsp" if options.nsp else "mlm", mlm_probability=options.mlm_probability,
+                         max_seq_length=options.max_seq_length)
+        final = next((e for e in reversed(result.history) if e.get("event") == "eval"), {})
+        final = {k: v for k, v in final.items() if k not in ("event", "step", "epoch")}
+        tokens_seen = int(result.train_examples_seen * float(train.lengths.mean()))
+        if run.main:
+            save_pretrained(run.model, run.tokenizer, run.model_dir)
+            pth, vocab = save_tutorial(run.model, run.tokenizer, run.dir, options.name)
+            run.say(f"wrote {run.model_dir} (Hugging Face, with its MLM head), {pth} and {vocab} (the tutorial's files)")
+        return run.finish("pretrain", replace(result, best_metrics=final, best_step=result.steps),
+                          {"size": options.size, "objective": "mlm+nsp" if options.nsp else "mlm",
+                           "max_seq_length": options.max_seq_length, "mlm_probability": options.mlm_probability,
+                           "validation_file": options.validation_file},
+                          {**counts, "tokens_seen": tokens_seen,
+                           "train_tokens_per_second": round(tokens_seen / max(result.train_seconds, 1e-9), 1)},
+                          "pretraining, held-out")
