@@ -104,7 +104,8 @@ def test_help_and_version_do_not_import_torch():
     result = run_python(
         "import contextlib, io, sys\n"
         "from bertfit.cli import build_parser, main\n"
-        "for argv in (['--help'], ['glue', '--help'], ['squad', '--help'], ['qa', '--help'], ['--version']):\n"
+        "for argv in (['--help'], ['glue', '--help'], ['squad', '--help'], ['qa', '--help'], ['tokenizer', '--help'],\n"
+        "             ['--version']):\n"
         "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
         "        main(argv)\n"
         "print(sorted(m for m in ('torch', 'numpy', 'datasets', 'transformers', 'tokenizers') if m in sys.modules))\n")
@@ -179,6 +180,32 @@ def test_qa_on_a_glue_run_says_it_is_not_a_squad_run(glue_run, capsys):
 def test_classify_on_a_squad_run_says_it_is_not_a_classification_run(squad_run, capsys):
     err = error_of(["classify", str(squad_run), "a fine film"], capsys)
     assert "a SQuAD run (squad-v1.1), not a classification run" in err and "bertfit qa" in err
+
+
+def test_tokenizer_with_a_file_that_is_not_utf8_says_which_line_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "corpus.txt").write_bytes("fine\n\ncafé\n".encode("latin-1"))
+    output = tmp_path / "out" / "tokenizer.json"
+    err = error_of(["tokenizer", "--train-file", str(tmp_path / "corpus.txt"), "--output", str(output),
+                    "--vocab-size", "50", "--quiet"], capsys)
+    assert err == f"bertfit: error: {tmp_path / 'corpus.txt'}, line 3: not UTF-8 text (byte 3 of the line); " \
+                  f"give a UTF-8 text file\n"
+    assert not output.exists() and not list(tmp_path.glob("out/*"))
+    err = error_of(["tokenizer", "--train-file", str(tmp_path / "missing.txt"), "--output", str(output)], capsys)
+    assert err == f"bertfit: error: {tmp_path / 'missing.txt'}: no such file\n"
+
+
+def test_tokenizer_trains_and_says_what_it_read_and_wrote(tmp_path, capsys):
+    from bertfit.pretrained import load_tokenizer
+
+    text = "\n\n".join(f"paragraph {i} about the river and the city\nand a second line {i}" for i in range(20))
+    (tmp_path / "corpus.txt").write_text(text + "\n", encoding="utf-8")
+    output = tmp_path / "tokenizer.json"
+    assert main(["tokenizer", "--train-file", str(tmp_path / "corpus.txt"), "--output", str(output),
+                 "--vocab-size", "60", "--min-frequency", "1", "--lowercase", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("read 20 documents, 40 paragraphs, 260 words")
+    assert out[1].startswith("vocabulary 60 tokens (asked 60) in ") and out[2] == f"wrote {output}"
+    assert load_tokenizer(output).token_to_id("[PAD]") == 0
 
 
 def test_ctrl_c_outside_training_promises_no_resume(monkeypatch, capsys):

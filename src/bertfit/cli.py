@@ -206,6 +206,13 @@ def add_engine_option(parser: argparse.ArgumentParser) -> None:
                         help="onnx: run the export of `bertfit export RUN` (RUN/onnx) with ONNX Runtime")
 
 
+def cmd_tokenizer(args: argparse.Namespace) -> None:
+    from .tokenizer_training import train_and_report
+
+    print(train_and_report(args.train_file, args.output, args.vocab_size, args.lowercase, args.min_frequency,
+                           args.text_field, args.quiet))
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from .reports import compare_runs, use_colour
 
@@ -378,6 +385,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings")
     add_settings_options(p.add_argument_group("training"), PRETRAIN_DEFAULTS)
     p.set_defaults(func=cmd_pretrain)
+
+    p = command("tokenizer", "train a WordPiece tokenizer on raw text, for pretraining a BERT from scratch")
+    p.add_argument("--train-file", nargs="+", required=True, metavar="FILE",
+                   help="text files (a paragraph per line, a blank line or a WikiText ` = Title = ` line between "
+                        "documents), .jsonl files (a document per record), or a hub dataset such as wikitext")
+    p.add_argument("--output", required=True, metavar="FILE.json", help="the tokenizer file to write")
+    p.add_argument("--vocab-size", type=int, default=30522, help="tokens in the vocabulary, the 5 specials included")
+    p.add_argument("--lowercase", action="store_true", help="lowercase the text first (an uncased tokenizer)")
+    p.add_argument("--min-frequency", type=int, default=2, help="fewest occurrences for a merged piece to be kept")
+    p.add_argument("--text-field", default="text", help="the text field of .jsonl records")
+    p.add_argument("--quiet", action="store_true", help="no progress bar while training")
+    p.set_defaults(func=cmd_tokenizer)
 
     p = command("report", "compare finished runs (GLUE, SQuAD, or a `glue all` folder) in a table")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run dirs, suites, or folders holding runs")
