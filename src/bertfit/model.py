@@ -242,16 +242,104 @@ class BertForQuestionAnswering(nn.Module):
         return start_logits, end_logits
 
 
+class BertLMHead(nn.Module):
+    """Scores over the vocabulary for hidden states: dense, GELU, LayerNorm, then the word embedding
+    matrix (tied, as in the paper) plus an output bias of its own.
+
+    The decoder weight is the encoder's embedding Parameter itself, passed in at each call rather than
+    held here, so the state dict, the optimizer and checkpoints see the one tensor once.
+    """
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
+        return F.linear(self.norm(F.gelu(self.dense(hidden))), word_embeddings, self.bias)
+
+
+def _selected(sequence: Tensor, positions: Tensor | None) -> Tensor:
+    """The hidden states the LM head scores: all of them, or (n_selected, hidden) where `positions` is True.
+
+    The vocabulary projection is the costliest matmul of a small model (30k x hidden per token), and
+    pretraining scores only the ~15% of tokens that were masked.
+    """
+    return sequence if positions is None else sequence[positions]
+
+
+class BertForMaskedLM(nn.Module):
+    """Masked-token logits: (batch, length, vocab), or (n_selected, vocab) for the given `positions`."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.bert = BertModel(config, pooler=False)  # nothing reads a pooler here (as in transformers)
+        self.cls = BertLMHead(config)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
+                attention_mask: Tensor | None = None, positions: Tensor | None = None) -> Tensor:
+        sequence, _ = self.bert(input_ids, token_type_ids, attention_mask)
+        return self.cls(_selected(sequence, positions), self.bert.embeddings.word_embeddings.weight)
+
+
+class BertForPreTraining(nn.Module):
+    """BERT's two pretraining tasks: masked-token logits as BertForMaskedLM's, and next-sentence logits
+    (batch, 2) on the pooled [CLS] vector (0: b follows a, 1: b is a random sentence)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.bert = BertModel(config)
+        self.cls = BertLMHead(config)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
+                attention_mask: Tensor | None = None, positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        sequence, pooled = self.bert(input_ids, token_type_ids, attention_mask)
+        mlm = self.cls(_selected(sequence, positions), self.bert.embeddings.word_embeddings.weight)
+        return mlm, self.seq_relationship(pooled)
+
+
+# Sizes to pretrain from scratch: the tutorial's BERT (BERT-base's shape), and Google's BERT miniatures
+# (Turc et al. 2019: L layers / H hidden, H/64 heads, 4H feed-forward). pretrain_config sets the vocabulary.
+PRETRAIN_SIZES: dict[str, dict] = {
+    "tutorial": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072,
+                     vocab_size=30522, max_position_embeddings=512, type_vocab_size=2, hidden_dropout_prob=0.1,
+                     attention_probs_dropout_prob=0.1,
+                     layer_norm_eps=1e-5),  # nn.LayerNorm's default, which the tutorial keeps; its .pth implies it
+    "tiny": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=512),
+    "mini": dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024),
+    "small": dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, intermediate_size=2048),
+    "medium": dict(num_hidden_layers=8, hidden_size=512, num_attention_heads=8, intermediate_size=2048),
+}
+
+
+def pretrain_config(size: str, vocab_size: int, pad_token_id: int, max_position_embeddings: int = 512) -> BertConfig:
+    """The BertConfig of a PRETRAIN_SIZES preset, for a tokenizer of `vocab_size` tokens."""
+    if size not in PRETRAIN_SIZES:
+        raise ConfigError(f"unknown model size {size!r}; known sizes: {', '.join(PRETRAIN_SIZES)}")
+    return BertConfig(**{**PRETRAIN_SIZES[size], "vocab_size": vocab_size, "pad_token_id": pad_token_id,
+                         "max_position_embeddings": max_position_embeddings})
+
+
 def init_weights(module: nn.Module, config: BertConfig) -> None:
-    """BERT's initialisation for layers a checkpoint does not provide (new heads)."""
+    """BERT's initialisation for layers a checkpoint does not provide (new heads, or all of a model
+    pretrained from scratch), as transformers does it."""
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=config.initializer_range)
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
+            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                # the [PAD] row starts at zero, as nn.Embedding's own init leaves it; the lookup never
+                # updates it, though a tied LM decoder does (pushing the score of [PAD] down)
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+        elif isinstance(m, BertLMHead):
+            nn.init.zeros_(m.bias)  # its decoder is the word embeddings, initialised above
 
 
 def flops_per_token(config: BertConfig, seq_len: float) -> float:

@@ -1,5 +1,6 @@
 """Load the checkpoints users have (Hugging Face folders, the embedded model, the tutorial's
-`bert_model.pth`, hub names) into our BERT, and save fine-tuned models as Hugging Face folders.
+`bert_model.pth`, hub names) into our BERT, and save models as Hugging Face folders (or, for the
+tutorial's scripts, as its `bert_model.pth`).
 
 Weight names are mapped with short explicit tables; nothing is ever unpickled.
 """
@@ -15,12 +16,12 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from . import hub, tokenization
-from .files import replace_folder
+from .files import open_atomic, replace_folder, write_atomic
 from .errors import CheckpointError, ConfigError
-from .model import (BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel,
-                    init_weights)
+from .model import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering,
+                    BertForSequenceClassification, BertModel, init_weights)
 
-HEADS = ("base", "classification", "qa")
+HEADS = ("base", "classification", "qa", "mlm", "pretraining")
 
 # Hugging Face name (after any "bert." prefix) -> ours. Query/key/value are fused below.
 HF_TO_OURS = [
@@ -59,7 +60,40 @@ TUTORIAL_TO_OURS = [
     (r"blocks\.(\d+)\.ff_norm\.(weight|bias)", r"layers.\1.output_norm.\2"),
     (r"pooler\.dense\.(weight|bias)", r"pooler.dense.\1"),
 ]
-HEAD_KEYS = r"(classifier|qa_outputs)\.(weight|bias)"
+OURS_TO_TUTORIAL = [
+    (r"embeddings\.word_embeddings\.weight", r"word_embeddings.weight"),
+    (r"embeddings\.token_type_embeddings\.weight", r"type_embeddings.weight"),
+    (r"embeddings\.position_embeddings\.weight", r"position_embeddings.weight"),
+    (r"embeddings\.norm\.(weight|bias)", r"embeddings_norm.\1"),
+    (r"layers\.(\d+)\.attention\.qkv\.(weight|bias)", r"blocks.\1.attention.in_proj_\2"),
+    (r"layers\.(\d+)\.attention\.out\.(weight|bias)", r"blocks.\1.attention.out_proj.\2"),
+    (r"layers\.(\d+)\.attention_norm\.(weight|bias)", r"blocks.\1.attn_norm.\2"),
+    (r"layers\.(\d+)\.intermediate\.(weight|bias)", r"blocks.\1.feed_forward.0.\2"),
+    (r"layers\.(\d+)\.output\.(weight|bias)", r"blocks.\1.feed_forward.2.\2"),
+    (r"layers\.(\d+)\.output_norm\.(weight|bias)", r"blocks.\1.ff_norm.\2"),
+    (r"pooler\.dense\.(weight|bias)", r"pooler.dense.\1"),
+]
+
+# The heads: Hugging Face name -> ours. The LM decoder is the word embedding matrix itself (tied); the
+# copies older files hold of it (cls.predictions.decoder.weight, and .bias, tied to cls.predictions.bias)
+# are dropped, as transformers does for a config that ties them (BERT's always do).
+HF_HEADS_TO_OURS = [
+    (r"(classifier|qa_outputs)\.(weight|bias)", r"\1.\2"),
+    (r"cls\.predictions\.transform\.dense\.(weight|bias)", r"cls.dense.\1"),
+    (r"cls\.predictions\.transform\.LayerNorm\.(weight|bias)", r"cls.norm.\1"),
+    (r"cls\.predictions\.bias", r"cls.bias"),
+    (r"cls\.seq_relationship\.(weight|bias)", r"seq_relationship.\1"),
+]
+OURS_TO_HF_HEADS = [
+    (r"(classifier|qa_outputs)\.(weight|bias)", r"\1.\2"),
+    (r"cls\.dense\.(weight|bias)", r"cls.predictions.transform.dense.\1"),
+    (r"cls\.norm\.(weight|bias)", r"cls.predictions.transform.LayerNorm.\1"),
+    (r"cls\.bias", r"cls.predictions.bias"),
+    (r"seq_relationship\.(weight|bias)", r"cls.seq_relationship.\1"),
+]
+HF_TIED_DECODER = r"cls\.predictions\.decoder\.(weight|bias)"
+HEAD_KEYS = r"(classifier|qa_outputs|seq_relationship|cls\.dense|cls\.norm)\.(weight|bias)|cls\.bias"
+HEAD_MODULES = ("classifier", "qa_outputs", "cls", "seq_relationship")  # each loads whole or starts afresh
 
 # config.json fields that describe a BERT we can build, or that do not change the network.
 HF_CONFIG_IGNORED = {
@@ -84,8 +118,10 @@ def load_pretrained(path: str | os.PathLike | None = None, head: str = "base", n
                     tokenizer_path: str | os.PathLike | None = None, num_heads: int | None = None):
     """Load `(model, tokenizer)` from a folder, the tutorial's .pth file, a hub name or the embedded model.
 
-    `head` picks the module: "base" (BertModel), "classification" or "qa". Head weights in the
-    checkpoint are used when their shape fits; otherwise the head starts from BERT's initialisation.
+    `head` picks the module: "base" (BertModel), "classification", "qa", "mlm" (BertForMaskedLM) or
+    "pretraining" (BertForPreTraining). Each head module (classifier, span head, LM head, NSP head) takes
+    the checkpoint's weights when it holds all of them in the right shapes; otherwise it starts from
+    BERT's initialisation, as does a pooler the checkpoint lacks.
     """
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, not {head!r}")
@@ -151,6 +187,10 @@ def build_model(config: BertConfig, head: str = "base", num_labels: int = 2) -> 
         return BertForSequenceClassification(config, num_labels)
     if head == "qa":
         return BertForQuestionAnswering(config)
+    if head == "mlm":
+        return BertForMaskedLM(config)
+    if head == "pretraining":
+        return BertForPreTraining(config)
     return BertModel(config)
 
 
@@ -267,12 +307,20 @@ def _wordpiece_from_vocab(vocab_path: Path, config_path: Path) -> Tokenizer:
 
 
 def _tutorial_tokenizer_path(pth: Path) -> Path:
+    """The tutorial's wikitext-2_wordpiece.json beside the .pth, a tokenizer.json, or the one other
+    NAME_wordpiece.json there (what `save_tutorial` writes)."""
     candidates = [pth.with_name("wikitext-2_wordpiece.json"), pth.with_name("tokenizer.json")]
     for candidate in candidates:
         if candidate.exists():
             return candidate
+    named = sorted(pth.parent.glob("*_wordpiece.json"))
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise CheckpointError(f"{pth}: several tokenizers beside it ({', '.join(n.name for n in named)}); "
+                              f"pass the right one explicitly (--tokenizer)")
     raise CheckpointError(
-        f"{pth}: no tokenizer beside it (looked for {', '.join(c.name for c in candidates)}); "
+        f"{pth}: no tokenizer beside it (looked for {', '.join(c.name for c in candidates)}, *_wordpiece.json); "
         f"pass the tokenizer JSON file explicitly (--tokenizer)")
 
 
@@ -286,19 +334,19 @@ def _rename(key: str, table) -> str | None:
 
 
 def hf_to_ours(weights: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:
-    """Map Hugging Face BERT names onto ours: encoder keys get no prefix, heads keep their names."""
+    """Map Hugging Face BERT names onto ours: encoder keys get no prefix, heads their names in our modules."""
     state, qkv, unexpected = {}, {}, []
     for key, tensor in weights.items():
         name = key.removeprefix("bert.").replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
-        if name == "embeddings.position_ids" or name.startswith("cls."):
-            continue  # a buffer, and the pre-training heads: not part of a fine-tuned model
+        if name == "embeddings.position_ids" or re.fullmatch(HF_TIED_DECODER, name):
+            continue  # a buffer, and copies of the word embeddings and the LM bias
         if match := re.fullmatch(HF_QKV, name):
             layer, which, kind = match.groups()
             qkv.setdefault((layer, kind), {})[which] = tensor
         elif (ours := _rename(name, HF_TO_OURS)) is not None:
             state[ours] = tensor
-        elif re.fullmatch(HEAD_KEYS, name):
-            state[name] = tensor
+        elif (ours := _rename(name, HF_HEADS_TO_OURS)) is not None:
+            state[ours] = tensor
         else:
             unexpected.append(key)
     for (layer, kind), parts in qkv.items():
@@ -359,11 +407,11 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
         # transformers' BertForQuestionAnswering has no pooler, so its folders hold none: keep a fresh one
         encoder_state.update({k: v for k, v in encoder.state_dict().items() if k.startswith("pooler.")})
     _strict_load(encoder, encoder_state, source)
-    own_head = {"classification": "classifier.", "qa": "qa_outputs."}.get(head)
-    usable = {k: v for k, v in head_state.items()
-              if own_head and k.startswith(own_head) and v.shape == model.state_dict()[k].shape}
-    if usable and len(usable) == 2:
-        model.load_state_dict(usable, strict=False)
+    expected = model.state_dict()
+    for module in HEAD_MODULES:
+        names = [k for k in expected if k.startswith(module + ".")]
+        if names and all(k in head_state and head_state[k].shape == expected[k].shape for k in names):
+            model.load_state_dict({k: head_state[k] for k in names}, strict=False)
 
 
 def _strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
@@ -397,7 +445,7 @@ def ours_to_hf(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu").contiguous()
         if re.fullmatch(HEAD_KEYS, key):
-            out[key] = tensor
+            out[_rename(key, OURS_TO_HF_HEADS)] = tensor
             continue
         prefix = "bert." if key.startswith("bert.") else ""
         name = key.removeprefix("bert.")
@@ -431,6 +479,10 @@ def save_pretrained(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | 
         config["problem_type"] = "regression" if model.num_labels == 1 else "single_label_classification"
     elif isinstance(model, BertForQuestionAnswering):
         config["architectures"] = ["BertForQuestionAnswering"]
+    elif isinstance(model, (BertForMaskedLM, BertForPreTraining)):
+        # the file holds no decoder weight: transformers ties it to the word embeddings, as we do
+        config["architectures"] = [type(model).__name__]
+        config["tie_word_embeddings"] = True
     else:
         config["architectures"] = ["BertModel"]
     if extra:
@@ -445,6 +497,31 @@ def save_pretrained(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | 
     save_file(ours_to_hf(model), tmp / "model.safetensors", metadata={"format": "pt"})
     _save_tokenizer(tokenizer, tmp)
     return replace_folder(tmp, folder)
+
+
+def save_tutorial(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | os.PathLike,
+                  name: str = "bertfit") -> tuple[Path, Path]:
+    """Write the encoder as the tutorial's `bert_model.pth` and the tokenizer as `<name>_wordpiece.json`,
+    the files the tutorial's fine-tuning scripts (and `load_pretrained`) read; returns both paths.
+
+    The .pth is the state dict of the tutorial's BertModel (its pooler only when the model has one): a
+    plain dict of tensors, readable with `torch.load(..., weights_only=True)`. It holds no config, so a
+    reader assumes the tutorial's LayerNorm eps (1e-5) and hidden size / 64 heads; a model with other
+    heads loads with `num_heads` (--num-heads). Each file is written whole or not at all.
+    """
+    folder = Path(folder)
+    encoder = model.bert if hasattr(model, "bert") else model
+    state = {}
+    for key, tensor in encoder.state_dict().items():
+        if (tutorial := _rename(key, OURS_TO_TUTORIAL)) is None:
+            raise AssertionError(f"no tutorial name for {key}")
+        state[tutorial] = tensor.detach().to("cpu").contiguous()
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer_path = write_atomic(folder / f"{name}_wordpiece.json", tokenizer.to_str(pretty=True))
+    pth = folder / "bert_model.pth"
+    with open_atomic(pth, "wb") as f:
+        torch.save(state, f)
+    return pth, tokenizer_path
 
 
 def _save_tokenizer(tokenizer: Tokenizer, folder: Path) -> None:
