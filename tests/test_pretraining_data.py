@@ -249,6 +249,17 @@ def test_nsp_walks_every_paragraph_and_is_the_same_for_a_seed(corpus, token_file
     assert batch["next_sentence_label"].dtype == torch.int64 and batch["token_type_ids"].max() == 1
 
 
+def test_blocks_and_pairs_are_the_same_written_in_small_pieces(corpus, token_file, monkeypatch):
+    _, tokenizer = corpus
+    cls, sep = ids_of(tokenizer, "[CLS]", "[SEP]")
+    whole = [runs.features_digest(packed_features(token_file, 24, cls, sep)[0]),
+             runs.features_digest(nsp_features(token_file, 40, cls, sep, seed=2)[0])]
+    monkeypatch.setattr(pretraining_data, "PIECE_TOKENS", 50)  # many writes, documents cut across pieces
+    pieces = [runs.features_digest(packed_features(token_file, 24, cls, sep, cache=False)[0]),
+              runs.features_digest(nsp_features(token_file, 40, cls, sep, seed=2, cache=False)[0])]
+    assert pieces == whole
+
+
 def test_truncation_cuts_the_longer_side_first():
     assert pretraining_data.truncated_lengths(10, 20, 40) == (10, 20)
     assert pretraining_data.truncated_lengths(10, 50, 40) == (10, 30)
