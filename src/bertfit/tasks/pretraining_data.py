@@ -8,6 +8,7 @@ is always a finished one.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -324,10 +325,11 @@ def nsp_features(token_file: TokenFile, seq_len: int, cls_id: int, sep_id: int, 
     if not (cache and (folder / "counts.json").is_file()):
         _build_folder(folder, lambda tmp: _write_nsp(tmp, token_file, documents, seq_len, cls_id, sep_id, seed))
     counts = json.loads((folder / "counts.json").read_text(encoding="utf-8"))
-    open_array = lambda name, dtype: np.memmap(folder / name, dtype=dtype, mode="r")
-    features = Features(open_array("ids.int32", np.int32), open_array("type_ids.int8", np.int8),
-                        open_array("offsets.int64", np.int64),
-                        {"next_sentence_label": open_array("next_sentence_label.int64", np.int64)})
+    def array(name: str, dtype) -> np.ndarray:
+        return np.memmap(folder / name, dtype=dtype, mode="r")
+
+    features = Features(array("ids.int32", np.int32), array("type_ids.int8", np.int8), array("offsets.int64", np.int64),
+                        {"next_sentence_label": array("next_sentence_label.int64", np.int64)})
     return features, counts
 
 
@@ -382,17 +384,19 @@ def _write_nsp(folder: Path, token_file: TokenFile, documents: np.ndarray, seq_l
                seed: int) -> None:
     counts = {"pairs": 0, "next": 0, "random": 0, "forced_random": 0, "truncated": 0, "documents": len(documents)}
     budget = seq_len - 3
-    files = {name: open(folder / name, "wb") for name in
-             ("ids.int32", "type_ids.int8", "offsets.int64", "next_sentence_label.int64")}
-    try:
-        files["offsets.int64"].write(np.zeros(1, np.int64).tobytes())
-        ids, types, lengths, labels, pending, written = [], [], [], [], 0, 0
+    names = ("ids.int32", "type_ids.int8", "offsets.int64", "next_sentence_label.int64")
+    with contextlib.ExitStack() as stack:
+        ids_out, types_out, offsets_out, labels_out = (stack.enter_context(open(folder / n, "wb")) for n in names)
+        offsets_out.write(np.zeros(1, np.int64).tobytes())
+        ids, types, labels, written = [], [], [], 0
 
-        def flush() -> None:
-            files["ids.int32"].write(np.concatenate(ids).tobytes())
-            files["type_ids.int8"].write(np.concatenate(types).tobytes())
-            files["offsets.int64"].write((written + np.cumsum(np.asarray(lengths, np.int64))).tobytes())
-            files["next_sentence_label.int64"].write(np.asarray(labels, np.int64).tobytes())
+        def flush() -> int:
+            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+            ids_out.write(np.concatenate(ids).tobytes())
+            types_out.write(np.concatenate(types).tobytes())
+            offsets_out.write((written + np.cumsum(lengths)).tobytes())
+            labels_out.write(np.asarray(labels, np.int64).tobytes())
+            return written + int(lengths.sum())
 
         for a, b, label in nsp_pairs(token_file, seq_len, seed, documents, counts):
             na, nb = truncated_lengths(len(a), len(b), budget)
@@ -405,20 +409,14 @@ def _write_nsp(folder: Path, token_file: TokenFile, documents: np.ndarray, seq_l
             pair_types[na + 2 :] = 1
             ids.append(pair)
             types.append(pair_types)
-            lengths.append(len(pair))
             labels.append(label)
             counts["pairs"] += 1
             counts["random" if label else "next"] += 1
-            pending += len(pair)
-            if pending >= PIECE_TOKENS:
-                flush()
-                written += pending
-                ids, types, lengths, labels, pending = [], [], [], [], 0
+            if len(ids) * seq_len >= PIECE_TOKENS:
+                written = flush()
+                ids, types, labels = [], [], []
         if ids:
             flush()
-    finally:
-        for f in files.values():
-            f.close()
     write_json(folder / "counts.json", counts)
 
 
