@@ -1,0 +1,204 @@
+"""`bertfit pretrain` end to end on a tiny corpus: the saved folders against transformers, the tutorial's
+files fine-tuned by bertfit, resume after SIGKILL, the time budget, and the refusals."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from bertfit import optim, runs
+from bertfit.cli import main
+from bertfit.demo import write_sentiment_data
+from bertfit.pretrained import load_pretrained
+from bertfit.recipes.glue import GlueOptions, finetune_glue
+from bertfit.recipes.pretrain import PretrainOptions, pretrain
+from bertfit.settings import PRETRAIN_DEFAULTS
+from bertfit.tokenizer_training import train_wordpiece
+from bertfit.training import TimeBudget
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SETTINGS = dict(max_steps=8, batch_size=4, eval_every=4, precision="fp32", lr=1e-3, log_every=2)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Documents of the demo's sentiment sentences, a tokenizer trained on them, and the GLUE files they came from."""
+    folder = tmp_path_factory.mktemp("corpus")
+    glue = write_sentiment_data(folder / "glue", train_size=160, dev_size=24)
+    sentences = [line.split("\t")[0] for line in (glue / "SST-2" / "train.tsv").read_text().splitlines()[1:]]
+    documents = [sentences[i : i + 8] for i in range(0, len(sentences), 8)]
+    train = folder / "train.txt"
+    train.write_text("\n\n".join("\n".join(doc) for doc in documents[:-3]) + "\n", encoding="utf-8")
+    valid = folder / "valid.txt"
+    valid.write_text("\n\n".join("\n".join(doc) for doc in documents[-3:]) + "\n", encoding="utf-8")
+    train_wordpiece([str(train)], folder / "wordpiece.json", vocab_size=150, min_frequency=1, quiet=True)
+    return folder, glue
+
+
+def options(corpus, run_dir: Path, **more) -> PretrainOptions:
+    folder, _ = corpus
+    return PretrainOptions(**{"train_files": (str(folder / "train.txt"),), "validation_file": str(folder / "valid.txt"),
+                              "tokenizer": str(folder / "wordpiece.json"), "size": "tiny", "output_dir": str(run_dir),
+                              "max_seq_length": 24, "quiet": True, **more})
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BERTFIT_CACHE", str(tmp_path / "cache"))
+
+
+def test_a_pretraining_run_writes_a_masked_lm_folder_transformers_loads_with_equal_logits(corpus, tmp_path):
+    results = pretrain(options(corpus, tmp_path / "run"), SETTINGS)
+    assert results["task"] == "pretrain" and results["steps"] == 8
+    assert set(results["metrics"]) == {"mlm_accuracy", "mlm_loss", "perplexity"}
+    assert results["metrics"]["perplexity"] == pytest.approx(math.exp(results["metrics"]["mlm_loss"]))
+    assert results["tokens_seen"] == 8 * 4 * 24  # packed: every sequence full, no padding
+    first, last = [e["loss"] for e in runs_log(tmp_path / "run") if e["event"] == "train"][::3][:2]
+    assert last < first
+
+    ours, tokenizer = load_pretrained(tmp_path / "run" / "model", head="mlm")
+    theirs = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "run" / "model").eval()
+    ids = torch.tensor([tokenizer.encode("the film was a delight [MASK] end").ids])
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(ids), theirs(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+    assert (tmp_path / "run" / "report.md").exists() and (tmp_path / "run" / "curves.png").exists()
+
+
+def runs_log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_the_tutorial_files_of_a_pretraining_run_fine_tune_in_bertfit(corpus, tmp_path):
+    pretrain(options(corpus, tmp_path / "run", name="wikitext-2"), SETTINGS)
+    pth = tmp_path / "run" / "bert_model.pth"
+    assert (tmp_path / "run" / "wikitext-2_wordpiece.json").exists()
+    assert all(isinstance(v, torch.Tensor) for v in torch.load(pth, weights_only=True).values())
+    results = finetune_glue(GlueOptions(task="sst2", model=str(pth), num_heads=2, data_dir=str(corpus[1]),
+                                        output_dir=str(tmp_path / "sst2"), max_seq_length=24, quiet=True),
+                            {"max_steps": 6, "batch_size": 8, "precision": "fp32"})
+    assert results["steps"] == 6 and 0 <= results["metrics"]["accuracy"] <= 1
+    # the same encoder as the Hugging Face folder of the same run; a .pth holds no config, and bertfit reads
+    # its LayerNorms with the tutorial's eps (1e-5, where the run's config says BERT's 1e-12)
+    from_pth, _ = load_pretrained(pth, head="base", num_heads=2)
+    from_folder, tokenizer = load_pretrained(tmp_path / "run" / "model", head="base")
+    assert from_pth.state_dict().keys() == from_folder.state_dict().keys()
+    # (an MLM model has no pooler: both start theirs afresh)
+    assert all(torch.equal(v, from_folder.state_dict()[k]) for k, v in from_pth.state_dict().items()
+               if not k.startswith("pooler."))
+    ids = torch.tensor([tokenizer.encode("a dull and tired film").ids])
+    with torch.no_grad():
+        torch.testing.assert_close(from_pth.eval()(ids)[0], from_folder.eval()(ids)[0], atol=1e-3, rtol=0)
+
+
+def test_nsp_pretraining_scores_next_sentence_accuracy_and_saves_a_bert_for_pretraining(corpus, tmp_path):
+    results = pretrain(options(corpus, tmp_path / "run", nsp=True, max_seq_length=48), SETTINGS)
+    assert 0 <= results["metrics"]["nsp_accuracy"] <= 1
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["architectures"] == ["BertForPreTraining"]
+    transformers.BertForPreTraining.from_pretrained(tmp_path / "run" / "model")
+
+
+def test_continued_pretraining_starts_from_the_given_model(corpus, tmp_path):
+    pretrain(options(corpus, tmp_path / "first"), SETTINGS)
+    again = replace(options(corpus, tmp_path / "second"), size=None, tokenizer=None,
+                    model=str(tmp_path / "first" / "model"))
+    results = pretrain(again, {**SETTINGS, "max_steps": 2, "lr": 0.0})  # lr 0: the weights stay the model's
+    first = load_pretrained(tmp_path / "first" / "model", head="mlm")[0].state_dict()
+    second = load_pretrained(tmp_path / "second" / "model", head="mlm")[0].state_dict()
+    assert results["model"] == str(tmp_path / "first" / "model")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_time_budget_stops_the_run_and_keeps_its_model(corpus, tmp_path):
+    results = pretrain(options(corpus, tmp_path / "run"), {**SETTINGS, "max_steps": 0, "epochs": 50,
+                                                            "max_time": 1e-6})
+    assert results["steps"] == 1 and results["time_budget"]["out_of_time"]
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+def test_the_time_budget_plans_the_steps_that_fit_after_timing_the_first_ones():
+    budget = TimeBudget(seconds=100.0, eval_every=10)
+    start = 2  # a resumed run: timing starts where it is
+    planned = [budget.plan(step, elapsed=0.5 * (step - start) + 1.0, most=10_000) for step in range(start, start + 30)]
+    timed_at = start + TimeBudget.WARM_STEPS + TimeBudget.CALIBRATION
+    assert planned[: timed_at - start] == [None] * (timed_at - start)
+    elapsed = 0.5 * (timed_at - start) + 1.0
+    assert planned[timed_at - start] == timed_at + int((100.0 - elapsed) / 0.5)  # 0.5 s a step
+    # an evaluation of 5 s every 10 steps: 1 s a step, and room for the last evaluation
+    assert budget.replan(timed_at, elapsed, 10_000, eval_seconds=5.0) == timed_at + int((100.0 - elapsed - 5.0) / 1.0)
+    assert budget.replan(timed_at, elapsed, most=30, eval_seconds=5.0) == 30  # never past the epochs' steps
+
+
+def test_the_cosine_schedule_decays_as_transformers_cosine_schedule_after_warmup():
+    peak, warmup, total = 1e-3, 3, 20
+    theirs = transformers.get_cosine_schedule_with_warmup(torch.optim.SGD([torch.zeros(1)], lr=peak), warmup, total)
+    for step in range(total):
+        expected = theirs.get_last_lr()[0]
+        if step >= warmup:
+            assert optim.schedule_factor("cosine", step, warmup, total) * peak == pytest.approx(expected, abs=1e-12)
+        theirs.optimizer.step()
+        theirs.step()
+
+
+def test_a_killed_pretraining_run_resumes_bitwise_equal_to_an_uninterrupted_one(corpus, tmp_path):
+    folder, _ = corpus
+
+    def command(name):
+        args = ["pretrain", "--train-file", folder / "train.txt", "--validation-file", folder / "valid.txt",
+                "--tokenizer", folder / "wordpiece.json", "--size", "tiny", "--max-seq-length", "24",
+                "--output-dir", tmp_path / name, "--precision", "fp32", "--batch-size", "4", "--max-steps", "16",
+                "--eval-every", "6", "--save-every", "2", "--quiet"]
+        env = {**os.environ, "BERTFIT_CACHE": str(tmp_path / f"cache-{name}"), "OMP_NUM_THREADS": "1"}
+        return dict(args=[sys.executable, "-m", "bertfit", *map(str, args)], env=env,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    uninterrupted = subprocess.Popen(**command("whole"))
+    killed = subprocess.Popen(**command("resumed"))
+    checkpoints = tmp_path / "resumed" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while killed.poll() is None and time.monotonic() < deadline:
+        if any(p.name >= "step-00000008" and not p.name.endswith(".tmp") for p in checkpoints.glob("step-*")):
+            killed.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert killed.wait(120) == -signal.SIGKILL, killed.communicate()[1].decode()
+    assert uninterrupted.wait(120) == 0, uninterrupted.communicate()[1].decode()
+    resumed = subprocess.run(**command("resumed"), timeout=120)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+
+    whole, again = tmp_path / "whole", tmp_path / "resumed"
+    a, b = (json.loads((run / "results.json").read_text()) for run in (whole, again))
+    assert a["steps"] == b["steps"] == 16 and a["metrics"] == b["metrics"] and a["history"] == b["history"]
+    for weights in ("model/model.safetensors", "bert_model.pth"):
+        assert (whole / weights).read_bytes() == (again / weights).read_bytes(), weights
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--size", "tiny"], "needs --tokenizer"),
+    (["--size", "tiny", "--model", "embedded"], "either --size"),
+    (["--size", "huge", "--tokenizer", "TOKENIZER"], "huge"),
+    (["--size", "tiny", "--tokenizer", "TOKENIZER", "--mlm-probability", "1.5"], "--mlm-probability"),
+    (["--size", "tiny", "--tokenizer", "TOKENIZER", "--max-time", "ten minutes"], "--max-time"),
+])
+def test_pretrain_refuses_what_cannot_work_with_one_line_and_no_run_dir(corpus, tmp_path, capsys, arguments, message):
+    folder, _ = corpus
+    arguments = [str(folder / "wordpiece.json") if a == "TOKENIZER" else a for a in arguments]
+    try:
+        code = main(["pretrain", "--train-file", str(folder / "train.txt"), "--output-dir", str(tmp_path / "run"),
+                     *arguments])
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
