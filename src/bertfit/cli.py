@@ -233,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: truncate)")
     p.add_argument("--stride", type=int, help="with --long-texts window: overlap in tokens between windows "
                                               "(default: 64)")
+    p.add_argument("--validation-fraction", type=float, metavar="F",
+                   help="hold out this seeded share of the training examples (the same share of each label) and "
+                        "keep the epoch that scores best on it; the dev scores are that model's (default: none: "
+                        "the final epoch's model is kept and scored)")
     add_training_options(p, table=True)
     p.set_defaults(func=cmd_glue)
 
