@@ -4,19 +4,25 @@
 
 Times forward+backward (training) and forward alone (inference, no gradients) of one attention
 layer of the embedded model's shape (12 heads of 32) on about 6,144 tokens per batch with a
-key-padding mask, bf16, for each length; the ratio column is SDPA's time over the explicit one
+key-padding mask, in --precision (auto: bf16 on CPUs with native bf16, else fp32), for each length; the ratio column is SDPA's time over the explicit one
 (above 1: the explicit form is faster). bertfit's model takes the explicit form below the lengths
 in `bertfit.model.EXPLICIT_ATTENTION_MAX_LENGTH`.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from bertfit.devices import resolve_precision
 from bertfit.model import EXPLICIT_ATTENTION_MAX_LENGTH, explicit_attention
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 
 
 def best_ms(fn, repeats: int) -> float:
@@ -35,15 +41,19 @@ def main() -> None:
     parser.add_argument("--lengths", default="14,32,48,64,96,128,160,192,256,384")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    dtype = resolve_precision(args.precision, torch.device("cpu"))
+    print(common.cpu_line(common.cpu_kind()))
+    print(f"precision {str(dtype).removeprefix('torch.')}, {args.threads} threads")
 
     print(f"{'length':>6} {'batch':>5}  {'train sdpa ms':>13} {'explicit ms':>11} {'ratio':>5}  "
           f"{'infer sdpa ms':>13} {'explicit ms':>11} {'ratio':>5}")
     for length in map(int, args.lengths.split(",")):
         batch = max(1, args.tokens // length)
-        q, k, v = (torch.randn(batch, 12, length, 32, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        q, k, v = (torch.randn(batch, 12, length, 32, dtype=dtype, requires_grad=True) for _ in range(3))
         lengths = torch.randint(int(0.8 * length), length + 1, (batch,))
         lengths[0] = length
         mask = (torch.arange(length)[None, :] < lengths[:, None])[:, None, None, :]

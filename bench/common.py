@@ -1,4 +1,4 @@
-"""What the speed benchmarks share: one subprocess per side, the matmul peak, FLOPs, the table.
+"""What the speed benchmarks share: one subprocess per side, the CPU kind, the matmul peak, FLOPs, the table.
 
 Each side (bertfit, the transformers Trainer peer, the matmul peak) runs in its own child
 process, one after the other, so peak RSS is that side's alone and neither side's threads,
@@ -22,6 +22,13 @@ import numpy as np
 
 # ---- running the sides --------------------------------------------------------------------------
 
+COMPARISONS = {
+    "same-math": "same math: the same attention dropout, exact dense AdamW on both sides, the same precision, "
+                 "batch, schedule, data and sequence limits (the engineering ratio)",
+    "defaults": "defaults vs defaults: what each tool does when a user types its documented command",
+}
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     """The arguments every benchmark takes; a script adds its own."""
     parser = argparse.ArgumentParser(description=description)
@@ -32,11 +39,25 @@ def parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run(script: str, args, argv: list[str], sides: dict[str, Callable]) -> dict | None:
+def add_comparison_options(parser: argparse.ArgumentParser) -> None:
+    """--compare, --attention-dropout, --seeds: what the training benchmarks compare, and over which seeds."""
+    parser.add_argument("--compare", choices=tuple(COMPARISONS), default="same-math",
+                        help="same-math: both sides do the same computation; defaults: each tool's documented "
+                             "defaults (default: same-math)")
+    parser.add_argument("--attention-dropout", type=float, metavar="P",
+                        help="attention dropout on both sides, e.g. 0.1, the model's own (default: bertfit's "
+                             "training default on both sides with same-math; with defaults, each tool's own)")
+    parser.add_argument("--seed", type=int, default=42, help="the seed of both sides (default 42)")
+    parser.add_argument("--seeds", type=lambda text: [int(x) for x in text.split(",") if x.strip()],
+                        help="run both sides once per seed, e.g. 1,2,3: scores as mean ± std (default: --seed)")
+
+
+def run(script: str, args, argv: list[str], sides: dict[str, Callable], precisions=("bf16",)) -> dict | None:
     """In a child (--side NAME): run that side, hand its figures back, return None.
 
-    In the parent: run "peak" and then each of `sides` in a child of its own, one after the
-    other, and return {name: figures}.
+    In the parent: measure the matmul peak in each of `precisions`, then run each of `sides` once per
+    seed (--seeds, else --seed), each in a child of its own, one after the other, the sides alternating
+    seed by seed; return {"peak": {precision: figures}, name: [figures per seed]}.
     """
     if args.side:
         import torch
@@ -45,13 +66,20 @@ def run(script: str, args, argv: list[str], sides: dict[str, Callable]) -> dict 
         # PyTorch's optimizers import torch._dynamo when the first one is built (1.2 s here); transformers
         # imports it up front. Both sides import it before their clocks start, so neither times an import.
         import torch._dynamo  # noqa: F401
-        figures = matmul_peak() if args.side == "peak" else sides[args.side](args)
+        if args.side.startswith("peak-"):
+            figures = matmul_peak(args.side.removeprefix("peak-"))
+        else:
+            figures = sides[args.side](args)
         figures["threads"] = torch.get_num_threads()  # after the side ran: nothing changed it behind our back
         figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
         Path(args.result_file).write_text(json.dumps(figures))
         return None
-    child_argv = _without_json(argv)
-    return {side: run_side(script, child_argv, side) for side in ("peak", *sides)}
+    child_argv = _without_options(argv, ("--json", "--seeds", "--seed"))
+    results: dict = {"peak": {p: run_side(script, child_argv, f"peak-{p}") for p in sorted(set(precisions))}}
+    for seed in getattr(args, "seeds", None) or [getattr(args, "seed", 42)]:
+        for name in sides:
+            results.setdefault(name, []).append(run_side(script, [*child_argv, "--seed", str(seed)], name))
+    return results
 
 
 def run_side(script: str, argv: list[str], side: str) -> dict:
@@ -66,34 +94,84 @@ def run_side(script: str, argv: list[str], side: str) -> dict:
         return json.loads(result_file.read_text())
 
 
-def _without_json(argv: list[str]) -> list[str]:
-    """Only the parent writes --json."""
+def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """argv without the options `names` and their values (only the parent writes --json or loops over seeds)."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--json":
+        elif arg in names:
             skip = True
-        elif not arg.startswith("--json="):
+        elif not any(arg.startswith(name + "=") for name in names):
             out.append(arg)
     return out
 
 
+def _without_json(argv: list[str]) -> list[str]:
+    return _without_options(argv, ("--json",))
+
+
+# ---- the machine --------------------------------------------------------------------------------
+
+def cpu_kind() -> dict:
+    """The CPU's model name (/proc/cpuinfo) and whether it has native bf16 (AVX-512 BF16 or AMX)."""
+    from bertfit.devices import cpu_flags, cpu_has_bf16_instructions
+
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    name = next((line.partition(":")[2].strip() for line in lines if line.startswith("model name")), "unknown")
+    flags = cpu_flags()
+    return {"model_name": name, "native_bf16": cpu_has_bf16_instructions(flags),
+            "bf16_flags": sorted(flags & {"avx512_bf16", "amx_bf16"}), "logical_cpus": sum(
+                line.startswith("processor") for line in lines)}
+
+
+def cpu_line(cpu: dict) -> str:
+    bf16 = f"yes ({', '.join(cpu['bf16_flags'])})" if cpu["native_bf16"] else "no (neither avx512_bf16 nor amx_bf16)"
+    return f"CPU: {cpu['model_name']}, {cpu['logical_cpus']} logical CPUs; native bf16: {bf16}"
+
+
+def resolved_precision(precision: str) -> str:
+    """auto as bertfit resolves it on this CPU: bf16 with native bf16 instructions, else fp32."""
+    if precision != "auto":
+        return precision
+    from bertfit.devices import cpu_flags, cpu_has_bf16_instructions
+
+    return "bf16" if cpu_has_bf16_instructions(cpu_flags()) else "fp32"
+
+
 # ---- hardware peak and model FLOPs --------------------------------------------------------------
 
-def matmul_peak(size: int = 2048, repeats: int = 10) -> dict:
-    """Best bf16 GFLOP/s of a square matmul: the ceiling that model-FLOP utilization is measured against."""
+def matmul_peak(precision: str = "bf16", seconds: float = 3.0, largest: int = 2048) -> dict:
+    """Best GFLOP/s of a square matmul in `precision`: the ceiling that model-FLOP utilization is measured against.
+
+    Sizes double from 256 up to `largest` while the next size still fits in about `seconds`, so the
+    measurement stays short where the precision is slow (bf16 on a CPU without native bf16 is emulated)."""
     import torch
 
-    a = torch.randn(size, size, dtype=torch.bfloat16)
-    b = torch.randn(size, size, dtype=torch.bfloat16)
-    a @ b  # first call picks and builds the kernel
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return {"peak_gflops": 2 * size**3 / best / 1e9, "matmul_size": size}
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    began = time.perf_counter()
+    deadline = began + seconds
+    best = {"peak_gflops": 0.0, "matmul_size": 0}
+    size = 256
+    while size <= largest:
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        timings = []
+        for _ in range(11):  # the first call also picks and builds the kernel
+            start = time.perf_counter()
+            a @ b
+            timings.append(time.perf_counter() - start)
+            if time.perf_counter() + timings[-1] > deadline:
+                break
+        gflops = 2 * size**3 / min(timings) / 1e9
+        if gflops > best["peak_gflops"]:
+            best = {"peak_gflops": gflops, "matmul_size": size}
+        if time.perf_counter() + 8 * 3 * min(timings) > deadline:  # the next size: 8x the work, a few calls
+            break
+        size *= 2
+    return {**best, "precision": precision, "seconds": time.perf_counter() - began}
 
 
 def length_stats(lengths) -> dict:
@@ -115,10 +193,69 @@ def training_flops(config, tokens: int, squared_lengths: int) -> float:
     return 3 * flops_per_token(config, mean_len) * tokens
 
 
+# ---- what each side is asked to do -------------------------------------------------------------
+
+# The settings both sides print, in this order; a side's settings are a dict with these keys.
+SETTING_NAMES = ("epochs", "lr", "batch_size", "warmup_ratio", "weight_decay", "precision", "attention_dropout",
+                 "optimizer", "train_batches", "max_seq_length", "doc_stride", "eval_batch_size")
+EXACT_ADAMW = "AdamW, every parameter every step (exact)"
+LAZY_ADAMW = "AdamW, embedding rows only in steps that use them (lazy)"
+# bertfit's engineering: the same math done differently, named in every comparison
+ENGINEERING = [
+    "inference batches: bertfit sorts by length and caps a batch at 2,048 tokens on CPU; the Trainer keeps "
+    "dataset order in batches of eval_batch_size",
+    "process tuning: bertfit raises glibc's mmap and trim thresholds (devices.tune_allocator); the Trainer runs "
+    "with glibc's defaults",
+    "kernels: bertfit computes attention explicitly up to 128 tokens in training and 48 in inference (SDPA above), "
+    "sparse embedding gradients, fused AdamW, its own dropout masks",
+]
+
+
+def model_attention_dropout() -> float:
+    """attention_probs_dropout_prob of the embedded model's config: the peer's value unless told otherwise."""
+    from bertfit.pretrained import embedded_model_path
+
+    config = json.loads((Path(embedded_model_path()) / "config.json").read_text())
+    return float(config.get("attention_probs_dropout_prob", 0.1))
+
+
+def bertfit_default_attention_dropout() -> float:
+    from bertfit.settings import TrainSettings
+
+    return TrainSettings().attention_dropout
+
+
+def settings_lines(compare: str, settings: dict[str, dict], engineering=ENGINEERING) -> list[str]:
+    """Both sides' settings, one a line, each difference marked and then named; bertfit's engineering after."""
+    bertfit, peer = settings["bertfit"], settings["peer"]
+    names = [n for n in SETTING_NAMES if n in bertfit or n in peer]
+    width = max(len(n) for n in names)
+    left = max(len(str(bertfit.get(n, "-"))) for n in names)
+    lines = [f"comparison: {COMPARISONS[compare]}", f"{'setting':<{width}}  {'bertfit':<{left}}  Trainer"]
+    differs = [n for n in names if bertfit.get(n) != peer.get(n)]
+    for n in names:
+        mark = "   <- differs" if n in differs else ""
+        lines.append(f"{n:<{width}}  {str(bertfit.get(n, '-')):<{left}}  {peer.get(n, '-')}{mark}")
+    lines.append(f"settings that differ: {', '.join(differs) if differs else 'none'}")
+    lines += [f"bertfit's engineering (not a setting): {line}" for line in engineering]
+    return lines
+
+
+def training_settings(settings: dict):
+    """A bertfit side's settings dict as TrainSettings."""
+    from bertfit.settings import TrainSettings
+
+    return TrainSettings(epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"],
+                         warmup_ratio=settings["warmup_ratio"], weight_decay=settings["weight_decay"],
+                         seed=settings["seed"], precision=settings["precision"],
+                         eval_batch_size=settings["eval_batch_size"], attention_dropout=settings["attention_dropout"],
+                         lazy_embeddings=settings["optimizer"] == LAZY_ADAMW, log_every=50)
+
+
 # ---- the two sides ------------------------------------------------------------------------------
 
-def bertfit_fit_and_predict(model, train, dev, loss, pad_id: int, args, per_token: bool = False) -> dict:
-    """bertfit's training loop for one epoch with the benchmark's settings, then inference on `dev`.
+def bertfit_fit_and_predict(model, train, dev, loss, pad_id: int, settings: dict, per_token: bool = False) -> dict:
+    """bertfit's training loop with a side's `settings`, then inference on `dev`.
 
     `fit` always evaluates at the end of an epoch and needs one metric: a stub keeps inference out
     of the training clock, and `predict` is timed on its own. Returns the FitResult, the outputs and
@@ -129,33 +266,27 @@ def bertfit_fit_and_predict(model, train, dev, loss, pad_id: int, args, per_toke
     import torch
 
     from bertfit import predicting, training
-    from bertfit.settings import TrainSettings
 
-    settings = TrainSettings(epochs=1, lr=args.lr, batch_size=args.batch_size, warmup_ratio=0.1,
-                             weight_decay=0.01, seed=args.seed, precision=args.precision,
-                             eval_batch_size=args.eval_batch_size, log_every=50)
+    train_settings = training_settings(settings)
     device = torch.device("cpu")
     with tempfile.TemporaryDirectory(prefix="bench-bertfit-run-") as run_dir:
         start = time.perf_counter()
         result = training.fit(model, train, loss, lambda model: {"unused": 0.0}, lambda model, metrics: None,
-                              settings, Path(run_dir), pad_id, device, resume=False)
+                              train_settings, Path(run_dir), pad_id, device, resume=False)
         train_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    outputs = predicting.predict(model, dev, pad_id, device, settings.eval_batch_size, settings.precision,
+    outputs = predicting.predict(model, dev, pad_id, device, train_settings.eval_batch_size, train_settings.precision,
                                  per_token=per_token)
     eval_seconds = time.perf_counter() - start
     return {"result": result, "train_seconds": train_seconds, "outputs": outputs, "eval_seconds": eval_seconds}
 
 
-# ---- the peer -----------------------------------------------------------------------------------
+def peer_fit_and_predict(model, tokenizer, train, dev, settings: dict) -> dict:
+    """transformers' Trainer on tokenized `datasets` with a side's `settings`, then predict `dev`.
 
-def peer_fit_and_predict(model, tokenizer, train, dev, args) -> dict:
-    """transformers' Trainer as its scripts run it, on tokenized `datasets`: one epoch, then predict `dev`.
-
-    Its best settings for this comparison: bf16 autocast, dynamic padding, length-grouped batches,
-    the same lr schedule and weight decay as bertfit, no checkpoints. Returns the train output, the
-    predictions, both clocks, and the model's sizes as a bertfit BertConfig for the FLOP count.
+    Dynamic padding on both sides; no checkpoints. Returns the train output, the predictions, both
+    clocks, and the model's sizes as a bertfit BertConfig for the FLOP count.
     """
     import tempfile
 
@@ -165,12 +296,13 @@ def peer_fit_and_predict(model, tokenizer, train, dev, args) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="bench-peer-run-") as output_dir:
         trainer_args = TrainingArguments(
-            output_dir=output_dir, use_cpu=True, bf16=args.precision == "bf16",
-            per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.eval_batch_size,
-            train_sampling_strategy="group_by_length", learning_rate=args.lr, num_train_epochs=1,
-            warmup_steps=0.1,  # a float below 1 is a ratio in transformers 5
-            lr_scheduler_type="linear", weight_decay=0.01, save_strategy="no", report_to=[], logging_steps=50,
-            dataloader_num_workers=0, seed=args.seed)
+            output_dir=output_dir, use_cpu=True, bf16=settings["precision"] == "bf16",
+            per_device_train_batch_size=settings["batch_size"], per_device_eval_batch_size=settings["eval_batch_size"],
+            train_sampling_strategy=settings["train_batches"], learning_rate=settings["lr"],
+            num_train_epochs=settings["epochs"],
+            warmup_steps=settings["warmup_ratio"],  # a float below 1 is a ratio in transformers 5
+            lr_scheduler_type="linear", weight_decay=settings["weight_decay"], save_strategy="no", report_to=[],
+            logging_steps=50, dataloader_num_workers=0, seed=settings["seed"])
         trainer = Trainer(model=model, args=trainer_args, train_dataset=train, processing_class=tokenizer,
                           data_collator=DataCollatorWithPadding(tokenizer))
         start = time.perf_counter()
@@ -193,7 +325,7 @@ def peer_fit_and_predict(model, tokenizer, train, dev, args) -> dict:
 # ---- the report ---------------------------------------------------------------------------------
 
 def rates(side: dict, peak_gflops: float) -> dict:
-    """Per-second figures and MFU from a side's counts and seconds."""
+    """Per-second figures and MFU (against the peak in the side's precision) from a side's counts and seconds."""
     mfu = side["train_flops"] / side["train_seconds"] / (peak_gflops * 1e9)
     return {
         **side,
@@ -205,11 +337,26 @@ def rates(side: dict, peak_gflops: float) -> dict:
     }
 
 
+def over_seeds(runs: list[dict], scores: tuple[str, ...]) -> dict:
+    """One row from a side's runs over seeds: each number's mean; for `scores` also the std and the values."""
+    row = {k: (float(np.mean([r[k] for r in runs])) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+           for k, v in runs[0].items()}
+    for key in scores:
+        values = [float(r[key]) for r in runs]
+        row[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        row[f"{key}_values"] = values
+    return row
+
+
 def print_table(title: str, rows: dict[str, dict], columns: list[tuple[str, str, str]]) -> None:
-    """One row per side; columns are (header, key, format)."""
+    """One row per side; columns are (header, key, format); a score over seeds shows as mean ± std."""
+    def cell(row, key, spec) -> str:
+        text = format(row[key], spec)
+        return text + (f" ± {format(row[f'{key}_std'], spec)}" if row.get(f"{key}_std") is not None else "")
+
     cells = [[header for header, _, _ in columns]]
     for name, row in rows.items():
-        cells.append([name if key == "side" else format(row[key], spec) for _, key, spec in columns])
+        cells.append([name if key == "side" else cell(row, key, spec) for _, key, spec in columns])
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     line = "  ".join("-" * w for w in widths)
     print(title)
@@ -221,19 +368,35 @@ def print_table(title: str, rows: dict[str, dict], columns: list[tuple[str, str,
     print(line)
 
 
-def report(title: str, args, peak: dict, sides: dict[str, dict], columns, notes: list[str]) -> None:
-    """Print the table, notes and the ratio line (last); write everything to --json if asked."""
-    rows = {name: rates(figures, peak["peak_gflops"]) for name, figures in sides.items()}
+def report(title: str, args, peaks: dict[str, dict], sides: dict[str, list[dict]], columns, notes: list[str],
+           settings: dict[str, dict] | None = None, scores: tuple[str, ...] = ()) -> None:
+    """Print the table, notes and the ratio line (last); write everything to --json if asked.
+
+    `sides`: each side's figures per seed; `settings`: each side's settings (their precision picks the
+    peak its MFU is measured against); `scores`: the accuracy figures, reported as mean ± std over seeds."""
+    precision_of = {name: resolved_precision((settings or {}).get(name, {}).get("precision", args.precision))
+                    for name in sides}
+    rows = {name: over_seeds([rates(f, peaks[precision_of[name]]["peak_gflops"]) for f in runs], scores)
+            for name, runs in sides.items()}
     train_ratio = rows["bertfit"]["train_examples_per_s"] / rows["peer"]["train_examples_per_s"]
     eval_ratio = rows["bertfit"]["eval_examples_per_s"] / rows["peer"]["eval_examples_per_s"]
+    cpu = cpu_kind()
     print_table(title, rows, columns)
     for note in notes:
         print(note)
-    print(f"bf16 matmul peak {peak['peak_gflops']:.0f} GFLOP/s ({peak['matmul_size']}^2, {peak['threads']} threads); "
-          f"bertfit training MFU {rows['bertfit']['train_mfu_percent']:.1f}%")
+    seeds = getattr(args, "seeds", None) or [getattr(args, "seed", None)]
+    if len(seeds) > 1:
+        print(f"over seeds {', '.join(map(str, seeds))} (the same on both sides): means; scores as mean ± sample std")
+    for precision, peak in sorted(peaks.items()):
+        print(f"{precision} matmul peak {peak['peak_gflops']:.0f} GFLOP/s ({peak['matmul_size']}^2, "
+              f"{peak['threads']} threads, measured in {peak['seconds']:.1f}s of this run)")
+    print("training MFU against the peak in each side's precision: "
+          + "; ".join(f"{name} {rows[name]['train_mfu_percent']:.1f}% ({precision_of[name]})" for name in rows))
+    print(cpu_line(cpu))
     if args.json:
-        payload = {"benchmark": title, "arguments": {k: v for k, v in vars(args).items()
-                                                     if k not in ("side", "result_file", "json")},
-                   "peak": peak, **rows, "ratio": {"train": train_ratio, "eval": eval_ratio}}
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        payload = {"benchmark": title, "cpu": cpu, "arguments": {k: v for k, v in vars(args).items()
+                                                                 if k not in ("side", "result_file", "json")},
+                   "settings": settings, "peak": peaks, "runs": sides, **rows,
+                   "ratio": {"train": train_ratio, "eval": eval_ratio}}
+        Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print(f"ratio train {train_ratio:.2f} eval {eval_ratio:.2f}")

@@ -283,6 +283,8 @@ def main(argv: list[str]) -> None:
               f"({peer['file_mib'] / peer['fp32_mib']:.0%})")
         print(f"differs: per-channel weights on bertfit's side{' and the peer' if peer['per_channel'] else ' only'}; "
               f"the graphs (bertfit's own BERT traced vs the exporter's of transformers' BertForSequenceClassification)")
+    cpu = common.cpu_kind()
+    print(common.cpu_line(cpu))
     common.print_table("CPU inference, SST-2 dev", sides, COLUMNS)
     if "torch-fp32" in sides and "onnx-int8" in sides:
         drop = 100 * (sides["torch-fp32"]["accuracy"] - sides["onnx-int8"]["accuracy"])
@@ -294,7 +296,7 @@ def main(argv: list[str]) -> None:
     if squad:
         print(f"int8 F1: {squad['squad-torch-fp32']['f1'] - squad['squad-onnx-int8']['f1']:+.2f} points lost")
     if args.json:
-        Path(args.json).write_text(json.dumps({"sides": sides, "squad": squad, "export": manifest}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"cpu": cpu, "sides": sides, "squad": squad, "export": manifest}, indent=2) + "\n")
     ratios = []
     if "onnx-int8" in sides and "torch-bf16" in sides:
         ratios.append(f"int8-vs-bf16 {sides['onnx-int8']['examples_per_s'] / sides['torch-bf16']['examples_per_s']:.2f}")

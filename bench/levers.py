@@ -1,30 +1,38 @@
-"""The CPU levers of bertfit's fast path, each measured on its own against what it replaced.
+"""The CPU levers of bertfit's fast path, each measured on its own against what a user gets without it.
 
     python bench/levers.py --glue-dir ../shared/data/glue --squad-file ../shared/data/squad/dev-v1.1.json
 
-1. padding: share of pad tokens in SST-2's length-grouped training batches, by group size;
-2. dropout: one dropout forward + backward on a 32 x 14 x 384 bf16 batch, torch's vs bertfit's;
-3. allocator: one SST-2 training step (batch 32), glibc's starting mmap/trim thresholds against
-   the ones `devices.tune_allocator` sets, alternated in one process;
-4. inference: SQuAD windows/s in batches of 128 windows against batches capped at 2,048 tokens.
-Timings are medians (or means over many steps); this machine's speed drifts, so compare within a run.
+1. padding: share of pad tokens in SST-2's training batches of 32, shuffled without grouping against
+   length-grouped batches, by group size;
+2. dropout: one dropout forward + backward on a 32 x 14 x 384 batch, torch's vs bertfit's;
+3. allocator: one SST-2 training step (batch 32) in an untouched process (glibc's defaults, its
+   dynamic mmap threshold included: no mallopt at all) against one where `devices.tune_allocator`
+   ran first; each in fresh processes, alternated, --allocator-rounds times;
+4. inference: SQuAD windows/s in dataset order in batches of 128 (as a plain loop runs them),
+   sorted by length in batches of 128, and sorted with batches capped at 2,048 tokens (bertfit's).
+Dropout, the training step and inference run in --precision (auto: bf16 on CPUs with native bf16,
+else fp32, as bertfit decides). Timings are medians (or means over many steps); this machine's speed
+drifts, so compare within a run. The CPU kind is printed first.
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bertfit import optim
+from bertfit import devices, optim
 from bertfit.batching import collate, eval_batches, length_grouped_batches
 from bertfit.model import FastDropout, set_attention_dropout
 from bertfit.pretrained import embedded_model_path, load_pretrained, load_tokenizer
-from bertfit.tasks import glue_encoding, glue_tsv, squad
+from bertfit.tasks import glue, glue_encoding, glue_tsv, squad
 from bertfit.tokenization import special_ids
 
 
@@ -41,14 +49,18 @@ def median_ms(fn, repeats: int = 200) -> float:
 
 def padding(sst2_train) -> None:
     lengths = sst2_train.lengths
+    order = np.random.default_rng(42).permutation(len(lengths))
+    shuffled = [order[i : i + 32] for i in range(0, len(order), 32)]
+    padded = sum(len(b) * int(lengths[b].max()) for b in shuffled)
+    print(f"padding, shuffled batches without grouping: {100 * (1 - lengths.sum() / padded):.1f}% of tokens")
     for group in (16, 64, 256):
         batches = length_grouped_batches(lengths, 32, seed=42, epoch=0, group=group)
         padded = sum(len(b) * int(lengths[b].max()) for b in batches)
         print(f"padding, groups of {group:>3} batches: {100 * (1 - lengths.sum() / padded):.1f}% of tokens")
 
 
-def dropout() -> None:
-    x = torch.randn(32, 14, 384, dtype=torch.bfloat16, requires_grad=True)
+def dropout(dtype: torch.dtype) -> None:
+    x = torch.randn(32, 14, 384, dtype=dtype, requires_grad=True)
     grad = torch.randn_like(x)
     ours = FastDropout(0.1).train()
     for name, layer in (("torch.nn.Dropout", torch.nn.Dropout(0.1).train()), ("bertfit Dropout", ours)):
@@ -56,18 +68,28 @@ def dropout() -> None:
         print(f"dropout forward + backward, {name}: {ms:.2f} ms")
 
 
-def allocator(sst2_train, pad_id: int, steps: int = 40, rounds: int = 3) -> None:
-    mallopt = ctypes.CDLL(None).mallopt
+def allocator_step_ms(glue_dir: str, dtype: torch.dtype, tuned: bool, steps: int = 40) -> float:
+    """In this process: ms per SST-2 training step (batch 32) over `steps` steps, after 3 warm-up steps.
+
+    `tuned`: devices.tune_allocator runs first; otherwise glibc is left exactly as a fresh process has it."""
+    if tuned:
+        devices.tune_allocator(torch.device("cpu"))
+    tokenizer = load_tokenizer(embedded_model_path())
+    examples = glue_tsv.read_glue_split("sst2", glue_dir, "train")
+    first = glue.Examples(texts_a=examples.texts_a[:4096], texts_b=None, labels=examples.labels[:4096],
+                          indices=examples.indices[:4096], source=examples.source)
+    sst2_train, _ = glue_encoding.encode(first, tokenizer, 128)
+    pad_id = special_ids(tokenizer).pad
     torch.manual_seed(0)
     model, _ = load_pretrained(embedded_model_path(), head="classification", num_labels=2)
     model.train()
     set_attention_dropout(model, 0.0)
     optimizer = optim.make_optimizer(model, 5e-5, 0.01)
     row_grads = optim.EmbeddingRowGrads(model, lazy=True)
-    batches = [collate(sst2_train, b, pad_id) for b in length_grouped_batches(sst2_train.lengths, 32, 0, 0)[:steps]]
+    batches = [collate(sst2_train, b, pad_id) for b in length_grouped_batches(sst2_train.lengths, 32, 0, 0)]
 
     def step(batch) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
             logits = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
             loss = F.cross_entropy(logits.float(), batch["label_ids"], reduction="sum")
         loss.backward()
@@ -77,23 +99,28 @@ def allocator(sst2_train, pad_id: int, steps: int = 40, rounds: int = 3) -> None
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    settings = {"glibc's starting thresholds (128 KiB)": (128 << 10, 128 << 10),
-                "tune_allocator's (32 MiB mmap, 1 GiB trim)": (32 << 20, 1 << 30)}
     for batch in batches[:3]:
         step(batch)
-    for _ in range(rounds):
-        for name, (mmap_threshold, trim_threshold) in settings.items():
-            mallopt(m_mmap_threshold, mmap_threshold)
-            mallopt(m_trim_threshold, trim_threshold)
-            start = time.perf_counter()
-            for batch in batches:
-                step(batch)
-            print(f"SST-2 training step, {name}: {1000 * (time.perf_counter() - start) / len(batches):.1f} ms")
-    row_grads.restore()
+    start = time.perf_counter()
+    for batch in batches[3 : 3 + steps]:
+        step(batch)
+    return 1000 * (time.perf_counter() - start) / len(batches[3 : 3 + steps])
 
 
-def inference(squad_file: str, pad_id: int, tokenizer) -> None:
+def allocator(args) -> None:
+    """Each side in a fresh interpreter, so the untouched one never sees a mallopt call, alternated."""
+    names = {"untouched": "an untouched process (glibc's defaults, dynamic mmap threshold)",
+             "tuned": "tune_allocator (32 MiB mmap threshold, 1 GiB trim)"}
+    for _ in range(args.allocator_rounds):
+        for side in names:
+            command = [sys.executable, __file__, "--glue-dir", args.glue_dir, "--squad-file", args.squad_file,
+                       "--threads", str(args.threads), "--precision", args.precision, "--allocator-child", side]
+            completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+            ms = json.loads(completed.stdout.strip().splitlines()[-1])["ms_per_step"]
+            print(f"SST-2 training step, {names[side]}: {ms:.1f} ms", flush=True)
+
+
+def inference(squad_file: str, pad_id: int, tokenizer, dtype: torch.dtype) -> None:
     questions, _ = squad.read_squad(squad_file)
     titles = list(dict.fromkeys(q.title for q in questions))
     held_out = set(titles[-10:])  # squad-mini's evaluation articles
@@ -101,10 +128,13 @@ def inference(squad_file: str, pad_id: int, tokenizer) -> None:
                                     training=False)
     model, _ = load_pretrained(embedded_model_path(), head="qa")
     model.eval()
-    for name, max_tokens in (("batches of 128 windows", None), ("batches of at most 2,048 tokens", 2048)):
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+    in_order = [np.arange(i, min(i + 128, len(windows))) for i in range(0, len(windows), 128)]
+    for name, batches in (("dataset order, batches of 128 windows", in_order),
+                          ("sorted by length, batches of 128 windows", eval_batches(windows.lengths, 128, None)),
+                          ("sorted by length, batches of at most 2,048 tokens", eval_batches(windows.lengths, 128, 2048))):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
             start = time.perf_counter()
-            for indices in eval_batches(windows.lengths, 128, max_tokens):
+            for indices in batches:
                 batch = collate(windows, indices, pad_id)
                 model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
             seconds = time.perf_counter() - start
@@ -116,17 +146,30 @@ def main() -> None:
     parser.add_argument("--glue-dir", required=True, help="the GLUE root, or its SST-2 folder")
     parser.add_argument("--squad-file", required=True, help="SQuAD v1.1 dev JSON: its last 10 articles are read")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    parser.add_argument("--allocator-rounds", type=int, default=3, help="untouched/tuned process pairs (default 3)")
+    parser.add_argument("--allocator-child", choices=("untouched", "tuned"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     importlib.import_module("torch._dynamo")  # the first optimizer imports it: keep that out of the timings
+    dtype = devices.resolve_precision(args.precision, torch.device("cpu"))
+    if args.allocator_child:
+        ms = allocator_step_ms(args.glue_dir, dtype, tuned=args.allocator_child == "tuned")
+        print(json.dumps({"ms_per_step": ms}))
+        return
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import common
+
+    print(common.cpu_line(common.cpu_kind()))
+    print(f"precision {str(dtype).removeprefix('torch.')}, {args.threads} threads", flush=True)
     tokenizer = load_tokenizer(embedded_model_path())
     pad_id = special_ids(tokenizer).pad
     sst2_train, _ = glue_encoding.encode(glue_tsv.read_glue_split("sst2", args.glue_dir, "train"), tokenizer, 128)
     padding(sst2_train)
-    dropout()
-    allocator(sst2_train, pad_id)
-    inference(args.squad_file, pad_id, tokenizer)
+    dropout(dtype)
+    allocator(args)
+    inference(args.squad_file, pad_id, tokenizer, dtype)
 
 
 if __name__ == "__main__":

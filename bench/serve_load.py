@@ -245,6 +245,8 @@ def main(argv: list[str]) -> None:
           f"handler (FastAPI's thread pool), fp32, {args.threads} torch threads")
     print("differs: the batching (bertfit gathers concurrent requests into one pass; the pipeline runs each "
           "alone, in as many threads as requests are waiting)")
+    cpu = common.cpu_kind()
+    print(common.cpu_line(cpu))
     common.print_table("SST-2 sentences over HTTP", sides, COLUMNS)
     if "bertfit" in sides and "peer" in sides:
         a, b = sides["bertfit"]["labels"], sides["peer"]["labels"]
@@ -255,8 +257,8 @@ def main(argv: list[str]) -> None:
         print(f"{name}: RSS {figures['rss_first_mb']:.0f} -> {figures['rss_last_mb']:.0f} MB "
               f"(means of the first and last tenth of {figures['rss_samples']} samples), peak {figures['rss_peak_mb']:.0f} MB")
     if args.json:
-        Path(args.json).write_text(json.dumps({name: {k: v for k, v in f.items() if k != "labels"}
-                                               for name, f in sides.items()}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"cpu": cpu, **{name: {k: v for k, v in f.items() if k != "labels"}
+                                                              for name, f in sides.items()}}, indent=2) + "\n")
     if "bertfit" in sides and "peer" in sides:
         print(f"ratio throughput {sides['bertfit']['throughput'] / sides['peer']['throughput']:.2f}")
 

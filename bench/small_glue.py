@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +42,10 @@ def main() -> None:
     from bertfit.settings import TrainSettings, glue_defaults
     from bertfit.tasks.glue import resolve_task
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import common
+
+    print(common.cpu_line(common.cpu_kind()))
     task = resolve_task(args.task)
     header, validation, pool = split_lines(task, args.data_dir, args.held_out, seed=0)
     sizes = [int(n) for n in args.sizes.split(",")]

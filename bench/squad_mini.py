@@ -1,15 +1,45 @@
-"""Write the squad-mini split: train on the first articles of a SQuAD dev file, evaluate on the last 10.
+"""Write the squad-mini split of a SQuAD dev file: training articles, a validation part, evaluation articles.
 
-    python bench/squad_mini.py ../shared/data/squad/dev-v1.1.json 38 squad1   # squad1-train.json, squad1-eval.json
+    python bench/squad_mini.py ../shared/data/squad/dev-v1.1.json 38 squad1   # squad1-{train,validation,eval}.json
     python bench/squad_mini.py ../shared/data/squad/dev-v2.0.json 25 squad2
-"""
-import json
-import sys
 
-source, train_articles, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-with open(source, encoding="utf-8") as f:
-    dataset = json.load(f)
-for name, articles in (("train", dataset["data"][:train_articles]), ("eval", dataset["data"][-10:])):
-    with open(f"{prefix}-{name}.json", "w", encoding="utf-8") as f:
-        json.dump({"version": dataset.get("version", ""), "data": articles}, f)
-    print(f"{prefix}-{name}.json: {len(articles)} articles, {sum(len(p['qas']) for a in articles for p in a['paragraphs'])} questions")
+In file order: the first TRAIN_ARTICLES articles are the training side, of which the last
+--validation-articles (3) are the validation part (for choosing defaults, the best epoch and the
+v2.0 null threshold: `bertfit squad --validation-file PREFIX-validation.json`); the last 10
+articles of the file are for evaluation, used only for reporting. Training and validation must come
+before the evaluation articles.
+"""
+import argparse
+import json
+
+EVAL_ARTICLES = 10
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="an official SQuAD JSON file (a dev set)")
+    parser.add_argument("train_articles", type=int, help="articles on the training side, validation included")
+    parser.add_argument("prefix", help="writes PREFIX-train.json, PREFIX-validation.json, PREFIX-eval.json")
+    parser.add_argument("--validation-articles", type=int, default=3,
+                        help="the last articles of the training side, held out to choose on (default 3)")
+    args = parser.parse_args()
+    with open(args.source, encoding="utf-8") as f:
+        dataset = json.load(f)
+    articles = dataset["data"]
+    if not 0 < args.validation_articles < args.train_articles <= len(articles) - EVAL_ARTICLES:
+        parser.error(f"{args.source} has {len(articles)} articles: the training side ({args.train_articles}) must "
+                     f"hold more than the --validation-articles ({args.validation_articles}) and come before the "
+                     f"last {EVAL_ARTICLES}, which are for evaluation")
+    train_end = args.train_articles - args.validation_articles
+    parts = (("train", articles[:train_end]), ("validation", articles[train_end : args.train_articles]),
+             ("eval", articles[-EVAL_ARTICLES:]))
+    for name, part in parts:
+        path = f"{args.prefix}-{name}.json"
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"version": dataset.get("version", ""), "data": part}, f)
+        questions = sum(len(p["qas"]) for a in part for p in a["paragraphs"])
+        print(f"{path}: {len(part)} articles, {questions} questions")
+
+
+if __name__ == "__main__":
+    main()

@@ -22,12 +22,12 @@ import tiny
 from bertfit import glue_metrics
 from bertfit.cli import main
 from bertfit.demo import write_sentiment_data
-from bertfit.errors import CheckpointError
+from bertfit.errors import CheckpointError, ConfigError
 from bertfit.model import BertConfig, BertForSequenceClassification
 from bertfit.pretrained import load_pretrained, save_pretrained
-from bertfit.recipes.glue import GlueOptions, classify, finetune_glue, loss_fn, predict_glue
+from bertfit.recipes.glue import GlueOptions, classify, finetune_glue, hold_out, loss_fn, predict_glue
 from bertfit.settings import TrainSettings
-from bertfit.tasks.glue import GLUE_TASKS
+from bertfit.tasks.glue import GLUE_TASKS, Examples
 
 FAST = TrainSettings(epochs=1, lr=1e-3, batch_size=8, eval_batch_size=64, precision="fp32", seed=0, log_every=1)
 FAST_FLAGS = ["--epochs", "1", "--lr", "1e-3", "--batch-size", "8", "--eval-batch-size", "64",
@@ -454,23 +454,77 @@ def write_mrpc(root: Path) -> Path:
     return root
 
 
-def test_best_model_is_kept_by_the_main_metric(tmp_path, tiny_model):
+def kept_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_pretrained(run_dir / "model", head="classification", num_labels=2)
+    return model.state_dict()
+
+
+def test_without_a_validation_fraction_the_final_model_is_kept_though_an_earlier_dev_score_was_higher(
+        tmp_path, tiny_model):
     glue = write_mrpc(tmp_path / "glue")
-    settings = replace(FAST, lr=5e-3, eval_every=1, max_steps=8)
+    settings = replace(FAST, lr=5e-3, eval_every=1, max_steps=8, keep_checkpoints=8)
     results = run_glue("mrpc", glue, tmp_path / "run", tiny_model, settings)
 
     evals = [e for e in read_log(tmp_path / "run") if e["event"] == "eval"]
     f1s = [e["f1"] for e in evals]
-    best = evals[f1s.index(max(f1s))]  # MRPC's main metric is F1; the first of equals wins
     assert [e["step"] for e in evals] == list(range(1, 9))
-    assert results["best_step"] == best["step"]
-    assert results["metrics"] == {k: best[k] for k in ("f1", "accuracy")}
+    assert max(f1s[:-1]) > f1s[-1]  # the case that matters: the best dev score was not the last
+    assert results["best_step"] == 8 and results["model_chosen_by"] == "final epoch"
+    assert results["metrics"] == {k: evals[-1][k] for k in ("f1", "accuracy")}
     config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert config["bertfit"]["metrics"] == results["metrics"]
 
-    (path,) = predict_glue(tmp_path / "run", split="dev")  # the saved model is the best one, not the last
+    final = load_file(tmp_path / "run" / "checkpoints" / "step-00000008" / "model.safetensors")
+    earlier = load_file(tmp_path / "run" / "checkpoints" / f"step-{evals[f1s.index(max(f1s))]['step']:08d}"
+                        / "model.safetensors")
+    kept = kept_weights(tmp_path / "run")
+    assert all(torch.equal(kept[k], final[k]) for k in final)
+    assert not all(torch.equal(kept[k], earlier[k]) for k in earlier)
+    (path,) = predict_glue(tmp_path / "run", split="dev")  # the saved model scores what results.json says
     predicted = [int(label) for _, label in read_submission(path)[1]]
     assert glue_metrics.f1(predicted, [y % 2 for *_, y in pairs(16, 100)]) == pytest.approx(results["metrics"]["f1"])
+
+
+def test_hold_out_takes_a_seeded_share_of_each_label_and_leaves_the_rest_to_train_on():
+    examples = Examples(texts_a=[f"text {i}" for i in range(40)], texts_b=None,
+                             labels=[int(i % 4 == 0) for i in range(40)], indices=list(range(40)), source="train")
+    rest, held = hold_out(examples, 0.25, seed=3)
+    assert sorted(rest.indices + held.indices) == list(range(40)) and not set(rest.indices) & set(held.indices)
+    assert rest.indices == sorted(rest.indices) and held.indices == sorted(held.indices)  # file order kept
+    assert (held.labels.count(1), held.labels.count(0)) == (round(0.25 * 10), round(0.25 * 30))
+    assert all(rest.texts_a[i] == f"text {rest.indices[i]}" for i in range(len(rest)))
+    assert hold_out(examples, 0.25, seed=3)[1].indices == held.indices
+    assert hold_out(examples, 0.25, seed=4)[1].indices != held.indices
+    with pytest.raises(ConfigError, match="holds out 0"):
+        hold_out(examples, 0.01, seed=3)
+
+
+def test_with_a_validation_fraction_the_best_epoch_on_held_out_train_is_kept_and_dev_is_reported_for_it(
+        tmp_path, tiny_model):
+    glue_dir = write_mrpc(tmp_path / "glue")
+    settings = replace(FAST, lr=5e-3, epochs=3, eval_every=1, keep_checkpoints=9)
+    results = run_glue("mrpc", glue_dir, tmp_path / "run", tiny_model, settings, validation_fraction=0.25)
+
+    # 8 of the 32 held out (4 of each label): 24 train, 3 steps of 8 per epoch instead of 4
+    assert (results["train_examples"], results["held_out_examples"], results["steps"]) == (24, 8, 9)
+    assert results["model_chosen_by"] == "held-out train (fraction 0.25)"
+    evals = [e for e in read_log(tmp_path / "run") if e["event"] == "eval"]
+    held_f1s = [e["held_out_f1"] for e in evals]
+    best = evals[held_f1s.index(max(held_f1s))]  # the first of equals wins
+    assert best["step"] != evals[-1]["step"]  # the case that matters: chosen, not the last
+    assert results["best_step"] == best["step"]
+    assert results["metrics"] == {k: best[k] for k in ("f1", "accuracy")}  # dev, of the chosen model
+    assert results["held_out_metrics"] == {k: best["held_out_" + k] for k in ("f1", "accuracy")}
+    checkpoint = load_file(tmp_path / "run" / "checkpoints" / f"step-{best['step']:08d}" / "model.safetensors")
+    kept = kept_weights(tmp_path / "run")
+    assert all(torch.equal(kept[k], checkpoint[k]) for k in checkpoint)
+
+
+def test_a_validation_fraction_outside_0_to_1_is_refused(tmp_path, tiny_model, capsys):
+    assert glue_cli("sst2", write_sst2(tmp_path / "glue"), tmp_path / "run", tiny_model,
+                    "--validation-fraction", "1.5") == 2
+    assert "--validation-fraction must be between 0 and 1, not 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_patience_stops_training_when_the_metric_stops_improving(tmp_path, tiny_model):
@@ -478,7 +532,9 @@ def test_patience_stops_training_when_the_metric_stops_improving(tmp_path, tiny_
     frozen = replace(FAST, lr=0.0, eval_every=1, patience=2, max_steps=10)
     results = run_glue("sst2", glue, tmp_path / "run", tiny_model, frozen)  # lr 0: the metric never improves
 
-    assert results["stopped_early"] and results["steps"] == 3 and results["best_step"] == 1
+    assert results["stopped_early"] and results["steps"] == 3
+    assert results["best_step"] == 3  # no held-out part: the final model is kept
+    assert results["model_chosen_by"] == "final evaluation (stopped early: --patience watched the dev set)"
     assert [e["step"] for e in results["history"]] == [1, 2, 3]
 
 

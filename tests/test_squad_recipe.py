@@ -13,11 +13,12 @@ import pytest
 import torch
 import transformers
 
-from bertfit import squad_metrics
+from bertfit import predicting, squad_metrics
 from bertfit.pretrained import load_pretrained, save_pretrained
 from bertfit.cli import main
 from bertfit.recipes.squad import SquadOptions, finetune_squad, score, span_loss, write_predictions
-from bertfit.tasks.squad import Answer, Predictions, SquadQuestion
+from bertfit.tasks.squad import Answer, Predictions, SquadQuestion, decode, make_windows, read_squad
+from bertfit.tokenization import special_ids
 from bertfit.settings import TrainSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest)
@@ -84,7 +85,11 @@ def test_a_squad_run_writes_results_counting_questions_windows_and_skipped_quest
     assert results["train_windows"] > 48 and results["eval_windows"] > 18  # the long contexts need several
     assert results["steps"] == results["train_windows"] // 8 + (results["train_windows"] % 8 > 0)
     assert list(results["metrics"])[:2] == ["f1", "exact"]
-    assert {"HasAns_f1", "NoAns_exact", "best_f1", "searched_f1", "null_threshold"} <= set(results["metrics"])
+    assert {"HasAns_f1", "NoAns_exact", "best_f1", "null_threshold"} <= set(results["metrics"])
+    # no validation file: nothing is chosen on the evaluation file
+    assert results["model_chosen_by"] == "final epoch" and results["best_step"] == results["steps"]
+    assert results["threshold_chosen_on"] == "none: 0.0, the decoding default"
+    assert results["metrics"]["null_threshold"] == 0.0 and "not used for the saved model" in results["official_sweep"]
 
 
 def test_the_scores_of_a_run_are_the_scores_of_the_files_it_writes(squad_run, capsys):
@@ -98,7 +103,7 @@ def test_the_scores_of_a_run_are_the_scores_of_the_files_it_writes(squad_run, ca
     printed = json.loads(capsys.readouterr().out)
     metrics = squad_run.results["metrics"]
     assert printed == {k: pytest.approx(v) for k, v in metrics.items()
-                       if k not in ("searched_f1", "searched_exact", "null_threshold")}
+                       if k != "null_threshold"}
     assert main(["evaluate-squad", str(squad_run.eval_file), str(run / "predictions.json")]) == 0
     without_odds = json.loads(capsys.readouterr().out)
     assert (without_odds["exact"], without_odds["f1"]) == (pytest.approx(metrics["exact"]), pytest.approx(metrics["f1"]))
@@ -139,7 +144,7 @@ def test_qa_answers_a_question_as_the_run_predicted_it(squad_run, tmp_path, caps
     nbest = json.loads((squad_run.dir / "nbest_predictions.json").read_text())
     null_odds = json.loads((squad_run.dir / "null_odds.json").read_text())
     saved = json.loads((squad_run.dir / "model" / "config.json").read_text())["bertfit"]["null_threshold"]
-    assert saved == squad_run.results["metrics"]["null_threshold"]  # the searched one, kept for answering
+    assert saved == squad_run.results["metrics"]["null_threshold"] == 0.0  # no validation file: the default
     context_file = tmp_path / "context.txt"
     for paragraph in paragraphs[:4]:
         (qa,) = paragraph["qas"]
@@ -161,6 +166,52 @@ def test_qa_answers_a_question_as_the_run_predicted_it(squad_run, tmp_path, caps
     assert main(["qa", str(squad_run.dir), "--question", qa["question"], "--context", paragraphs[0]["context"],
                  "--null-threshold=1e9"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == nbest[qa["id"]][0]["text"]
+
+
+def kept_predictions(run_dir: Path, data_file: Path, null_threshold: float) -> tuple[list, Predictions]:
+    """A file's questions and the saved model's predictions on them, decoded as the run decodes."""
+    extra = json.loads((run_dir / "model" / "config.json").read_text())["bertfit"]
+    model, tokenizer = load_pretrained(run_dir / "model", head="qa")
+    questions, _ = read_squad(str(data_file))
+    features, windows = make_windows(questions, tokenizer, extra["max_seq_length"], extra["doc_stride"],
+                                     extra["max_query_length"])
+    starts, ends = predicting.predict(model, features, special_ids(tokenizer).pad, torch.device("cpu"),
+                                      precision="fp32", per_token=True)
+    return questions, decode(questions, windows, starts, ends, version_2=True, null_threshold=null_threshold)
+
+
+def test_the_saved_v2_threshold_and_the_best_epoch_are_chosen_on_the_validation_file(tmp_path, tiny_model):
+    train = people_file(tmp_path / "train.json", 48, seed=1, version="2.0", long_every=5)
+    validation = people_file(tmp_path / "validation.json", 18, seed=3, version="2.0", long_every=3)
+    evaluation = people_file(tmp_path / "eval.json", 18, seed=2, version="2.0", long_every=4)
+    run = tmp_path / "run"
+    assert main(["squad", "--version", "2.0", "--train-file", str(train), "--eval-file", str(evaluation),
+                 "--validation-file", str(validation), "--model", tiny_model, "--output-dir", str(run),
+                 "--epochs", "3", "--lr", "1e-3", "--batch-size", "8", "--precision", "fp32", "--quiet",
+                 *WINDOWS]) == 0
+    results = json.loads((run / "results.json").read_text())
+    saved = json.loads((run / "model" / "config.json").read_text())["bertfit"]["null_threshold"]
+
+    questions, on_validation = kept_predictions(run, validation, 0.0)
+    searched = squad_metrics.best_null_threshold(questions, on_validation.best_spans, on_validation.null_odds)
+    eval_questions, on_eval = kept_predictions(run, evaluation, 0.0)
+    searched_on_eval = squad_metrics.best_null_threshold(eval_questions, on_eval.best_spans, on_eval.null_odds)
+    assert searched["threshold"] != pytest.approx(searched_on_eval["threshold"])  # the files disagree
+    assert saved == pytest.approx(searched["threshold"], rel=1e-5)
+    assert results["threshold_chosen_on"] == "validation" and results["metrics"]["null_threshold"] == saved
+    assert results["validation_metrics"]["f1"] == pytest.approx(searched["f1"])
+    assert (results["validation_examples"], results["eval_examples"]) == (18, 18)
+
+    # the evaluation file is scored at the validation threshold, by the model chosen on validation
+    _, at_saved = kept_predictions(run, evaluation, saved)
+    official = squad_metrics.squad_v2_scores(eval_questions, at_saved.answers, na_probs=at_saved.null_odds,
+                                             na_prob_thresh=saved)
+    assert results["metrics"]["f1"] == pytest.approx(official["f1"]) and "best_f1" in results["metrics"]
+    evals = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    evals = [e for e in evals if e["event"] == "eval"]
+    chosen = max(evals, key=lambda e: e["validation_f1"])  # max keeps the first of equals, as the loop does
+    assert results["best_step"] == chosen["step"] and results["metrics"]["f1"] == chosen["f1"]
+    assert results["model_chosen_by"] == f"best validation f1 ({validation})"
 
 
 def test_evaluate_squad_scores_a_v1_file_by_the_official_definitions(tmp_path, capsys):

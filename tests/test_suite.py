@@ -118,6 +118,17 @@ def test_suite_trains_each_present_task_per_seed_and_skips_absent_ones_with_a_no
         assert f"skipping {folder}: no {folder}/train.tsv" in suite_run.out
     assert set(suite_run.summary["skipped"]) == {"cola", "mrpc", "stsb", "qqp", "qnli", "wnli"}
     assert "skipped (no data): CoLA, MRPC, STS-B, QQP, QNLI, WNLI" in suite_run.out
+    assert "model kept: final epoch" in suite_run.out
+    assert {task["model_chosen_by"] for task in suite_run.summary["tasks"].values()} == {"final epoch"}
+
+
+def test_a_validation_fraction_holds_out_part_of_each_tasks_training_set(tmp_path, tiny_model):
+    out = glue_all(tmp_path / "suite", write_glue(tmp_path / "glue"), tiny_model, "--tasks", "rte",
+                   "--validation-fraction", "0.25")
+    rte = json.loads((tmp_path / "suite" / "rte" / "results.json").read_text())
+    assert (rte["train_examples"], rte["held_out_examples"]) == (18, 6)  # a quarter of each label's 12
+    assert rte["model_chosen_by"] == "held-out train (fraction 0.25)"
+    assert "model kept: held-out train (fraction 0.25)" in out
 
 
 def test_task_defaults_fill_in_the_options_not_given(suite_run):

@@ -263,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: truncate)")
     p.add_argument("--stride", type=int, help="with --long-texts window: overlap in tokens between windows "
                                               "(default: 64)")
+    p.add_argument("--validation-fraction", type=float, metavar="F",
+                   help="hold out this seeded share of the training examples (the same share of each label) and "
+                        "keep the epoch that scores best on it; the dev scores are that model's (default: none: "
+                        "the final epoch's model is kept and scored)")
     add_training_options(p, table=True)
     p.set_defaults(func=cmd_glue)
 
@@ -285,7 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("squad", "fine-tune and evaluate on SQuAD v1.1 or v2.0")
     p.add_argument("--version", help="1.1 or 2.0 (2.0 has unanswerable questions) (default: 1.1)")
     p.add_argument("--train-file", help="official SQuAD JSON (default: the hub dataset)")
-    p.add_argument("--eval-file", help="official SQuAD JSON (default: the hub dataset)")
+    p.add_argument("--eval-file", help="official SQuAD JSON, scored at the model and threshold kept "
+                                       "(default: the hub dataset)")
+    p.add_argument("--validation-file", help="official SQuAD JSON to choose the best epoch and the v2.0 null "
+                                             "threshold on (default: none: the final epoch's model, threshold 0)")
     p.add_argument("--max-seq-length", type=int, help="tokens per window: question, context, specials (default: 384)")
     p.add_argument("--doc-stride", type=int,
                    help="tokens consecutive windows of a long context share (run_qa's --doc_stride) (default: 128)")
@@ -293,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-best", type=int, help="candidate starts and ends considered per window (default: 20)")
     p.add_argument("--max-answer-length", type=int, help="longest answer, in tokens (default: 30)")
     p.add_argument("--null-threshold", type=float,
-                   help="v2.0: answer empty when null minus best span exceeds this (default: 0 while training)")
+                   help="v2.0: answer empty when null minus best span exceeds this (default: searched on "
+                        "--validation-file, else 0)")
     add_training_options(p, SQUAD_DEFAULTS)
     p.set_defaults(func=cmd_squad)
 

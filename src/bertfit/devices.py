@@ -137,9 +137,8 @@ def tune_allocator(device: torch.device) -> None:
     glibc serves blocks above its mmap threshold (128 KiB at first, raised as such blocks are freed)
     straight from the kernel and unmaps them on free, and trims the heap top as it empties, so a
     step's activations, weight casts and gradients of a few MB keep arriving as fresh pages that are
-    faulted in and zeroed one by one: with glibc's starting thresholds a 32-sentence SST-2 step on CPU
-    took 136-158 ms against 75 ms with these (bench/levers.py, alternated in one process). The threshold goes to its
-    32 MiB maximum and trimming waits for 1 GiB of free heap. It changes where memory comes from,
+    faulted in and zeroed one by one (bench/levers.py times an SST-2 step in an untouched process against
+    one with these settings, each in fresh processes). The threshold goes to its 32 MiB maximum and trimming waits for 1 GiB of free heap. It changes where memory comes from,
     never what is computed, for the rest of the process: freed memory stays with it for reuse (up
     to 1 GiB) rather than going back to the system. Without glibc's mallopt it does nothing.
     """

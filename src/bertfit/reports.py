@@ -12,11 +12,11 @@ from .errors import DataError
 from .files import write_atomic
 
 # SQuAD's results hold percentages and counts besides; these are its scores worth a column.
-SQUAD_SCORES = ("f1", "exact", "searched_f1", "searched_exact")
+SQUAD_SCORES = ("f1", "exact", "validation_f1", "validation_exact")
 # Pretraining's held-out scores, as they are (a loss and a perplexity are not fractions).
 PRETRAIN_SCORES = ("mlm_accuracy", "mlm_loss", "perplexity", "nsp_accuracy")
 SHORT_NAMES = {"matthews_correlation": "matthews", "accuracy": "acc", "mismatched_accuracy": "acc-mm",
-               "exact": "em", "searched_f1": "f1@best-thr", "searched_exact": "em@best-thr"}
+               "exact": "em", "validation_f1": "val-f1", "validation_exact": "val-em"}
 DATA_COUNTS = ("train_examples", "train_features", "train_windows", "truncated_train_examples",
                "train_answers_outside_windows", "eval_examples", "eval_windows", "skipped_examples")
 BOLD, GREEN, RESET = "\033[1m", "\033[32m", "\033[0m"
@@ -137,7 +137,7 @@ def run_markdown(run_dir: Path, results: dict, log: list[dict], notes: Sequence[
                  for e, s in zip(evals, eval_scores)]
     parts = [
         f"# {task}: {run_dir}",
-        f"Model `{results.get('model')}`; {results.get('steps')} optimizer steps, the best model at step "
+        f"Model `{results.get('model')}`; {results.get('steps')} optimizer steps, the model kept at step "
         f"{results.get('best_step')}{' (stopped early)' if results.get('stopped_early') else ''}; trained in "
         f"{clock(results.get('train_seconds'))} at {rate} examples/s.",
         "## Result (held-out text)" if task == "pretrain" else
@@ -169,7 +169,7 @@ def plot_curves(path: Path, results: dict, log: list[dict]) -> Path:
     loss_axes.plot([e["step"] for e in train], [e["loss"] for e in train], color="tab:blue")
     loss_axes.set(title="training loss", xlabel="optimizer step", ylabel="loss")
     score_axes.plot([s for s, _ in evals], [v for _, v in evals], marker="o", color="tab:green")
-    score_axes.axvline(results.get("best_step", 0), color="grey", linestyle=":", label="best model")
+    score_axes.axvline(results.get("best_step", 0), color="grey", linestyle=":", label="model kept")
     score_axes.set(title=f"dev {main}", xlabel="optimizer step",
                    ylabel=main if task.startswith("squad") or task == "pretrain" else f"{main} ×100")
     score_axes.legend(loc="lower right")

@@ -162,6 +162,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
         "seeds": [r["settings"]["seed"] for r in results],
         "settings": {k: results[0]["settings"][k] for k in ("epochs", "lr", "batch_size")},
         "train_examples": results[0]["train_examples"],
+        "model_chosen_by": results[0].get("model_chosen_by"),
         "eval_examples": results[0]["eval_examples"],
         "train_seconds": round(sum(r["train_seconds"] for r in results), 1),
     } for name, results in runs.items()}
@@ -202,6 +203,9 @@ def footer(summary: dict) -> list[str]:
              f"GLUE average: the mean of the task scores"]
     if len(seeds) > 1:
         lines.append(f"mean ± sample standard deviation over seeds {', '.join(map(str, seeds))}")
+    chosen = sorted({task.get("model_chosen_by") for task in summary["tasks"].values()} - {None})
+    if chosen:  # the dev scores are those of this model: none is chosen on dev
+        lines.append(f"model kept: {'; '.join(chosen)}")
     if summary.get("limits"):
         limits = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in summary["limits"].items())
         lines.append(f"limits: {limits}; not comparable with full runs")

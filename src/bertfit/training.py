@@ -56,6 +56,7 @@ class FitResult:
 LossFn = Callable[[nn.Module, dict], torch.Tensor]  # summed loss over the batch's examples
 EvalFn = Callable[[nn.Module], dict]  # metrics; the first key is the one that picks the best model
 SaveFn = Callable[[nn.Module, dict], None]  # keep this model as the best so far
+KEEP = ("best", "last")  # which evaluated model `fit` keeps
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -76,13 +77,19 @@ def run_fingerprint_of(settings: TrainSettings, train: Features) -> dict:
 
 def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, save_best: SaveFn,
         settings: TrainSettings, run_dir: Path, pad_id: int, device: torch.device,
-        resume: bool = True, run_fingerprint: dict | None = None, quiet: bool = False) -> FitResult:
-    """Train `model` on `train`; evaluate, keep the best, checkpoint, and resume where a run stopped.
+        resume: bool = True, run_fingerprint: dict | None = None, quiet: bool = False,
+        keep: str = "best") -> FitResult:
+    """Train `model` on `train`; evaluate, keep a model, checkpoint, and resume where a run stopped.
 
     Under torchrun every rank calls `fit` (and `evaluate`, which may gather across ranks); rank 0
     alone writes into `run_dir` and calls `save_best`. `run_fingerprint` names what else must match
     for a checkpoint to be resumed (model, task, ...); the settings and the data are checked here.
+    `keep`: "best", the evaluation whose first metric is highest (evaluate on data the run does not
+    report, or the choice flatters the report); "last", every evaluation's model replaces the one kept,
+    so the run ends with the final one (patience still watches the first metric).
     """
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {', '.join(KEEP)}, not {keep!r}")
     settings.validate()
     tune_allocator(device)
     with runs.RunLock(run_dir) if is_main_process() else contextlib.nullcontext():
@@ -92,7 +99,7 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
         row_grads = EmbeddingRowGrads(model, lazy) if world()[1] == 1 and device.type == "cpu" else None
         try:
             trainer = Trainer(model, train, loss_fn, evaluate, save_best, settings, Path(run_dir), pad_id, device,
-                              row_grads)
+                              row_grads, keep)
             trainer.open_run(resume, {**(run_fingerprint or {}), **run_fingerprint_of(settings, train)}, quiet)
             return trainer.run()
         except KeyboardInterrupt:
@@ -144,7 +151,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, save_best: SaveFn,
                  settings: TrainSettings, run_dir: Path, pad_id: int, device: torch.device,
-                 row_grads: EmbeddingRowGrads | None):
+                 row_grads: EmbeddingRowGrads | None, keep: str = "best"):
+        self.keep = keep
         self.model, self.train, self.settings, self.run_dir = model, train, settings, run_dir
         self.loss_fn, self.eval_fn, self.save_best = loss_fn, evaluate, save_best
         self.pad_id, self.device, self.row_grads = pad_id, device, row_grads
@@ -359,7 +367,7 @@ class Trainer:
                             "examples_per_s": round(rate, 2), "grad_norm": round(grad_norm, 4)})
 
     def evaluate(self) -> None:
-        """Evaluate, keep the best model, note whether patience has run out, and checkpoint."""
+        """Evaluate, keep the best (or the latest) model, note whether patience has run out, and checkpoint."""
         state, settings = self.state, self.settings
         started = time.perf_counter()
         metrics = self.eval_fn(self.model)
@@ -372,13 +380,16 @@ class Trainer:
         key = next(iter(metrics))
         entry = {"event": "eval", "step": state.step, "epoch": round(state.step / self.batches_per_epoch, 3), **metrics}
         state.history.append(entry)
-        if state.best_metric is None or metrics[key] > state.best_metric:
-            state.best_metric, state.best_step, state.best_metrics = metrics[key], state.step, metrics
+        improved = state.best_metric is None or metrics[key] > state.best_metric
+        if improved:
+            state.best_metric = metrics[key]
             state.evals_without_improvement = 0
-            if self.main:
-                self.save_best(self.model, metrics)
         else:
             state.evals_without_improvement += 1
+        if improved or self.keep == "last":  # best_step and best_metrics: those of the model kept
+            state.best_step, state.best_metrics = state.step, metrics
+            if self.main:
+                self.save_best(self.model, metrics)
         state.stopped_early = bool(settings.patience) and state.evals_without_improvement >= settings.patience
         if self.log:
             self.log.write(entry)

@@ -45,6 +45,9 @@ class GlueOptions:
     long_texts: str = "truncate"
     stride: int = 64
     skip_bad_examples: bool = False
+    # A seeded share of the training examples held out to choose the best epoch on; None: the final
+    # epoch's model is kept, so that no dev score is chosen on the dev set itself.
+    validation_fraction: float | None = None
     overwrite: bool = False
     tokenizer: str | None = None
     num_heads: int | None = None  # a tutorial .pth holds no config
@@ -88,6 +91,27 @@ def _limit(examples: glue.Examples, n: int | None) -> glue.Examples:
         return examples
     return replace(examples, texts_a=examples.texts_a[:n], texts_b=examples.texts_b[:n] if examples.texts_b else None,
                    labels=examples.labels[:n] if examples.labels is not None else None, indices=examples.indices[:n])
+
+
+def _take(examples: glue.Examples, rows) -> glue.Examples:
+    pick = lambda values: [values[i] for i in rows] if values is not None else None
+    return replace(examples, texts_a=pick(examples.texts_a), texts_b=pick(examples.texts_b),
+                   labels=pick(examples.labels), indices=pick(examples.indices))
+
+
+def hold_out(examples: glue.Examples, fraction: float, seed: int,
+             stratify: bool = True) -> tuple[glue.Examples, glue.Examples]:
+    """(the rest, the held-out part): a seeded `fraction` of the examples, in file order, the same share of
+    each label when `stratify` (classification); the rest keeps every other example, in file order too."""
+    labels = np.asarray(examples.labels)
+    groups = [np.flatnonzero(labels == label) for label in np.unique(labels)] if stratify else [np.arange(len(labels))]
+    rng = np.random.default_rng(seed)
+    held = np.sort(np.concatenate([rng.permutation(group)[: round(fraction * len(group))] for group in groups]))
+    if len(held) == 0 or len(held) == len(labels):
+        raise ConfigError(f"--validation-fraction {fraction:g} of {len(labels)} training examples holds out "
+                          f"{len(held)}: nothing to {'choose on' if len(held) == 0 else 'train on'}")
+    rest = np.setdiff1d(np.arange(len(labels)), held)
+    return _take(examples, rest.tolist()), _take(examples, held.tolist())
 
 
 def loss_fn(task: glue.GlueTask):
@@ -136,6 +160,8 @@ def check_options(options: GlueOptions) -> None:
         raise ConfigError(f"--long-texts must be truncate or window, not {options.long_texts!r}")
     if options.stride < 0:
         raise ConfigError(f"--stride must be zero or positive, not {options.stride}")
+    if options.validation_fraction is not None and not 0 < options.validation_fraction < 1:
+        raise ConfigError(f"--validation-fraction must be between 0 and 1, not {options.validation_fraction:g}")
 
 
 def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = None) -> dict:
@@ -159,6 +185,12 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = 
     max_len = min(options.max_seq_length, run.model.bert.config.max_position_embeddings)
 
     train_examples = _limit(read_split(task, options, "train"), options.max_train_samples)
+    # the defaults table goes by the training set before holding out: the settings of the same command without it
+    table_size = len(train_examples)
+    held_examples = None
+    if options.validation_fraction:
+        train_examples, held_examples = hold_out(train_examples, options.validation_fraction, run.settings.seed,
+                                                 stratify=not task.is_regression)
     eval_examples = {s: _limit(read_split(task, options, s), options.max_eval_samples) for s in dev_splits(task)}
     for examples in (train_examples, *eval_examples.values()):
         if examples.labels is None:
@@ -167,7 +199,7 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = 
             say(f"{examples.source}: skipped {examples.num_skipped} of {examples.num_read} rows "
                 f"({'; '.join(examples.skip_reasons[:3])})")
     if chosen is not None:
-        settings = glue_settings(task.name, len(train_examples), chosen)
+        settings = glue_settings(task.name, table_size, chosen)
         settings.validate()
         run.settings = settings
     encode = lambda ex: glue_encoding.encode_cached(ex, tokenizer, max_len, cache_dir(), options.long_texts,
@@ -175,52 +207,86 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = 
     start = time.perf_counter()
     train_features, train_stats, hit = encode(train_examples)
     eval_features = {s: encode(ex)[0] for s, ex in eval_examples.items()}
+    held_features = encode(held_examples)[0] if held_examples is not None else None
     say(f"{task.name}: {len(train_examples)} training examples -> {len(train_features)} features "
         f"({train_stats.num_tokens} tokens, {train_stats.num_truncated} truncated to {max_len}); "
-        f"{', '.join(f'{s} {len(ex)}' for s, ex in eval_examples.items())} for evaluation; "
+        + (f"{len(held_examples)} held out of train (fraction {options.validation_fraction:g}, seed "
+           f"{settings.seed}) to choose the best epoch on; " if held_examples is not None else "")
+        + f"{', '.join(f'{s} {len(ex)}' for s, ex in eval_examples.items())} for evaluation; "
         f"{'encoded features from cache' if hit else 'encoded'} in {time.perf_counter() - start:.1f}s")
     if chosen is not None:
-        from_table = [k.replace("_size", "") for k in glue_defaults(task.name, len(train_examples)) if k not in chosen]
+        from_table = [k.replace("_size", "") for k in glue_defaults(task.name, table_size) if k not in chosen]
         say(f"training {settings.epochs:g} epochs at lr {settings.lr:g}, batch {settings.batch_size}"
-            + (f" ({', '.join(from_table)}: the defaults for {task.name} with {len(train_examples):,} training "
+            + (f" ({', '.join(from_table)}: the defaults for {task.name} with {table_size:,} training "
                f"examples; `bertfit glue --help` shows them all)" if from_table else ""))
 
     latest, best = {}, {}  # predictions per class on the first dev split: of the last evaluation, of the best
 
     def evaluate(model) -> dict:
+        """The dev scores; with a held-out part, its scores first (HELD_OUT + name), so that they pick the best."""
         logits = {s: _logits(model, f, run.pad_id, run.device, settings, len(eval_examples[s]))
                   for s, f in eval_features.items()}
         if not task.is_regression:
             latest["counts"] = np.bincount(next(iter(logits.values())).argmax(-1), minlength=task.num_labels)
-        return score(task, logits, eval_examples)
+        scores = score(task, logits, eval_examples)
+        if held_features is None:
+            return scores
+        held = score(task, {"dev": _logits(model, held_features, run.pad_id, run.device, settings,
+                                           len(held_examples))}, {"dev": held_examples})
+        return {**{HELD_OUT + k: v for k, v in held.items()}, **scores}
 
     def save_best(model, scores) -> None:
         best.update(latest)
         # absolute, so `bertfit predict RUN_DIR` finds the test files from any working directory
         data_dir = str(Path(options.data_dir).resolve()) if options.data_dir else None
+        dev, held = split_held_out(scores)
         extra = {"task": task.name, "max_seq_length": max_len, "long_texts": options.long_texts,
-                 "stride": options.stride, "data_dir": data_dir, "metrics": scores}
+                 "stride": options.stride, "data_dir": data_dir, "metrics": dev,
+                 **({"held_out_metrics": held} if held else {})}
         save_pretrained(model, tokenizer, run.model_dir,
                         labels=list(task.label_names) if task.labels else ["score"], extra=extra)
 
+    keep = "best" if held_features is not None else "last"
     with run.lock():
-        result = run.fit(train_features, loss_fn(task), evaluate, save_best, task=task.name, max_seq_length=max_len)
+        result = run.fit(train_features, loss_fn(task), evaluate, save_best, keep=keep, task=task.name,
+                         max_seq_length=max_len)
         counts = {
             "eval_examples": {s: len(ex) for s, ex in eval_examples.items()} if len(eval_examples) > 1
             else len(next(iter(eval_examples.values()))),
             "train_examples": len(train_examples),
+            **({"held_out_examples": len(held_examples)} if held_examples is not None else {}),
             "train_features": len(train_features),
             "truncated_train_examples": train_stats.num_truncated,
             "skipped_examples": train_examples.num_skipped + sum(ex.num_skipped for ex in eval_examples.values()),
         }
-        results = run.finish(task.name, result, {"max_seq_length": max_len, "long_texts": options.long_texts},
-                             counts, title=task.name)
+        dev, held = split_held_out(result.best_metrics)
+        chosen = {"model_chosen_by": model_chosen_by(options.validation_fraction, result.stopped_early),
+                  **({"held_out_metrics": held} if held else {})}
+        results = run.finish(task.name, result, {"max_seq_length": max_len, "long_texts": options.long_texts,
+                                                 "validation_fraction": options.validation_fraction},
+                             counts, title=task.name, metrics=dev, chosen=chosen)
         if run.main and "counts" in best:
             dev = next(iter(eval_examples.values()))
             warning = one_class_warning(task, best["counts"], dev.labels, settings, len(train_examples), result.steps)
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)
     return results
+
+
+HELD_OUT = "held_out_"  # the prefix of the held-out part's scores in an evaluation
+
+
+def split_held_out(scores: dict) -> tuple[dict, dict]:
+    """(dev scores, held-out scores) of an evaluation, the prefix dropped from the second."""
+    dev = {k: v for k, v in scores.items() if not k.startswith(HELD_OUT)}
+    return dev, {k.removeprefix(HELD_OUT): v for k, v in scores.items() if k.startswith(HELD_OUT)}
+
+
+def model_chosen_by(validation_fraction: float | None, stopped_early: bool) -> str:
+    """How a run's model was chosen, as results.json says it."""
+    if validation_fraction:
+        return f"held-out train (fraction {validation_fraction:g})"
+    return "final evaluation (stopped early: --patience watched the dev set)" if stopped_early else "final epoch"
 
 
 def one_class_warning(task: glue.GlueTask, counts, dev_labels, settings: TrainSettings, train_examples: int,

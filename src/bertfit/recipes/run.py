@@ -55,18 +55,23 @@ class Run:
         return runs.RunLock(self.dir) if self.main else contextlib.nullcontext()
 
     def fit(self, train: Features, loss_fn: training.LossFn, evaluate: training.EvalFn, save_best: training.SaveFn,
-            **fingerprint) -> training.FitResult:
-        """Train in the run dir, resuming unless `overwrite`; `fingerprint`: what else a resumed run must match."""
+            keep: str = "best", **fingerprint) -> training.FitResult:
+        """Train in the run dir, resuming unless `overwrite`; `keep`: which evaluated model to keep (training.fit);
+        `fingerprint`: what else a resumed run must match."""
         return training.fit(self.model, train, loss_fn, evaluate, save_best, self.settings, self.dir, self.pad_id,
-                            self.device, resume=not self.overwrite, quiet=self.quiet,
-                            run_fingerprint=runs.fingerprint_of(model=str(self.model_name), **fingerprint))
+                            self.device, resume=not self.overwrite, quiet=self.quiet, keep=keep,
+                            run_fingerprint=runs.fingerprint_of(model=str(self.model_name), keep=keep, **fingerprint))
 
-    def finish(self, task: str, result: training.FitResult, settings: dict, counts: dict, title: str) -> dict:
+    def finish(self, task: str, result: training.FitResult, settings: dict, counts: dict, title: str,
+               metrics: dict | None = None, chosen: dict | None = None) -> dict:
         """The run's results (the training settings with the task's `settings`, and its data `counts`), written
-        to results.json with the report, the scores printed."""
+        to results.json with the report, the scores printed. `metrics`: the scores to report (default: the
+        kept model's evaluation); `chosen`: how the model (and any threshold) was chosen, said under them."""
+        metrics = result.best_metrics if metrics is None else metrics
         results = {
             "task": task,
-            "metrics": result.best_metrics,
+            "metrics": metrics,
+            **(chosen or {}),
             "model": str(self.model_name or "embedded"),
             "model_dir": str(self.model_dir),
             "settings": {**asdict(self.settings), **settings},
@@ -76,7 +81,7 @@ class Run:
         if self.main:
             write_json(self.dir / "results.json", results)
             reports.write_run_report(self.dir)
-            self.say(metrics_table(title, result.best_metrics))
+            self.say(metrics_table(title, metrics, chosen))
         return results
 
 
@@ -93,8 +98,10 @@ def start_run(run_dir: str | Path, settings: TrainSettings, model: str | None, h
                devices.is_main_process())
 
 
-def metrics_table(name: str, values: dict) -> str:
+def metrics_table(name: str, values: dict, chosen: dict | None = None) -> str:
+    """The scores, one a line, and under them how the model they score was chosen."""
     rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in values.items()]
     width = max(len(k) for k, _ in rows) if rows else 6
     line = "-" * (width + 12)
-    return "\n".join([line, f"{name} dev", line, *(f"{k:<{width}}  {v:>8}" for k, v in rows), line])
+    notes = [f"{k.replace('_', ' ')}: {v}" for k, v in (chosen or {}).items() if not isinstance(v, dict)]
+    return "\n".join([line, f"{name} dev", line, *(f"{k:<{width}}  {v:>8}" for k, v in rows), line, *notes])

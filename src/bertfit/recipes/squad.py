@@ -24,6 +24,9 @@ class SquadOptions:
     version: str = "1.1"
     train_file: str | None = None
     eval_file: str | None = None
+    # Chooses the best epoch and the v2.0 null threshold saved with the model; the eval file is then only
+    # scored. None: nothing is chosen, the final epoch's model is kept with the threshold 0.0.
+    validation_file: str | None = None
     model: str | None = None
     tokenizer: str | None = None
     output_dir: str | None = None
@@ -32,7 +35,7 @@ class SquadOptions:
     max_query_length: int = 64
     n_best: int = 20
     max_answer_length: int = 30
-    null_threshold: float | None = None  # None: 0.0 while training; a run's best threshold afterwards
+    null_threshold: float | None = None  # None: searched on validation_file, else 0.0; a run's own afterwards
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     skip_bad_examples: bool = False
@@ -72,20 +75,50 @@ def span_loss(model, batch) -> torch.Tensor:
 
 
 def score(questions, predictions: squad.Predictions, version: str, null_threshold: float = 0.0) -> dict:
-    """Official scores; for v2.0 also the threshold search over the real null odds (first key: f1).
+    """Official scores (first key: f1); for v2.0 those of the v2 script, its best_* sweep included.
 
     `null_threshold` is the one decoding used: the v2 script, given the null odds, counts a question
     as unanswered above its own threshold, so it must be the same for the scores to be those of
-    `predictions.answers`.
+    `predictions.answers`. The script's best_* figures sweep the threshold over these same questions:
+    on an evaluation set they say what a threshold chosen on it would score, not what the run scores.
     """
     if version == "1.1":
         values = squad_metrics.squad_v1_scores(questions, predictions.answers)
         return {"f1": values["f1"], "exact": values["exact_match"]}
     values = squad_metrics.squad_v2_scores(questions, predictions.answers, na_probs=predictions.null_odds,
                                            na_prob_thresh=null_threshold)
-    search = squad_metrics.best_null_threshold(questions, predictions.best_spans, predictions.null_odds)
-    return {"f1": values["f1"], "exact": values["exact"], **{k: v for k, v in values.items() if k not in ("f1", "exact")},
-            "searched_f1": search["f1"], "searched_exact": search["exact"], "null_threshold": search["threshold"]}
+    return {"f1": values["f1"], "exact": values["exact"], **{k: v for k, v in values.items() if k not in ("f1", "exact")}}
+
+
+VALIDATION = "validation_"  # the prefix of the validation file's scores in an evaluation
+OFFICIAL_SWEEP = ("best_exact, best_exact_thresh, best_f1, best_f1_thresh: the v2 script's threshold sweep on the "
+                  "evaluation file itself, reported as the script names them; not used for the saved model")
+
+
+def validation_scores(questions, predictions: squad.Predictions, version: str,
+                      null_threshold: float | None) -> tuple[dict, float]:
+    """The validation file's scores and the null threshold to keep: searched on it for v2.0 unless one was given.
+
+    The search runs over the real null odds with the best spans (squad_metrics.best_null_threshold),
+    so its f1 is the one this threshold gives here; that f1 picks the best epoch."""
+    if version == "2.0" and null_threshold is None:
+        search = squad_metrics.best_null_threshold(questions, predictions.best_spans, predictions.null_odds)
+        return {"f1": search["f1"], "exact": search["exact"]}, search["threshold"]
+    kept = 0.0 if null_threshold is None else null_threshold
+    values = score(questions, predictions, version, kept)
+    return {"f1": values["f1"], "exact": values["exact"]}, kept
+
+
+def selection(options: SquadOptions, version: str) -> dict:
+    """How the model kept and its null threshold were chosen, as results.json says it."""
+    chosen = {"model_chosen_by": f"best validation f1 ({options.validation_file})" if options.validation_file
+              else "final epoch"}
+    if version == "2.0":
+        chosen["threshold_chosen_on"] = (
+            "given (--null-threshold)" if options.null_threshold is not None
+            else "validation" if options.validation_file else "none: 0.0, the decoding default")
+        chosen["official_sweep"] = OFFICIAL_SWEEP
+    return chosen
 
 
 def write_predictions(folder: Path, predictions: squad.Predictions, version: str) -> None:
@@ -105,7 +138,7 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
                     tokenizer=options.tokenizer, num_heads=options.num_heads, overwrite=options.overwrite,
                     quiet=options.quiet)
     say, tokenizer = run.say, run.tokenizer
-    threshold = options.null_threshold if options.null_threshold is not None else 0.0
+    threshold = options.null_threshold if options.null_threshold is not None else 0.0  # decoding, before a search
     positions = run.model.bert.config.max_position_embeddings
     if options.max_seq_length > positions:
         raise ConfigError(f"--max-seq-length {options.max_seq_length} exceeds the model's {positions} positions")
@@ -114,6 +147,11 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
                                                     say)
     eval_questions, eval_skipped = read_questions(options.eval_file, version, "validation", options.skip_bad_examples,
                                                   say)
+    validation_questions, validation_skipped = (
+        read_questions(options.validation_file, version, "validation", options.skip_bad_examples, say)
+        if options.validation_file else ([], 0))
+    if options.validation_file and not validation_questions:
+        raise DataError(f"{options.validation_file}: no questions to choose the best epoch on")
     train_questions = train_questions[: options.max_train_samples or None]
     eval_questions = eval_questions[: options.max_eval_samples or None]
     start = time.perf_counter()
@@ -121,43 +159,75 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
                         max_query_length=options.max_query_length)
     train_features, train_windows = squad.make_windows(train_questions, tokenizer, training=True, **windows_args)
     eval_features, eval_windows = squad.make_windows(eval_questions, tokenizer, **windows_args)
+    validation_features, validation_windows = (squad.make_windows(validation_questions, tokenizer, **windows_args)
+                                               if validation_questions else (None, None))
     unanswerable = sum(q.is_impossible for q in train_questions)
     say(f"squad v{version}: {len(train_questions)} training questions ({unanswerable} unanswerable) -> "
         f"{len(train_features)} windows ({train_windows.answers_outside} answers fit no window); "
-        f"{len(eval_questions)} evaluation questions -> {len(eval_features)} windows; "
+        + (f"{len(validation_questions)} validation questions -> {len(validation_features)} windows, to choose "
+           f"the best epoch{' and the null threshold' if version == '2.0' else ''} on; " if validation_questions
+           else "")
+        + f"{len(eval_questions)} evaluation questions -> {len(eval_features)} windows; "
         f"{time.perf_counter() - start:.1f}s")
 
     latest = {}
 
-    def evaluate(model) -> dict:
-        start_logits, end_logits = predicting.predict(model, eval_features, run.pad_id, run.device,
+    def predictions_on(model, features, windows, questions, null_threshold: float) -> squad.Predictions:
+        start_logits, end_logits = predicting.predict(model, features, run.pad_id, run.device,
                                                       settings.eval_batch_size, settings.precision, per_token=True)
-        latest["predictions"] = squad.decode(eval_questions, eval_windows, start_logits, end_logits, options.n_best,
-                                             options.max_answer_length, version == "2.0", threshold)
-        return score(eval_questions, latest["predictions"], version, threshold)
+        return squad.decode(questions, windows, start_logits, end_logits, options.n_best, options.max_answer_length,
+                            version == "2.0", null_threshold)
+
+    def evaluate(model) -> dict:
+        """The eval file's scores at the threshold kept; with a validation file, its scores first (they pick
+        the best epoch) and the threshold searched on it."""
+        chosen, kept_threshold = {}, threshold
+        if validation_questions:
+            on_validation = predictions_on(model, validation_features, validation_windows, validation_questions,
+                                           threshold)
+            values, kept_threshold = validation_scores(validation_questions, on_validation, version,
+                                                       options.null_threshold)
+            chosen = {VALIDATION + k: v for k, v in values.items()}
+        latest["predictions"] = predictions_on(model, eval_features, eval_windows, eval_questions, kept_threshold)
+        scores = {**chosen, **score(eval_questions, latest["predictions"], version, kept_threshold)}
+        return {**scores, "null_threshold": kept_threshold} if version == "2.0" else scores
 
     def save_best(model, scores) -> None:
+        reported, on_validation = split_validation(scores)
         extra = {"task": f"squad-v{version}", "version": version, "max_seq_length": options.max_seq_length,
                  "doc_stride": options.doc_stride, "max_query_length": options.max_query_length,
                  "n_best": options.n_best, "max_answer_length": options.max_answer_length,
-                 "null_threshold": scores.get("null_threshold", 0.0) if options.null_threshold is None
-                 else options.null_threshold, "metrics": scores}
+                 "null_threshold": scores.get("null_threshold", threshold), "metrics": reported,
+                 **({"validation_metrics": on_validation} if on_validation else {})}
         save_pretrained(model, tokenizer, run.model_dir, extra=extra)
         write_predictions(run.dir, latest["predictions"], version)
 
+    keep = "best" if validation_questions else "last"
     with run.lock():
-        result = run.fit(train_features, span_loss, evaluate, save_best, task=f"squad-v{version}", windows=windows_args)
+        result = run.fit(train_features, span_loss, evaluate, save_best, keep=keep, task=f"squad-v{version}",
+                         windows=windows_args)
+        reported, on_validation = split_validation(result.best_metrics)
         settings_of_task = {**windows_args, "n_best": options.n_best, "max_answer_length": options.max_answer_length,
-                            "null_threshold": threshold}
+                            "null_threshold": reported.get("null_threshold", threshold)}
         counts = {
             "eval_examples": len(eval_questions),
             "train_examples": len(train_questions),
+            **({"validation_examples": len(validation_questions), "validation_windows": len(validation_features)}
+               if validation_questions else {}),
             "train_windows": len(train_features),
             "eval_windows": len(eval_features),
             "train_answers_outside_windows": train_windows.answers_outside,
-            "skipped_examples": train_skipped + eval_skipped,
+            "skipped_examples": train_skipped + eval_skipped + validation_skipped,
         }
-        return run.finish(f"squad-v{version}", result, settings_of_task, counts, title=f"squad v{version}")
+        chosen = {**selection(options, version), **({"validation_metrics": on_validation} if on_validation else {})}
+        return run.finish(f"squad-v{version}", result, settings_of_task, counts, title=f"squad v{version}",
+                          metrics=reported, chosen=chosen)
+
+
+def split_validation(scores: dict) -> tuple[dict, dict]:
+    """(the eval file's scores, the validation file's) of an evaluation, the prefix dropped from the second."""
+    return ({k: v for k, v in scores.items() if not k.startswith(VALIDATION)},
+            {k.removeprefix(VALIDATION): v for k, v in scores.items() if k.startswith(VALIDATION)})
 
 
 # ---- after training -----------------------------------------------------------------------------
