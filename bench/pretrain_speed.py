@@ -156,11 +156,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup-ratio", type=float, default=0.05)
-    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                        help="both sides; auto: bf16 on a CPU with native bf16, else fp32 (as bertfit's auto)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--eval-blocks", type=int, default=1000, help="held-out blocks of valid.txt scored")
     parser.add_argument("--work-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.precision = common.resolved_precision(args.precision)
     if args.side:
         common.run(__file__, args, argv, {"bertfit": bertfit_side, "peer": peer_side})
         return
@@ -175,11 +177,14 @@ def main(argv: list[str]) -> None:
             print(f"tokenizer: {args.vocab_size} WordPiece tokens trained on {len(train_files(args))} files in "
                   f"{time.perf_counter() - started:.0f}s", file=sys.stderr)
         child = [*argv, "--work-dir", work] + ([] if "--tokenizer" in argv else ["--tokenizer", args.tokenizer])
-        sides = common.run(__file__, args, child, {"bertfit": bertfit_side, "peer": peer_side})
+        runs = common.run(__file__, args, child, {"bertfit": bertfit_side, "peer": peer_side},
+                          precisions=(args.precision,))
+        sides = {"bertfit": runs["bertfit"][0], "peer": runs["peer"][0]}
         for side in ("bertfit", "peer"):
             sides[side].update(held_out_loss(sides[side]["model_dir"], args.tokenizer,
                                              Path(args.text_dir) / "valid.txt", args.eval_blocks, seed=args.seed))
 
+    print(common.cpu_line(common.cpu_kind()))
     print(f"MLM pretraining, new {args.size} BERT, {args.steps} steps of {args.batch_size} x {SEQ_LEN} tokens, "
           f"{args.precision}, lr {args.lr:g} warmup {args.warmup_ratio:g} cosine, dropout 0.1 (attention too), "
           f"{args.threads} threads, files: {len(train_files(args))} of {args.text_dir}")
@@ -188,12 +193,12 @@ def main(argv: list[str]) -> None:
     header = ["side", "tokens/s", "train s", "steps", "blocks", "held-out MLM loss", "acc", "ppl", "peak RSS MB"]
     rows = [[side, f"{f['tokens_per_s']:.0f}", f"{f['train_seconds']:.1f}", f["steps"], f["blocks"],
              f"{f['mlm_loss']:.4f}", f"{f['mlm_accuracy']:.4f}", f"{f['perplexity']:.1f}", f"{f['peak_rss_mb']:.0f}"]
-            for side, f in sides.items() if side != "peak"]
+            for side, f in sides.items()]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "sides": sides}, indent=1))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "cpu": common.cpu_kind(), "peak": runs["peak"], "sides": sides}, indent=1))
     print(f"ratio train {sides['bertfit']['tokens_per_s'] / sides['peer']['tokens_per_s']:.2f}")
 
 

@@ -211,20 +211,18 @@ def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = N
                                           run.device, settings)
     with run.lock():
         # the model kept is the last one (pretraining has no dev score to pick by); it is written after training
-        result = run.fit(train, loss_fn, evaluate, lambda model, metrics: None, task="pretrain",
+        result = run.fit(train, loss_fn, evaluate, lambda model, metrics: None, keep="last", task="pretrain",
                          objective="mlm+nsp" if options.nsp else "mlm", mlm_probability=options.mlm_probability,
                          max_seq_length=options.max_seq_length)
-        final = next((e for e in reversed(result.history) if e.get("event") == "eval"), {})
-        final = {k: v for k, v in final.items() if k not in ("event", "step", "epoch")}
         tokens_seen = int(result.train_examples_seen * float(train.lengths.mean()))
         if run.main:
             save_pretrained(run.model, run.tokenizer, run.model_dir)
             pth, vocab = save_tutorial(run.model, run.tokenizer, run.dir, options.name)
             run.say(f"wrote {run.model_dir} (Hugging Face, with its MLM head), {pth} and {vocab} (the tutorial's files)")
-        return run.finish("pretrain", replace(result, best_metrics=final, best_step=result.steps),
+        return run.finish("pretrain", result,
                           {"size": options.size, "objective": "mlm+nsp" if options.nsp else "mlm",
                            "max_seq_length": options.max_seq_length, "mlm_probability": options.mlm_probability,
                            "validation_file": options.validation_file},
                           {**counts, "tokens_seen": tokens_seen,
                            "train_tokens_per_second": round(tokens_seen / max(result.train_seconds, 1e-9), 1)},
-                          "pretraining, held-out")
+                          "pretraining, held-out", chosen={"model_chosen_by": "the last step (pretraining keeps no best)"})
