@@ -104,7 +104,8 @@ def test_help_and_version_do_not_import_torch():
     result = run_python(
         "import contextlib, io, sys\n"
         "from bertfit.cli import build_parser, main\n"
-        "for argv in (['--help'], ['glue', '--help'], ['squad', '--help'], ['qa', '--help'], ['--version']):\n"
+        "for argv in (['--help'], ['glue', '--help'], ['squad', '--help'], ['qa', '--help'], ['fill-mask', '--help'],\n"
+        "             ['--version']):\n"
         "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
         "        main(argv)\n"
         "print(sorted(m for m in ('torch', 'numpy', 'datasets', 'transformers', 'tokenizers') if m in sys.modules))\n")
