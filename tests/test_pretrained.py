@@ -604,6 +604,27 @@ def test_transformers_pretraining_folders_load_with_their_heads(tmp_path, small_
         assert _max_diff(ours[1], expected.seq_relationship_logits) <= 1e-5
 
 
+def test_lm_bias_held_only_under_the_decoders_name_loads(tmp_path, small_tokenizer_file):
+    tokenizer = load_tokenizer(small_tokenizer_file)
+    model = _randomise(BertForMaskedLM(_lm_config(tokenizer)))
+    folder = save_pretrained(model, tokenizer, tmp_path / "mlm")
+    weights = load_file(str(folder / "model.safetensors"))
+    weights["cls.predictions.decoder.bias"] = weights.pop("cls.predictions.bias")
+    save_file(weights, str(folder / "model.safetensors"))
+
+    loaded, _ = load_pretrained(folder, head="mlm")
+    assert torch.equal(loaded.cls.bias, model.cls.bias)
+
+
+def test_lm_head_missing_a_tensor_is_refused_not_replaced(tmp_path, small_tokenizer_file):
+    tokenizer = load_tokenizer(small_tokenizer_file)
+    folder = save_pretrained(_randomise(BertForMaskedLM(_lm_config(tokenizer))), tokenizer, tmp_path / "mlm")
+    weights = load_file(str(folder / "model.safetensors"))
+    del weights["cls.predictions.transform.LayerNorm.bias"]
+    save_file(weights, str(folder / "model.safetensors"))
+    assert str(folder) in _raises(r"missing tensors cls\.norm\.bias", folder, head="mlm")
+
+
 def _assert_fresh_lm_head(head) -> None:
     assert torch.equal(head.bias, torch.zeros_like(head.bias)) and torch.equal(head.dense.bias, torch.zeros_like(head.dense.bias))
     assert torch.equal(head.norm.weight, torch.ones_like(head.norm.weight))
