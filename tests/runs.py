@@ -18,7 +18,8 @@ import tiny
 
 import bertfit
 from bertfit.pretrained import embedded_model_path, load_pretrained, load_tokenizer, save_pretrained
-from bertfit.model import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
+from bertfit.model import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering,
+                           BertForSequenceClassification)
 
 # what finetune_glue / finetune_squad put in config.json's "bertfit" section, with short windows so
 # that a paragraph of a test already spans several
@@ -49,6 +50,19 @@ def squad_run(folder: Path, seed: int = 0, extra=SQUAD2_EXTRA) -> Path:
     torch.manual_seed(seed)
     model = BertForQuestionAnswering(tiny_config(tokenizer))
     save_pretrained(model, tokenizer, folder / "model", extra=dict(extra))
+    return folder
+
+
+def masked_lm_run(folder: Path, seed: int = 0, pretraining: bool = False) -> Path:
+    """A pretraining run's model folder (BertForMaskedLM, or BertForPreTraining), with weights random enough
+    that each [MASK] has a few clear favourites rather than 30,522 near-equal tokens."""
+    tokenizer = load_tokenizer(embedded_model_path())
+    torch.manual_seed(seed)
+    model = (BertForPreTraining if pretraining else BertForMaskedLM)(tiny_config(tokenizer))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(0.5 * torch.randn_like(param) + (1 if name.endswith("norm.weight") else 0))
+    save_pretrained(model, tokenizer, folder / "model", extra={"task": "pretraining"})
     return folder
 
 

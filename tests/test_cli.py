@@ -105,6 +105,7 @@ def test_help_and_version_do_not_import_torch():
         "import contextlib, io, sys\n"
         "from bertfit.cli import build_parser, main\n"
         "for argv in (['--help'], ['glue', '--help'], ['squad', '--help'], ['qa', '--help'], ['tokenizer', '--help'],\n"
+        "             ['fill-mask', '--help'], ['pretrain', '--help'],\n"
         "             ['--version']):\n"
         "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
         "        main(argv)\n"

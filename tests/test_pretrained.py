@@ -11,8 +11,8 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from torch import Tensor, nn
 
 from bertfit.errors import CheckpointError
-from bertfit.model import BertConfig, BertForSequenceClassification
-from bertfit.pretrained import load_pretrained, load_tokenizer, save_pretrained
+from bertfit.model import BertConfig, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification
+from bertfit.pretrained import load_pretrained, load_tokenizer, save_pretrained, save_tutorial
 
 transformers = pytest.importorskip("transformers")
 
@@ -505,6 +505,246 @@ def test_vocab_txt_folder_honours_lowercase_like_transformers_bert_tokenizer(tmp
 
     assert ids == theirs(text, add_special_tokens=False)["input_ids"]
     assert (VOCAB.index("Hello") in ids) == (not do_lower_case)
+
+
+# ---- pretraining heads: masked LM and next-sentence prediction ---------------------------
+
+def _masked_batch(tokenizer: Tokenizer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """_encode_batch with every third token that is not [CLS], [SEP] or [PAD] replaced by [MASK]:
+    (input_ids, token_type_ids, mask of real tokens, mask of [MASK] positions)."""
+    input_ids, token_type_ids, mask = _encode_batch(tokenizer)
+    specials = torch.tensor([tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")])
+    positions = ~torch.isin(input_ids, specials) & (torch.arange(input_ids.shape[1]) % 3 == 1)
+    assert positions.sum() >= len(PAIRS)
+    return input_ids.masked_fill(positions, tokenizer.token_to_id("[MASK]")), token_type_ids, mask, positions
+
+
+def _lm_config(tokenizer: Tokenizer, **overrides) -> BertConfig:
+    return BertConfig(**{**dict(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                                num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+                                pad_token_id=tokenizer.token_to_id("[PAD]")), **overrides})
+
+
+def test_saved_masked_lm_loads_in_transformers_and_back_in_bertfit_with_the_same_logits(tmp_path, small_tokenizer_file):
+    tokenizer = load_tokenizer(small_tokenizer_file)
+    model = _randomise(BertForMaskedLM(_lm_config(tokenizer)))
+    input_ids, token_type_ids, mask, _ = _masked_batch(tokenizer)
+    with torch.no_grad():
+        expected = model(input_ids, token_type_ids, mask)
+
+    folder = save_pretrained(model, tokenizer, tmp_path / "mlm")
+    theirs, info = transformers.AutoModelForMaskedLM.from_pretrained(str(folder), output_loading_info=True)
+    ours, _ = load_pretrained(folder, head="mlm")
+    ours.eval(), theirs.eval()
+    with torch.no_grad():
+        reference = theirs(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=mask.long()).logits
+        back = ours(input_ids, token_type_ids, mask)
+
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["BertForMaskedLM"] and config["tie_word_embeddings"] is True
+    assert type(theirs).__name__ == "BertForMaskedLM" and not info["missing_keys"] and not info["unexpected_keys"]
+    assert "cls.predictions.decoder.weight" not in load_file(str(folder / "model.safetensors"))  # tied
+    assert _max_diff(reference, expected, mask) <= 1e-5
+    assert torch.equal(back, expected)
+
+
+def test_saved_pretraining_model_gives_transformers_mlm_and_nsp_logits(tmp_path, small_tokenizer_file):
+    tokenizer = load_tokenizer(small_tokenizer_file)
+    model = _randomise(BertForPreTraining(_lm_config(tokenizer)))
+    input_ids, token_type_ids, mask, positions = _masked_batch(tokenizer)
+    with torch.no_grad():
+        mlm, nsp = model(input_ids, token_type_ids, mask)
+        at_masks, _ = model(input_ids, token_type_ids, mask, positions=positions)
+
+    folder = save_pretrained(model, tokenizer, tmp_path / "pretraining")
+    theirs, info = transformers.BertForPreTraining.from_pretrained(str(folder), output_loading_info=True)
+    ours, _ = load_pretrained(folder, head="pretraining")
+    ours.eval(), theirs.eval()
+    with torch.no_grad():
+        reference = theirs(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=mask.long())
+        back_mlm, back_nsp = ours(input_ids, token_type_ids, mask)
+
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["BertForPreTraining"]
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert _max_diff(reference.prediction_logits, mlm, mask) <= 1e-5
+    assert _max_diff(reference.prediction_logits[positions], at_masks) <= 1e-5
+    assert _max_diff(reference.seq_relationship_logits, nsp) <= 1e-5
+    assert torch.equal(back_mlm, mlm) and torch.equal(back_nsp, nsp)
+
+
+@pytest.mark.parametrize("head, their_class", [("mlm", "BertForMaskedLM"), ("pretraining", "BertForPreTraining")])
+@pytest.mark.parametrize("written_as", ["save_pretrained", "an older file with the tied decoder's copies"])
+def test_transformers_pretraining_folders_load_with_their_heads(tmp_path, small_tokenizer_file, small_tokenizer,
+                                                                 head, their_class, written_as):
+    config = transformers.BertConfig(vocab_size=small_tokenizer.get_vocab_size(), hidden_size=64, num_hidden_layers=2,
+                                     num_attention_heads=4, intermediate_size=128, max_position_embeddings=64)
+    reference = _randomise(getattr(transformers, their_class)(config))
+    folder = tmp_path / "hf"
+    if written_as == "save_pretrained":
+        reference.save_pretrained(str(folder))
+    else:  # as bert-base-uncased's pytorch_model.bin: cls.predictions.decoder.weight and .bias included
+        folder.mkdir()
+        config.to_json_file(str(folder / "config.json"))
+        weights = {k: v.clone() for k, v in reference.state_dict().items()}
+        assert {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"} <= set(weights)
+        torch.save(weights, folder / "pytorch_model.bin")
+    (folder / "tokenizer.json").write_bytes(small_tokenizer_file.read_bytes())
+    input_ids, token_type_ids, mask, _ = _masked_batch(small_tokenizer)
+
+    model, _ = load_pretrained(folder, head=head)
+    model.eval()
+    with torch.no_grad():
+        ours = model(input_ids, token_type_ids, mask)
+        expected = reference(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=mask.long())
+
+    if head == "mlm":
+        assert _max_diff(ours, expected.logits, mask) <= 1e-5
+    else:
+        assert _max_diff(ours[0], expected.prediction_logits, mask) <= 1e-5
+        assert _max_diff(ours[1], expected.seq_relationship_logits) <= 1e-5
+
+
+def test_lm_bias_held_only_under_the_decoders_name_loads(tmp_path, small_tokenizer_file):
+    tokenizer = load_tokenizer(small_tokenizer_file)
+    model = _randomise(BertForMaskedLM(_lm_config(tokenizer)))
+    folder = save_pretrained(model, tokenizer, tmp_path / "mlm")
+    weights = load_file(str(folder / "model.safetensors"))
+    weights["cls.predictions.decoder.bias"] = weights.pop("cls.predictions.bias")
+    save_file(weights, str(folder / "model.safetensors"))
+
+    loaded, _ = load_pretrained(folder, head="mlm")
+    assert torch.equal(loaded.cls.bias, model.cls.bias)
+
+
+def test_lm_head_missing_a_tensor_is_refused_not_replaced(tmp_path, small_tokenizer_file):
+    tokenizer = load_tokenizer(small_tokenizer_file)
+    folder = save_pretrained(_randomise(BertForMaskedLM(_lm_config(tokenizer))), tokenizer, tmp_path / "mlm")
+    weights = load_file(str(folder / "model.safetensors"))
+    del weights["cls.predictions.transform.LayerNorm.bias"]
+    save_file(weights, str(folder / "model.safetensors"))
+    assert str(folder) in _raises(r"missing tensors cls\.norm\.bias", folder, head="mlm")
+
+
+def _assert_fresh_lm_head(head) -> None:
+    assert torch.equal(head.bias, torch.zeros_like(head.bias)) and torch.equal(head.dense.bias, torch.zeros_like(head.dense.bias))
+    assert torch.equal(head.norm.weight, torch.ones_like(head.norm.weight))
+    assert 0.015 < float(head.dense.weight.detach().std()) < 0.025  # BERT's initializer_range
+
+
+def test_embedded_model_has_no_lm_head_and_loads_with_a_fresh_one(real_batch):
+    base, _ = load_pretrained()
+    mlm, _ = load_pretrained(head="mlm")
+    pretraining, _ = load_pretrained(head="pretraining")
+    for model in (base, mlm, pretraining):
+        model.eval()
+
+    _assert_fresh_lm_head(mlm.cls)
+    _assert_fresh_lm_head(pretraining.cls)
+    assert torch.equal(pretraining.seq_relationship.bias, torch.zeros(2))
+    assert torch.equal(pretraining.bert.pooler.dense.weight, base.pooler.dense.weight)
+    with torch.no_grad():
+        sequence, _ = base(*real_batch)
+        assert torch.equal(mlm.bert(*real_batch)[0], sequence)
+        assert mlm(*real_batch).shape == (*real_batch[0].shape, 30522)
+
+
+def test_fine_tuning_heads_load_from_saved_mlm_and_pretraining_folders(tmp_path, small_tokenizer_file):
+    tokenizer = load_tokenizer(small_tokenizer_file)
+    input_ids, token_type_ids, mask = _encode_batch(tokenizer)
+    for cls in (BertForMaskedLM, BertForPreTraining):
+        pretrained = _randomise(BertForPreTraining(_lm_config(tokenizer)) if cls is BertForPreTraining
+                                else BertForMaskedLM(_lm_config(tokenizer)))
+        folder = save_pretrained(pretrained, tokenizer, tmp_path / cls.__name__)
+        with torch.no_grad():
+            expected, _ = pretrained.bert(input_ids, token_type_ids, mask)
+        torch.manual_seed(0)
+        classifier, _ = load_pretrained(folder, head="classification", num_labels=3)
+        span, _ = load_pretrained(folder, head="qa")
+        classifier.eval(), span.eval()
+        with torch.no_grad():
+            assert _max_diff(classifier.bert(input_ids, token_type_ids, mask)[0], expected, mask) == 0
+            assert _max_diff(span.bert(input_ids, token_type_ids, mask)[0], expected, mask) == 0
+        pooler = classifier.bert.pooler.dense
+        if cls is BertForPreTraining:  # its pooler was trained with NSP: the classifier starts from it
+            assert torch.equal(pooler.weight, pretrained.bert.pooler.dense.weight)
+        else:  # no pooler in a masked-LM folder: a fresh one, as transformers makes
+            assert torch.equal(pooler.bias, torch.zeros(32)) and 0.015 < float(pooler.weight.detach().std()) < 0.025
+        assert torch.equal(classifier.classifier.bias, torch.zeros(3))
+
+
+def test_tutorial_pth_loads_with_a_fresh_lm_head(tmp_path, small_tokenizer_file, small_tokenizer):
+    tutorial = _randomise(TutorialBertModel(_tutorial_config(small_tokenizer)))
+    pth = _save_tutorial(tutorial, tmp_path, small_tokenizer_file)
+    input_ids, token_type_ids, mask = _encode_batch(small_tokenizer)
+
+    model, _ = load_pretrained(pth, head="pretraining", num_heads=4)
+    model.eval()
+    with torch.no_grad():
+        expected_sequence, expected_pooled = tutorial(input_ids, token_type_ids)
+        sequence, pooled = model.bert(input_ids, token_type_ids)
+
+    _assert_fresh_lm_head(model.cls)
+    assert _max_diff(sequence, expected_sequence, mask) <= 1e-5 and _max_diff(pooled, expected_pooled) <= 1e-5
+
+
+# ---- saving for the tutorial's scripts -----------------------------------------------------
+
+def _tutorial_shaped(tokenizer: Tokenizer, cls=BertForPreTraining) -> nn.Module:
+    """Our model in the tutorial's shape: feed-forward 4 x hidden, LayerNorm eps 1e-5."""
+    return _randomise(cls(_lm_config(tokenizer, hidden_size=64, intermediate_size=256, layer_norm_eps=1e-5)))
+
+
+def test_save_tutorial_writes_a_state_dict_the_tutorials_bert_model_loads_strictly(tmp_path, small_tokenizer_file):
+    tokenizer = load_tokenizer(small_tokenizer_file)
+    model = _tutorial_shaped(tokenizer)
+    pth, tokenizer_path = save_tutorial(model, tokenizer, tmp_path / "out", name="wiki")
+
+    state = torch.load(pth, weights_only=True)
+    tutorial = TutorialBertModel(_tutorial_config(tokenizer, heads=4))
+    tutorial.load_state_dict(state)  # strict: every name and shape is the tutorial's
+    tutorial.eval()
+    input_ids, token_type_ids, mask = _encode_batch(tokenizer)
+    with torch.no_grad():
+        expected_sequence, expected_pooled = model.bert(input_ids, token_type_ids, mask)
+        sequence, pooled = tutorial(input_ids, token_type_ids, pad_id=tokenizer.token_to_id("[PAD]"))
+
+    assert (pth.name, tokenizer_path.name) == ("bert_model.pth", "wiki_wordpiece.json")
+    assert sorted(p.name for p in pth.parent.iterdir()) == ["bert_model.pth", "wiki_wordpiece.json"]
+    assert Tokenizer.from_file(str(tokenizer_path)).get_vocab() == tokenizer.get_vocab()
+    assert _max_diff(sequence, expected_sequence, mask) <= 1e-5 and _max_diff(pooled, expected_pooled) <= 1e-5
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_save_tutorial_of_a_masked_lm_loads_and_fine_tunes_on_glue(tmp_path, small_tokenizer_file, monkeypatch):
+    from bertfit.recipes.glue import GlueOptions, finetune_glue
+    from bertfit.settings import TrainSettings
+
+    tokenizer = load_tokenizer(small_tokenizer_file)
+    model = _tutorial_shaped(tokenizer, BertForMaskedLM)
+    pth, _ = save_tutorial(model, tokenizer, tmp_path / "pretrained")
+    assert not any(k.startswith("pooler.") for k in torch.load(pth, weights_only=True))  # it had none
+
+    loaded, _ = load_pretrained(pth, head="classification", num_heads=4)  # 64 / 64 would be one head
+    loaded.eval()
+    input_ids, token_type_ids, mask = _encode_batch(tokenizer)
+    with torch.no_grad():
+        assert _max_diff(loaded.bert(input_ids, token_type_ids, mask)[0], model.bert(input_ids, token_type_ids, mask)[0],
+                         mask) <= 1e-6
+
+    sst2 = tmp_path / "glue" / "SST-2"
+    sst2.mkdir(parents=True)
+    rows = [(f"the {word} sat on the mat .", i % 2) for i, word in enumerate(["cat", "dog"] * 8)]
+    for split in ("train", "dev"):
+        (sst2 / f"{split}.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    monkeypatch.setenv("BERTFIT_CACHE", str(tmp_path / "cache"))
+    results = finetune_glue(
+        GlueOptions(task="sst2", model=str(pth), num_heads=4, data_dir=str(tmp_path / "glue"),
+                    output_dir=str(tmp_path / "run"), max_seq_length=32, quiet=True),
+        TrainSettings(epochs=1, lr=1e-3, batch_size=8, eval_batch_size=64, precision="fp32", seed=0))
+
+    assert results["train_examples"] == 16 and "accuracy" in results["metrics"]
+    fine_tuned, _ = load_pretrained(tmp_path / "run" / "model", head="classification")
+    assert fine_tuned.bert.config.num_attention_heads == 4
 
 
 # ---- bad input: each message names the file and what is wrong ------------------------------

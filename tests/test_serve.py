@@ -243,6 +243,99 @@ def test_unknown_routes_and_methods_are_json_errors(server):
     assert status == 405 and body["error"]["message"] == "GET is not allowed on /v1/classify"
 
 
+# ---- fill-mask ----------------------------------------------------------------------------------
+
+MASKED = ["The cat sat on the [MASK].", "Paris is the [MASK] of France, and the [MASK] is its river.",
+          "A much longer sentence about the weather, which was [MASK] and wet, so nobody went out at all."]
+
+
+@pytest.fixture(scope="module")
+def fill_mask_dirs(run_dirs, tmp_path_factory):
+    return {"filler": runs.masked_lm_run(tmp_path_factory.mktemp("serve-mlm") / "pretrain"),
+            "sentiment": run_dirs["sentiment"]}
+
+
+@pytest.fixture(scope="module")
+def fill_mask_server(fill_mask_dirs, tmp_path_factory):
+    served = runs.Server([f"{name}={path}" for name, path in fill_mask_dirs.items()], "--precision", "fp32",
+                         "--max-inputs", "8", log=tmp_path_factory.mktemp("serve-mlm-log") / "server.log")
+    yield served
+    assert served.stop() == 0
+
+
+def assert_same_fills(served: list, expected: list) -> None:
+    """Per text (or mask), per candidate: the same tokens, and probabilities within float noise."""
+    assert [[[c["token"], c["token_id"]] for c in m] for m in served] == \
+        [[[c["token"], c["token_id"]] for c in m] for m in expected]
+    for got, want in zip(served, expected):
+        assert [c["probability"] for c in got] == pytest.approx([c["probability"] for c in want], abs=1e-6)
+
+
+def test_served_fill_mask_equals_fill_mask_for_each_text(fill_mask_server, fill_mask_dirs):
+    status, _, body = post(fill_mask_server, "/v1/fill-mask", {"texts": MASKED, "top_k": 3, "model": "filler"})
+    expected = inference.fill_mask(inference.load_run(fill_mask_dirs["filler"], precision="fp32"), MASKED, top_k=3)
+    assert status == 200 and body["model"] == "filler"
+    assert [len(masks) for masks in body["predictions"]] == [1, 2, 1]
+    for served, want in zip(body["predictions"], expected):
+        assert_same_fills(served, want)
+        assert all(set(c) == {"token", "token_id", "probability"} for m in served for c in m)
+
+
+def test_one_text_gets_a_list_of_candidates_per_mask_from_the_only_masked_language_model(fill_mask_server, fill_mask_dirs):
+    status, _, body = post(fill_mask_server, "/v1/fill-mask", {"text": MASKED[1]}, headers={})
+    (expected,) = inference.fill_mask(inference.load_run(fill_mask_dirs["filler"], precision="fp32"), [MASKED[1]])
+    assert status == 200 and body["model"] == "filler"  # no model named: the one that fills masks
+    assert len(body["predictions"]) == 2 and all(len(m) == 5 for m in body["predictions"])  # top_k 5 by default
+    assert_same_fills(body["predictions"], expected)
+
+
+def test_models_describes_the_fill_mask_run(fill_mask_server):
+    models = {m["name"]: m for m in call(fill_mask_server, "GET", "/v1/models")[2]["models"]}
+    assert models["filler"] == {"name": "filler", "task": "fill-mask", "head": "mlm", "engine": "torch",
+                                "precision": "fp32", "max_seq_length": 128, "mask_token": "[MASK]"}
+    assert models["sentiment"]["task"] == "sst2"
+
+
+BAD_FILL_MASK_REQUESTS = [
+    # (what, path, body, status, field)
+    ("a text without [MASK]", "/v1/fill-mask", {"text": "a fine film"}, 422, "text"),
+    ("one of the texts without [MASK]", "/v1/fill-mask", {"texts": ["a [MASK] film", "a fine film"]}, 422, "texts[1]"),
+    ("an empty text", "/v1/fill-mask", {"text": " "}, 422, "text"),
+    ("an empty text in a list", "/v1/fill-mask", {"texts": ["[MASK] here", ""]}, 422, "texts[1]"),
+    ("no texts at all", "/v1/fill-mask", {"texts": []}, 422, "texts"),
+    ("neither text nor texts", "/v1/fill-mask", {"top_k": 3}, 422, "text"),
+    ("both text and texts", "/v1/fill-mask", {"text": "a [MASK]", "texts": ["a [MASK]"]}, 422, "texts"),
+    ("top_k of 0", "/v1/fill-mask", {"text": "a [MASK] film", "top_k": 0}, 422, "top_k"),
+    ("top_k above 50", "/v1/fill-mask", {"text": "a [MASK] film", "top_k": 51}, 422, "top_k"),
+    ("top_k as words", "/v1/fill-mask", {"text": "a [MASK] film", "top_k": "five"}, 422, "top_k"),
+    ("a text too long for the model", "/v1/fill-mask", {"text": "[MASK] " + "word " * 200}, 422, None),
+    ("too many texts", "/v1/fill-mask", {"texts": ["[MASK]"] * 9}, 422, "texts"),
+    ("a classifier asked to fill masks", "/v1/fill-mask", {"text": "a [MASK] film", "model": "sentiment"}, 422, "model"),
+    ("the masked-language model asked to classify", "/v1/classify", {"texts": ["a film"], "model": "filler"}, 422,
+     "model"),
+]
+
+
+@pytest.mark.parametrize("what, path, body, status, field", BAD_FILL_MASK_REQUESTS,
+                         ids=[b[0] for b in BAD_FILL_MASK_REQUESTS])
+def test_bad_fill_mask_request_is_a_4xx_json_error_naming_the_field(fill_mask_server, what, path, body, status, field):
+    got, _, error = post(fill_mask_server, path, body)
+    assert got == status, error
+    assert set(error) == {"error"} and error["error"]["status"] == status
+    assert error["error"].get("field") == field
+    ok, _, answer = post(fill_mask_server, "/v1/fill-mask", {"text": "still [MASK]"})
+    assert ok == 200 and len(answer["predictions"]) == 1
+
+
+def test_fill_mask_routes_say_which_route_a_model_answers(fill_mask_server):
+    _, _, error = post(fill_mask_server, "/v1/fill-mask", {"text": "a [MASK] film", "model": "sentiment"})
+    assert "model 'sentiment' is a sst2 run; it answers /v1/classify" in error["error"]["message"]
+    _, _, error = post(fill_mask_server, "/v1/classify", {"texts": ["a film"], "model": "filler"})
+    assert "model 'filler' is a fill-mask run; it answers /v1/fill-mask" in error["error"]["message"]
+    _, _, error = post(fill_mask_server, "/v1/fill-mask", {"text": "[MASK] " + "word " * 200})
+    assert "is 203 tokens long" in error["error"]["message"]
+
+
 # ---- the bearer token ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY},
@@ -310,14 +403,14 @@ def test_sigterm_answers_every_request_in_flight_then_exits_0(heavy_run, tmp_pat
 
 # ---- the batcher, in-process --------------------------------------------------------------------
 
-def batch_in_process(run, requests, **settings):
+def batch_in_process(run, requests, prepare=inference.prepare_texts, **settings):
     """Submit every request before the batcher starts, then let it work: (answers, counters)."""
 
     async def main():
         counters = Counters()
         with ThreadPoolExecutor(1) as worker:
             batcher = Batcher("m", run, worker, ServeSettings(**settings), counters)
-            jobs = [batcher.submit(inference.prepare_texts(run, texts)) for texts in requests]
+            jobs = [batcher.submit(prepare(run, texts)) for texts in requests]
             task = asyncio.create_task(batcher.serve_forever())
             answers = await asyncio.gather(*(batcher.result(job) for job in jobs))
             task.cancel()
@@ -338,6 +431,18 @@ def test_waiting_requests_share_one_pass_and_each_gets_its_own_answers(sentiment
     for texts, got in zip(requests, answers):
         want = inference.classify(sentiment, texts)
         assert [a["probability"] for a in got] == pytest.approx([w["probability"] for w in want], abs=1e-6)
+
+
+def test_waiting_fill_mask_requests_share_one_pass_and_each_gets_its_own_candidates(run_dirs, tmp_path):
+    filler = inference.load_run(runs.masked_lm_run(tmp_path / "pretrain"), precision="fp32")
+    requests = [[text] for text in MASKED] + [MASKED[:2]]
+    answers, counters = batch_in_process(filler, requests, inference.prepare_masked)
+    assert counters.passes == 1 and counters.queued == 0
+    for texts, got in zip(requests, answers):
+        expected = inference.fill_mask(filler, texts)
+        assert len(got) == len(expected) == len(texts)
+        for served, want in zip(got, expected):
+            assert_same_fills(served, want)
 
 
 def test_a_pass_stops_at_the_token_budget(sentiment):

@@ -1,11 +1,12 @@
 """bertfit: fine-tune BERT-family encoders on GLUE and SQuAD."""
 __version__ = "0.1.0"
 __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForQuestionAnswering",
-           "load_pretrained", "save_pretrained"]
+           "BertForMaskedLM", "BertForPreTraining", "load_pretrained", "save_pretrained", "save_tutorial"]
 
 # Where each public name lives. They load on first use, so `bertfit --help` need not import torch.
 _LAZY = {"BertConfig": "model", "BertModel": "model", "BertForSequenceClassification": "model",
-         "BertForQuestionAnswering": "model", "load_pretrained": "pretrained", "save_pretrained": "pretrained"}
+         "BertForQuestionAnswering": "model", "BertForMaskedLM": "model", "BertForPreTraining": "model",
+         "load_pretrained": "pretrained", "save_pretrained": "pretrained", "save_tutorial": "pretrained"}
 
 
 def __getattr__(name: str):

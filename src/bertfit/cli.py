@@ -143,6 +143,24 @@ def cmd_classify(args: argparse.Namespace) -> None:
     print(f"{label}\t{probability:.4f}")
 
 
+def cmd_fill_mask(args: argparse.Namespace) -> None:
+    from .inference import fill_mask, load_run
+
+    for text, masks in zip(args.texts, fill_mask(load_run(args.run_dir), args.texts, args.top_k)):
+        print(text)
+        print(fill_mask_table(masks))
+
+
+def fill_mask_table(masks: list[list[dict]]) -> str:
+    """Each [MASK]'s candidates, one per line: token and probability, under the mask's number."""
+    lines = []
+    for number, candidates in enumerate(masks, 1):
+        lines.append(f"  [MASK] {number} of {len(masks)}")
+        width = max(len(c["token"]) for c in candidates)
+        lines.extend(f"    {c['token']:<{width}}  {c['probability']:.4f}" for c in candidates)
+    return "\n".join(lines)
+
+
 def cmd_squad(args: argparse.Namespace) -> None:
     settings_from(args).validate()
     from .recipes.squad import SquadOptions, finetune_squad
@@ -285,6 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text_pair", nargs="?", help="the second sentence, for pair tasks (MRPC, RTE, MNLI, ...)")
     add_engine_option(p)
     p.set_defaults(func=cmd_classify)
+
+    p = command("fill-mask", "fill the [MASK]s of texts with a masked-language model (a pretraining run)")
+    p.add_argument("run_dir", help="run dir of a pretraining run (or its model/ folder), or a BertForMaskedLM folder")
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="texts with one [MASK] or more, e.g. 'Paris is the [MASK] "
+                                                            "of France.'")
+    p.add_argument("--top-k", type=int, default=5, help="candidates shown for each [MASK]")
+    p.set_defaults(func=cmd_fill_mask)
 
     p = command("squad", "fine-tune and evaluate on SQuAD v1.1 or v2.0")
     p.add_argument("--version", help="1.1 or 2.0 (2.0 has unanswerable questions) (default: 1.1)")

@@ -5,7 +5,7 @@ at once: `prepare` encodes one request's inputs as the run encoded its data (`ta
 `tasks.squad.make_windows`), `run` is the model over any number of prepared requests joined
 into one set of features (`predicting.predict`: length-sorted batches, nothing padded beyond a
 batch's longest sequence), and `finish` turns one request's share of the outputs into answers
-(windows averaged, softmax; or `tasks.squad.decode`). `classify` and `answer` chain the three.
+(windows averaged, softmax; or `tasks.squad.decode`). `classify`, `answer` and `fill_mask` chain the three.
 """
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ import numpy as np
 import torch
 
 from . import devices, predicting
-from .batching import Features
+from .batching import Features, collate, eval_batches
 from .pretrained import load_pretrained
 from .errors import CheckpointError, ConfigError, DataError
 from .tasks import glue, glue_encoding, squad
 from .tokenization import special_ids
 
 ENGINES = ("torch", "onnx")
+FILL_MASK_HEADS = ("mlm", "pretraining")  # masked-language models: they fill [MASK]s
+MASK_TOKEN = "[MASK]"
 
 
 @dataclass
@@ -31,7 +33,7 @@ class Run:
     """A fine-tuned model with what its run saved beside it (task, labels, encoding settings)."""
 
     folder: Path  # where config.json and the tokenizer were read
-    head: str  # "classification" or "qa"
+    head: str  # "classification", "qa", or (fill-mask) "mlm" or "pretraining"
     model: torch.nn.Module
     tokenizer: object
     labels: list[str]  # classification: one name per output (["score"] for regression); qa: []
@@ -41,7 +43,14 @@ class Run:
 
     @property
     def task(self) -> str:
+        if self.head in FILL_MASK_HEADS:
+            return "fill-mask"
         return self.extra.get("task") or ("classification" if self.head == "classification" else "squad")
+
+    @property
+    def max_seq_length(self) -> int:
+        default = {"classification": 128, "qa": 384}.get(self.head) or self.model.bert.config.max_position_embeddings
+        return self.extra.get("max_seq_length", default)
 
     @property
     def pad_id(self) -> int:
@@ -50,10 +59,12 @@ class Run:
     def describe(self) -> dict:
         """What a client needs to know to call the model (GET /v1/models)."""
         info = {"task": self.task, "head": self.head, "engine": self.engine, "precision": self.precision,
-                "max_seq_length": self.extra.get("max_seq_length", 128 if self.head == "classification" else 384)}
+                "max_seq_length": self.max_seq_length}
         if self.head == "classification":
             info.update(labels=self.labels, regression=self.labels == ["score"],
                         long_texts=self.extra.get("long_texts", "truncate"))
+        elif self.head in FILL_MASK_HEADS:
+            info.update(mask_token=MASK_TOKEN)
         else:
             info.update(version=self.extra.get("version", "1.1"), null_threshold=self.extra.get("null_threshold", 0.0),
                         doc_stride=self.extra.get("doc_stride", 128))
@@ -72,9 +83,13 @@ def head_of(config: dict, source: Path) -> str:
     architectures = config.get("architectures") or []
     if "BertForQuestionAnswering" in architectures:
         return "qa"
+    if "BertForMaskedLM" in architectures:
+        return "mlm"
+    if "BertForPreTraining" in architectures:
+        return "pretraining"
     if "BertForSequenceClassification" in architectures or "id2label" in config:
         return "classification"
-    raise CheckpointError(f"{source}: not a fine-tuned classification or SQuAD model "
+    raise CheckpointError(f"{source}: not a fine-tuned classification or SQuAD model, nor a masked-language model "
                           f"(architectures: {', '.join(architectures) or 'none'})")
 
 
@@ -109,6 +124,10 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
         precision = "fp32"  # the file fixes the arithmetic; autocast would not reach ONNX Runtime
     else:
         model, tokenizer = load_pretrained(folder, head=head, num_labels=len(labels) or 2)
+        if head in FILL_MASK_HEADS:
+            mask_id(tokenizer, folder)
+            # a tokenizer built from vocab.txt has [MASK] as a word only: split it never, as transformers does
+            tokenizer.add_special_tokens([MASK_TOKEN])
         # the name of what "auto" picks here; a bad name fails now, not at the first request
         precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
             devices.resolve_precision(precision, torch.device("cpu"))]
@@ -124,6 +143,7 @@ class Prepared:
     features: Features
     num_inputs: int
     truncated: list[bool] = field(default_factory=list)  # classification: the input lost tokens
+    top_k: int = 5  # fill-mask: candidates per [MASK]
     questions: list[squad.SquadQuestion] = field(default_factory=list)  # qa
     windows: squad.Windows | None = None  # qa
 
@@ -165,10 +185,47 @@ def prepare_questions(run: Run, pairs: list[tuple[str, str]]) -> Prepared:
     return Prepared(features, len(pairs), questions=questions, windows=windows)
 
 
+def mask_id(tokenizer, source: str | Path = "tokenizer") -> int:
+    token_id = tokenizer.token_to_id(MASK_TOKEN)
+    if token_id is None:
+        raise CheckpointError(f"{source}: the tokenizer has no {MASK_TOKEN} token, so there is nothing to fill")
+    return token_id
+
+
+def prepare_masked(run: Run, texts: list[str], top_k: int = 5) -> Prepared:
+    """Encode texts as `[CLS] text [SEP]` for filling their [MASK]s; each needs one at least, and must fit whole."""
+    if run.head not in FILL_MASK_HEADS:
+        raise ConfigError(f"{run.folder}: a {run.task} model, not a masked-language model; filling masks needs a "
+                          f"pretraining run (architectures BertForMaskedLM or BertForPreTraining)")
+    if not 1 <= top_k <= run.tokenizer.get_vocab_size():
+        raise ConfigError(f"top_k must be between 1 and the vocabulary's {run.tokenizer.get_vocab_size()} tokens, "
+                          f"not {top_k}")
+    special, mask = special_ids(run.tokenizer), mask_id(run.tokenizer, run.folder)
+    ids = []
+    for i, (text, encoding) in enumerate(zip(texts, run.tokenizer.encode_batch(list(texts), add_special_tokens=False))):
+        name = f"text {i + 1} ({_clip(text)})"
+        if not text.strip():
+            raise DataError(f"text {i + 1} is empty")
+        if mask not in encoding.ids:
+            raise DataError(f"{name} has no {MASK_TOKEN}: write {MASK_TOKEN} where a word is to be filled in")
+        if len(encoding.ids) + 2 > run.max_seq_length:
+            raise DataError(f"{name} is {len(encoding.ids) + 2} tokens long with [CLS] and [SEP]; the model "
+                            f"reads at most {run.max_seq_length}, and cutting it could drop a {MASK_TOKEN}")
+        ids.append([special.cls, *encoding.ids, special.sep])
+    return Prepared(Features.from_lists(ids, [[0] * len(x) for x in ids]), len(texts), top_k=top_k)
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
 def run_model(run: Run, features: Features, batch_size: int = 128) -> list:
-    """The model over every feature, one output per feature in order: a logits row, or (start, end) logits."""
+    """The model over every feature, one output per feature in order: a logits row, (start, end) logits,
+    or (fill-mask) a (masks, vocabulary) array of logits at its [MASK]s."""
     if not len(features):
         return []
+    if run.head in FILL_MASK_HEADS:
+        return _mask_logits(run, features, batch_size)
     outputs = predicting.predict(run.model, features, run.pad_id, torch.device("cpu"), batch_size, run.precision,
                                per_token=run.head == "qa")
     if run.head == "qa":
@@ -176,10 +233,31 @@ def run_model(run: Run, features: Features, batch_size: int = 128) -> list:
     return list(outputs[0])
 
 
-def finish(run: Run, prepared: Prepared, outputs: list) -> list[dict]:
+@torch.inference_mode()
+def _mask_logits(run: Run, features: Features, batch_size: int) -> list[np.ndarray]:
+    """The LM head on the [MASK] positions alone: scoring the whole vocabulary at every token would cost
+    more than the encoder. Batches as `predicting.predict` cuts them (longest first, within a token budget)."""
+    device, mask = torch.device("cpu"), mask_id(run.tokenizer)
+    dtype = devices.resolve_precision(run.precision, device)
+    outputs: list = [None] * len(features)
+    for indices in eval_batches(features.lengths, batch_size, predicting.CPU_INFERENCE_TOKENS):
+        batch = collate(features, indices, run.pad_id)
+        positions = batch["input_ids"] == mask
+        with devices.autocast(device, dtype):
+            logits = run.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], positions=positions)
+        logits = (logits[0] if isinstance(logits, tuple) else logits).float().numpy()
+        # the rows come in row-major order of `positions`: each sequence's masks together, in order
+        for i, rows in zip(indices, np.split(logits, np.cumsum(positions.sum(1).numpy())[:-1])):
+            outputs[i] = rows
+    return outputs
+
+
+def finish(run: Run, prepared: Prepared, outputs: list) -> list:
     """One request's answers from its share of `run_model`'s outputs."""
     if run.head == "qa":
         return _answers(run, prepared, outputs)
+    if run.head in FILL_MASK_HEADS:
+        return [_candidates(run, logits, prepared.top_k) for logits in outputs]
     logits = np.stack(outputs) if outputs else np.zeros((0, len(run.labels)), np.float32)
     if len(prepared.features) != prepared.num_inputs:  # long texts as windows: average each input's windows
         logits = glue_encoding.average_by_example(logits, prepared.features.columns["example_index"], prepared.num_inputs)
@@ -194,6 +272,18 @@ def finish(run: Run, prepared: Prepared, outputs: list) -> list[dict]:
         results.append({"label": run.labels[best], "probability": float(probabilities[best]),
                         "probabilities": {label: float(p) for label, p in zip(run.labels, probabilities)},
                         "truncated": truncated})
+    return results
+
+
+def _candidates(run: Run, logits: np.ndarray, top_k: int) -> list[list[dict]]:
+    """For each [MASK] of one text, its top_k tokens, most probable first, with their softmax probabilities."""
+    results = []
+    for row in np.asarray(logits, dtype=np.float64):
+        probabilities = np.exp(row - row.max())
+        probabilities /= probabilities.sum()
+        best = np.argsort(-probabilities, kind="stable")[:top_k]
+        results.append([{"token": run.tokenizer.id_to_token(int(i)), "token_id": int(i),
+                         "probability": float(probabilities[i])} for i in best])
     return results
 
 
@@ -231,7 +321,7 @@ def join(parts: list[Features]) -> Features:
                     np.concatenate(offsets), {n: np.concatenate([p.columns[n] for p in parts]) for n in names})
 
 
-def run_many(run: Run, requests: list[Prepared], batch_size: int = 128) -> list[list[dict]]:
+def run_many(run: Run, requests: list[Prepared], batch_size: int = 128) -> list[list]:
     """Answers for several prepared requests from one pass of the model over all their features."""
     outputs = run_model(run, join([r.features for r in requests]), batch_size)
     results, start = [], 0
@@ -256,3 +346,8 @@ def answer(run: Run, pairs: list[tuple[str, str]]) -> list[dict]:
         if not question.strip() or not context.strip():
             raise DataError("a question and its context must both be non-empty")
     return run_many(run, [prepare_questions(run, pairs)])[0]
+
+
+def fill_mask(run: Run, texts: list[str], top_k: int = 5) -> list[list[list[dict]]]:
+    """For each text, for each of its [MASK]s in order, the top_k tokens: token, token_id and probability."""
+    return run_many(run, [prepare_masked(run, texts, top_k)])[0]

@@ -74,9 +74,9 @@ OURS_TO_TUTORIAL = [
     (r"pooler\.dense\.(weight|bias)", r"pooler.dense.\1"),
 ]
 
-# The heads: Hugging Face name -> ours. The LM decoder is the word embedding matrix itself (tied); the
-# copies older files hold of it (cls.predictions.decoder.weight, and .bias, tied to cls.predictions.bias)
-# are dropped, as transformers does for a config that ties them (BERT's always do).
+# The heads: Hugging Face name -> ours. The LM decoder is the word embedding matrix itself (tied): the
+# copy older files hold of it (cls.predictions.decoder.weight) is dropped, as transformers does for a
+# config that ties them (BERT's always do); cls.predictions.decoder.bias is cls.predictions.bias again.
 HF_HEADS_TO_OURS = [
     (r"(classifier|qa_outputs)\.(weight|bias)", r"\1.\2"),
     (r"cls\.predictions\.transform\.dense\.(weight|bias)", r"cls.dense.\1"),
@@ -91,7 +91,8 @@ OURS_TO_HF_HEADS = [
     (r"cls\.bias", r"cls.predictions.bias"),
     (r"seq_relationship\.(weight|bias)", r"cls.seq_relationship.\1"),
 ]
-HF_TIED_DECODER = r"cls\.predictions\.decoder\.(weight|bias)"
+HF_TIED_DECODER = r"cls\.predictions\.decoder\.weight"
+HF_TIED_DECODER_BIAS = "cls.predictions.decoder.bias"
 HEAD_KEYS = r"(classifier|qa_outputs|seq_relationship|cls\.dense|cls\.norm)\.(weight|bias)|cls\.bias"
 HEAD_MODULES = ("classifier", "qa_outputs", "cls", "seq_relationship")  # each loads whole or starts afresh
 
@@ -339,8 +340,10 @@ def hf_to_ours(weights: dict[str, torch.Tensor], source: Path) -> dict[str, torc
     for key, tensor in weights.items():
         name = key.removeprefix("bert.").replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
         if name == "embeddings.position_ids" or re.fullmatch(HF_TIED_DECODER, name):
-            continue  # a buffer, and copies of the word embeddings and the LM bias
-        if match := re.fullmatch(HF_QKV, name):
+            continue  # a buffer, and a copy of the word embeddings
+        if name == HF_TIED_DECODER_BIAS:
+            state.setdefault("cls.bias", tensor)  # cls.predictions.bias, where the file has it, wins
+        elif match := re.fullmatch(HF_QKV, name):
             layer, which, kind = match.groups()
             qkv.setdefault((layer, kind), {})[which] = tensor
         elif (ours := _rename(name, HF_TO_OURS)) is not None:
@@ -410,6 +413,9 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
     expected = model.state_dict()
     for module in HEAD_MODULES:
         names = [k for k in expected if k.startswith(module + ".")]
+        present = [k for k in names if k in head_state]
+        if present and len(present) < len(names):  # half a head is a damaged file, not a new head
+            raise CheckpointError(f"{source}: missing tensors {_short_list(sorted(set(names) - set(present)))}")
         if names and all(k in head_state and head_state[k].shape == expected[k].shape for k in names):
             model.load_state_dict({k: head_state[k] for k in names}, strict=False)
 

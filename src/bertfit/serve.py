@@ -1,4 +1,5 @@
-"""`bertfit serve`: fine-tuned runs behind an HTTP API, concurrent requests batched into one pass.
+"""`bertfit serve`: fine-tuned runs (and masked-language models, for fill-mask) behind an HTTP API,
+concurrent requests batched into one pass.
 
 A thin layer over `inference`: a request is validated, encoded by `inference.prepare_*` (as the
 run encoded its data), queued, and joined with whatever other requests for the same model are
@@ -33,6 +34,7 @@ from .errors import BertfitError, ConfigError
 from .serve_settings import API_KEY_ENV, ServeSettings
 
 PUBLIC_PATHS = ("/health", "/")  # the page holds no data; it asks for the key and sends it with each call
+ROUTES = {"classification": "/v1/classify", "qa": "/v1/answer", "mlm": "/v1/fill-mask", "pretraining": "/v1/fill-mask"}
 
 
 class RequestError(Exception):
@@ -191,7 +193,8 @@ def create_app(runs: dict[str, inference.Run], settings: ServeSettings):
         worker.shutdown(wait=True)
 
     app = FastAPI(title="bertfit", version=_version(), lifespan=lifespan, redoc_url=None,
-                  description="Fine-tuned BERT runs: classification and extractive question answering.")
+                  description="Fine-tuned BERT runs: classification and extractive question answering; "
+                              "masked-language models fill [MASK]s.")
     app.add_middleware(Guard, settings=settings)
 
     def error(status, message, field=None, kind="invalid_request", headers=None) -> JSONResponse:
@@ -217,15 +220,15 @@ def create_app(runs: dict[str, inference.Run], settings: ServeSettings):
         logging.getLogger("bertfit.serve").error("request %s failed:\n%s", request.url.path, traceback.format_exc())
         return error(500, "internal error; the server log has the details", kind="internal")
 
-    def pick(name: str | None, head: str, route: str) -> Batcher:
+    def pick(name: str | None, route: str) -> Batcher:
         if name is not None:
             if name not in state:
                 raise RequestError(404, f"no model {name!r}; served: {', '.join(state)}", "model", "not_found")
-            if state[name].run.head != head:
-                other = "/v1/answer" if state[name].run.head == "qa" else "/v1/classify"
-                raise RequestError(422, f"model {name!r} is a {state[name].run.task} run; it answers {other}", "model")
+            if ROUTES[state[name].run.head] != route:
+                raise RequestError(422, f"model {name!r} is a {state[name].run.task} run; it answers "
+                                        f"{ROUTES[state[name].run.head]}", "model")
             return state[name]
-        fitting = [b for b in state.values() if b.run.head == head]
+        fitting = [b for b in state.values() if ROUTES[b.run.head] == route]
         if len(fitting) == 1:
             return fitting[0]
         if not fitting:
@@ -264,7 +267,7 @@ def create_app(runs: dict[str, inference.Run], settings: ServeSettings):
     @app.post("/v1/classify", response_model=schemas["ClassifyResponse"],
               summary="Label texts or text pairs with a fine-tuned classification run")
     async def classify(body: schemas["ClassifyRequest"]):
-        batcher = pick(body.model, "classification", "/v1/classify")
+        batcher = pick(body.model, "/v1/classify")
         if (body.texts is None) == (body.pairs is None):
             raise RequestError(422, "give exactly one of texts (a list of strings) or pairs (a list of [a, b])", "texts")
         if body.texts is not None:
@@ -279,7 +282,7 @@ def create_app(runs: dict[str, inference.Run], settings: ServeSettings):
     @app.post("/v1/answer", response_model=schemas["AnswerResponse"] | schemas["AnswersResponse"],
               summary="Answer questions from contexts with a fine-tuned SQuAD run")
     async def answer(body: schemas["AnswerRequest"]):
-        batcher = pick(body.model, "qa", "/v1/answer")
+        batcher = pick(body.model, "/v1/answer")
         one = body.questions is None
         if one and (body.question is None or body.context is None):
             raise RequestError(422, "give question and context, or questions: [{question, context}, ...]",
@@ -291,10 +294,24 @@ def create_app(runs: dict[str, inference.Run], settings: ServeSettings):
         answers = await answer_with(batcher, inference.prepare_questions, pairs)
         return JSONResponse({"model": batcher.name, **answers[0]} if one else {"model": batcher.name, "answers": answers})
 
-    @app.post("/v1/fill-mask", summary="Fill [MASK] tokens (needs a masked-language-model run)")
-    async def fill_mask(request: Request):
-        raise RequestError(404, "no served model fills masks: bertfit serves fine-tuned classification and "
-                                "SQuAD runs, and has no masked-language-model runs to serve yet", "model", "not_found")
+    @app.post("/v1/fill-mask", response_model=schemas["FillMaskResponse"],
+              summary="The most probable tokens for each [MASK] of a text, with a masked-language model")
+    async def fill_mask(body: schemas["FillMaskRequest"]):
+        batcher = pick(body.model, "/v1/fill-mask")
+        if (body.text is None) == (body.texts is None):
+            raise RequestError(422, "give text (a string with [MASK]s) or texts (a list of them)",
+                               "texts" if body.texts is not None else "text")
+        one = body.texts is None
+        texts = [body.text] if one else body.texts
+        name = "text" if one else "texts"
+        _check_texts(name, texts, settings)
+        for i, text in enumerate(texts):
+            if inference.MASK_TOKEN not in text:
+                where = name if one else f"texts[{i}]"
+                raise RequestError(422, f"{where} has no {inference.MASK_TOKEN}; write {inference.MASK_TOKEN} where a "
+                                        f"word is to be filled in", where)
+        answers = await answer_with(batcher, inference.prepare_masked, texts, body.top_k)
+        return JSONResponse({"model": batcher.name, "predictions": answers[0] if one else answers})
 
     return app
 
@@ -307,7 +324,7 @@ def _check_texts(name: str, values: list, settings: ServeSettings) -> None:
                                 f"(--max-inputs)", name)
     for i, value in enumerate(values):
         for j, text in enumerate(value if isinstance(value, tuple) else (value,)):
-            where = f"{name}[{i}]" + (f"[{j}]" if isinstance(value, tuple) else "")
+            where = name if name == "text" else f"{name}[{i}]" + (f"[{j}]" if isinstance(value, tuple) else "")
             if not text.strip():
                 raise RequestError(422, f"{where} is empty", where)
             if len(text) > settings.max_text_chars:
@@ -353,7 +370,7 @@ def _validation_message(errors: list[dict]) -> tuple[int, str, str | None]:
 
 def _schemas() -> dict:
     """The request and response bodies, as pydantic models (they also make the OpenAPI document)."""
-    from pydantic import BaseModel, ConfigDict
+    from pydantic import BaseModel, ConfigDict, Field
 
     class Strict(BaseModel):
         model_config = ConfigDict(extra="forbid")  # pydantic never turns a number into a string
@@ -400,8 +417,24 @@ def _schemas() -> dict:
         model: str
         answers: list[Answer]
 
+    class FillMaskRequest(Strict):
+        text: str | None = None
+        texts: list[str] | None = None
+        top_k: int = Field(5, ge=1, le=50)
+        model: str | None = None
+
+    class Candidate(BaseModel):
+        token: str
+        token_id: int
+        probability: float
+
+    class FillMaskResponse(BaseModel):
+        model: str
+        # text: one list of candidates per [MASK]; texts: such a list per text
+        predictions: list[list[Candidate]] | list[list[list[Candidate]]]
+
     return {cls.__name__: cls for cls in (ClassifyRequest, ClassifyResponse, AnswerRequest, AnswerResponse,
-                                          AnswersResponse)}
+                                          AnswersResponse, FillMaskRequest, FillMaskResponse)}
 
 
 class Guard:
@@ -552,8 +585,10 @@ PAGE = """<!doctype html>
   <div id="classify-fields">
     <label for="text">Sentence</label>
     <textarea id="text" placeholder="A sentence to classify"></textarea>
-    <label for="pair">Second sentence (pair tasks only)</label>
-    <textarea id="pair" placeholder="Leave empty for single sentences"></textarea>
+    <div id="pair-fields">
+      <label for="pair">Second sentence (pair tasks only)</label>
+      <textarea id="pair" placeholder="Leave empty for single sentences"></textarea>
+    </div>
   </div>
   <div id="answer-fields" hidden>
     <label for="question">Question</label>
@@ -582,9 +617,11 @@ async function call(path, body) {
 }
 function current() { return models.find((m) => m.name === $("model").value); }
 function showFields() {
-  const qa = current().head === "qa";
+  const qa = current().head === "qa", fill = current().task === "fill-mask";
   $("classify-fields").hidden = qa;
   $("answer-fields").hidden = !qa;
+  $("pair-fields").hidden = fill;
+  $("text").placeholder = fill ? "A sentence with [MASK] where a word is missing" : "A sentence to classify";
 }
 async function loadModels() {
   try {
@@ -625,6 +662,11 @@ $("form").addEventListener("submit", async (event) => {
       show([text("strong", r.answer, "answer"), text("span", ` (probability ${r.probability.toFixed(3)})\n\n`),
             text("span", context.slice(0, r.start)), text("mark", context.slice(r.start, r.end)),
             text("span", context.slice(r.end))]);
+    } else if (model.task === "fill-mask") {
+      const r = await call("/v1/fill-mask", {model: model.name, text: $("text").value});
+      show(r.predictions.flatMap((candidates, i) => [
+        text("strong", `[MASK] ${i + 1}: `),
+        text("span", candidates.map((c) => `${c.token} ${c.probability.toFixed(3)}`).join(", ") + `\n`)]));
     } else {
       const pair = $("pair").value.trim();
       const body = pair ? {model: model.name, pairs: [[$("text").value, pair]]}
