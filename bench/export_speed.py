@@ -165,11 +165,12 @@ def peer_side(args) -> dict:
         return logits
 
     seconds, logits = timed(args.repeats, work)
+    result = {**figures(seconds, logits, labels, int8_file), "recipe": recipe, "export_seconds": export_seconds,
+              "fp32_mib": fp32_file.stat().st_size / 2**20, "per_channel": args.peer_per_channel}
     import shutil
 
-    shutil.rmtree(work_dir, ignore_errors=True)
-    return {**figures(seconds, logits, labels, int8_file), "recipe": recipe, "export_seconds": export_seconds,
-            "fp32_mib": fp32_file.stat().st_size / 2**20, "per_channel": args.peer_per_channel}
+    shutil.rmtree(work_dir, ignore_errors=True)  # only once the files are measured
+    return result
 
 
 # ---- SQuAD: does int8 keep the F1? --------------------------------------------------------------

@@ -63,7 +63,7 @@ def test_a_pretraining_run_writes_a_masked_lm_folder_transformers_loads_with_equ
     assert results["task"] == "pretrain" and results["steps"] == 8
     assert set(results["metrics"]) == {"mlm_accuracy", "mlm_loss", "perplexity"}
     assert results["metrics"]["perplexity"] == pytest.approx(math.exp(results["metrics"]["mlm_loss"]))
-    assert results["tokens_seen"] == 8 * 4 * 24  # packed: every sequence full, no padding
+    assert results["train_tokens_seen"] == 8 * 4 * 24  # packed: every sequence full, no padding
     first, last = [e["loss"] for e in runs_log(tmp_path / "run") if e["event"] == "train"][::3][:2]
     assert last < first
 

@@ -27,7 +27,7 @@ class Progress:
         self.line = ""
 
     def update(self, step: int, loss: float | None = None, lr: float | None = None,
-               rate: float | None = None) -> None:
+               rate: float | None = None, tokens_rate: float | None = None) -> None:
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.start
@@ -42,6 +42,8 @@ class Progress:
             parts.append(f"lr {lr:.2e}")
         if rate is not None:
             parts.append(f"{rate:.1f} ex/s")
+        if tokens_rate is not None:
+            parts.append(f"{tokens_rate:,.0f} tok/s")
         parts.append(f"{_duration(elapsed)} elapsed, ETA {_duration(eta)}")
         self.line = "  ".join(parts)
         if self.tty:

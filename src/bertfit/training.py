@@ -40,6 +40,7 @@ class FitResult:
     stopped_early: bool
     history: list = field(default_factory=list)
     skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient (--skip-nonfinite)
+    train_tokens_seen: int = 0  # real tokens, pads not counted
     time_budget: dict | None = None  # with --max-time: the budget, the steps planned in it, whether it ran out
 
     def summary(self) -> dict:
@@ -47,6 +48,8 @@ class FitResult:
         return {"best_step": self.best_step, "steps": self.steps, "stopped_early": self.stopped_early,
                 "skipped_steps": self.skipped_steps, "train_seconds": round(self.train_seconds, 1),
                 "train_examples_per_second": round(self.train_examples_seen / max(self.train_seconds, 1e-9), 1),
+                "train_tokens_seen": self.train_tokens_seen,
+                "train_tokens_per_second": round(self.train_tokens_seen / max(self.train_seconds, 1e-9), 1),
                 **({"time_budget": self.time_budget} if self.time_budget else {}),
                 "history": self.history}
 
@@ -133,6 +136,7 @@ class TrainState:
     evals_without_improvement: int = 0
     stopped_early: bool = False
     examples_seen: int = 0
+    tokens_seen: int = 0  # real tokens (not pads) of the examples seen
     train_seconds: float = 0.0
     skipped_steps: int = 0
     loss_sum: float = 0.0  # over the steps since the last logged loss
@@ -164,6 +168,7 @@ class Trainer:
             set_attention_dropout(model, settings.attention_dropout)
 
         self.batches_per_epoch = math.ceil(len(train) / settings.batch_size)
+        self.lengths = train.lengths
         self.total_steps = settings.max_steps or max(1, math.ceil(self.batches_per_epoch * settings.epochs))
         self.warmup_steps = int(settings.warmup_ratio * self.total_steps)
         self.most_steps = self.total_steps  # what the epochs or --max-steps allow; a time budget may plan fewer
@@ -253,6 +258,7 @@ class Trainer:
             "seconds": self.settings.max_time, "planned_steps": state.planned_steps, "out_of_time": state.out_of_time}
         return FitResult(best_metrics=state.best_metrics, best_step=state.best_step, steps=state.step,
                          train_seconds=state.train_seconds, train_examples_seen=state.examples_seen,
+                         train_tokens_seen=state.tokens_seen,
                          stopped_early=state.stopped_early, history=state.history, skipped_steps=state.skipped_steps,
                          time_budget=budget)
 
@@ -278,6 +284,7 @@ class Trainer:
         self.scheduler.step()
         state.step += 1
         state.examples_seen += len(global_batch)
+        state.tokens_seen += int(self.lengths[global_batch].sum())
         state.train_seconds = time.perf_counter() - self.start_time
         if self.budget:
             self.keep_to_budget()
@@ -361,10 +368,12 @@ class Trainer:
         state.loss_sum, state.loss_examples = 0.0, 0
         lr = self.scheduler.get_last_lr()[0]
         rate = state.examples_seen / max(1e-9, state.train_seconds)
-        self.progress.update(state.step, loss=mean_loss, lr=lr, rate=rate)
+        tokens_rate = state.tokens_seen / max(1e-9, state.train_seconds)
+        self.progress.update(state.step, loss=mean_loss, lr=lr, rate=rate, tokens_rate=tokens_rate)
         if self.log:
             self.log.write({"event": "train", "step": state.step, "loss": round(mean_loss, 6), "lr": lr,
-                            "examples_per_s": round(rate, 2), "grad_norm": round(grad_norm, 4)})
+                            "examples_per_s": round(rate, 2), "tokens_per_s": round(tokens_rate, 1),
+                            "grad_norm": round(grad_norm, 4)})
 
     def evaluate(self) -> None:
         """Evaluate, keep the best (or the latest) model, note whether patience has run out, and checkpoint."""

@@ -214,7 +214,6 @@ def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = N
         result = run.fit(train, loss_fn, evaluate, lambda model, metrics: None, keep="last", task="pretrain",
                          objective="mlm+nsp" if options.nsp else "mlm", mlm_probability=options.mlm_probability,
                          max_seq_length=options.max_seq_length)
-        tokens_seen = int(result.train_examples_seen * float(train.lengths.mean()))
         if run.main:
             save_pretrained(run.model, run.tokenizer, run.model_dir)
             pth, vocab = save_tutorial(run.model, run.tokenizer, run.dir, options.name)
@@ -223,6 +222,5 @@ def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = N
                           {"size": options.size, "objective": "mlm+nsp" if options.nsp else "mlm",
                            "max_seq_length": options.max_seq_length, "mlm_probability": options.mlm_probability,
                            "validation_file": options.validation_file},
-                          {**counts, "tokens_seen": tokens_seen,
-                           "train_tokens_per_second": round(tokens_seen / max(result.train_seconds, 1e-9), 1)},
+                          counts,
                           "pretraining, held-out", chosen={"model_chosen_by": "the last step (pretraining keeps no best)"})
