@@ -69,7 +69,7 @@ def train(run_dir, settings=SETTINGS, loss_fn=tiny.classification_loss, features
 def log_entries(run_dir):
     """The run's log without the timings, which no two runs share."""
     entries = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in e.items() if k != "examples_per_s"} for e in entries]
+    return [{k: v for k, v in e.items() if k not in ("examples_per_s", "tokens_per_s")} for e in entries]
 
 
 def assert_same_weights(a: dict, b: dict):
