@@ -83,15 +83,8 @@ def _table_records(path: Path) -> Iterator[tuple[int, dict]]:
         raise DataError(f"{path}, line {line_no}: not UTF-8") from None
     if suffix == ".jsonl":
         for line_no, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}, line {line_no}: not JSON ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}, line {line_no}: expected a JSON object, found {type(record).__name__}")
-            yield line_no, record
+            if line.strip():
+                yield line_no, jsonl_record(path, line_no, line)
         return
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
@@ -173,3 +166,14 @@ def tsv_header(path: Path, lines: Iterator[tuple[int, bytes]]) -> list[str]:
         return raw.decode("utf-8").split("\t")
     except UnicodeDecodeError:
         raise DataError(f"{path}, line 1: header is not UTF-8") from None
+
+
+def jsonl_record(path, line_no: int, line: str) -> dict:
+    """One line of a JSONL file as its JSON object; anything else is an error naming the file and line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}, line {line_no}: not JSON ({e.msg})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}, line {line_no}: expected a JSON object, found {type(record).__name__}")
+    return record

@@ -14,7 +14,6 @@ Three kinds of source, told apart by what exists:
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Iterable, Iterator, Sequence
 
 from .. import hub
 from ..errors import DataError
+from .table_files import jsonl_record
 
 WIKITEXT = "Salesforce/wikitext"
 WIKITEXT_CONFIGS = {"wikitext": "wikitext-103-raw-v1", "wikitext-2-raw-v1": "wikitext-2-raw-v1",
@@ -156,12 +156,7 @@ def _jsonl_documents(path: Path, text_field: str, stats: CorpusStats) -> Iterato
     for line_no, line in _file_lines(path):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}, line {line_no}: not JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}, line {line_no}: expected a JSON object, found {type(record).__name__}")
+        record = jsonl_record(path, line_no, line)
         if text_field not in record:
             raise DataError(f"{path}, line {line_no}: no {text_field!r} field; found {', '.join(map(str, record))} "
                             f"(--text-field names the field)")
