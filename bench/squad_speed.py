@@ -168,8 +168,12 @@ def peer_train_windows(questions, tokenizer, settings: dict) -> dict:
     for i, offsets in enumerate(encoded["offset_mapping"]):
         cls_index = encoded["input_ids"][i].index(tokenizer.cls_token_id)
         sequence_ids = encoded.sequence_ids(i)
-        answer = questions[encoded["overflow_to_sample_mapping"][i]].answers[0]
-        start_char, end_char = answer.start, answer.start + len(answer.text)
+        answers = questions[encoded["overflow_to_sample_mapping"][i]].answers
+        if not answers:  # v2.0: an unanswerable question points at [CLS]
+            starts.append(cls_index)
+            ends.append(cls_index)
+            continue
+        start_char, end_char = answers[0].start, answers[0].start + len(answers[0].text)
         first = sequence_ids.index(1)  # the window's first and last context tokens
         last = len(sequence_ids) - 1 - sequence_ids[::-1].index(1)
         if not (offsets[first][0] <= start_char and offsets[last][1] >= end_char):
@@ -195,11 +199,18 @@ def peer_eval_windows(questions, tokenizer, settings: dict) -> tuple[dict, list[
     return inputs, list(encoded["overflow_to_sample_mapping"]), offsets
 
 
-def peer_answers(questions, question_of_window, offsets, start_logits, end_logits) -> dict[str, str]:
-    """run_qa's postprocess_qa_predictions for v1.1: the best-scoring valid span over a question's windows."""
+def peer_answers(questions, question_of_window, offsets, start_logits, end_logits,
+                 version_2: bool = False, null_threshold: float = 0.0) -> dict[str, str]:
+    """run_qa's postprocess_qa_predictions: the best-scoring valid span over a question's windows.
+
+    With version_2 (run_qa's --version_2_with_negative), "" when the lowest [CLS] score over the
+    question's windows beats the best span's score by more than null_threshold (its default 0.0).
+    """
     best: dict[int, tuple[float, int, int]] = {}
+    null: dict[int, float] = {}
     for w, q in enumerate(question_of_window):
         window_offsets = offsets[w]
+        null[q] = min(null.get(q, np.inf), float(start_logits[w][0] + end_logits[w][0]))
         for s in np.argsort(start_logits[w])[-1 : -N_BEST - 1 : -1]:
             for e in np.argsort(end_logits[w])[-1 : -N_BEST - 1 : -1]:
                 if s >= len(window_offsets) or e >= len(window_offsets):
@@ -211,8 +222,12 @@ def peer_answers(questions, question_of_window, offsets, start_logits, end_logit
                 score = float(start_logits[w][s] + end_logits[w][e])
                 if q not in best or score > best[q][0]:
                     best[q] = (score, window_offsets[s][0], window_offsets[e][1])
-    return {question.id: question.context[best[q][1] : best[q][2]] if q in best else ""
-            for q, question in enumerate(questions)}
+    def answer(q: int, question) -> str:
+        if q not in best or (version_2 and null[q] - best[q][0] > null_threshold):
+            return ""
+        return question.context[best[q][1] : best[q][2]]
+
+    return {question.id: answer(q, question) for q, question in enumerate(questions)}
 
 
 def peer_side(args) -> dict:
