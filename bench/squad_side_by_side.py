@@ -8,8 +8,8 @@ row in its own child process, the same seed on every row:
 - bertfit: `finetune_squad` exactly as `bertfit squad --version V --train-file PREFIX-train.json
   --validation-file PREFIX-validation.json --eval-file PREFIX-eval.json` runs it: the epoch and the
   v2.0 null threshold are chosen on the validation part, the evaluation articles are only scored;
-  once with bertfit's defaults (settings.SQUAD_DEFAULTS) and once with run_qa's README settings
-  (--bertfit-rows);
+  once with bertfit's defaults (settings.SQUAD_DEFAULTS) and once with run_qa's epochs, lr, batch,
+  warmup and weight decay (bertfit's attention dropout 0 and row-wise embedding updates stay; --rows);
 - the Trainer with run_qa's README settings (lr 3e-5, 2 epochs, batch 12, 384 tokens, stride 128,
   no warmup or weight decay, fp32, the model's own dropout), run_qa's pre- and postprocessing
   (bench/squad_speed.py), the final model and run_qa's null threshold 0.0; it chooses nothing.
