@@ -110,12 +110,15 @@ def column_names(text: str) -> tuple[str, ...]:
 
 def cmd_glue(args: argparse.Namespace) -> None:
     TrainSettings(**given_settings(args)).validate()  # a mistake is told at once, before torch loads
-    from .recipes.glue import GlueOptions, finetune_glue, predict_glue
+    from .recipes.glue import GlueOptions, finetune_glue
 
     if args.task.lower() == "ax":
         if not args.model:
             raise BertfitError("bertfit glue ax needs --model: the run dir (or model folder) of an MNLI fine-tune")
-        for path in predict_glue(args.model, "test", args.data_dir, args.output_dir, task_name="ax"):
+        from . import devices, inference
+
+        run = inference.load_run(args.model, need="predict", device=devices.setup_distributed())
+        for path in inference.predict(run, "test", args.data_dir, args.output_dir, task_name="ax"):
             print(f"wrote {path}")
         return
     options = options_from(args, GlueOptions)
@@ -129,24 +132,47 @@ def cmd_glue(args: argparse.Namespace) -> None:
     finetune_glue(options, given_settings(args))  # what was not given: the defaults table's, by task and size
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
-    from .recipes.glue import predict_glue
+def load_for(args: argparse.Namespace, need: str, device=None):
+    """The run of `args.run_dir` for `need` (classify, answer, fill-mask, predict) on the engine and precision
+    asked; the precision chosen is said on stderr, so that stdout holds the answer alone. The CLI owns its
+    process, so it tunes the allocator for it (a library call leaves that alone)."""
+    import torch
 
-    for path in predict_glue(args.run_dir, args.split, args.data_dir, args.output_dir, engine=args.engine):
+    from . import devices, inference
+
+    device = device or torch.device("cpu")
+    run = inference.load_run(args.run_dir, getattr(args, "engine", "torch"), args.precision, need=need, device=device)
+    devices.tune_allocator(device)
+    asked = "the ONNX file's own" if run.engine == "onnx" else f"--precision {args.precision}"
+    print(f"precision {run.precision} ({asked})", file=sys.stderr)
+    return run
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from . import devices, inference
+
+    run = load_for(args, "predict", devices.setup_distributed())
+    for path in inference.predict(run, args.split, args.data_dir, args.output_dir):
         print(f"wrote {path}")
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
-    from .recipes.glue import classify
+    from . import inference
 
-    label, probability = classify(args.run_dir, args.text, args.text_pair, engine=args.engine)
-    print(f"{label}\t{probability:.4f}")
+    run = load_for(args, "classify")
+    pairs = [(args.text, args.text_pair)] if args.text_pair is not None else None
+    (result,) = inference.classify(run, [args.text], pairs)
+    if "score" in result:  # regression
+        print(f"score\t{result['score']:.4f}")
+    else:
+        print(f"{result['label']}\t{result['probability']:.4f}")
 
 
 def cmd_fill_mask(args: argparse.Namespace) -> None:
-    from .inference import fill_mask, load_run
+    from . import inference
 
-    for text, masks in zip(args.texts, fill_mask(load_run(args.run_dir), args.texts, args.top_k)):
+    run = load_for(args, "fill-mask")
+    for text, masks in zip(args.texts, inference.fill_mask(run, args.texts, args.top_k)):
         print(text)
         print(fill_mask_table(masks))
 
@@ -178,24 +204,32 @@ def cmd_evaluate_squad(args: argparse.Namespace) -> None:
 
 def read_context_file(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file (--context-file)") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, not a text file (--context-file)") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); --context-file takes a UTF-8 text file") from None
+    if not text.strip():
+        raise DataError(f"{path}: is empty; --context-file takes the text to find the answer in")
+    return text
 
 
 def cmd_qa(args: argparse.Namespace) -> None:
-    from .recipes.squad import answer
+    from . import inference
 
     context = args.context if args.context is not None else read_context_file(args.context_file)
-    result = answer(args.run_dir, args.question, context, args.null_threshold, engine=args.engine)
+    if not args.question.strip():  # told before the model loads
+        raise DataError("the question is empty")
+    if not context.strip():
+        raise DataError("the context is empty")
+    run = load_for(args, "answer")
+    (result,) = inference.answer(run, [(args.question, context)], args.null_threshold)
     if not result["answer"]:
         print(f"(no answer: null odds {result['null_odds']:.2f})")
         return
-    start, end = result["char_start"], result["char_end"]
+    start, end = result["start"], result["end"]
     before, after = context[max(0, start - 40) : start], context[end : end + 40]
     print(result["answer"])
     print(f"score {result['score']:.2f}  probability {result['probability']:.2f}  characters {start}-{end}  "
@@ -222,6 +256,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def add_engine_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=["torch", "onnx"], default="torch",
                         help="onnx: run the export of `bertfit export RUN` (RUN/onnx) with ONNX Runtime")
+
+
+def add_precision_option(parser, default: str = "auto") -> None:
+    """--precision for every command that answers from a run (classify, qa, predict, fill-mask, serve): one
+    option, one default, resolved as training resolves it (inference.load_run checks the name)."""
+    parser.add_argument("--precision", default=default, metavar="{auto,fp32,bf16}",
+                        help="what the torch engine computes in: auto is bf16 on CPUs with bf16 instructions "
+                             "(AVX-512 BF16 or AMX), else fp32, as for training; said on stderr")
 
 
 def cmd_tokenizer(args: argparse.Namespace) -> None:
@@ -295,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="GLUE folder with the split's file (default: the run's own, else the hub)")
     p.add_argument("--output-dir", help="where the files go (default: RUN_DIR/predictions)")
     add_engine_option(p)
+    add_precision_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = command("classify", "label one text (or text pair) with a fine-tuned run")
@@ -302,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", help="the text to label (the first sentence of a pair task)")
     p.add_argument("text_pair", nargs="?", help="the second sentence, for pair tasks (MRPC, RTE, MNLI, ...)")
     add_engine_option(p)
+    add_precision_option(p)
     p.set_defaults(func=cmd_classify)
 
     p = command("fill-mask", "fill the [MASK]s of texts with a masked-language model (a pretraining run)")
@@ -309,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="+", metavar="TEXT", help="texts with one [MASK] or more, e.g. 'Paris is the [MASK] "
                                                             "of France.'")
     p.add_argument("--top-k", type=int, default=5, help="candidates shown for each [MASK]")
+    add_engine_option(p)
+    add_precision_option(p)
     p.set_defaults(func=cmd_fill_mask)
 
     p = command("squad", "fine-tune and evaluate on SQuAD v1.1 or v2.0")
@@ -346,14 +392,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--null-threshold", type=float,
                    help="v2.0: answer empty when null minus best span exceeds this (default: the run's)")
     add_engine_option(p)
+    add_precision_option(p)
     p.set_defaults(func=cmd_qa)
 
     p = command("export", "write a run's model as ONNX (optionally int8), checked against PyTorch")
-    p.add_argument("run_dir", help="run dir of `bertfit glue` or `bertfit squad`")
+    p.add_argument("run_dir", help="run dir of `bertfit glue`, `bertfit squad` or `bertfit pretrain`")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="file format")
     p.add_argument("--quantize", choices=["int8"], help="also write model.int8.onnx (dynamic int8); "
                                                           "`--engine onnx` then runs it")
-    p.add_argument("--output", help="export folder (default RUN/onnx)")
+    p.add_argument("--output", help="export folder (default RUN/onnx); an existing one must be an earlier export "
+                                     "of the same run, or empty")
     p.set_defaults(func=cmd_export)
 
     from .serve_settings import ServeSettings

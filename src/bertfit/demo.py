@@ -9,7 +9,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from .recipes.glue import GlueOptions, classify, finetune_glue
+from . import inference
+from .recipes.glue import GlueOptions, finetune_glue
 from .settings import TrainSettings
 
 POSITIVE = ["wonderful", "moving", "delightful", "brilliant", "charming", "funny", "gripping", "beautiful",
@@ -56,8 +57,8 @@ def run_demo(output_dir: str | Path = "runs/demo", quiet: bool = False, train_si
     say(f"accuracy {accuracy:.4f} on the {dev_size} generated dev sentences: the pipeline works. The same "
         f"templates make them easy; this says nothing of SST-2's real reviews")
     if not quiet:
-        for text in ("a charming and clever film .", "the plot was tedious and bland ."):
-            label, probability = classify(output_dir, text)
-            print(f"classify {text!r}: {label} ({probability:.2f})")
+        texts = ["a charming and clever film .", "the plot was tedious and bland ."]
+        for text, result in zip(texts, inference.classify(inference.load_run(output_dir, need="classify"), texts)):
+            print(f"classify {text!r}: {result['label']} ({result['probability']:.2f})")
         print(f"results: {output_dir / 'results.json'}; model: {output_dir / 'model'}")
     return results

@@ -106,6 +106,14 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cpu_has_bf16_instructions(cpu_flags()) else torch.float32
 
 
+PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """The --precision name of what `resolve_precision` chose: what "auto" became, for results and messages."""
+    return PRECISION_NAMES[dtype]
+
+
 def cpu_has_bf16_instructions(flags: set[str]) -> bool:
     """AVX-512 BF16 or AMX: without them (AVX-512 alone: Skylake-X, Cascade Lake, Ice Lake) bf16 matmuls are
     emulated and slower than fp32."""

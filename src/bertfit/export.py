@@ -1,10 +1,11 @@
-"""ONNX export of a fine-tuned run, int8 dynamic quantization, and the ONNX Runtime engine.
+"""ONNX export of a run's model (classifier, span head or masked-language model) and int8 dynamic quantization.
 
 `export_onnx` writes a folder that holds everything inference needs: `model.onnx` (float32),
 `model.int8.onnx` when quantized, the run's `config.json` and tokenizer files, and `onnx.json`
 (which file the `onnx` engine runs, and how far each file is from PyTorch on the check inputs).
 Inputs and outputs carry Hugging Face's names (`input_ids`, `token_type_ids`, `attention_mask`
--> `logits`, or `start_logits` / `end_logits`), with dynamic batch and sequence axes.
+-> `logits`, or `start_logits` / `end_logits`), with dynamic batch and sequence axes. The ONNX engine
+that runs the folder is onnx_engine.py.
 
 The export traces our own model with PyTorch's TorchScript-based exporter: the model takes
 shortcuts by the values it sees (no mask when a batch has no padding, plain attention for short
@@ -15,8 +16,10 @@ real sentences of other lengths before the files are kept.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,13 +28,15 @@ import torch
 from torch import nn
 
 from . import tokenization
-from .pretrained import load_tokenizer
 from .errors import CheckpointError, ConfigError
 from .files import replace_folder
+from .inference import FILL_MASK_HEADS, MASK_TOKEN, load_run
+# the engine's reading side lives in onnx_engine; these names stay importable from here
+from .onnx_engine import (MANIFEST, OUTPUT_NAMES, OnnxModel, find_onnx_dir, load_onnx_model,  # noqa: F401
+                          need_onnx, onnx_dir_of, read_manifest)
 
 OPSET = 17
 INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
-OUTPUT_NAMES = {"classification": ["logits"], "qa": ["start_logits", "end_logits"]}
 FILES = {None: "model.onnx", "int8": "model.int8.onnx"}
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -56,48 +61,24 @@ CHECK_PASSAGE = (
     "million square kilometres, of which five and a half million are covered by the rainforest. The "
     "region includes territory belonging to nine nations; the majority of the forest is contained "
     "within Brazil, with 60% of the rainforest, followed by Peru with 13% and Colombia with 10%.")
+CHECK_MASKED = [f"A gripping, beautifully {MASK_TOKEN} film.", f"{MASK_TOKEN}.",
+                f"The plot meanders for two hours and never finds its {MASK_TOKEN}, despite a strong cast and a "
+                f"score that tries hard to lift every {MASK_TOKEN} it plays under."]
 CHECK_QUESTIONS = ["Which country holds most of the rainforest?", "How large is the basin?",
                    "What share of the forest lies in Peru?"]
 
 
 class Exportable(nn.Module):
-    """Our model with the attention mask as int64, as Hugging Face's ONNX models take it."""
+    """Our model with the attention mask as int64, as Hugging Face's ONNX models take it; a pretraining
+    model gives its masked-token logits alone (the next-sentence head answers no inference question)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, head: str):
         super().__init__()
-        self.model = model
+        self.model, self.head = model, head
 
     def forward(self, input_ids, token_type_ids, attention_mask):
-        return self.model(input_ids, token_type_ids, attention_mask.bool())
-
-
-class OnnxModel(nn.Module):
-    """An ONNX Runtime session that is called like our model, so every inference path runs it unchanged:
-    int64 tensors in, float32 tensors out (a tuple for the span head)."""
-
-    def __init__(self, path: str | Path, head: str, threads: int | None = None):
-        super().__init__()
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable files
-            raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({exc})") from None
-        self.path, self.head = Path(path), head
-
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        feeds = {"input_ids": input_ids.cpu().numpy().astype(np.int64),
-                 "token_type_ids": token_type_ids.cpu().numpy().astype(np.int64),
-                 "attention_mask": attention_mask.cpu().numpy().astype(np.int64)}
-        outputs = [torch.from_numpy(o) for o in self.session.run(None, feeds)]
-        return outputs[0] if self.head == "classification" else tuple(outputs)
+        outputs = self.model(input_ids, token_type_ids, attention_mask.bool())
+        return outputs[0] if self.head == "pretraining" else outputs
 
 
 # ---- writing ------------------------------------------------------------------------------------
@@ -107,52 +88,85 @@ def export_onnx(run_dir: str | Path, output_dir: str | Path | None = None, quant
     """Export a run's model to ONNX (and int8 with quantize="int8"), check it against PyTorch, write the folder.
 
     Returns what onnx.json records: the files, their sizes and their largest difference from PyTorch.
+    An existing output folder is replaced only when it is an earlier export of the same run.
     """
-    from .inference import load_run
-
     if quantize not in FILES:
         raise ConfigError(f"--quantize must be int8 (or not given), not {quantize!r}")
-    _need_onnx()
+    need_onnx()
     run = load_run(run_dir, engine="torch", precision="fp32")
     out = Path(output_dir) if output_dir else onnx_dir_of(run_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    model = run.model.eval()
-    inputs = check_inputs(run.head, run.tokenizer, run.extra)
-
-    fp32 = tmp / FILES[None]
-    trace = _trace_batch(inputs)
-    with torch.no_grad(), warnings.catch_warnings():
-        # the tracer warns at each shortcut the trace fixes (see the module docstring); the check below decides
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Exportable(model).eval(), trace, str(fp32), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES[run.head],
-            dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES},
-                          **{name: {0: "batch"} if run.head == "classification" else {0: "batch", 1: "sequence"}
-                             for name in OUTPUT_NAMES[run.head]}},
-            opset_version=OPSET, **_torchscript_exporter())
-    files = {FILES[None]: check(fp32, model, run.head, inputs, FP32_TOLERANCE)}
-    if quantize == "int8":
-        int8 = tmp / FILES["int8"]
-        quantize_int8(fp32, int8)
-        files[FILES["int8"]] = check(int8, model, run.head, inputs, INT8_TOLERANCE)
-        files[FILES["int8"]]["fraction_of_fp32_size"] = int8.stat().st_size / fp32.stat().st_size
-    manifest = {"engine_file": FILES[quantize], "head": run.head, "opset": OPSET, "quantize": quantize,
-                "torch": torch.__version__, "files": files, "source": str(run.folder.resolve())}
-    shutil.copy(run.folder / "config.json", tmp / "config.json")
-    for name in TOKENIZER_FILES:
-        if (run.folder / name).exists():
-            shutil.copy(run.folder / name, tmp / name)
-    (tmp / "onnx.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    replace_folder(tmp, out)
-    for name, figures in files.items():
+    source = str(run.folder.resolve())
+    check_output(out, source, run_dir)
+    target = out.resolve()  # `--output .` has no name of its own to put a temporary folder beside
+    made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # a name of this run's own, so that cleaning up after a failure can remove nothing else
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        manifest = _write_export(run, tmp, quantize, source)
+        load_run(tmp, engine="onnx")  # the folder serves as the inference layer reads it
+        replace_folder(tmp, target, marker=MANIFEST)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    for name, figures in manifest["files"].items():
         size = figures["bytes"] / 2**20
         share = f", {figures['fraction_of_fp32_size']:.0%} of float32" if "fraction_of_fp32_size" in figures else ""
         say(f"wrote {out / name} ({size:.1f} MiB{share}; largest difference from PyTorch "
             f"{figures['max_abs_diff']:.2e} over {figures['checked_sequences']} sequences)")
     return {"output_dir": str(out), **manifest}
+
+
+def check_output(out: Path, source: str, run_dir: str | Path) -> None:
+    """Refuse an output folder that exists and is not an earlier export of this run: replacing it would
+    delete files bertfit did not write (an empty folder holds none)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder; --output names the export folder to write")
+    if not any(out.iterdir()):
+        return
+    try:
+        earlier = read_manifest(out).get("source") if (out / MANIFEST).is_file() else None
+    except CheckpointError:
+        earlier = None
+    if earlier != source:
+        raise ConfigError(f"{out}: exists and is not an earlier export of {run_dir} (no {MANIFEST} naming "
+                          f"{source}); bertfit replaces only its own export: choose another --output")
+
+
+def _write_export(run, folder: Path, quantize: str | None, source: str) -> dict:
+    """The model's ONNX file(s), each checked against PyTorch, with the config, tokenizer and onnx.json."""
+    model = run.model.eval()
+    inputs = check_inputs(run.head, run.tokenizer, run.extra)
+    fp32 = folder / FILES[None]
+    per_token = {0: "batch"} if run.head == "classification" else {0: "batch", 1: "sequence"}
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer warns at each shortcut the trace fixes (see the module docstring); the check below decides
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Exportable(model, run.head).eval(), _trace_batch(inputs), str(fp32), input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES[run.head],
+            dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES},
+                          **{name: per_token for name in OUTPUT_NAMES[run.head]}},
+            opset_version=OPSET, **_torchscript_exporter())
+    files = {FILES[None]: check(fp32, model, run.head, inputs, FP32_TOLERANCE)}
+    if quantize == "int8":
+        int8 = folder / FILES["int8"]
+        quantize_int8(fp32, int8)
+        files[FILES["int8"]] = check(int8, model, run.head, inputs, INT8_TOLERANCE)
+        files[FILES["int8"]]["fraction_of_fp32_size"] = int8.stat().st_size / fp32.stat().st_size
+    manifest = {"engine_file": FILES[quantize], "head": run.head, "opset": OPSET, "quantize": quantize,
+                "torch": torch.__version__, "files": files, "source": source}
+    shutil.copy(run.folder / "config.json", folder / "config.json")
+    for name in TOKENIZER_FILES:
+        if (run.folder / name).exists():
+            shutil.copy(run.folder / name, folder / name)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
 
 
 def _torchscript_exporter() -> dict:
@@ -178,10 +192,17 @@ def quantize_int8(fp32: Path, int8: Path) -> None:
 
     from .devices import cpu_flags
 
-    # it logs a suggestion to pre-process the model for static quantization; dynamic needs none
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
     vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, reduce_range=not vnni)
+    # it logs a suggestion to pre-process the model for static quantization (dynamic needs none) on the root
+    # logger: quiet while it runs, as the caller had it afterwards
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=not vnni)
+    finally:
+        root.setLevel(level)
 
 
 def check_inputs(head: str, tokenizer, extra: dict) -> list[dict[str, np.ndarray]]:
@@ -195,6 +216,12 @@ def check_inputs(head: str, tokenizer, extra: dict) -> list[dict[str, np.ndarray
             examples = glue.Examples(texts_a=[a], texts_b=[b] if b else None, labels=None, indices=[0], source="check")
             features, _ = glue_encoding.encode(examples, tokenizer, extra.get("max_seq_length", 128))
             rows.append((features.input_ids(0), features.token_type_ids(0)))
+    elif head in FILL_MASK_HEADS:
+        special = tokenization.special_ids(tokenizer)
+        rows = []
+        for text in CHECK_MASKED:
+            ids = [special.cls, *tokenizer.encode(text, add_special_tokens=False).ids, special.sep]
+            rows.append((ids[: extra.get("max_seq_length", 128)], [0] * len(ids)))
     else:
         questions = [squad.SquadQuestion(id=str(i), title="", question=q, context=CHECK_PASSAGE, answers=[])
                      for i, q in enumerate(CHECK_QUESTIONS)]
@@ -233,12 +260,14 @@ def check(path: Path, model: nn.Module, head: str, inputs: list[dict[str, np.nda
         with torch.no_grad():
             expected = model(tensors[0], tensors[1], tensors[2].bool())
             got = session(*tensors)
+        if head == "pretraining":  # the next-sentence logits are not exported
+            expected = expected[0]
         expected = expected if isinstance(expected, tuple) else (expected,)
         got = got if isinstance(got, tuple) else (got,)
         mask = batch["attention_mask"].astype(bool)
         for e, g in zip(expected, got):
             e, g = e.numpy(), g.numpy()
-            if head == "qa":  # span logits at pads are never read
+            if head != "classification":  # logits at pads are never read
                 e, g = e[mask], g[mask]
             if not np.isfinite(g).all():
                 raise CheckpointError(f"{path}: ONNX Runtime returned non-finite outputs")
@@ -250,51 +279,3 @@ def check(path: Path, model: nn.Module, head: str, inputs: list[dict[str, np.nda
                               f"(allowed: {tolerance * scale:.3g}); the export is not kept")
     return {"bytes": path.stat().st_size, "max_abs_diff": worst, "largest_logit": scale,
             "checked_sequences": sequences // 2}  # each sequence is run twice: batched and alone
-
-
-def _need_onnx() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise ConfigError("ONNX export and the onnx engine need onnx and onnxruntime: "
-                          "pip install 'bertfit[onnx]'") from None
-
-
-# ---- reading ------------------------------------------------------------------------------------
-
-def onnx_dir_of(run_dir: str | Path) -> Path:
-    """Where a run's export goes by default: RUN/onnx (beside RUN/model)."""
-    run_dir = Path(run_dir)
-    return (run_dir.parent if run_dir.name == "model" and (run_dir / "config.json").exists() else run_dir) / "onnx"
-
-
-def find_onnx_dir(run_dir: str | Path) -> Path:
-    """The export folder of a run dir (RUN/onnx), or the folder itself when it is one."""
-    run_dir = Path(run_dir)
-    for folder in (run_dir, onnx_dir_of(run_dir)):
-        if (folder / "onnx.json").is_file():
-            return folder
-    raise CheckpointError(f"{run_dir}: no ONNX export here (looked for onnx.json in {run_dir} and "
-                          f"{onnx_dir_of(run_dir)}); write one with `bertfit export {run_dir} --format onnx`")
-
-
-def read_manifest(folder: Path) -> dict:
-    try:
-        manifest = json.loads((folder / "onnx.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{folder / 'onnx.json'}: cannot read it ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("head") not in OUTPUT_NAMES or "engine_file" not in manifest:
-        raise CheckpointError(f"{folder / 'onnx.json'}: not an export manifest written by `bertfit export`")
-    return manifest
-
-
-def load_onnx_model(folder: str | Path, threads: int | None = None):
-    """(OnnxModel, tokenizer) from an export folder; the file is the one the export chose (int8 when quantized)."""
-    _need_onnx()
-    folder = find_onnx_dir(folder)
-    manifest = read_manifest(folder)
-    path = folder / manifest["engine_file"]
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing (onnx.json names it); export the run again")
-    return OnnxModel(path, manifest["head"], threads), load_tokenizer(folder)

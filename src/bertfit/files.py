@@ -5,8 +5,11 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import IO, Iterator
+
+from .errors import ConfigError
 
 
 @contextlib.contextmanager
@@ -33,13 +36,20 @@ def write_json(path: str | os.PathLike, data) -> Path:
     return write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
-def replace_folder(tmp: Path, folder: Path) -> Path:
-    """Move a finished folder into place; an existing one is replaced whole, never merged."""
-    if folder.exists():
-        old = folder.with_name(folder.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        folder.rename(old)
+def replace_folder(tmp: Path, folder: Path, marker: str) -> Path:
+    """Move a finished folder into place; an existing one is replaced whole, never merged.
+
+    Only a folder bertfit wrote is replaced: one holding `marker` (a file the caller's folders always
+    hold, e.g. config.json), or an empty one. Anything else is refused, and `tmp` is left to the caller.
+    """
+    tmp, folder = Path(tmp), Path(folder)
+    if folder.exists() or folder.is_symlink():
+        if not folder.is_dir() or folder.is_symlink() or not ((folder / marker).is_file() or not any(folder.iterdir())):
+            raise ConfigError(f"{folder}: exists and is not a folder bertfit wrote (no {marker} in it); "
+                              f"refusing to replace it")
+        # a name of this call's own: nothing else can be in the way, or be removed with it
+        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
+        folder.rename(old / folder.name)
         tmp.rename(folder)
         shutil.rmtree(old)
     else:

@@ -1,11 +1,14 @@
-"""A finished run loaded once and applied to many inputs: the batched API behind `bertfit serve`.
+"""After training: a finished run loaded once and asked many questions, on either engine. The one inference
+layer behind `bertfit classify`, `qa`, `fill-mask`, `predict`, `bertfit serve` and the export's check.
 
-Each task splits inference in three steps, so a server can run the middle one for many requests
-at once: `prepare` encodes one request's inputs as the run encoded its data (`tasks.glue.encode`,
-`tasks.squad.make_windows`), `run` is the model over any number of prepared requests joined
-into one set of features (`predicting.predict`: length-sorted batches, nothing padded beyond a
-batch's longest sequence), and `finish` turns one request's share of the outputs into answers
-(windows averaged, softmax; or `tasks.squad.decode`). `classify`, `answer` and `fill_mask` chain the three.
+`load_run` reads a run dir (or model folder, or ONNX export folder) once and refuses a head its weights
+do not hold: a fresh, untrained head would answer differently at every load. Each task splits inference
+in three steps, so a server can run the middle one for many requests at once: `prepare` encodes one
+request's inputs as the run encoded its data (`tasks.glue.encode`, `tasks.squad.make_windows`), `run` is
+the model over any number of prepared requests joined into one set of features (`predicting.predict`:
+length-sorted batches, nothing padded beyond a batch's longest sequence), and `finish` turns one
+request's share of the outputs into answers (windows averaged, softmax; or `tasks.squad.decode`).
+`classify`, `answer` and `fill_mask` chain the three; `predict` writes GLUE's leaderboard files.
 """
 from __future__ import annotations
 
@@ -16,21 +19,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import devices, predicting
+from . import devices, onnx_engine, predicting
 from .batching import Features, collate, eval_batches
-from .pretrained import load_pretrained
 from .errors import CheckpointError, ConfigError, DataError
-from .tasks import glue, glue_encoding, squad
+from .files import write_atomic
+from .pretrained import load_pretrained
+from .runs import model_folder
+from .tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv, squad
 from .tokenization import special_ids
 
 ENGINES = ("torch", "onnx")
+PRECISIONS = ("auto", "fp32", "bf16")  # what inference takes: fp16 needs a GPU, and inference runs on CPU
 FILL_MASK_HEADS = ("mlm", "pretraining")  # masked-language models: they fill [MASK]s
 MASK_TOKEN = "[MASK]"
+# What each question asks of a run: the heads that answer it (`load_run(..., need=...)`)
+NEEDS = {"classify": ("classification",), "predict": ("classification",), "answer": ("qa",),
+         "fill-mask": FILL_MASK_HEADS}
+# A head is there when the weights file holds its tensors (Hugging Face names), whatever config.json says:
+# a base model's config often names labels, and a head missing from the file would start from random weights.
+HEAD_TENSORS = {"classification": ("classifier.weight",), "qa": ("qa_outputs.weight",),
+                "mlm": ("cls.predictions.transform.dense.weight",),
+                "pretraining": ("cls.predictions.transform.dense.weight", "cls.seq_relationship.weight")}
+ARCHITECTURES = {"BertForSequenceClassification": "classification", "BertForQuestionAnswering": "qa",
+                 "BertForMaskedLM": "mlm", "BertForPreTraining": "pretraining"}
 
 
 @dataclass
 class Run:
-    """A fine-tuned model with what its run saved beside it (task, labels, encoding settings)."""
+    """A trained model with what its run saved beside it (task, labels, encoding settings)."""
 
     folder: Path  # where config.json and the tokenizer were read
     head: str  # "classification", "qa", or (fill-mask) "mlm" or "pretraining"
@@ -39,7 +55,9 @@ class Run:
     labels: list[str]  # classification: one name per output (["score"] for regression); qa: []
     extra: dict  # the "bertfit" section of config.json: task, max_seq_length, null_threshold, ...
     engine: str
-    precision: str
+    precision: str  # what the model computes in: fp32 or bf16 ("auto" resolved)
+    source: Path | None = None  # the path load_run was given (a run dir, model folder or export folder)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where the torch model runs
 
     @property
     def task(self) -> str:
@@ -49,8 +67,14 @@ class Run:
 
     @property
     def max_seq_length(self) -> int:
-        default = {"classification": 128, "qa": 384}.get(self.head) or self.model.bert.config.max_position_embeddings
+        default = {"classification": 128, "qa": 384}.get(self.head) or self.model_positions
         return self.extra.get("max_seq_length", default)
+
+    @property
+    def model_positions(self) -> int:
+        if self.engine == "onnx":
+            return json.loads((self.folder / "config.json").read_text()).get("max_position_embeddings", 512)
+        return self.model.bert.config.max_position_embeddings
 
     @property
     def pad_id(self) -> int:
@@ -73,65 +97,126 @@ class Run:
         return info
 
 
-def model_folder(run_dir: str | Path) -> Path:
-    """RUN/model when it holds a model, else the folder itself."""
-    folder = Path(run_dir)
-    return folder / "model" if (folder / "model" / "config.json").exists() else folder
+def weight_names(folder: Path) -> set[str]:
+    """The tensor names of a model folder's weights file, read without loading the tensors where possible."""
+    safetensors_file, torch_file = folder / "model.safetensors", folder / "pytorch_model.bin"
+    if safetensors_file.is_file():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(safetensors_file), framework="pt") as f:
+                return set(f.keys())
+        except Exception as exc:  # safetensors raises its own untyped errors for damaged files
+            raise CheckpointError(f"{safetensors_file}: cannot read weights ({exc})") from None
+    if torch_file.is_file():
+        try:  # weights_only: a state dict of tensors loads, anything that would run code is refused
+            state = torch.load(torch_file, map_location="meta", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"{torch_file}: cannot read weights ({exc})") from None
+        return set(state.get("state_dict", state)) if isinstance(state, dict) else set()
+    raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
 
 
-def head_of(config: dict, source: Path) -> str:
-    architectures = config.get("architectures") or []
-    if "BertForQuestionAnswering" in architectures:
-        return "qa"
-    if "BertForMaskedLM" in architectures:
-        return "mlm"
-    if "BertForPreTraining" in architectures:
-        return "pretraining"
-    if "BertForSequenceClassification" in architectures or "id2label" in config:
-        return "classification"
-    raise CheckpointError(f"{source}: not a fine-tuned classification or SQuAD model, nor a masked-language model "
-                          f"(architectures: {', '.join(architectures) or 'none'})")
+def head_of(config: dict, names: set[str], source: Path) -> str:
+    """The head a checkpoint holds trained weights for: the one config.json names when the weights file has
+    its tensors, else the one the weights hold. A folder whose weights hold none is a base model."""
+    held = [head for head, tensors in HEAD_TENSORS.items() if all(t in names for t in tensors)]
+    named = [ARCHITECTURES[a] for a in config.get("architectures") or [] if a in ARCHITECTURES]
+    for head in named:
+        if head in held:
+            return head
+        if head == "pretraining" and "mlm" in held:
+            return "mlm"
+    if named and not held:
+        raise CheckpointError(f"{source}: config.json names {named[0]} weights, but the weights file holds no "
+                              f"{HEAD_TENSORS[named[0]][0]}: the head was never trained; fine-tune it first "
+                              f"with `bertfit glue` or `bertfit squad`")
+    for head in ("qa", "classification", "pretraining", "mlm"):
+        if head in held:
+            return head
+    raise CheckpointError(f"{source}: a base model: its weights hold no trained head (no classifier, span head "
+                          f"or masked-language head); fine-tune it first with `bertfit glue` or `bertfit squad`")
 
 
-def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto") -> Run:
-    """Load a run dir (or model folder, or ONNX export folder) for inference with PyTorch or ONNX Runtime."""
+def refuse_unless(run: Run, need: str, run_dir: str | Path) -> None:
+    """Stop with one line when a run cannot answer `need` (classify, predict, answer, fill-mask): say what it is for."""
+    if need not in NEEDS:
+        raise ValueError(f"need must be one of {', '.join(NEEDS)}, not {need!r}")
+    if run.head in NEEDS[need]:
+        return
+    if run.head in FILL_MASK_HEADS:
+        raise ConfigError(f"{run_dir}: a pretraining run (a masked-language model): it holds no "
+                          f"{'classifier' if need in ('classify', 'predict') else 'span head'}, so it can only fill "
+                          f"masks (`bertfit fill-mask {run_dir} TEXT`); fine-tune it first with "
+                          f"`bertfit {'squad' if need == 'answer' else 'glue'}`")
+    if need == "fill-mask":
+        raise ConfigError(f"{run.folder}: a {run.task} model, not a masked-language model; filling masks needs a "
+                          f"pretraining run (architectures BertForMaskedLM or BertForPreTraining)")
+    if run.head == "qa":
+        raise ConfigError(f"{run_dir}: a SQuAD run ({run.task}), not a classification run; ask it with "
+                          f"`bertfit qa {run_dir} --question ... --context ...`")
+    kind = f"GLUE {run.extra['task']}" if run.extra.get("task") else "classification"
+    raise ConfigError(f"{run_dir}: a {kind} run, not a SQuAD run; `bertfit qa` needs a model from `bertfit squad` "
+                      f"(this one labels text: `bertfit classify {run_dir} TEXT`)")
+
+
+def labels_of(config: dict, source: Path) -> list[str]:
+    """A classifier's output names: id2label, else transformers' LABEL_0, LABEL_1, ... for num_labels (2)."""
+    id2label = config.get("id2label") or {str(i): f"LABEL_{i}" for i in range(config.get("num_labels", 2))}
+    if set(id2label) != {str(i) for i in range(len(id2label))}:
+        raise CheckpointError(f"{source}: id2label must number its labels 0 to {len(id2label) - 1}, "
+                              f"not {', '.join(sorted(id2label))}")
+    # names for people where the task's files write numbers
+    return glue.readable_labels([id2label[str(i)] for i in range(len(id2label))], (config.get("bertfit") or {}).get("task"))
+
+
+def precision_name(precision: str, device: torch.device | None = None) -> str:
+    """What `precision` (auto, fp32, bf16) computes in on `device` (CPU), resolved as training resolves it."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return devices.precision_name(devices.resolve_precision(precision, device or torch.device("cpu")))
+
+
+def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto", need: str | None = None,
+             device: torch.device | None = None) -> Run:
+    """Load a run dir (or model folder, or ONNX export folder) for inference with PyTorch or ONNX Runtime.
+
+    Refuses a head its weights file does not hold; `need` ("classify", "predict", "answer", "fill-mask")
+    also refuses a run of another kind, saying what it is for. `device`: where the torch model runs (CPU)."""
     if engine not in ENGINES:
-        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    device = device or torch.device("cpu")
+    precision = precision_name(precision, device)  # a bad name fails now, not at the first request
     if engine == "onnx":
-        from .export import find_onnx_dir
-
-        folder = find_onnx_dir(run_dir)
+        onnx_engine.need_onnx()
+        folder = onnx_engine.find_onnx_dir(run_dir)
+        head = onnx_engine.read_manifest(folder)["head"]
     else:
         folder = model_folder(run_dir)
     config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{run_dir}: no fine-tuned model here (looked for model/config.json and config.json)")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{config_path}: cannot read it ({exc})") from None
-    head = head_of(config, config_path)
-    id2label = config.get("id2label") or {}
-    labels = [id2label.get(str(i), f"LABEL_{i}") for i in range(len(id2label) or 2)] if head == "classification" else []
-    if labels:
-        from .recipes.glue import readable_labels  # names for people where the task's files write numbers
-
-        labels = readable_labels(labels, (config.get("bertfit") or {}).get("task"))
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path}: not a model config (a JSON object)")
+    if engine == "torch":
+        head = head_of(config, weight_names(folder), config_path)
+    labels = labels_of(config, config_path) if head == "classification" else []
+    extra = config.get("bertfit") or {}
+    if need is not None:  # before the weights load: a wrong kind of run is told at once
+        refuse_unless(Run(folder, head, None, None, labels, extra, engine, precision), need, run_dir)
     if engine == "onnx":
-        from .export import load_onnx_model
-
-        model, tokenizer = load_onnx_model(folder)
+        model, tokenizer = onnx_engine.load_onnx_model(folder)
         precision = "fp32"  # the file fixes the arithmetic; autocast would not reach ONNX Runtime
     else:
         model, tokenizer = load_pretrained(folder, head=head, num_labels=len(labels) or 2)
-        if head in FILL_MASK_HEADS:
-            mask_id(tokenizer, folder)
-            # a tokenizer built from vocab.txt has [MASK] as a word only: split it never, as transformers does
-            tokenizer.add_special_tokens([MASK_TOKEN])
-        # the name of what "auto" picks here; a bad name fails now, not at the first request
-        precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
-            devices.resolve_precision(precision, torch.device("cpu"))]
-    return Run(folder, head, model.eval(), tokenizer, labels, config.get("bertfit") or {}, engine, precision)
+        model.to(device)
+    if head in FILL_MASK_HEADS:
+        mask_id(tokenizer, folder)
+        # a tokenizer built from vocab.txt has [MASK] as a word only: split it never, as transformers does
+        tokenizer.add_special_tokens([MASK_TOKEN])
+    return Run(folder, head, model.eval(), tokenizer, labels, extra, engine, precision, Path(run_dir), device)
 
 
 # ---- the three steps ----------------------------------------------------------------------------
@@ -146,6 +231,7 @@ class Prepared:
     top_k: int = 5  # fill-mask: candidates per [MASK]
     questions: list[squad.SquadQuestion] = field(default_factory=list)  # qa
     windows: squad.Windows | None = None  # qa
+    null_threshold: float | None = None  # qa, v2.0: None is the run's own
 
     @property
     def num_tokens(self) -> int:
@@ -176,13 +262,14 @@ def _truncated(run: Run, examples: glue.Examples, max_len: int, long_texts: str)
     return [a + b + special > max_len for a, b in zip(lengths_a, lengths_b)]
 
 
-def prepare_questions(run: Run, pairs: list[tuple[str, str]]) -> Prepared:
-    """Encode (question, context) pairs as windows, as `bertfit squad` did for the run's evaluation."""
+def prepare_questions(run: Run, pairs: list[tuple[str, str]], null_threshold: float | None = None) -> Prepared:
+    """Encode (question, context) pairs as windows, as `bertfit squad` did for the run's evaluation.
+    `null_threshold` (v2.0): answer empty when null minus best span exceeds it; None: the run's own."""
     questions = [squad.SquadQuestion(id=str(i), title="", question=q, context=c, answers=[])
                  for i, (q, c) in enumerate(pairs)]
     features, windows = squad.make_windows(questions, run.tokenizer, run.extra.get("max_seq_length", 384),
                                            run.extra.get("doc_stride", 128), run.extra.get("max_query_length", 64))
-    return Prepared(features, len(pairs), questions=questions, windows=windows)
+    return Prepared(features, len(pairs), questions=questions, windows=windows, null_threshold=null_threshold)
 
 
 def mask_id(tokenizer, source: str | Path = "tokenizer") -> int:
@@ -226,7 +313,7 @@ def run_model(run: Run, features: Features, batch_size: int = 128) -> list:
         return []
     if run.head in FILL_MASK_HEADS:
         return _mask_logits(run, features, batch_size)
-    outputs = predicting.predict(run.model, features, run.pad_id, torch.device("cpu"), batch_size, run.precision,
+    outputs = predicting.predict(run.model, features, run.pad_id, run.device, batch_size, run.precision,
                                per_token=run.head == "qa")
     if run.head == "qa":
         return list(zip(*outputs))
@@ -237,17 +324,17 @@ def run_model(run: Run, features: Features, batch_size: int = 128) -> list:
 def _mask_logits(run: Run, features: Features, batch_size: int) -> list[np.ndarray]:
     """The LM head on the [MASK] positions alone: scoring the whole vocabulary at every token would cost
     more than the encoder. Batches as `predicting.predict` cuts them (longest first, within a token budget)."""
-    device, mask = torch.device("cpu"), mask_id(run.tokenizer)
+    device, mask = run.device, mask_id(run.tokenizer)
     dtype = devices.resolve_precision(run.precision, device)
     outputs: list = [None] * len(features)
     for indices in eval_batches(features.lengths, batch_size, predicting.CPU_INFERENCE_TOKENS):
-        batch = collate(features, indices, run.pad_id)
+        batch = {k: v.to(device) for k, v in collate(features, indices, run.pad_id).items()}
         positions = batch["input_ids"] == mask
         with devices.autocast(device, dtype):
             logits = run.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], positions=positions)
-        logits = (logits[0] if isinstance(logits, tuple) else logits).float().numpy()
+        logits = (logits[0] if isinstance(logits, tuple) else logits).float().cpu().numpy()
         # the rows come in row-major order of `positions`: each sequence's masks together, in order
-        for i, rows in zip(indices, np.split(logits, np.cumsum(positions.sum(1).numpy())[:-1])):
+        for i, rows in zip(indices, np.split(logits, np.cumsum(positions.sum(1).cpu().numpy())[:-1])):
             outputs[i] = rows
     return outputs
 
@@ -291,8 +378,9 @@ def _answers(run: Run, prepared: Prepared, outputs: list) -> list[dict]:
     starts = [start for start, _ in outputs]
     ends = [end for _, end in outputs]
     version_2 = run.extra.get("version", "1.1") == "2.0"
+    threshold = prepared.null_threshold if prepared.null_threshold is not None else run.extra.get("null_threshold", 0.0)
     predictions = squad.decode(prepared.questions, prepared.windows, starts, ends, run.extra.get("n_best", 20),
-                               run.extra.get("max_answer_length", 30), version_2, run.extra.get("null_threshold", 0.0))
+                               run.extra.get("max_answer_length", 30), version_2, threshold)
     counts = np.bincount(prepared.windows.example_index, minlength=len(prepared.questions))
     results = []
     for question, windows in zip(prepared.questions, counts):
@@ -333,6 +421,10 @@ def run_many(run: Run, requests: list[Prepared], batch_size: int = 128) -> list[
 
 def classify(run: Run, texts: list[str], pairs: list[tuple[str, str]] | None = None) -> list[dict]:
     """Label texts, or text pairs: label, probability and every label's probability (regression: score)."""
+    for i, text in enumerate(texts if pairs is None else [t for pair in pairs for t in pair]):
+        if not text.strip():
+            raise DataError(f"text {i + 1} is empty" if pairs is None else
+                            f"pair {i // 2 + 1}: its {'first' if i % 2 == 0 else 'second'} text is empty")
     if pairs is not None:
         prepared = prepare_texts(run, [a for a, _ in pairs], [b for _, b in pairs])
     else:
@@ -340,14 +432,53 @@ def classify(run: Run, texts: list[str], pairs: list[tuple[str, str]] | None = N
     return run_many(run, [prepared])[0]
 
 
-def answer(run: Run, pairs: list[tuple[str, str]]) -> list[dict]:
-    """Answer (question, context) pairs; character offsets into each context; v2.0 runs may answer ""."""
-    for question, context in pairs:
-        if not question.strip() or not context.strip():
-            raise DataError("a question and its context must both be non-empty")
-    return run_many(run, [prepare_questions(run, pairs)])[0]
+def answer(run: Run, pairs: list[tuple[str, str]], null_threshold: float | None = None) -> list[dict]:
+    """Answer (question, context) pairs; character offsets into each context; v2.0 runs may answer "".
+    `null_threshold` (v2.0): None is the run's own."""
+    for i, (question, context) in enumerate(pairs):
+        where = "" if len(pairs) == 1 else f" of pair {i + 1}"
+        if not question.strip():
+            raise DataError(f"the question{where} is empty")
+        if not context.strip():
+            raise DataError(f"the context{where} is empty")
+    return run_many(run, [prepare_questions(run, pairs, null_threshold)])[0]
 
 
 def fill_mask(run: Run, texts: list[str], top_k: int = 5) -> list[list[list[dict]]]:
     """For each text, for each of its [MASK]s in order, the top_k tokens: token, token_id and probability."""
     return run_many(run, [prepare_masked(run, texts, top_k)])[0]
+
+
+# ---- GLUE leaderboard files ---------------------------------------------------------------------
+
+def predict(run: Run, split: str = "test", data_dir: str | None = None, out_dir: str | Path | None = None,
+            task_name: str | None = None, batch_size: int = 128) -> list[Path]:
+    """Write GLUE leaderboard files (`index\tprediction`) for a classification run's test (or dev) split;
+    `task_name` ax: the diagnostic set, with an MNLI run. Under torchrun each rank predicts its share."""
+    refuse_unless(run, "predict", run.source or run.folder)
+    task = glue.resolve_task(task_name or run.extra.get("task") or "")
+    labels = tuple(run.labels)
+    if task.labels is not None and labels not in (task.labels, task.label_names):  # e.g. AX, not an MNLI model
+        raise ConfigError(f"{run.source}: the model predicts {', '.join(labels)}, but GLUE {task.name} "
+                          f"needs {', '.join(task.labels)}")
+    data_dir = data_dir or run.extra.get("data_dir")
+    out_dir = Path(out_dir or Path(run.source or run.folder) / "predictions")
+    splits = {"ax": ["test"], "mnli": [f"{split}_matched", f"{split}_mismatched"]}.get(task.name, [split])
+    written = []
+    for name in splits:
+        examples = glue_tsv.read_glue_split(task, data_dir, name) if data_dir else glue_hub.load_hub_split(task, name)
+        features, _ = glue_encoding.encode(examples, run.tokenizer, run.extra.get("max_seq_length", 128),
+                                           run.extra.get("long_texts", "truncate"), run.extra.get("stride", 64))
+        (logits,) = predicting.predict(run.model, features, run.pad_id, run.device, batch_size, run.precision)
+        if len(features) != len(examples):
+            logits = glue_encoding.average_by_example(logits, features.columns["example_index"], len(examples))
+        predictions = glue.predictions_from_logits(task, logits)
+        if name.startswith("test") or task.name == "ax":
+            written.append(glue_leaderboard.write_submission(task, name, examples.indices, predictions, out_dir))
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path = out_dir / f"{task.folder or task.name}-{name}.tsv"
+            values = [f"{v:.3f}" for v in predictions] if task.is_regression else [task.labels[i] for i in predictions]
+            write_atomic(path, "index\tprediction\n" + "".join(f"{i}\t{v}\n" for i, v in zip(examples.indices, values)))
+            written.append(path)
+    return written

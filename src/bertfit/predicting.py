@@ -7,7 +7,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .batching import Features, collate, eval_batches
-from .devices import autocast, resolve_precision, tune_allocator, world
+from .devices import autocast, resolve_precision, world
 
 
 # On CPU, inference runs fastest in batches that stay in cache: with batches of 2,048 tokens at most,
@@ -26,9 +26,9 @@ def predict(model: nn.Module, features: Features, pad_id: int, device: torch.dev
     `per_token=True`: per output, a list of 1-D arrays trimmed to each sequence's length (span logits).
     Batches are sorted by length so little is spent on pads. Under torchrun each rank predicts
     every world_size-th batch into zeros, and one all-reduce sums the shares: each example is
-    counted exactly once, and its numbers are exactly what its rank computed.
+    counted exactly once, and its numbers are exactly what its rank computed. The process is left as it
+    was: tuning the allocator is for the CLI and the training loop, which own theirs.
     """
-    tune_allocator(device)
     rank, world_size = world()
     dtype = resolve_precision(precision, device)
     was_training = model.training

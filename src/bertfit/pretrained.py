@@ -502,7 +502,7 @@ def save_pretrained(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | 
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     save_file(ours_to_hf(model), tmp / "model.safetensors", metadata={"format": "pt"})
     _save_tokenizer(tokenizer, tmp)
-    return replace_folder(tmp, folder)
+    return replace_folder(tmp, folder, marker="config.json")
 
 
 def save_tutorial(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | os.PathLike,

@@ -14,10 +14,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
-from . import devices, glue_metrics
+from . import devices, glue_metrics, inference
 from .errors import ConfigError
 from .files import write_atomic, write_json
-from .recipes.glue import GlueOptions, dev_splits, finetune_glue, predict_glue
+from .recipes.glue import GlueOptions, dev_splits, finetune_glue
 from .reports import SHORT_NAMES, clock, format_table, markdown_table, use_colour
 from .settings import GLUE_DEFAULTS, RESUMABLE_SETTINGS, TrainSettings
 from .tasks.glue import GLUE_TASKS, GlueTask, resolve_task
@@ -99,7 +99,8 @@ def ax_predictions(mnli_runs: list[tuple[Path, dict]], data_dir: str, suite_dir:
     ax_file = suite_dir / "predictions" / "AX.tsv"
     if mnli_trained or not ax_file.exists():
         best_dir, _ = max(mnli_runs, key=lambda run: run[1]["metrics"]["accuracy"])
-        ax_file, = predict_glue(best_dir, "test", data_dir, suite_dir / "predictions", task_name="ax")
+        run = inference.load_run(best_dir, need="predict", device=devices.setup_distributed())
+        ax_file, = inference.predict(run, "test", data_dir, suite_dir / "predictions", task_name="ax")
         say(f"wrote {ax_file} with the MNLI model of {best_dir}")
     return ax_file
 

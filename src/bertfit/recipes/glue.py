@@ -1,7 +1,7 @@
-"""GLUE fine-tuning, evaluation and prediction, end to end: read → encode → train → score → save."""
+"""GLUE fine-tuning and evaluation, end to end: read → encode → train → score → save (predictions after
+training: inference.py)."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -9,16 +9,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 
-from .. import devices, glue_metrics, predicting, runs
-from ..errors import CheckpointError, ConfigError
-from ..files import write_atomic
-from ..pretrained import load_pretrained, save_pretrained
+from .. import glue_metrics, predicting
+from ..errors import ConfigError
+from ..pretrained import save_pretrained
 from ..settings import TrainSettings, glue_defaults, glue_settings
-from ..tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv, table_files
-from ..tokenization import special_ids
+from ..tasks import glue, glue_encoding, glue_hub, glue_tsv, table_files
+from ..tasks.glue import predictions_from_logits
 from .run import start_run
 
 
@@ -121,10 +119,6 @@ def loss_fn(task: glue.GlueTask):
                                                .squeeze(-1).float(), batch["label_ids"].float(), reduction="sum")
     return lambda model, batch: F.cross_entropy(model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
                                                 .float(), batch["label_ids"], reduction="sum")
-
-
-def predictions_from_logits(task: glue.GlueTask, logits: np.ndarray) -> np.ndarray:
-    return logits[:, 0] if task.is_regression else logits.argmax(-1)
 
 
 def score(task: glue.GlueTask, split_logits: dict[str, np.ndarray], split_examples: dict[str, glue.Examples]) -> dict:
@@ -300,92 +294,3 @@ def one_class_warning(task: glue.GlueTask, counts, dev_labels, settings: TrainSe
             f"learned to tell the classes apart. It trained {steps} optimizer steps on {train_examples:,} examples "
             f"at lr {settings.lr:g}; try more steps (--epochs, now {settings.epochs:g}, or more training examples) "
             f"or a higher --lr (say {2.5 * settings.lr:g})")
-
-
-# ---- after training: predictions ----------------------------------------------------------------
-
-def load_run_model(run_dir: str | Path, engine: str = "torch"):
-    """The fine-tuned model of a run dir (or a model folder) with its bertfit settings.
-
-    engine="onnx": the run's ONNX export (`bertfit export`), run by ONNX Runtime."""
-    if engine == "onnx":
-        from ..export import find_onnx_dir
-
-        folder = runs.model_folder(find_onnx_dir(Path(run_dir)))
-    else:
-        folder = runs.model_folder(run_dir)
-    config = json.loads((folder / "config.json").read_text())
-    extra = config.get("bertfit") or {}
-    if str(extra.get("task", "")).startswith("squad"):
-        raise ConfigError(f"{run_dir}: a SQuAD run ({extra['task']}), not a classification run; ask it with "
-                          f"`bertfit qa {run_dir} --question ... --context ...`")
-    # transformers' defaults when a folder names no labels: LABEL_0, LABEL_1, ... for num_labels (2)
-    id2label = config.get("id2label") or {str(i): f"LABEL_{i}" for i in range(config.get("num_labels", 2))}
-    if set(id2label) != {str(i) for i in range(len(id2label))}:
-        raise CheckpointError(f"{folder / 'config.json'}: id2label must number its labels 0 to {len(id2label) - 1}, "
-                              f"not {', '.join(sorted(id2label))}")
-    labels = [id2label[str(i)] for i in range(len(id2label))]
-    if engine == "onnx":
-        from ..export import load_onnx_model
-
-        model, tokenizer = load_onnx_model(run_dir)
-    else:
-        model, tokenizer = load_pretrained(folder, head="classification", num_labels=len(labels))
-    return model, tokenizer, labels, extra
-
-
-def predict_glue(run_dir: str | Path, split: str = "test", data_dir: str | None = None,
-                 out_dir: str | Path | None = None, task_name: str | None = None,
-                 batch_size: int = 128, precision: str = "auto", engine: str = "torch") -> list[Path]:
-    """Write GLUE leaderboard files (`index\tprediction`) for a run's test (or dev) split."""
-    model, tokenizer, labels, extra = load_run_model(run_dir, engine)
-    task = glue.resolve_task(task_name or extra.get("task") or "")
-    if task.labels is not None and tuple(labels) not in (task.labels, task.label_names):  # e.g. AX, not an MNLI model
-        raise ConfigError(f"{run_dir}: the model predicts {', '.join(labels)}, but GLUE {task.name} "
-                          f"needs {', '.join(task.labels)}")
-    data_dir = data_dir or extra.get("data_dir")
-    device = devices.setup_distributed()
-    out_dir = Path(out_dir or Path(run_dir) / "predictions")
-    splits = {"ax": ["test"], "mnli": [f"{split}_matched", f"{split}_mismatched"]}.get(task.name, [split])
-    written = []
-    for name in splits:
-        examples = glue_tsv.read_glue_split(task, data_dir, name) if data_dir else glue_hub.load_hub_split(task, name)
-        features, _ = glue_encoding.encode(examples, tokenizer, extra.get("max_seq_length", 128),
-                                           extra.get("long_texts", "truncate"), extra.get("stride", 64))
-        (logits,) = predicting.predict(model, features, special_ids(tokenizer).pad, device, batch_size, precision)
-        if len(features) != len(examples):
-            logits = glue_encoding.average_by_example(logits, features.columns["example_index"], len(examples))
-        predictions = predictions_from_logits(task, logits)
-        if name.startswith("test") or task.name == "ax":
-            written.append(glue_leaderboard.write_submission(task, name, examples.indices, predictions, out_dir))
-        else:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            path = out_dir / f"{task.folder or task.name}-{name}.tsv"
-            values = [f"{v:.3f}" for v in predictions] if task.is_regression else [task.labels[i] for i in predictions]
-            write_atomic(path, "index\tprediction\n" + "".join(f"{i}\t{v}\n" for i, v in zip(examples.indices, values)))
-            written.append(path)
-    return written
-
-
-def classify(run_dir: str | Path, text: str, text_pair: str | None = None,
-             engine: str = "torch") -> tuple[str, float]:
-    """Label and probability for one text (or pair); for regression, ("score", value)."""
-    model, tokenizer, labels, extra = load_run_model(run_dir, engine)
-    examples = glue.Examples(texts_a=[text], texts_b=[text_pair] if text_pair is not None else None, labels=None,
-                             indices=[0], source="command line")
-    features, _ = glue_encoding.encode(examples, tokenizer, extra.get("max_seq_length", 128),
-                                       extra.get("long_texts", "truncate"), extra.get("stride", 64))
-    (logits,) = predicting.predict(model, features, special_ids(tokenizer).pad, torch.device("cpu"), precision="fp32")
-    logits = logits.mean(0)
-    if len(labels) == 1:
-        return "score", float(logits[0])
-    probabilities = np.exp(logits - logits.max())
-    probabilities /= probabilities.sum()
-    best = int(probabilities.argmax())
-    return readable_labels(labels, extra.get("task"))[best], float(probabilities[best])
-
-
-def readable_labels(labels: list[str], task_name: str | None) -> list[str]:
-    """A GLUE task's labels by name where its files write numbers (runs saved with the numbers read so too)."""
-    task = glue.GLUE_TASKS.get(task_name or "")
-    return list(task.label_names) if task and tuple(labels) == task.labels else labels

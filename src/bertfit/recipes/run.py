@@ -74,7 +74,9 @@ class Run:
             **(chosen or {}),
             "model": str(self.model_name or "embedded"),
             "model_dir": str(self.model_dir),
-            "settings": {**asdict(self.settings), **settings},
+            # what "auto" became on this device: the precision the numbers were computed in
+            "settings": {**asdict(self.settings), "precision": devices.precision_name(
+                devices.resolve_precision(self.settings.precision, self.device)), **settings},
             **counts,
             **result.summary(),
         }

@@ -1,4 +1,5 @@
-"""SQuAD v1.1 / v2.0 fine-tuning, evaluation and answering: read → windows → train → decode → score."""
+"""SQuAD v1.1 / v2.0 fine-tuning and evaluation: read → windows → train → decode → score (answering after
+training: inference.py)."""
 from __future__ import annotations
 
 import json
@@ -9,13 +10,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import predicting, runs, squad_metrics
+from .. import predicting, squad_metrics
 from ..errors import ConfigError, DataError
 from ..files import write_json
-from ..pretrained import load_pretrained, save_pretrained
+from ..pretrained import save_pretrained
 from ..settings import SQUAD_DEFAULTS, TrainSettings
 from ..tasks import squad
-from ..tokenization import special_ids
 from .run import start_run
 
 
@@ -251,41 +251,3 @@ def _read_json(path: str):
         raise DataError(f"{path}: file not found") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
-
-
-def answer(run_dir: str | Path, question: str, context: str, null_threshold: float | None = None,
-           device: torch.device | None = None, engine: str = "torch") -> dict:
-    """Answer one question from a context with a fine-tuned run; long contexts use the same windows.
-
-    engine="onnx": the run's ONNX export (`bertfit export`), run by ONNX Runtime."""
-    if not question.strip():
-        raise DataError("the question is empty")
-    if not context.strip():
-        raise DataError("the context is empty")
-    folder = runs.model_folder(run_dir)
-    extra = json.loads((folder / "config.json").read_text()).get("bertfit") or {}
-    if "task" in extra and not str(extra["task"]).startswith("squad"):
-        raise ConfigError(f"{run_dir}: a GLUE {extra['task']} run, not a SQuAD run; `bertfit qa` needs a model "
-                          f"from `bertfit squad` (this one labels text: `bertfit classify {run_dir} TEXT`)")
-    if engine == "onnx":
-        from ..export import load_onnx_model
-
-        model, tokenizer = load_onnx_model(run_dir)
-    else:
-        model, tokenizer = load_pretrained(folder, head="qa")
-    item = squad.SquadQuestion(id="question", title="", question=question, context=context, answers=[],
-                               is_impossible=False)
-    features, windows = squad.make_windows([item], tokenizer, extra.get("max_seq_length", 384),
-                                           extra.get("doc_stride", 128), extra.get("max_query_length", 64))
-    start_logits, end_logits = predicting.predict(model, features, special_ids(tokenizer).pad,
-                                                  device or torch.device("cpu"), precision="fp32", per_token=True)
-    threshold = null_threshold if null_threshold is not None else extra.get("null_threshold", 0.0)
-    version_2 = extra.get("version", "1.1") == "2.0"
-    predictions = squad.decode([item], windows, start_logits, end_logits, extra.get("n_best", 20),
-                               extra.get("max_answer_length", 30), version_2, threshold)
-    text = predictions.answers["question"]
-    best = next((e for e in predictions.nbest["question"] if e["text"] == text and text), None)
-    return {"answer": text, "score": best["score"] if best else None,
-            "probability": best["probability"] if best else None,
-            "char_start": best["char_start"] if best else None, "char_end": best["char_end"] if best else None,
-            "null_odds": predictions.null_odds["question"], "windows": len(features)}

@@ -127,3 +127,14 @@ class Examples:
 
     def __len__(self) -> int:
         return len(self.texts_a)
+
+
+def readable_labels(labels: list[str], task_name: str | None) -> list[str]:
+    """A GLUE task's labels by name where its files write numbers (runs saved with the numbers read so too)."""
+    task = GLUE_TASKS.get(task_name or "")
+    return list(task.label_names) if task and tuple(labels) == task.labels else labels
+
+
+def predictions_from_logits(task: GlueTask, logits):
+    """The predicted label ids (argmax), or the scores of a regression task (its one output)."""
+    return logits[:, 0] if task.is_regression else logits.argmax(-1)

@@ -120,7 +120,7 @@ def tokenize_corpus(sources: Sequence[str], tokenizer: Tokenizer, cache_dir: str
         except (OSError, ValueError, KeyError):
             pass  # damaged by hand: tokenize again, and the new folder replaces it whole
     _build_folder(folder, lambda tmp: _write_token_file(tmp, sources, tokenizer, text_field, digest,
-                                                        max(1, chunk_paragraphs), quiet))
+                                                        max(1, chunk_paragraphs), quiet), "stats.json")
     return TokenFile.open(folder), False
 
 
@@ -178,14 +178,14 @@ def _write_token_file(folder: Path, sources: Sequence[str], tokenizer: Tokenizer
         "sources": [str(s) for s in sources], "seconds": round(time.perf_counter() - start, 2)})
 
 
-def _build_folder(folder: Path, write: Callable[[Path], None]) -> None:
+def _build_folder(folder: Path, write: Callable[[Path], None], marker: str) -> None:
     """Write a folder under a temporary name and rename it into place when `write` returns: never half a cache."""
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         write(tmp)
-        replace_folder(tmp, folder)
+        replace_folder(tmp, folder, marker)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -243,7 +243,8 @@ def packed_features(token_file: TokenFile, seq_len: int, cls_id: int, sep_id: in
     folder = token_file.folder / f"packed-{seq_len}-{key}"
     ids_path = folder / "ids.int32"
     if not (cache and ids_path.is_file() and ids_path.stat().st_size == 4 * blocks * seq_len):
-        _build_folder(folder, lambda tmp: _write_packed(tmp, token_file, documents, seq_len, cls_id, sep_id, blocks))
+        _build_folder(folder, lambda tmp: _write_packed(tmp, token_file, documents, seq_len, cls_id, sep_id, blocks),
+                      "ids.int32")
     ids = np.memmap(ids_path, dtype=np.int32, mode="r")
     type_ids = np.memmap(folder / "type_ids.int8", dtype=np.int8, mode="r")
     return Features(ids, type_ids, np.arange(blocks + 1, dtype=np.int64) * seq_len), counts
@@ -323,7 +324,8 @@ def nsp_features(token_file: TokenFile, seq_len: int, cls_id: int, sep_id: int, 
                           "from; give more documents (a blank line, or a ` = Title = ` line, between them)")
     folder = token_file.folder / f"nsp-{seq_len}-seed{seed}-{key}"
     if not (cache and (folder / "counts.json").is_file()):
-        _build_folder(folder, lambda tmp: _write_nsp(tmp, token_file, documents, seq_len, cls_id, sep_id, seed))
+        _build_folder(folder, lambda tmp: _write_nsp(tmp, token_file, documents, seq_len, cls_id, sep_id, seed),
+                      "counts.json")
     counts = json.loads((folder / "counts.json").read_text(encoding="utf-8"))
     def array(name: str, dtype) -> np.ndarray:
         return np.memmap(folder / name, dtype=dtype, mode="r")
