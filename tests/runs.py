@@ -17,9 +17,10 @@ import torch
 import tiny
 
 import bertfit
+from bertfit import inference
 from bertfit.pretrained import embedded_model_path, load_pretrained, load_tokenizer, save_pretrained
 from bertfit.model import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering,
-                           BertForSequenceClassification)
+                           BertForSequenceClassification, BertModel)
 
 # what finetune_glue / finetune_squad put in config.json's "bertfit" section, with short windows so
 # that a paragraph of a test already spans several
@@ -66,6 +67,19 @@ def masked_lm_run(folder: Path, seed: int = 0, pretraining: bool = False) -> Pat
     return folder
 
 
+def base_model_folder(folder: Path, seed: int = 0) -> Path:
+    """A base model folder as the hub has them: encoder weights only, yet labels in config.json."""
+    import json
+
+    tokenizer = load_tokenizer(embedded_model_path())
+    torch.manual_seed(seed)
+    save_pretrained(BertModel(tiny_config(tokenizer)), tokenizer, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {"0": "LABEL_0", "1": "LABEL_1"}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
 def embedded_classification_run(folder: Path, seed: int = 0) -> Path:
     """The embedded model (22M parameters) with a fresh 2-label head: a model pass of real size."""
     torch.manual_seed(seed)
@@ -73,6 +87,27 @@ def embedded_classification_run(folder: Path, seed: int = 0) -> Path:
     save_pretrained(model, tokenizer, folder / "model", labels=["0", "1"],
                     extra={"task": "sst2", "max_seq_length": 128})
     return folder
+
+
+# ---- one question through the inference layer, in float32 (the reference of the tests that compare) ----
+
+def classify(run_dir, text: str, text_pair: str | None = None, engine: str = "torch") -> tuple[str, float]:
+    """(label, probability) for one text or pair, or ("score", value) for regression."""
+    run = inference.load_run(run_dir, engine, precision="fp32", need="classify")
+    (result,) = inference.classify(run, [text], [(text, text_pair)] if text_pair is not None else None)
+    return ("score", result["score"]) if "score" in result else (result["label"], result["probability"])
+
+
+def answer(run_dir, question: str, context: str, engine: str = "torch") -> dict:
+    (result,) = inference.answer(inference.load_run(run_dir, engine, precision="fp32", need="answer"),
+                                 [(question, context)])
+    return result
+
+
+def predict_glue(run_dir, split: str = "test", data_dir: str | None = None, out_dir=None, engine: str = "torch"):
+    """`bertfit predict`'s files."""
+    return inference.predict(inference.load_run(run_dir, engine, precision="fp32", need="predict"), split, data_dir,
+                             out_dir)
 
 
 class Server:

@@ -10,13 +10,12 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 import runs  # noqa: E402
+from runs import answer, classify, predict_glue  # noqa: E402
 
 from bertfit import inference  # noqa: E402
 from bertfit.cli import main  # noqa: E402
 from bertfit.errors import CheckpointError  # noqa: E402
 from bertfit.export import FILES, INPUT_NAMES, OnnxModel, check, check_inputs, export_onnx  # noqa: E402
-from bertfit.recipes.glue import classify, predict_glue  # noqa: E402
-from bertfit.recipes.squad import answer  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -155,3 +154,81 @@ def test_cli_export_writes_the_folder_and_says_what_it_checked(tmp_path, capsys)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "config.json", "model.onnx", "onnx.json", "special_tokens_map.json", "tokenizer.json",
         "tokenizer_config.json", "vocab.txt"]
+
+
+# ---- what an export may replace, and what a failed one leaves --------------------------------------
+
+def test_export_replaces_only_an_earlier_export_of_the_same_run(tmp_path, capsys):
+    run = runs.classification_run(tmp_path / "run")
+    other = runs.classification_run(tmp_path / "other", seed=1)
+    export_onnx(other, tmp_path / "other-export", say=lambda *a: None)
+    mine = tmp_path / "myfiles"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    for output in (mine, run, run / "model", tmp_path / "other-export"):
+        before = sorted(str(p) for p in output.rglob("*"))
+        assert main(["export", str(run), "--output", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is not an earlier export of" in err and "Traceback" not in err
+        assert sorted(str(p) for p in output.rglob("*")) == before
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["myfiles", "other", "other-export", "run"]
+
+    for _ in range(2):  # the second export replaces the first: it names this run
+        assert main(["export", str(run), "--output", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "onnx.json").read_text())["source"] == str((run / "model").resolve())
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    import bertfit.export
+
+    run = runs.classification_run(tmp_path / "run")
+
+    def fails(fp32, int8):
+        raise CheckpointError("quantization failed")
+
+    monkeypatch.setattr(bertfit.export, "quantize_int8", fails)
+    for output in (None, tmp_path / "deep" / "er" / "out"):
+        with pytest.raises(CheckpointError, match="quantization failed"):
+            export_onnx(run, output, quantize="int8", say=lambda *a: None)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+        assert sorted(p.name for p in run.iterdir()) == ["model"]
+
+
+def test_quantize_int8_leaves_the_root_loggers_level(sentiment, tmp_path):
+    import logging
+
+    from bertfit.export import quantize_int8
+
+    root = logging.getLogger()
+    level = root.level
+    try:
+        root.setLevel(logging.INFO)
+        quantize_int8(sentiment[0] / "onnx" / "model.onnx", tmp_path / "model.int8.onnx")
+        assert root.level == logging.INFO
+    finally:
+        root.setLevel(level)
+
+
+# ---- masked-language models ---------------------------------------------------------------------
+
+MASKED = ["The cat sat on the [MASK].", "Paris is the [MASK] of France, and the [MASK] is its river."]
+
+
+@pytest.mark.parametrize("pretraining", [False, True])
+def test_a_pretraining_run_exports_and_fills_masks_on_onnx_as_on_torch(tmp_path, capsys, pretraining):
+    run = runs.masked_lm_run(tmp_path / "pretrain", pretraining=pretraining)
+    export_onnx(run, say=lambda *a: None)
+    manifest = json.loads((run / "onnx" / "onnx.json").read_text())
+    assert manifest["head"] == ("pretraining" if pretraining else "mlm")
+    on_torch = inference.fill_mask(inference.load_run(run, precision="fp32"), MASKED, 3)
+    on_onnx = inference.fill_mask(inference.load_run(run, engine="onnx"), MASKED, 3)
+    for want, got in zip(on_torch, on_onnx):
+        for want_mask, got_mask in zip(want, got):
+            assert [c["token"] for c in got_mask] == [c["token"] for c in want_mask]
+            assert [c["probability"] for c in got_mask] == pytest.approx([c["probability"] for c in want_mask],
+                                                                         abs=1e-5)
+    assert main(["fill-mask", str(run), MASKED[0], "--engine", "onnx"]) == 0
+    assert main(["fill-mask", str(run), MASKED[0], "--precision", "fp32"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[: len(out) // 2] == out[len(out) // 2 :]

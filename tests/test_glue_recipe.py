@@ -18,6 +18,7 @@ import transformers
 from safetensors.torch import load_file
 
 import tiny
+from runs import classify, predict_glue
 
 from bertfit import glue_metrics
 from bertfit.cli import main
@@ -25,7 +26,7 @@ from bertfit.demo import write_sentiment_data
 from bertfit.errors import CheckpointError, ConfigError
 from bertfit.model import BertConfig, BertForSequenceClassification
 from bertfit.pretrained import load_pretrained, save_pretrained
-from bertfit.recipes.glue import GlueOptions, classify, finetune_glue, hold_out, loss_fn, predict_glue
+from bertfit.recipes.glue import GlueOptions, finetune_glue, hold_out, loss_fn
 from bertfit.settings import TrainSettings
 from bertfit.tasks.glue import GLUE_TASKS, Examples
 
@@ -230,7 +231,7 @@ def test_predict_writes_the_leaderboard_file_with_the_files_indices(sst2_run, ca
 
 def test_classify_prints_the_label_and_probability_transformers_gives(sst2_run, capsys):
     text = "a charming and moving film ."
-    assert main(["classify", str(sst2_run.dir), text]) == 0
+    assert main(["classify", str(sst2_run.dir), text, "--precision", "fp32"]) == 0
     label, probability = capsys.readouterr().out.rstrip("\n").split("\t")
 
     expected_label, expected_probability = transformers_top_label(sst2_run.dir / "model", text)
@@ -674,6 +675,16 @@ def test_demo_data_trains_and_classifies_with_the_tiny_model(tmp_path, tiny_mode
     label, probability = classify(tmp_path / "run", "a charming and clever film .")
     assert (label, probability) == pytest.approx(transformers_top_label(tmp_path / "run" / "model",
                                                                         "a charming and clever film ."), abs=1e-4)
+
+
+def test_results_record_the_precision_auto_became(tmp_path, tiny_model):
+    from bertfit import devices
+
+    glue = write_sentiment_data(tmp_path / "data", train_size=16, dev_size=8)
+    results = run_glue("sst2", glue, tmp_path / "run", tiny_model, replace(FAST, precision="auto"))
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    chosen = devices.precision_name(devices.resolve_precision("auto", torch.device("cpu")))
+    assert results["settings"]["precision"] == saved["settings"]["precision"] == chosen in ("fp32", "bf16")
 
 
 def test_the_demo_says_it_trains_on_generated_sentences_and_how_many(tmp_path, tiny_model, monkeypatch, capsys):

@@ -134,8 +134,7 @@ def cmd_glue(args: argparse.Namespace) -> None:
 
 def load_for(args: argparse.Namespace, need: str, device=None):
     """The run of `args.run_dir` for `need` (classify, answer, fill-mask, predict) on the engine and precision
-    asked; the precision chosen is said on stderr, so that stdout holds the answer alone. The CLI owns its
-    process, so it tunes the allocator for it (a library call leaves that alone)."""
+    asked. The CLI owns its process, so it tunes the allocator for it (a library call leaves that alone)."""
     import torch
 
     from . import devices, inference
@@ -143,16 +142,23 @@ def load_for(args: argparse.Namespace, need: str, device=None):
     device = device or torch.device("cpu")
     run = inference.load_run(args.run_dir, getattr(args, "engine", "torch"), args.precision, need=need, device=device)
     devices.tune_allocator(device)
+    return run
+
+
+def say_precision(args: argparse.Namespace, run) -> None:
+    """The precision the answer was computed in, on stderr so that stdout holds the answer alone; said once
+    the answer is there, so that a refusal stays one line."""
     asked = "the ONNX file's own" if run.engine == "onnx" else f"--precision {args.precision}"
     print(f"precision {run.precision} ({asked})", file=sys.stderr)
-    return run
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from . import devices, inference
 
     run = load_for(args, "predict", devices.setup_distributed())
-    for path in inference.predict(run, args.split, args.data_dir, args.output_dir):
+    written = inference.predict(run, args.split, args.data_dir, args.output_dir)
+    say_precision(args, run)
+    for path in written:
         print(f"wrote {path}")
 
 
@@ -162,6 +168,7 @@ def cmd_classify(args: argparse.Namespace) -> None:
     run = load_for(args, "classify")
     pairs = [(args.text, args.text_pair)] if args.text_pair is not None else None
     (result,) = inference.classify(run, [args.text], pairs)
+    say_precision(args, run)
     if "score" in result:  # regression
         print(f"score\t{result['score']:.4f}")
     else:
@@ -172,7 +179,9 @@ def cmd_fill_mask(args: argparse.Namespace) -> None:
     from . import inference
 
     run = load_for(args, "fill-mask")
-    for text, masks in zip(args.texts, inference.fill_mask(run, args.texts, args.top_k)):
+    results = inference.fill_mask(run, args.texts, args.top_k)
+    say_precision(args, run)
+    for text, masks in zip(args.texts, results):
         print(text)
         print(fill_mask_table(masks))
 
@@ -226,6 +235,7 @@ def cmd_qa(args: argparse.Namespace) -> None:
         raise DataError("the context is empty")
     run = load_for(args, "answer")
     (result,) = inference.answer(run, [(args.question, context)], args.null_threshold)
+    say_precision(args, run)
     if not result["answer"]:
         print(f"(no answer: null odds {result['null_odds']:.2f})")
         return
