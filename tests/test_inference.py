@@ -151,3 +151,26 @@ def test_replace_folder_replaces_its_own_or_an_empty_folder_and_leaves_a_folder_
     empty.mkdir()
     files.replace_folder(finished(tmp_path), empty, marker="config.json")
     assert (empty / "config.json").exists()
+
+
+def test_atomic_writes_leave_a_users_file_or_folder_named_like_their_temporary_alone(tmp_path):
+    (tmp_path / "results.json.tmp").write_text("mine")
+    files.write_json(tmp_path / "results.json", {"steps": 1})
+    run = tmp_path / "run"
+    (run / "model.tmp").mkdir(parents=True)
+    (run / "model.tmp" / "notes.txt").write_text("mine")
+    runs.classification_run(run)
+    assert (tmp_path / "results.json.tmp").read_text() == "mine"
+    assert (run / "model.tmp" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.json.tmp", "run"]
+    assert sorted(p.name for p in run.iterdir()) == ["model", "model.tmp"]
+
+
+@pytest.mark.timeout(60)
+def test_the_demo_refuses_an_output_dir_of_other_files(tmp_path):
+    from bertfit.demo import run_demo
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="exists and is not an earlier demo"):
+        run_demo(tmp_path, quiet=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

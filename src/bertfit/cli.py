@@ -273,7 +273,7 @@ def add_precision_option(parser, default: str = "auto") -> None:
     option, one default, resolved as training resolves it (inference.load_run checks the name)."""
     parser.add_argument("--precision", default=default, metavar="{auto,fp32,bf16}",
                         help="what the torch engine computes in: auto is bf16 on CPUs with bf16 instructions "
-                             "(AVX-512 BF16 or AMX), else fp32, as for training; said on stderr")
+                             "(AVX-512 BF16 or AMX), else fp32, as for training; the choice is printed")
 
 
 def cmd_tokenizer(args: argparse.Namespace) -> None:
@@ -423,8 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=serving.port, help=f"default {serving.port}; 0 picks a free one")
     p.add_argument("--engine", choices=["torch", "onnx"], default=serving.engine,
                    help="onnx: serve each run's export (`bertfit export`) with ONNX Runtime")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=serving.precision,
-                   help="torch engine: auto is bf16 where the CPU runs it fast, else fp32")
+    add_precision_option(p, serving.precision)
     p.add_argument("--api-key", default=serving.api_key,
                    help="require Authorization: Bearer KEY on every route but /health and the page "
                         "(default: the BERTFIT_API_KEY environment variable, else none)")

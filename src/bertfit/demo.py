@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 from . import inference
+from .errors import ConfigError
 from .recipes.glue import GlueOptions, finetune_glue
 from .settings import TrainSettings
 
@@ -44,6 +45,9 @@ def run_demo(output_dir: str | Path = "runs/demo", quiet: bool = False, train_si
              dev_size: int = 200) -> dict:
     """Fine-tune on generated sentences and classify two more: a check that the pipeline works, not a benchmark."""
     output_dir = Path(output_dir)
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / "data" / "SST-2").is_dir():
+        raise ConfigError(f"{output_dir}: exists and is not an earlier demo (no data/SST-2 in it); the demo writes "
+                          f"its run there afresh: choose another --output-dir")
     say = (lambda *a: None) if quiet else print
     data_dir = write_sentiment_data(output_dir / "data", train_size, dev_size)
     say(f"demo: fine-tuning the embedded model on {train_size} generated movie-review sentences "

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from torch import nn
 
 from . import tokenization
 from .errors import CheckpointError, ConfigError
-from .files import replace_folder
+from .files import replace_folder, temporary_folder
 from .inference import FILL_MASK_HEADS, MASK_TOKEN, load_run
 # the engine's reading side lives in onnx_engine; these names stay importable from here
 from .onnx_engine import (MANIFEST, OUTPUT_NAMES, OnnxModel, find_onnx_dir, load_onnx_model,  # noqa: F401
@@ -99,9 +98,7 @@ def export_onnx(run_dir: str | Path, output_dir: str | Path | None = None, quant
     check_output(out, source, run_dir)
     target = out.resolve()  # `--output .` has no name of its own to put a temporary folder beside
     made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # a name of this run's own, so that cleaning up after a failure can remove nothing else
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = temporary_folder(target)  # this run's own, so that cleaning up after a failure removes nothing else
     try:
         manifest = _write_export(run, tmp, quantize, source)
         load_run(tmp, engine="onnx")  # the folder serves as the inference layer reads it

@@ -4,21 +4,35 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
 from .errors import ConfigError
 
 
+def temporary_name(path: Path, suffix: str = ".tmp") -> Path:
+    """A name beside `path` that no file has and no other writer will take (hidden, with this process's id and
+    a random part): what is written there is this run's own, so a failure may remove it."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+
+
+def temporary_folder(beside: Path) -> Path:
+    """A new, empty folder beside `beside` (its parents made), this run's own: see `temporary_name`."""
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(beside)
+    tmp.mkdir()  # fails rather than reuse anything that is there
+    return tmp
+
+
 @contextlib.contextmanager
 def open_atomic(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
-    """A temporary file beside `path` that takes its place once closed without error."""
+    """A temporary file beside `path` (this run's own) that takes its place once closed without error."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_name(path)
     try:
-        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
+        with open(tmp, mode.replace("w", "x"), encoding=None if "b" in mode else "utf-8") as f:
             yield f
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -47,9 +61,8 @@ def replace_folder(tmp: Path, folder: Path, marker: str) -> Path:
         if not folder.is_dir() or folder.is_symlink() or not ((folder / marker).is_file() or not any(folder.iterdir())):
             raise ConfigError(f"{folder}: exists and is not a folder bertfit wrote (no {marker} in it); "
                               f"refusing to replace it")
-        # a name of this call's own: nothing else can be in the way, or be removed with it
-        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
-        folder.rename(old / folder.name)
+        old = temporary_name(folder, ".old")  # this call's own: nothing else is in the way, or removed with it
+        folder.rename(old)
         tmp.rename(folder)
         shutil.rmtree(old)
     else:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from . import hub, tokenization
-from .files import open_atomic, replace_folder, write_atomic
+from .files import open_atomic, replace_folder, temporary_folder, write_atomic
 from .errors import CheckpointError, ConfigError
 from .model import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering,
                     BertForSequenceClassification, BertModel, init_weights)
@@ -493,12 +493,7 @@ def save_pretrained(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | 
         config["architectures"] = ["BertModel"]
     if extra:
         config["bertfit"] = extra
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = temporary_folder(folder)  # this run's own: nothing of anyone else's is removed or mixed in
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     save_file(ours_to_hf(model), tmp / "model.safetensors", metadata={"format": "pt"})
     _save_tokenizer(tokenizer, tmp)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -192,7 +191,8 @@ def write_tensorboard(folder: Path, log: list[dict]) -> bool:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return False
-    shutil.rmtree(folder, ignore_errors=True)  # written whole from log.jsonl: a rewrite must not add to it
+    for events in folder.glob("events.out.tfevents.*"):  # written whole from log.jsonl: a rewrite must not add
+        events.unlink()  # to it; only the event files go, anything else in the folder is not bertfit's
     writer = SummaryWriter(str(folder))
     for entry in log:
         if entry.get("event") in ("train", "eval"):

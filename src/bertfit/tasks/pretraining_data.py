@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import itertools
 import json
-import os
 import shutil
 import sys
 import time
@@ -26,7 +25,7 @@ from tokenizers import Tokenizer
 
 from ..batching import Features
 from ..errors import ConfigError, DataError
-from ..files import replace_folder, write_json
+from ..files import replace_folder, temporary_folder, write_json
 from ..tokenization import prepare
 from .text import CorpusStats, hub_dataset, is_hub_name, read_documents
 
@@ -180,9 +179,7 @@ def _write_token_file(folder: Path, sources: Sequence[str], tokenizer: Tokenizer
 
 def _build_folder(folder: Path, write: Callable[[Path], None], marker: str) -> None:
     """Write a folder under a temporary name and rename it into place when `write` returns: never half a cache."""
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = temporary_folder(folder)  # this run's own: removing it on failure removes nothing else
     try:
         write(tmp)
         replace_folder(tmp, folder, marker)
