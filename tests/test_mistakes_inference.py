@@ -16,6 +16,7 @@ def root(tmp_path_factory) -> Path:
     """Runs of every kind, a base model, an empty folder, a folder of the user's files, an empty context file."""
     root = tmp_path_factory.mktemp("mistakes")
     runs.classification_run(root / "glue-sst2")
+    runs.classification_run(root / "own-files", extra={"task": "custom", "max_seq_length": 32})
     runs.squad_run(root / "squad")
     runs.masked_lm_run(root / "pretrain")
     runs.base_model_folder(root / "base")
@@ -36,7 +37,8 @@ COMMANDS = {
     "classify": (["a fine film"], "glue-sst2", {"squad": "a SQuAD run (squad-v2.0), not a classification run"}),
     "qa": (["--question", "Who won?", "--context", runs.PASSAGE], "squad",
            {"glue-sst2": "a GLUE sst2 run, not a SQuAD run"}),
-    "predict": ([], "glue-sst2", {"squad": "a SQuAD run (squad-v2.0), not a classification run"}),
+    "predict": ([], "glue-sst2", {"squad": "a SQuAD run (squad-v2.0), not a classification run",
+                                  "own-files": "a custom run, not one of GLUE's tasks"}),
     "fill-mask": (["The [MASK] sat."], "pretrain", {"glue-sst2": "a sst2 model, not a masked-language model",
                                                     "squad": "a squad-v2.0 model, not a masked-language model"}),
 }

@@ -456,7 +456,11 @@ def predict(run: Run, split: str = "test", data_dir: str | None = None, out_dir:
     """Write GLUE leaderboard files (`index\tprediction`) for a classification run's test (or dev) split;
     `task_name` ax: the diagnostic set, with an MNLI run. Under torchrun each rank predicts its share."""
     refuse_unless(run, "predict", run.source or run.folder)
-    task = glue.resolve_task(task_name or run.extra.get("task") or "")
+    name = task_name or run.extra.get("task") or ""
+    if not task_name and name not in glue.GLUE_TASKS:
+        raise ConfigError(f"{run.source}: a {name or 'classification'} run, not one of GLUE's tasks: `bertfit predict` "
+                          f"writes GLUE leaderboard files; label your own texts with `bertfit classify`")
+    task = glue.resolve_task(name)
     labels = tuple(run.labels)
     if task.labels is not None and labels not in (task.labels, task.label_names):  # e.g. AX, not an MNLI model
         raise ConfigError(f"{run.source}: the model predicts {', '.join(labels)}, but GLUE {task.name} "
