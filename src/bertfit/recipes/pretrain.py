@@ -77,6 +77,7 @@ def check_options(options: PretrainOptions) -> None:
 
 def start(options: PretrainOptions, settings: TrainSettings) -> Run:
     """Join torchrun when launched by it, seed, and build the model (new from a preset, or loaded)."""
+    runs.check_output_dir(options.output_dir or "runs/pretrain")
     device = devices.setup_distributed()
     torch.manual_seed(settings.seed)  # a new model's (or head's) weights
     head = "pretraining" if options.nsp else "mlm"

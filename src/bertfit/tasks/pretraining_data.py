@@ -238,8 +238,10 @@ def packed_features(token_file: TokenFile, seq_len: int, cls_id: int, sep_id: in
     counts = {"blocks": blocks, "documents": len(documents), "tokens_used": blocks * width,
               "tokens_dropped": stream - blocks * width}
     if not blocks:
-        raise DataError(f"{token_file.folder}: {stream:,} tokens, fewer than one block of {width} "
-                        f"(sequence length {seq_len} less [CLS] and [SEP]); give more text or a shorter length")
+        sources = ", ".join(token_file.stats.get("sources") or [str(token_file.folder)])
+        raise DataError(f"{sources}: no blocks to train or evaluate on: {len(documents):,} documents of "
+                        f"{stream:,} tokens, fewer than one block of {width} (sequence length {seq_len} less [CLS] "
+                        f"and [SEP]); give more text or a shorter --max-seq-length")
     folder = token_file.folder / f"packed-{seq_len}-{key}"
     ids_path = folder / "ids.int32"
     if not (cache and ids_path.is_file() and ids_path.stat().st_size == 4 * blocks * seq_len):
