@@ -254,3 +254,17 @@ def test_a_long_line_of_equals_signs_is_read_without_backtracking(tmp_path):
     path.write_text("= " * 5000 + "x\n\n" + "=" * 3000 + " y " + "= " * 2999 + "\nsome text .\n")
     documents = list(read_documents(str(path)))  # neither long line is a heading: their `=`s do not pair up
     assert documents == [[("= " * 5000 + "x")], ["=" * 3000 + " y " + ("= " * 2999).strip(), "some text ."]]
+
+
+def test_labels_that_only_look_like_integers_sort_as_text(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("text,label\na,--5\nb,1\n")
+    assert read_table_file(path, ["text"], "label").label_names == ("--5", "1")
+
+
+def test_a_pretraining_jsonl_line_nested_too_deeply_names_its_line(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"text": "a"}\n' + "[" * 100000 + "\n")
+    with pytest.raises(DataError, match=f"{re.escape(str(path))}, line 2: JSON nested too deeply"):
+        list(read_documents(str(path)))
+
