@@ -589,3 +589,16 @@ def test_the_loop_itself_refuses_zero_batches(tmp_path):
     with pytest.raises(errors.DataError, match="no training examples"):
         training.Trainer(tiny.classifier(), TRAIN.select(np.arange(0)), tiny.classification_loss, tiny.accuracy_on(DEV),
                          lambda model, metrics: None, SETTINGS, tmp_path, tiny.PAD, CPU, None)
+
+
+def test_a_run_dir_is_new_empty_holds_only_a_killed_runs_lock_or_holds_a_run(tmp_path):
+    runs.check_output_dir(tmp_path / "new")
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / ".lock").write_text("")
+    runs.check_output_dir(tmp_path / "killed")
+    train(tmp_path / "run", settings=replace(SETTINGS, epochs=1))
+    runs.check_output_dir(tmp_path / "run")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a bertfit run \\(notes.txt\\)"):
+        runs.check_output_dir(tmp_path / "mine")

@@ -196,8 +196,9 @@ def check_output_dir(folder: str | Path) -> None:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder}: a file, not a folder; --output-dir names the folder of the run")
-    if folder.is_dir() and not is_run_dir(folder) and any(folder.iterdir()):
-        names = sorted(p.name for p in folder.iterdir())
+    # a run killed between taking the lock and recording its fingerprint leaves only its lock file
+    names = sorted(p.name for p in folder.iterdir() if p.name != ".lock") if folder.is_dir() else []
+    if names and not is_run_dir(folder):
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise ConfigError(f"{folder} holds files that are not a bertfit run ({shown}); bertfit writes a run only "
                           f"into a new or empty folder or a run dir of its own, and --overwrite clears only those; "
