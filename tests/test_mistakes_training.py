@@ -89,19 +89,15 @@ def test_glue_refuses_a_data_dir_without_the_tasks_files(tmp_path, data, tiny_mo
 
 
 @pytest.mark.timeout(120)
-def test_glue_refuses_a_training_set_whose_every_row_is_skipped(tmp_path, data, tiny_model, capsys):
-    (data / "SST-2" / "train.tsv").write_text("sentence\tlabel\n" + "a film\tmaybe\n" * 3)
-    message = refused(glue(data, tmp_path / "out", tiny_model, "--skip-bad-examples"),
-                      watch=[data, tmp_path / "out"], capsys=capsys)
-    assert "train.tsv: no examples to train on (3 read, 3 skipped as bad)" in message
-
-
-@pytest.mark.timeout(120)
-def test_glue_refuses_an_evaluation_set_whose_every_row_is_skipped(tmp_path, data, tiny_model, capsys):
-    (data / "SST-2" / "dev.tsv").write_text("sentence\tlabel\n" + "\tmaybe\n" * 2)
-    message = refused(glue(data, tmp_path / "out", tiny_model, "--skip-bad-examples"),
-                      watch=[data, tmp_path / "out"], capsys=capsys)
-    assert "dev.tsv: no examples to evaluate on (2 read, 2 skipped as bad)" in message
+@pytest.mark.parametrize("split, rows, message", [
+    ("train", "a film\tmaybe\n" * 3, "train.tsv: no examples to train on (3 read, 3 skipped as bad)"),
+    ("dev", "\tmaybe\n" * 2, "dev.tsv: no examples to evaluate on (2 read, 2 skipped as bad)"),
+])
+def test_glue_refuses_a_training_or_evaluation_set_whose_every_row_is_skipped(tmp_path, data, tiny_model, capsys,
+                                                                               split, rows, message):
+    (data / "SST-2" / f"{split}.tsv").write_text("sentence\tlabel\n" + rows)
+    assert message in refused(glue(data, tmp_path / "out", tiny_model, "--skip-bad-examples"),
+                              watch=[data, tmp_path / "out"], capsys=capsys)
 
 
 @pytest.mark.timeout(120)
