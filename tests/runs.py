@@ -148,3 +148,28 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
+
+
+def bertfit_process(args: list, cache: Path) -> dict:
+    """subprocess arguments that run `python -m bertfit ARGS` on one thread with its own cache, output captured."""
+    env = {**os.environ, "BERTFIT_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    return dict(args=[sys.executable, "-m", "bertfit", *map(str, args)], env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def kill_and_resume(command, checkpoints: Path, kill_from: str = "step-00000008", timeout: float = 60) -> None:
+    """Run command("whole") to its end, and command("resumed") killed by SIGKILL once its checkpoints reach
+    `kill_from` (so that a few steps and an evaluation lie behind the last one), then again to its end.
+    `command(name)` gives bertfit_process's arguments; `checkpoints` is the killed run's checkpoints folder."""
+    uninterrupted = subprocess.Popen(**command("whole"))
+    killed = subprocess.Popen(**command("resumed"))
+    deadline = time.monotonic() + timeout
+    while killed.poll() is None and time.monotonic() < deadline:
+        if any(p.name >= kill_from and not p.name.endswith(".tmp") for p in checkpoints.glob("step-*")):
+            killed.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert killed.wait(timeout) == -signal.SIGKILL, killed.communicate()[1].decode()
+    assert uninterrupted.wait(timeout) == 0, uninterrupted.communicate()[1].decode()
+    resumed = subprocess.run(**command("resumed"), timeout=timeout)
+    assert resumed.returncode == 0, resumed.stderr.decode()

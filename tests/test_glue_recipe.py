@@ -385,6 +385,21 @@ def test_own_csv_and_jsonl_files_through_the_cli(tmp_path, tiny_model, capsys):
     assert label == expected_label and float(probability) == pytest.approx(expected_probability, abs=1e-4)
 
 
+def test_own_files_skip_bad_rows_with_skip_bad_examples_and_count_them_in_results(tmp_path, tiny_model, capsys):
+    rows = "".join(f"{text},{'pos' if y else 'neg'}\n" for text, y in reviews(16))
+    (tmp_path / "train.csv").write_text("review,sentiment\n" + rows + ",pos\none,two,three\n")
+    (tmp_path / "eval.csv").write_text("review,sentiment\n" + rows + "a fine film,maybe\n")
+    argv = ["glue", "reviews", "--train-file", str(tmp_path / "train.csv"), "--eval-file", str(tmp_path / "eval.csv"),
+            "--text-columns", "review", "--label-column", "sentiment", "--output-dir", str(tmp_path / "run"),
+            "--model", tiny_model, "--skip-bad-examples", *FAST_FLAGS]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["train_examples"] == 16 and results["skipped_examples"] == 3
+    out = capsys.readouterr().out
+    assert "train.csv: skipped 2 of 18 rows (line 18: 'review' is empty; line 19: expected 2 columns, found 3)" in out
+    assert "eval.csv: skipped 1 of 17 rows (line 18: label 'maybe' is not one of neg, pos)" in out
+
+
 def test_own_regression_files_score_whole_number_eval_scores_as_scores(tmp_path, tiny_model):
     record = lambda a, b, score: json.dumps({"premise": a, "hypothesis": b, "similarity": score}) + "\n"
     (tmp_path / "train.jsonl").write_text("".join(record(a, b, y * 1.5 + 0.5) for a, b, y in pairs(18)))

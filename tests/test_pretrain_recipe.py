@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
+
+from runs import bertfit_process, kill_and_resume
 
 from bertfit import optim, runs
 from bertfit.cli import main
@@ -159,23 +156,9 @@ def test_a_killed_pretraining_run_resumes_bitwise_equal_to_an_uninterrupted_one(
                 "--tokenizer", folder / "wordpiece.json", "--size", "tiny", "--max-seq-length", "24",
                 "--output-dir", tmp_path / name, "--precision", "fp32", "--batch-size", "4", "--max-steps", "16",
                 "--eval-every", "6", "--save-every", "2", "--quiet"]
-        env = {**os.environ, "BERTFIT_CACHE": str(tmp_path / f"cache-{name}"), "OMP_NUM_THREADS": "1"}
-        return dict(args=[sys.executable, "-m", "bertfit", *map(str, args)], env=env,
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return bertfit_process(args, tmp_path / f"cache-{name}")
 
-    uninterrupted = subprocess.Popen(**command("whole"))
-    killed = subprocess.Popen(**command("resumed"))
-    checkpoints = tmp_path / "resumed" / "checkpoints"
-    deadline = time.monotonic() + 120
-    while killed.poll() is None and time.monotonic() < deadline:
-        if any(p.name >= "step-00000008" and not p.name.endswith(".tmp") for p in checkpoints.glob("step-*")):
-            killed.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    assert killed.wait(120) == -signal.SIGKILL, killed.communicate()[1].decode()
-    assert uninterrupted.wait(120) == 0, uninterrupted.communicate()[1].decode()
-    resumed = subprocess.run(**command("resumed"), timeout=120)
-    assert resumed.returncode == 0, resumed.stderr.decode()
+    kill_and_resume(command, tmp_path / "resumed" / "checkpoints", timeout=120)
 
     whole, again = tmp_path / "whole", tmp_path / "resumed"
     a, b = (json.loads((run / "results.json").read_text()) for run in (whole, again))

@@ -18,6 +18,7 @@ from bertfit.tasks import pretraining_data
 from bertfit.tasks.pretraining_data import (TokenFile, mask_tokens, nsp_features, packed_features, special_token_ids,
                                             split_documents, tokenize_corpus)
 from bertfit.tasks.text import read_documents
+from bertfit.tokenization import longest_first
 from bertfit.tokenizer_training import train_wordpiece
 
 FILLER = "the river runs north through an old city where kings built towers and bridges over water".split()
@@ -261,11 +262,29 @@ def test_blocks_and_pairs_are_the_same_written_in_small_pieces(corpus, token_fil
 
 
 def test_truncation_cuts_the_longer_side_first():
-    assert pretraining_data.truncated_lengths(10, 20, 40) == (10, 20)
-    assert pretraining_data.truncated_lengths(10, 50, 40) == (10, 30)
-    assert pretraining_data.truncated_lengths(50, 10, 40) == (30, 10)
-    assert pretraining_data.truncated_lengths(30, 25, 41) == (21, 20)
-    assert pretraining_data.truncated_lengths(25, 30, 40) == (20, 20)
+    assert longest_first(10, 20, 40) == (10, 20)
+    assert longest_first(10, 50, 40) == (10, 30)
+    assert longest_first(50, 10, 40) == (30, 10)
+    assert longest_first(30, 25, 41) == (21, 20)
+    assert longest_first(25, 30, 40) == (20, 20)
+
+
+def test_nsp_truncation_differs_from_google_bert_only_where_an_odd_token_goes_to_the_longer_b():
+    """NSP pairs once cut by google-research/bert's rule (one token at a time from the longer side, B on a tie),
+    whose odd token always stays with A; the shared rule gives it to the longer side, B on a tie."""
+    def one_at_a_time(a, b, budget):
+        while a + b > budget:
+            a, b = (a - 1, b) if a > b else (a, b - 1)
+        return a, b
+
+    for budget in range(1, 30):
+        for a in range(0, 35):
+            for b in range(0, 35):
+                ours, google = longest_first(a, b, budget), one_at_a_time(a, b, budget)
+                if budget % 2 and 2 * min(a, b) > budget and a <= b:
+                    assert ours == (budget // 2, budget - budget // 2) and google == (ours[1], ours[0])
+                else:
+                    assert ours == google, (a, b, budget)
 
 
 # ---- masking -------------------------------------------------------------------------------------

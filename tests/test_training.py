@@ -3,10 +3,8 @@ import json
 import multiprocessing
 import os
 import platform
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import transformers
 from safetensors.torch import load_file
 
 import tiny
+from runs import bertfit_process, kill_and_resume
 from bertfit import devices, errors, optim, predicting, runs, training
 from bertfit.batching import Features, collate, eval_batches, length_grouped_batches, shard
 from bertfit.demo import write_sentiment_data
@@ -561,24 +560,9 @@ def test_a_killed_fine_tune_resumes_bitwise_equal_to_an_uninterrupted_one(tmp_pa
         args = ["glue", "sst2", "--model", tmp_path / "tiny", "--data-dir", tmp_path / "glue", "--output-dir",
                 tmp_path / name, "--precision", "fp32", "--batch-size", "4", "--epochs", "3", "--lr", "1e-3",
                 "--eval-every", "5", "--save-every", "2", "--max-seq-length", "32", "--quiet"]
-        env = {**os.environ, "BERTFIT_CACHE": str(tmp_path / f"cache-{name}"), "OMP_NUM_THREADS": "1"}
-        return dict(args=[sys.executable, "-m", "bertfit", *map(str, args)], env=env,
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return bertfit_process(args, tmp_path / f"cache-{name}")
 
-    uninterrupted = subprocess.Popen(**command("whole"))
-    killed = subprocess.Popen(**command("resumed"))
-    checkpoints = tmp_path / "resumed" / "checkpoints"
-    deadline = time.monotonic() + 60
-    while killed.poll() is None and time.monotonic() < deadline:
-        # kill once a few steps and an evaluation lie behind the last checkpoint's
-        if any(p.name >= "step-00000008" and not p.name.endswith(".tmp") for p in checkpoints.glob("step-*")):
-            killed.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    assert killed.wait(60) == -signal.SIGKILL, killed.communicate()[1].decode()
-    assert uninterrupted.wait(60) == 0, uninterrupted.communicate()[1].decode()
-    resumed = subprocess.run(**command("resumed"), timeout=60)
-    assert resumed.returncode == 0, resumed.stderr.decode()
+    kill_and_resume(command, tmp_path / "resumed" / "checkpoints", timeout=60)
 
     whole, again = tmp_path / "whole", tmp_path / "resumed"
     a, b = (json.loads((run / "results.json").read_text()) for run in (whole, again))
@@ -589,3 +573,32 @@ def test_a_killed_fine_tune_resumes_bitwise_equal_to_an_uninterrupted_one(tmp_pa
     last = runs.CheckpointStore(whole / "checkpoints").checkpoints()[0].name
     for weights in (Path("model") / "model.safetensors", Path("checkpoints") / last / "model.safetensors"):
         assert (whole / weights).read_bytes() == (again / weights).read_bytes(), weights
+
+
+# ---- empty data ----------------------------------------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_an_empty_training_set_is_refused_before_the_run_dir_is_made(tmp_path):
+    with pytest.raises(errors.DataError, match="no training examples"):
+        train(tmp_path / "run", features=TRAIN.select(np.arange(0)))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.timeout(60)
+def test_the_loop_itself_refuses_zero_batches(tmp_path):
+    with pytest.raises(errors.DataError, match="no training examples"):
+        training.Trainer(tiny.classifier(), TRAIN.select(np.arange(0)), tiny.classification_loss, tiny.accuracy_on(DEV),
+                         lambda model, metrics: None, SETTINGS, tmp_path, tiny.PAD, CPU, None)
+
+
+def test_a_run_dir_is_new_empty_holds_only_a_killed_runs_lock_or_holds_a_run(tmp_path):
+    runs.check_output_dir(tmp_path / "new")
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / ".lock").write_text("")
+    runs.check_output_dir(tmp_path / "killed")
+    train(tmp_path / "run", settings=replace(SETTINGS, epochs=1))
+    runs.check_output_dir(tmp_path / "run")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a bertfit run \\(notes.txt\\)"):
+        runs.check_output_dir(tmp_path / "mine")

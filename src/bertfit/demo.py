@@ -9,8 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from . import inference
-from .errors import ConfigError
+from . import inference, runs
 from .recipes.glue import GlueOptions, finetune_glue
 from .settings import TrainSettings
 
@@ -44,10 +43,8 @@ def write_sentiment_data(folder: Path, train_size: int = 600, dev_size: int = 20
 def run_demo(output_dir: str | Path = "runs/demo", quiet: bool = False, train_size: int = 600,
              dev_size: int = 200) -> dict:
     """Fine-tune on generated sentences and classify two more: a check that the pipeline works, not a benchmark."""
-    output_dir = Path(output_dir)
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / "data" / "SST-2").is_dir():
-        raise ConfigError(f"{output_dir}: exists and is not an earlier demo (no data/SST-2 in it); the demo writes "
-                          f"its run there afresh: choose another --output-dir")
+    # the data is written into the run dir, so the folder is claimed first: one of other files is refused
+    output_dir = runs.claim_run_dir(output_dir)
     say = (lambda *a: None) if quiet else print
     data_dir = write_sentiment_data(output_dir / "data", train_size, dev_size)
     say(f"demo: fine-tuning the embedded model on {train_size} generated movie-review sentences "

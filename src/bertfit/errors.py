@@ -19,3 +19,11 @@ class ConfigError(BertfitError):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training, with what rerunning the command will do (resume, or start again)."""
+
+
+def require_examples(kept: int, source: str, what: str, read: int, skipped: int) -> None:
+    """Refuse an empty training or evaluation set before any work, naming the file and what was read and skipped.
+
+    `what`: the set's purpose, e.g. "questions to train on", "examples to evaluate on"."""
+    if not kept:
+        raise DataError(f"{source}: no {what} ({read} read, {skipped} skipped as bad)")

@@ -34,10 +34,10 @@ def open_atomic(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     try:
         with open(tmp, mode.replace("w", "x"), encoding=None if "b" in mode else "utf-8") as f:
             yield f
+        tmp.replace(path)  # inside: a replace that fails (path is a folder) leaves no temporary file behind
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    tmp.replace(path)
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> Path:

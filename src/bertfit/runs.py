@@ -179,6 +179,42 @@ def record_fingerprint(path: Path, fingerprint: dict) -> None:
     write_atomic(path, json.dumps(fingerprint, indent=1, sort_keys=True))
 
 
+# ---- whose folder: a run writes only into a folder that is empty or holds a bertfit run ------------
+
+RUN_MARK = "run.json"  # every run dir holds it from the start of training on
+
+
+def is_run_dir(folder: str | Path) -> bool:
+    return (Path(folder) / RUN_MARK).is_file()
+
+
+def check_output_dir(folder: str | Path) -> None:
+    """Refuse a run dir that bertfit did not make: a file, or a folder holding files but no run.
+
+    Training writes (and --overwrite clears) checkpoints/, model/, results.json and more in the run dir,
+    so a folder of other files must not become one: nothing in it may be replaced or deleted."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: a file, not a folder; --output-dir names the folder of the run")
+    # a run killed between taking the lock and recording its fingerprint leaves only its lock file
+    names = sorted(p.name for p in folder.iterdir() if p.name != ".lock") if folder.is_dir() else []
+    if names and not is_run_dir(folder):
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise ConfigError(f"{folder} holds files that are not a bertfit run ({shown}); bertfit writes a run only "
+                          f"into a new or empty folder or a run dir of its own, and --overwrite clears only those; "
+                          f"choose another --output-dir")
+
+
+def claim_run_dir(folder: str | Path) -> Path:
+    """Make `folder` a run dir before anything else is written there (check_output_dir first)."""
+    folder = Path(folder)
+    check_output_dir(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not is_run_dir(folder):
+        write_atomic(folder / RUN_MARK, "{}")
+    return folder
+
+
 # ---- the model a run keeps ---------------------------------------------------------------------------
 
 def model_folder(run_dir: str | Path) -> Path:

@@ -30,3 +30,20 @@ def special_ids(tokenizer: Tokenizer, source: str | Path = "tokenizer") -> Speci
     if missing:
         raise CheckpointError(f"{source}: tokenizer has no {', '.join(missing)} token; BERT needs [CLS], [SEP] and [PAD]")
     return SpecialIds(cls=ids["CLS"], sep=ids["SEP"], pad=ids["PAD"], unk=ids["UNK"])
+
+
+def longest_first(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
+    """How many tokens of a and b survive longest-first truncation to `budget`, in closed form.
+
+    Trimming the longer text one token at a time comes to: cut only the longer one when the shorter
+    takes at most half the budget, else give each half. The odd token goes to the longer text, to b
+    on a tie, as in the `tokenizers` library (Hugging Face's fast tokenizers).
+    """
+    if len_a + len_b <= budget:
+        return len_a, len_b
+    short = min(len_a, len_b)
+    if 2 * short <= budget:
+        keep_short, keep_long = short, budget - short
+    else:
+        keep_short, keep_long = budget // 2, budget - budget // 2
+    return (keep_long, keep_short) if len_a > len_b else (keep_short, keep_long)

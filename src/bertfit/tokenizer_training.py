@@ -44,6 +44,7 @@ def train_wordpiece(sources: Sequence[str], output: str | Path, vocab_size: int 
         raise ConfigError(f"--min-frequency must be at least 1, not {min_frequency}")
     if not sources:
         raise ConfigError("give at least one training file")
+    check_output(Path(output))
     tokenizer = untrained_wordpiece(lowercase)
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
@@ -59,6 +60,18 @@ def train_wordpiece(sources: Sequence[str], output: str | Path, vocab_size: int 
     output.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(output, tokenizer.to_str(pretty=True))
     return tokenizer, stats
+
+
+def check_output(output: Path) -> None:
+    """Refuse to replace anything but a tokenizer file: a folder, or a file that is not a tokenizer, stays."""
+    if output.is_dir():
+        raise ConfigError(f"{output}: a folder; --output names the tokenizer file to write (e.g. {output}/tokenizer.json)")
+    if output.exists():
+        try:
+            Tokenizer.from_file(str(output))
+        except Exception:  # the tokenizers library raises its own exception types for every kind of bad file
+            raise ConfigError(f"{output}: exists and is not a tokenizer file, so it is not replaced; choose another "
+                              f"--output") from None
 
 
 def _batches(paragraphs: Iterator[str]) -> Iterator[list[str]]:

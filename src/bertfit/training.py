@@ -23,7 +23,7 @@ from torch import nn
 from . import runs
 from .batching import GROUP_BATCHES, Features, collate, length_grouped_batches, shard
 from .devices import autocast, from_main_process, is_main_process, resolve_precision, tune_allocator, world
-from .errors import BertfitError, Interrupted
+from .errors import BertfitError, DataError, Interrupted
 from .model import set_attention_dropout
 from .optim import EmbeddingRowGrads, clip_gradients, make_optimizer, schedule_factor
 from .progress import Progress
@@ -94,6 +94,7 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
     if keep not in KEEP:
         raise ValueError(f"keep must be one of {', '.join(KEEP)}, not {keep!r}")
     settings.validate()
+    check_not_empty(train)
     tune_allocator(device)
     with runs.RunLock(run_dir) if is_main_process() else contextlib.nullcontext():
         # Sparse embedding gradients in one CPU process, where they were measured; lazy updates also need
@@ -146,6 +147,13 @@ class TrainState:
     out_of_time: bool = False  # with --max-time: the budget ran out before the planned steps
 
 
+def check_not_empty(train: Features) -> None:
+    """Refuse a training set without examples: an epoch of zero batches never reaches the last step."""
+    if not len(train):
+        raise DataError("no training examples: the training set is empty, so training could never finish; "
+                        "give a training file with examples")
+
+
 class Trainer:
     """One run of the loop: `step` trains on a global batch, `after_step` logs, evaluates, saves and stops.
 
@@ -163,6 +171,7 @@ class Trainer:
         self.rank, self.world_size = world()
         self.main = self.rank == 0
         self.dtype = resolve_precision(settings.precision, device)
+        check_not_empty(train)  # also here, so that no caller of the loop can hang it
         model.to(device)
         if settings.attention_dropout is not None:
             set_attention_dropout(model, settings.attention_dropout)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch.nn.functional as F
 
-from .. import glue_metrics, predicting
-from ..errors import ConfigError
+from .. import glue_metrics, predicting, runs
+from ..errors import ConfigError, require_examples
 from ..pretrained import save_pretrained
 from ..settings import TrainSettings, glue_defaults, glue_settings
 from ..tasks import glue, glue_encoding, glue_hub, glue_tsv, table_files
@@ -61,7 +61,8 @@ def read_split(task: glue.GlueTask, options: GlueOptions, split: str) -> glue.Ex
         path = options.train_file if split == "train" else options.eval_file
         if not path:
             raise ConfigError(f"with your own files, pass both --train-file and --eval-file (no {split} file given)")
-        examples = table_files.read_table_file(path, options.text_columns, options.label_column, labels=task.labels)
+        examples = table_files.read_table_file(path, options.text_columns, options.label_column, labels=task.labels,
+                                               skip_bad=options.skip_bad_examples)
         if task.is_regression and examples.label_names is not None:  # whole-number scores read as classes
             examples = replace(examples, labels=[float(examples.label_names[i]) for i in examples.labels],
                                label_names=None)
@@ -75,7 +76,8 @@ def custom_task(options: GlueOptions) -> glue.GlueTask:
     """A task described by the user's files: label set and regression read off the training file."""
     if not options.text_columns or not options.label_column:
         raise ConfigError("with --train-file, name the text columns (--text-columns a[,b]) and --label-column")
-    probe = table_files.read_table_file(options.train_file, options.text_columns, options.label_column)
+    probe = table_files.read_table_file(options.train_file, options.text_columns, options.label_column,
+                                        skip_bad=options.skip_bad_examples)
     labels = probe.label_names
     return glue.GlueTask(name="custom", folder="", text_columns=tuple(options.text_columns),
                          label_column=options.label_column, labels=labels,
@@ -170,6 +172,15 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = 
     task = custom_task(options) if options.train_file else glue.resolve_task(options.task)
     if task.name == "ax":
         raise ConfigError("AX has no training data: train MNLI, then `bertfit glue ax --model RUN_DIR/model`")
+    runs.check_output_dir(options.output_dir or f"runs/glue-{task.name}")
+    # the data is read before the model loads: a missing, empty or unlabelled file is refused at once
+    train_examples = _limit(read_split(task, options, "train"), options.max_train_samples)
+    eval_examples = {s: _limit(read_split(task, options, s), options.max_eval_samples) for s in dev_splits(task)}
+    for examples, what in ((train_examples, "examples to train on"),
+                           *((ex, "examples to evaluate on") for ex in eval_examples.values())):
+        require_examples(len(examples), examples.source, what, examples.num_read, examples.num_skipped)
+        if examples.labels is None:
+            raise ConfigError(f"{examples.source}: has no labels; training and evaluation need labelled files")
     # the seed and all but the table's settings are known now; the table's row waits for the training set's size
     run = start_run(options.output_dir or f"runs/glue-{task.name}",
                     TrainSettings(**chosen) if chosen is not None else settings, options.model,
@@ -177,21 +188,17 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = 
                     num_heads=options.num_heads, overwrite=options.overwrite, quiet=options.quiet)
     say, tokenizer = run.say, run.tokenizer
     max_len = min(options.max_seq_length, run.model.bert.config.max_position_embeddings)
+    for examples in (train_examples, *eval_examples.values()):
+        if examples.num_skipped:
+            say(f"{examples.source}: skipped {examples.num_skipped} of {examples.num_read} rows "
+                f"({'; '.join(examples.skip_reasons[:3])})")
 
-    train_examples = _limit(read_split(task, options, "train"), options.max_train_samples)
     # the defaults table goes by the training set before holding out: the settings of the same command without it
     table_size = len(train_examples)
     held_examples = None
     if options.validation_fraction:
         train_examples, held_examples = hold_out(train_examples, options.validation_fraction, run.settings.seed,
                                                  stratify=not task.is_regression)
-    eval_examples = {s: _limit(read_split(task, options, s), options.max_eval_samples) for s in dev_splits(task)}
-    for examples in (train_examples, *eval_examples.values()):
-        if examples.labels is None:
-            raise ConfigError(f"{examples.source}: has no labels; training and evaluation need labelled files")
-        if examples.num_skipped:
-            say(f"{examples.source}: skipped {examples.num_skipped} of {examples.num_read} rows "
-                f"({'; '.join(examples.skip_reasons[:3])})")
     if chosen is not None:
         settings = glue_settings(task.name, table_size, chosen)
         settings.validate()

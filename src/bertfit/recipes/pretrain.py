@@ -77,6 +77,7 @@ def check_options(options: PretrainOptions) -> None:
 
 def start(options: PretrainOptions, settings: TrainSettings) -> Run:
     """Join torchrun when launched by it, seed, and build the model (new from a preset, or loaded)."""
+    runs.check_output_dir(options.output_dir or "runs/pretrain")
     device = devices.setup_distributed()
     torch.manual_seed(settings.seed)  # a new model's (or head's) weights
     head = "pretraining" if options.nsp else "mlm"
@@ -144,8 +145,7 @@ def read_data(run: Run, options: PretrainOptions) -> tuple[Features, Features, d
 def pretrain_loss(tokenizer, probability: float, nsp: bool):
     """The loss of a batch, masked afresh each step: the MLM loss (mean over masked tokens) times the batch's
     sequences, as the loop divides by the global batch; with NSP plus its summed loss."""
-    ids = special_ids(tokenizer)
-    specials = sorted({i for i in (ids.cls, ids.sep, ids.pad, ids.unk, tokenizer.token_to_id("[MASK]")) if i is not None})
+    specials = pretraining_data.special_token_ids(tokenizer)
     mask_id, vocab_size = tokenizer.token_to_id("[MASK]"), tokenizer.get_vocab_size()
 
     def loss_fn(model, batch: dict) -> torch.Tensor:

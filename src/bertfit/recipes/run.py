@@ -92,6 +92,7 @@ def start_run(run_dir: str | Path, settings: TrainSettings, model: str | None, h
               quiet: bool = False) -> Run:
     """Validate the settings, join torchrun when launched by it, seed, and load the pretrained `model` with `head`."""
     settings.validate()
+    runs.check_output_dir(run_dir)  # before the model loads: a folder of other files is refused at once
     device = devices.setup_distributed()
     torch.manual_seed(settings.seed)  # the new head's weights
     loaded, loaded_tokenizer = load_pretrained(model, head=head, num_labels=num_labels, tokenizer_path=tokenizer,

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import predicting, squad_metrics
-from ..errors import ConfigError, DataError
+from .. import predicting, runs, squad_metrics
+from ..errors import ConfigError, DataError, require_examples
 from ..files import write_json
 from ..pretrained import save_pretrained
 from ..settings import SQUAD_DEFAULTS, TrainSettings
@@ -129,31 +129,51 @@ def write_predictions(folder: Path, predictions: squad.Predictions, version: str
         write_json(folder / "null_odds.json", predictions.null_odds)
 
 
+def check_options(options: SquadOptions) -> None:
+    """Refuse numbers that cannot work, before anything is read or loaded."""
+    squad.check_window_settings(options.max_seq_length, options.doc_stride, options.max_query_length)
+    for name in ("max_train_samples", "max_eval_samples", "n_best", "max_answer_length"):
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+
+
 def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None) -> dict:
     """Fine-tune on SQuAD and return the results written to results.json."""
     settings = settings or replace(SQUAD_DEFAULTS)
     version = normalize_version(options.version)
-    squad.check_window_settings(options.max_seq_length, options.doc_stride, options.max_query_length)
+    check_options(options)
+    runs.check_output_dir(options.output_dir or f"runs/squad-v{version}")
+    # the questions are read before the model loads: a missing or empty file is refused at once; what is
+    # said about them waits for the run, which knows whether this process prints
+    notes = []
+    train_questions, train_skipped = read_questions(options.train_file, version, "train", options.skip_bad_examples,
+                                                    notes.append)
+    eval_questions, eval_skipped = read_questions(options.eval_file, version, "validation", options.skip_bad_examples,
+                                                  notes.append)
+    validation_questions, validation_skipped = (
+        read_questions(options.validation_file, version, "validation", options.skip_bad_examples, notes.append)
+        if options.validation_file else ([], 0))
+    sets = [(options.train_file, train_questions, train_skipped, "questions to train on"),
+            (options.eval_file, eval_questions, eval_skipped, "questions to evaluate on")]
+    if options.validation_file:
+        sets.append((options.validation_file, validation_questions, validation_skipped,
+                     "questions to choose the best epoch on"))
+    for path, questions, skipped, what in sets:
+        require_examples(len(questions), path or f"the hub's SQuAD v{version}", what, len(questions) + skipped,
+                         skipped)
+    train_questions = train_questions[: options.max_train_samples or None]
+    eval_questions = eval_questions[: options.max_eval_samples or None]
     run = start_run(options.output_dir or f"runs/squad-v{version}", settings, options.model, head="qa",
                     tokenizer=options.tokenizer, num_heads=options.num_heads, overwrite=options.overwrite,
                     quiet=options.quiet)
     say, tokenizer = run.say, run.tokenizer
+    for note in notes:
+        say(note)
     threshold = options.null_threshold if options.null_threshold is not None else 0.0  # decoding, before a search
     positions = run.model.bert.config.max_position_embeddings
     if options.max_seq_length > positions:
         raise ConfigError(f"--max-seq-length {options.max_seq_length} exceeds the model's {positions} positions")
-
-    train_questions, train_skipped = read_questions(options.train_file, version, "train", options.skip_bad_examples,
-                                                    say)
-    eval_questions, eval_skipped = read_questions(options.eval_file, version, "validation", options.skip_bad_examples,
-                                                  say)
-    validation_questions, validation_skipped = (
-        read_questions(options.validation_file, version, "validation", options.skip_bad_examples, say)
-        if options.validation_file else ([], 0))
-    if options.validation_file and not validation_questions:
-        raise DataError(f"{options.validation_file}: no questions to choose the best epoch on")
-    train_questions = train_questions[: options.max_train_samples or None]
-    eval_questions = eval_questions[: options.max_eval_samples or None]
     start = time.perf_counter()
     windows_args = dict(max_seq_length=options.max_seq_length, doc_stride=options.doc_stride,
                         max_query_length=options.max_query_length)

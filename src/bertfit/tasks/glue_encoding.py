@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 from ..batching import Features
 from ..errors import ConfigError, DataError
 from ..files import write_atomic
-from ..tokenization import special_ids
+from ..tokenization import longest_first, special_ids
 from .glue import Examples
 
 CACHE_FORMAT = 1  # bump when encode() changes what it writes
@@ -59,7 +59,7 @@ def encode(examples: Examples, tokenizer: Tokenizer, max_seq_length: int, long_t
         if len(a) + len(b) <= budget:
             pieces = [(a, b)]
         elif long_texts == "truncate":
-            keep_a, keep_b = _longest_first(len(a), len(b), budget)
+            keep_a, keep_b = longest_first(len(a), len(b), budget)
             pieces = [(a[:keep_a], b[:keep_b])]
             num_truncated += 1
         else:
@@ -84,23 +84,6 @@ def encode(examples: Examples, tokenizer: Tokenizer, max_seq_length: int, long_t
     features = Features.from_lists(input_ids, type_ids, **columns)
     stats = EncodeStats(len(ids_a), len(features), num_truncated, int(features.offsets[-1]), longest)
     return features, stats
-
-
-def _longest_first(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
-    """How many tokens of a and b survive longest-first truncation to `budget`, in closed form.
-
-    Trimming the longer text one token at a time comes to: cut only the longer one when the shorter
-    takes at most half the budget, else give each half. The odd token goes to the longer text, to b
-    on a tie, as in the `tokenizers` library (Hugging Face's fast tokenizers).
-    """
-    if len_a + len_b <= budget:
-        return len_a, len_b
-    short = min(len_a, len_b)
-    if 2 * short <= budget:
-        keep_short, keep_long = short, budget - short
-    else:
-        keep_short, keep_long = budget // 2, budget - budget // 2
-    return (keep_long, keep_short) if len_a > len_b else (keep_short, keep_long)
 
 
 def _windows(tokens: list[int], width: int, stride: int) -> list[list[int]]:

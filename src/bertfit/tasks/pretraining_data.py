@@ -26,10 +26,12 @@ from tokenizers import Tokenizer
 from ..batching import Features
 from ..errors import ConfigError, DataError
 from ..files import replace_folder, temporary_folder, write_json
-from ..tokenization import prepare
+from ..tokenization import longest_first, prepare
 from .text import CorpusStats, hub_dataset, is_hub_name, read_documents
 
-FORMAT_VERSION = 1  # part of every cache key: a change to the layout below makes old caches misses
+# part of every cache key: a change to the layout below, or to what is cut into it, makes old caches misses
+# (2: NSP pairs truncate by tokenization.longest_first, whose odd token goes to the longer side, B on a tie)
+FORMAT_VERSION = 2
 HASH_BLOCK = 1 << 20  # bytes of a source file hashed at a time
 PIECE_TOKENS = 1 << 20  # tokens gathered before one write, when packing blocks and pairs
 PROGRESS_SECONDS = 10.0
@@ -235,8 +237,10 @@ def packed_features(token_file: TokenFile, seq_len: int, cls_id: int, sep_id: in
     counts = {"blocks": blocks, "documents": len(documents), "tokens_used": blocks * width,
               "tokens_dropped": stream - blocks * width}
     if not blocks:
-        raise DataError(f"{token_file.folder}: {stream:,} tokens, fewer than one block of {width} "
-                        f"(sequence length {seq_len} less [CLS] and [SEP]); give more text or a shorter length")
+        sources = ", ".join(token_file.stats.get("sources") or [str(token_file.folder)])
+        raise DataError(f"{sources}: no blocks to train or evaluate on: {len(documents):,} documents of "
+                        f"{stream:,} tokens, fewer than one block of {width} (sequence length {seq_len} less [CLS] "
+                        f"and [SEP]); give more text or a shorter --max-seq-length")
     folder = token_file.folder / f"packed-{seq_len}-{key}"
     ids_path = folder / "ids.int32"
     if not (cache and ids_path.is_file() and ids_path.stat().st_size == 4 * blocks * seq_len):
@@ -306,8 +310,8 @@ def nsp_features(token_file: TokenFile, seq_len: int, cls_id: int, sep_id: int, 
     of the seq_len - 3 token budget; then, with probability 0.5, B is the paragraphs after A (label 0, and
     the walk goes on after B), else paragraphs from a random other chosen document (label 1, and the walk
     goes on right after A, so no paragraph is skipped). A document's last paragraph alone can only get a
-    random B (`forced_random` counts those). A pair too long is cut longest side first, A from its start and
-    B from its end, so the seam between them that NSP judges stays. Token types: 0 for [CLS] A [SEP], 1 for
+    random B (`forced_random` counts those). A pair too long is cut longest side first (`longest_first`, as the
+    fast tokenizers do), A from its start and B from its end, so the seam between them that NSP judges stays. Token types: 0 for [CLS] A [SEP], 1 for
     B [SEP]. Deterministic for a seed.
 
     The pairs are written to files in the token file's folder (memory-mapped, not held), cached by seq_len,
@@ -370,15 +374,6 @@ def _take(paragraphs: np.ndarray, start: int, end: int, limit: int) -> int:
     return start + max(1, int(fits))
 
 
-def truncated_lengths(a: int, b: int, budget: int) -> tuple[int, int]:
-    """Lengths after cutting the longer side first, one token at a time, until a + b fits (ties cut B)."""
-    if a + b <= budget:
-        return a, b
-    if min(a, b) * 2 <= budget:  # the shorter side fits in half: only the longer is cut
-        return (a, budget - a) if a < b else (budget - b, b)
-    return budget - budget // 2, budget // 2  # both cut to half; an odd budget's last token goes to A
-
-
 def _write_nsp(folder: Path, token_file: TokenFile, documents: np.ndarray, seq_len: int, cls_id: int, sep_id: int,
                seed: int) -> None:
     counts = {"pairs": 0, "next": 0, "random": 0, "forced_random": 0, "truncated": 0, "documents": len(documents)}
@@ -398,7 +393,7 @@ def _write_nsp(folder: Path, token_file: TokenFile, documents: np.ndarray, seq_l
             return written + int(lengths.sum())
 
         for a, b, label in nsp_pairs(token_file, seq_len, seed, documents, counts):
-            na, nb = truncated_lengths(len(a), len(b), budget)
+            na, nb = longest_first(len(a), len(b), budget)
             counts["truncated"] += (na, nb) != (len(a), len(b))
             pair = np.empty(na + nb + 3, dtype=np.int32)
             pair[0], pair[na + 1], pair[-1] = cls_id, sep_id, sep_id

@@ -16,47 +16,83 @@ from ..errors import ConfigError, DataError
 from .glue import Examples
 
 
+MAX_SKIP_REASONS = 10  # the reasons an Examples keeps; every skip is counted
+
+
+class BadRow(Exception):
+    """One record of a file is malformed; the reader turns it into a DataError or, with skip_bad, a counted skip."""
+
+
 def read_table_file(path: str | Path, text_columns: Sequence[str], label_column: str | None = None,
-                    labels: Sequence[str] | None = None) -> Examples:
+                    labels: Sequence[str] | None = None, skip_bad: bool = False) -> Examples:
     """Read a CSV, TSV (tabs, no quoting) or JSONL file with 1 or 2 named text columns and an optional label column.
 
     Labels map to ids through `labels` when given, else through their sorted distinct values (numerically
     when all are integers). Labels that are all numbers, some written with a fraction (2.5, "3.0"), make a
-    regression task; float labels come back as floats with `label_names` None.
+    regression task; float labels come back as floats with `label_names` None. A malformed record raises
+    DataError naming the file and line; with skip_bad it is skipped and counted (num_skipped, skip_reasons).
+    A file that cannot be read at all (no header, unknown format, broken CSV quoting) always raises.
     """
     path = Path(path)
     text_columns = [text_columns] if isinstance(text_columns, str) else list(text_columns)
     if len(text_columns) not in (1, 2):
         raise ConfigError(f"give 1 or 2 text columns, not {len(text_columns)}: {text_columns}")
     wanted = text_columns + ([label_column] if label_column else [])
-    texts_a, texts_b, raw_labels, lines = [], [] if len(text_columns) == 2 else None, [], []
+    rows: list[tuple[int, list[str], object]] = []  # (line, texts, raw label)
+    examples = Examples([], [] if len(text_columns) == 2 else None, None, [], str(path))
+
+    def skip(line_no: int, reason: str) -> None:
+        if not skip_bad:
+            raise DataError(f"{path}, line {line_no}: {reason}")
+        examples.num_skipped += 1
+        if len(examples.skip_reasons) < MAX_SKIP_REASONS:
+            examples.skip_reasons.append(f"line {line_no}: {reason}")
+
     for line_no, record in _table_records(path):
-        missing = [c for c in wanted if c not in record]
-        if missing:
-            raise DataError(f"{path}, line {line_no}: no {' or '.join(map(repr, missing))} column; "
-                            f"found {', '.join(map(str, record))}")
-        texts = [record[c] for c in text_columns]
-        for name, text in zip(text_columns, texts):
-            if not isinstance(text, str) or not text.strip():
-                what = "empty" if isinstance(text, str) else "not text"
-                raise DataError(f"{path}, line {line_no}: {name!r} is {what}")
-        texts_a.append(texts[0])
-        if texts_b is not None:
-            texts_b.append(texts[1])
-        if label_column:
-            if record[label_column] is None or not str(record[label_column]).strip():
-                raise DataError(f"{path}, line {line_no}: {label_column!r} is empty")
-            raw_labels.append(record[label_column])
-        lines.append(line_no)
-    if not lines:
+        examples.num_read += 1
+        try:
+            if isinstance(record, BadRow):
+                raise record
+            rows.append((line_no, *_table_row(record, text_columns, label_column, wanted)))
+        except BadRow as bad:
+            skip(line_no, str(bad))
+    if not examples.num_read:
         raise DataError(f"{path}: no examples")
-    label_ids, label_names = (None, None) if not label_column else _table_labels(path, raw_labels, lines, labels)
-    return Examples(texts_a, texts_b, label_ids, list(range(len(texts_a))), str(path), label_names=label_names,
-                    num_read=len(texts_a))
+    label_ids, label_names = ([] if label_column else None), None
+    if label_column and rows:
+        raw = [label for _, _, label in rows]
+        label_ids, label_names, bad = _table_labels(raw, labels)
+        for k in bad:
+            skip(rows[k][0], f"label {str(raw[k])!r} is not one of {', '.join(label_names)}")
+        keep = sorted(set(range(len(rows))) - set(bad))
+        rows, label_ids = [rows[k] for k in keep], [label_ids[k] for k in keep]
+    for _, texts, _ in rows:
+        examples.texts_a.append(texts[0])
+        if examples.texts_b is not None:
+            examples.texts_b.append(texts[1])
+    examples.indices = list(range(len(rows)))
+    examples.labels = label_ids
+    examples.label_names = label_names
+    return examples
 
 
-def _table_records(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, {column: value}) for each record of a .csv, .tsv or .jsonl file."""
+def _table_row(record: dict, text_columns: list[str], label_column: str | None, wanted: list[str]):
+    """(texts, raw label) of one record; BadRow when a column is missing or empty."""
+    missing = [c for c in wanted if c not in record]
+    if missing:
+        raise BadRow(f"no {' or '.join(map(repr, missing))} column; found {', '.join(map(str, record))}")
+    texts = [record[c] for c in text_columns]
+    for name, text in zip(text_columns, texts):
+        if not isinstance(text, str) or not text.strip():
+            raise BadRow(f"{name!r} is {'empty' if isinstance(text, str) else 'not text'}")
+    label = record[label_column] if label_column else None
+    if label_column and (label is None or not str(label).strip()):
+        raise BadRow(f"{label_column!r} is empty")
+    return texts, label
+
+
+def _table_records(path: Path) -> Iterator[tuple[int, dict | BadRow]]:
+    """(line number, {column: value}, or the BadRow that line is) for each record of a .csv, .tsv or .jsonl file."""
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".tsv", ".jsonl"):
         raise ConfigError(f"{path}: unknown table format {suffix!r}; use .csv, .tsv or .jsonl")
@@ -69,53 +105,60 @@ def _table_records(path: Path) -> Iterator[tuple[int, dict]]:
             try:
                 fields = raw.decode("utf-8").split("\t")
             except UnicodeDecodeError:
-                raise DataError(f"{path}, line {line_no}: not UTF-8") from None
+                yield line_no, BadRow("not UTF-8")
+                continue
             if len(fields) != len(header):
-                raise DataError(f"{path}, line {line_no}: expected {len(header)} tab-separated columns, "
-                                f"found {len(fields)}")
+                yield line_no, BadRow(f"expected {len(header)} tab-separated columns, found {len(fields)}")
+                continue
             yield line_no, dict(zip(header, fields))
+        return
+    if suffix == ".jsonl":  # line by line, so that a line that is not UTF-8 is one bad record
+        for line_no, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+            try:
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError:
+                yield line_no, BadRow("not UTF-8")
+                continue
+            if line.strip():
+                try:
+                    yield line_no, json_object(line)
+                except BadRow as bad:
+                    yield line_no, bad
         return
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
+    except UnicodeDecodeError as e:  # CSV quoting may span lines: the file cannot be cut into records safely
         line_no = data[: e.start].count(b"\n") + 1
         raise DataError(f"{path}, line {line_no}: not UTF-8") from None
-    if suffix == ".jsonl":
-        for line_no, line in enumerate(text.split("\n"), 1):
-            if line.strip():
-                yield line_no, jsonl_record(path, line_no, line)
-        return
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None:
-        raise DataError(f"{path}: the file is empty")
     try:
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: the file is empty")
         for fields in reader:
             if not fields:
                 continue
             if len(fields) != len(header):
-                raise DataError(f"{path}, line {reader.line_num}: expected {len(header)} columns, "
-                                f"found {len(fields)}")
+                yield reader.line_num, BadRow(f"expected {len(header)} columns, found {len(fields)}")
+                continue
             yield reader.line_num, dict(zip(header, fields))
     except csv.Error as e:
         raise DataError(f"{path}, line {reader.line_num}: {e}") from None
 
 
-def _table_labels(path: Path, values: list, lines: list[int], labels: Sequence[str] | None):
-    """Label ids (or float scores) and the id -> name table for a user's file."""
+def _table_labels(values: list, labels: Sequence[str] | None):
+    """(label ids or float scores, the id -> name table, the positions whose label is not in `labels`)."""
     if labels is None and all(_number(v) is not None for v in values) and any(map(_is_fractional, values)):
-        return [_number(v) for v in values], None
+        return [_number(v) for v in values], None, []
     names = [str(v) for v in values]
     if labels is None:
         distinct = set(names)
-        integers = all(n.lstrip("-").isdecimal() for n in distinct)
+        # written as whole numbers (short enough for int(), which refuses thousands of digits): sorted by value
+        integers = all(n.removeprefix("-").isdecimal() and len(n) < 1000 for n in distinct)
         labels = sorted(distinct, key=int) if integers else sorted(distinct)
     ids = {name: i for i, name in enumerate(labels)}
-    for name, line_no in zip(names, lines):
-        if name not in ids:
-            raise DataError(f"{path}, line {line_no}: label {name!r} is not one of {', '.join(labels)}")
-    return [ids[n] for n in names], tuple(labels)
+    return [ids.get(n, -1) for n in names], tuple(labels), [k for k, n in enumerate(names) if n not in ids]
 
 
 def _number(value) -> float | None:
@@ -123,7 +166,7 @@ def _number(value) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer past float's range
         return None
     return number if np.isfinite(number) else None
 
@@ -171,9 +214,19 @@ def tsv_header(path: Path, lines: Iterator[tuple[int, bytes]]) -> list[str]:
 def jsonl_record(path, line_no: int, line: str) -> dict:
     """One line of a JSONL file as its JSON object; anything else is an error naming the file and line."""
     try:
+        return json_object(line)
+    except BadRow as bad:
+        raise DataError(f"{path}, line {line_no}: {bad}") from None
+
+
+def json_object(line: str) -> dict:
+    """A line's JSON object; BadRow saying what else it is."""
+    try:
         record = json.loads(line)
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}, line {line_no}: not JSON ({e.msg})") from None
+        raise BadRow(f"not JSON ({e.msg})") from None
+    except RecursionError:
+        raise BadRow("JSON nested too deeply") from None
     if not isinstance(record, dict):
-        raise DataError(f"{path}, line {line_no}: expected a JSON object, found {type(record).__name__}")
+        raise BadRow(f"expected a JSON object, found {type(record).__name__}")
     return record

@@ -27,8 +27,9 @@ WIKITEXT = "Salesforce/wikitext"
 WIKITEXT_CONFIGS = {"wikitext": "wikitext-103-raw-v1", "wikitext-2-raw-v1": "wikitext-2-raw-v1",
                     "wikitext-103-raw-v1": "wikitext-103-raw-v1"}
 
-# ` = Title = ` is level 1, ` = = Section = = ` level 2, ...: as many `=` on each side
-_HEADING = re.compile(r"^((?:=\s*)+)(.*?)((?:\s*=)+)$")
+# ` = Title = ` is level 1, ` = = Section = = ` level 2, ...: as many `=` on each side. Each edge is matched
+# from its own end, in time linear in the line (a regex matching the whole line backtracks for ages on `= = = ... x`).
+_EDGE = re.compile(r"[=\s]*")
 
 
 @dataclass
@@ -52,11 +53,12 @@ class CorpusStats:
 
 def heading_level(line: str) -> int:
     """1 for a WikiText title line (`= Title =`), 2+ for a section heading (`= = Section = =`), 0 for text."""
-    match = _HEADING.match(line.strip())
-    if not match or not match.group(2).strip():
-        return 0
-    left, right = match.group(1).count("="), match.group(3).count("=")
-    return left if left == right else 0
+    text = line.strip()
+    left = _EDGE.match(text).group()
+    right = _EDGE.match(text[::-1]).group()
+    if not text.startswith("=") or not text.endswith("=") or len(left) + len(right) >= len(text):
+        return 0  # no title text between the edges
+    return left.count("=") if left.count("=") == right.count("=") else 0
 
 
 def is_hub_name(source: str) -> bool:

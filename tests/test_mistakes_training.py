@@ -1,0 +1,327 @@
+"""The mistakes matrix of the training commands (glue, squad, pretrain, tokenizer, evaluate-squad, report, demo):
+each ordinary mistake stops with exit 2 and one error line, no traceback, no file changed (tests/mistakes.py).
+
+An empty training or evaluation set once made the loop spin forever over zero batches: every case has a
+timeout, so a command that hangs fails here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mistakes import refused
+
+from bertfit.pretrained import embedded_model_path
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest)
+
+FAST = ["--epochs", "1", "--batch-size", "4", "--precision", "fp32", "--quiet"]
+SQUAD_WINDOWS = ["--max-seq-length", "48", "--doc-stride", "16", "--max-query-length", "16"]
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BERTFIT_CACHE", str(tmp_path / "cache"))  # outside the watched folders
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    """Good files of every kind the commands read, in one folder the tests watch."""
+    folder = tmp_path / "data"
+    (folder / "SST-2").mkdir(parents=True)
+    rows = "".join(f"{'a fine film' if i % 2 else 'a dull film'} number {i} .\t{i % 2}\n" for i in range(12))
+    for split in ("train", "dev"):
+        (folder / "SST-2" / f"{split}.tsv").write_text("sentence\tlabel\n" + rows)
+    (folder / "train.csv").write_text("text,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(12)))
+    (folder / "dev.csv").write_text("text,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(6)))
+    squad_file(folder / "squad.json", 6)
+    (folder / "text.txt").write_text("\n\n".join(f"the river runs north number {i} .\nkings built towers ."
+                                                for i in range(20)) + "\n")
+    return folder
+
+
+def squad_file(path: Path, n: int, bad: int = 0) -> Path:
+    """n good questions and `bad` whose answer_start points one character too far."""
+    paragraphs = []
+    for i in range(n + bad):
+        context = f"person {i} lives in paris and works as a baker ."
+        start = context.index("paris") + (i >= n)
+        paragraphs.append({"context": context, "qas": [{"id": f"q{i}", "question": f"where does person {i} live ?",
+                                                        "answers": [{"text": "paris", "answer_start": start}]}]})
+    path.write_text(json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]}))
+    return path
+
+
+def unrelated_folder(path: Path) -> Path:
+    """A folder of the user's that bertfit did not make, with names a run writes too."""
+    (path / "checkpoints").mkdir(parents=True)
+    (path / "checkpoints" / "notes.txt").write_text("mine")
+    (path / "results.json").write_text('{"mine": true}')
+    (path / "thesis.tex").write_text("mine")
+    return path
+
+
+def glue(data, out, model, *more):
+    return ["glue", "sst2", "--data-dir", data, "--model", model, "--output-dir", out, *FAST, *more]
+
+
+def squad(train, dev, out, model, *more):
+    return ["squad", "--train-file", train, "--eval-file", dev, "--model", model, "--output-dir", out, *FAST,
+            *SQUAD_WINDOWS, *more]
+
+
+def pretrain(train, out, *more):
+    return ["pretrain", "--train-file", train, "--validation-fraction", "0.2", "--size", "tiny", "--tokenizer",
+            embedded_model_path() / "tokenizer.json", "--output-dir", out, "--max-seq-length", "16", "--max-steps",
+            "2", "--batch-size", "2", "--precision", "fp32", "--quiet", *more]
+
+
+# ---- glue ----------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(120)
+def test_glue_refuses_a_data_dir_without_the_tasks_files(tmp_path, data, tiny_model, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    message = refused(glue(empty, tmp_path / "out", tiny_model), watch=[empty, tmp_path / "out"], capsys=capsys)
+    assert "SST-2/train.tsv" in message and "not found" in message
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("split, rows, message", [
+    ("train", "a film\tmaybe\n" * 3, "train.tsv: no examples to train on (3 read, 3 skipped as bad)"),
+    ("dev", "\tmaybe\n" * 2, "dev.tsv: no examples to evaluate on (2 read, 2 skipped as bad)"),
+])
+def test_glue_refuses_a_training_or_evaluation_set_whose_every_row_is_skipped(tmp_path, data, tiny_model, capsys,
+                                                                               split, rows, message):
+    (data / "SST-2" / f"{split}.tsv").write_text("sentence\tlabel\n" + rows)
+    assert message in refused(glue(data, tmp_path / "out", tiny_model, "--skip-bad-examples"),
+                              watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("train, message", [
+    ("missing.csv", "missing.csv: file not found"),
+    ("header.csv", "header.csv: no examples"),
+    ("bad.csv", "bad.csv: no examples to train on (2 read, 2 skipped as bad)"),
+])
+def test_glue_refuses_own_files_missing_empty_or_all_bad(tmp_path, data, tiny_model, capsys, train, message):
+    (data / "header.csv").write_text("text,label\n")
+    (data / "bad.csv").write_text("text,label\n,1\nonly one column\n")
+    argv = ["glue", "custom", "--train-file", data / train, "--eval-file", data / "dev.csv", "--text-columns", "text",
+            "--label-column", "label", "--model", tiny_model, "--output-dir", tmp_path / "out", "--skip-bad-examples",
+            *FAST]
+    assert message in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_glue_refuses_an_output_dir_of_other_files_even_with_overwrite(tmp_path, data, tiny_model, capsys, overwrite):
+    out = unrelated_folder(tmp_path / "mine")
+    message = refused(glue(data, out, tiny_model, *overwrite), watch=[data, out], capsys=capsys)
+    assert "not a bertfit run" in message and "thesis.tex" in message
+
+
+@pytest.mark.timeout(120)
+def test_glue_refuses_an_output_dir_that_is_a_file(tmp_path, data, tiny_model, capsys):
+    out = tmp_path / "notes.txt"
+    out.write_text("mine")
+    assert "a file, not a folder" in refused(glue(data, out, tiny_model), watch=[data, out], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("more, message", [
+    (["--max-seq-length", "0"], "--max-seq-length"),
+    (["--epochs", "-1"], "epochs"),
+    (["--max-train-samples", "0"], "--max-train-samples"),
+    (["--validation-fraction", "2"], "--validation-fraction"),
+    (["--batch-size", "0"], "batch"),
+])
+def test_glue_refuses_numbers_out_of_range(tmp_path, data, tiny_model, capsys, more, message):
+    assert message in refused(glue(data, tmp_path / "out", tiny_model, *more), watch=[data, tmp_path / "out"],
+                              capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+def test_glue_refuses_an_unknown_task(tmp_path, data, tiny_model, capsys):
+    argv = ["glue", "sst5", "--data-dir", data, "--model", tiny_model, "--output-dir", tmp_path / "out", *FAST]
+    assert "unknown GLUE task 'sst5'" in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+# ---- squad ---------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(120)
+def test_squad_refuses_a_file_without_questions(tmp_path, data, tiny_model, capsys):
+    empty = data / "empty.json"
+    empty.write_text('{"version": "1.1", "data": []}')
+    message = refused(squad(empty, data / "squad.json", tmp_path / "out", tiny_model), watch=[data, tmp_path / "out"],
+                      capsys=capsys)
+    assert "empty.json: no questions to train on (0 read, 0 skipped as bad)" in message
+
+
+@pytest.mark.timeout(120)
+def test_squad_refuses_a_training_file_whose_every_question_is_skipped(tmp_path, data, tiny_model, capsys):
+    bad = squad_file(data / "bad.json", 0, bad=3)
+    message = refused(squad(bad, data / "squad.json", tmp_path / "out", tiny_model, "--skip-bad-examples"),
+                      watch=[data, tmp_path / "out"], capsys=capsys)
+    assert "bad.json: no questions to train on (3 read, 3 skipped as bad)" in message
+
+
+@pytest.mark.timeout(120)
+def test_squad_refuses_an_evaluation_file_without_questions(tmp_path, data, tiny_model, capsys):
+    empty = data / "empty.json"
+    empty.write_text('{"version": "1.1", "data": [{"title": "t", "paragraphs": []}]}')
+    message = refused(squad(data / "squad.json", empty, tmp_path / "out", tiny_model),
+                      watch=[data, tmp_path / "out"], capsys=capsys)
+    assert "empty.json: no questions to evaluate on (0 read, 0 skipped as bad)" in message
+
+
+@pytest.mark.timeout(120)
+def test_squad_refuses_a_missing_training_file(tmp_path, data, tiny_model, capsys):
+    message = refused(squad(data / "missing.json", data / "squad.json", tmp_path / "out", tiny_model),
+                      watch=[data, tmp_path / "out"], capsys=capsys)
+    assert "missing.json" in message
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_squad_refuses_an_output_dir_of_other_files_even_with_overwrite(tmp_path, data, tiny_model, capsys,
+                                                                         overwrite):
+    out = unrelated_folder(tmp_path / "mine")
+    message = refused(squad(data / "squad.json", data / "squad.json", out, tiny_model, *overwrite),
+                      watch=[data, out], capsys=capsys)
+    assert "not a bertfit run" in message
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("more, message", [
+    (["--version", "3"], "--version"),
+    (["--max-train-samples", "-1"], "--max-train-samples"),
+    (["--max-eval-samples", "0"], "--max-eval-samples"),
+    (["--n-best", "0"], "--n-best"),
+    (["--max-answer-length", "0"], "--max-answer-length"),
+    (["--doc-stride", "0"], "doc_stride"),
+    (["--lr", "-1"], "lr"),
+])
+def test_squad_refuses_numbers_out_of_range_and_unknown_versions(tmp_path, data, tiny_model, capsys, more, message):
+    argv = squad(data / "squad.json", data / "squad.json", tmp_path / "out", tiny_model, *more)
+    assert message in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+# ---- pretrain ------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    ("", "no text to tokenize"),
+    ("\n\n = Title = \n\n", "no text to tokenize"),
+])
+def test_pretrain_refuses_missing_or_empty_text(tmp_path, data, capsys, content, message):
+    train = data / "corpus.txt"
+    if content is not None:
+        train.write_text(content)
+    assert message in refused(pretrain(train, tmp_path / "out"), watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+def test_pretrain_refuses_text_too_short_for_one_block_naming_the_file(tmp_path, data, capsys):
+    train = data / "short.txt"
+    train.write_text("one .\n\ntwo .\n\nthree .\n\nfour .\n\nfive .\n")
+    message = refused(pretrain(train, tmp_path / "out", "--max-seq-length", "64"), watch=[data, tmp_path / "out"],
+                      capsys=capsys)
+    assert "short.txt" in message and "no blocks" in message
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_pretrain_refuses_an_output_dir_of_other_files_even_with_overwrite(tmp_path, data, capsys, overwrite):
+    out = unrelated_folder(tmp_path / "mine")
+    message = refused(pretrain(data / "text.txt", out, *overwrite), watch=[data, out], capsys=capsys)
+    assert "not a bertfit run" in message
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("more, message", [
+    (["--size", "huge"], "huge"),
+    (["--max-seq-length", "2"], "max-seq-length"),
+    (["--mlm-probability", "1.5"], "--mlm-probability"),
+    (["--validation-fraction", "1.5"], "fraction"),
+])
+def test_pretrain_refuses_numbers_out_of_range_and_unknown_sizes(tmp_path, data, capsys, more, message):
+    assert message in refused(pretrain(data / "text.txt", tmp_path / "out", *more), watch=[data, tmp_path / "out"],
+                              capsys=capsys)
+
+
+# ---- tokenizer -----------------------------------------------------------------------------------
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("content, message", [(None, "no such file"), ("\n \n", "no text to train a tokenizer on")])
+def test_tokenizer_refuses_missing_or_empty_text(tmp_path, data, capsys, content, message):
+    train = data / "corpus.txt"
+    if content is not None:
+        train.write_text(content)
+    argv = ["tokenizer", "--train-file", train, "--output", tmp_path / "out" / "t.json", "--quiet"]
+    assert message in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+def test_tokenizer_refuses_to_replace_a_file_that_is_not_a_tokenizer(tmp_path, data, capsys):
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"mine": true}')
+    argv = ["tokenizer", "--train-file", data / "text.txt", "--output", mine, "--quiet"]
+    assert "not a tokenizer file" in refused(argv, watch=[data, mine], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+def test_tokenizer_refuses_an_output_that_is_a_folder(tmp_path, data, capsys):
+    argv = ["tokenizer", "--train-file", data / "text.txt", "--output", data, "--quiet"]
+    assert "a folder" in refused(argv, watch=[data], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("more, message", [(["--vocab-size", "3"], "--vocab-size"),
+                                           (["--min-frequency", "0"], "--min-frequency")])
+def test_tokenizer_refuses_numbers_out_of_range(tmp_path, data, capsys, more, message):
+    argv = ["tokenizer", "--train-file", data / "text.txt", "--output", tmp_path / "out" / "t.json", "--quiet", *more]
+    assert message in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+# ---- evaluate-squad ------------------------------------------------------------------------------
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("data_file, predictions, message", [
+    ("missing.json", '{"q0": "paris"}', "missing.json"),
+    ("squad.json", None, "predictions.json: file not found"),
+    ("squad.json", '["paris"]', "must be a JSON object"),
+    ("squad.json", "{not json", "not valid JSON"),
+    ("text.txt", '{"q0": "paris"}', "text.txt: not valid JSON"),
+])
+def test_evaluate_squad_refuses_missing_or_malformed_files(tmp_path, data, capsys, data_file, predictions, message):
+    if predictions is not None:
+        (data / "predictions.json").write_text(predictions)
+    argv = ["evaluate-squad", data / data_file, data / "predictions.json"]
+    assert message in refused(argv, watch=[data], capsys=capsys)
+
+
+# ---- report --------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_report_refuses_a_missing_folder_and_one_without_runs(tmp_path, data, capsys):
+    assert "missing" in refused(["report", tmp_path / "missing"], watch=[data], capsys=capsys)
+    assert str(data) in refused(["report", data], watch=[data], capsys=capsys)
+
+
+# ---- demo ----------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_demo_refuses_an_output_dir_of_other_files(tmp_path, capsys):
+    out = unrelated_folder(tmp_path / "mine")
+    assert "not a bertfit run" in refused(["demo", "--output-dir", out, "--quiet"], watch=[out], capsys=capsys)
+
+
+@pytest.mark.timeout(60)
+def test_demo_refuses_an_output_dir_that_is_a_file(tmp_path, capsys):
+    out = tmp_path / "notes.txt"
+    out.write_text("mine")
+    assert "a file, not a folder" in refused(["demo", "--output-dir", out, "--quiet"], watch=[out], capsys=capsys)

@@ -1,0 +1,270 @@
+"""Property tests of every reader of user data: any bytes, and near-valid files made by mutating valid ones
+(which reach further into a reader than noise does), give either examples or bertfit's own DataError naming
+the file, never another exception and never a hang.
+
+Readers: GLUE TSV (tasks/glue_tsv.py), a user's CSV/TSV/JSONL (tasks/table_files.py), SQuAD JSON
+(tasks/squad), pretraining text and JSONL (tasks/text.py).
+"""
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bertfit.errors import DataError
+from bertfit.tasks.glue_tsv import read_glue_split
+from bertfit.tasks.squad import read_squad
+from bertfit.tasks.table_files import read_table_file
+from bertfit.tasks.text import CorpusStats, heading_level, read_documents
+
+BOUNDED = settings(max_examples=120, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
+
+# characters that mean something to one reader or another
+SPECIAL = ["\t", ",", '"', "\n", "\r\n", "\r", "=", " = ", "{", "}", "[", "]", ":", "\\", "\x00", "\ufeff", "\u2028",
+           "\udc80", "", " ", "0", "-1", "1e999", "9" * 400, "NaN", "null", "true", '"x"']
+
+
+def mutated(valid: bytes):
+    """A valid file's bytes with a few edits: a slice deleted, bytes or meaningful characters inserted, a line
+    repeated."""
+    edit = st.one_of(
+        st.tuples(st.just("delete"), st.integers(0, len(valid)), st.integers(1, 12)),
+        st.tuples(st.just("insert"), st.integers(0, len(valid)), st.binary(max_size=6)),
+        st.tuples(st.just("insert"), st.integers(0, len(valid)),
+                  st.sampled_from(SPECIAL).map(lambda s: s.encode("utf-8", "surrogatepass"))),
+        st.tuples(st.just("repeat"), st.integers(0, max(0, valid.count(b"\n"))), st.integers(1, 3)),
+    )
+
+    def apply(edits) -> bytes:
+        data = valid
+        for op, at, arg in edits:
+            if op == "delete":
+                data = data[:at] + data[at + arg :]
+            elif op == "insert":
+                data = data[:at] + arg + data[at:]
+            else:
+                lines = data.split(b"\n")
+                k = min(at, len(lines) - 1)
+                data = b"\n".join(lines[: k + 1] + [lines[k]] * arg + lines[k + 1 :])
+        return data
+
+    return st.lists(edit, min_size=1, max_size=4).map(apply)
+
+
+def any_or_mutated(valid: bytes):
+    return st.one_of(st.binary(max_size=300), mutated(valid))
+
+
+def loads_or_names_the_file(read, path: Path):
+    """`read()`'s result, or None when it raised a DataError that names `path`; any other exception fails."""
+    try:
+        return read()
+    except DataError as error:
+        assert str(path) in str(error), f"the error does not name the file: {error}"
+        return None
+
+
+def write(folder: str, name: str, content: bytes) -> Path:
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+# ---- GLUE TSV ------------------------------------------------------------------------------------
+
+RTE = (b"index\tsentence1\tsentence2\tlabel\n0\tNo weapons were found.\tWeapons were found.\tnot_entailment\n"
+       b"1\tA place of sorrow.\tA place.\tentailment\n")
+COLA = b"gj04\t1\t\tOur friends won't buy this analysis.\ncj99\t0\t*\tAs you eat the most, you want the least.\n"
+STSB = (b"index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+        b"0\tmain\tMSRvid\t2012\t0001\tnone\tnone\tA plane takes off.\tA plane is taking off.\t5.000\n")
+
+
+@pytest.mark.timeout(120)
+@BOUNDED
+@given(task=st.sampled_from([("rte", "RTE", RTE), ("cola", "CoLA", COLA), ("stsb", "STS-B", STSB)]),
+       data=st.data(), skip_bad=st.booleans())
+def test_glue_tsv_gives_examples_or_a_data_error_naming_the_file(task, data, skip_bad):
+    name, folder_name, valid = task
+    content = data.draw(any_or_mutated(valid))
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(folder, f"{folder_name}/train.tsv", content)
+        examples = loads_or_names_the_file(lambda: read_glue_split(name, folder, "train", skip_bad=skip_bad), path)
+        if examples is not None:
+            assert len(examples) == examples.num_read - examples.num_skipped
+            assert len(examples.labels) == len(examples.texts_a) == len(examples.indices)
+            assert skip_bad or not examples.num_skipped
+
+
+# ---- a user's CSV, TSV and JSONL -----------------------------------------------------------------
+
+TABLES = {
+    "csv": b'text,other,label\n"Good, really good",x,pos\nBad,y,neg\n"Meh ""ok""",z,neu\n',
+    "tsv": b"text\tother\tlabel\ngood film\tx\tpos\nbad film\ty\tneg\n",
+    "jsonl": b'{"text": "good film", "other": "x", "label": "pos"}\n{"text": "bad", "other": "y", "label": 2.5}\n',
+}
+
+
+@pytest.mark.timeout(120)
+@BOUNDED
+@given(kind=st.sampled_from(sorted(TABLES)), data=st.data(), skip_bad=st.booleans(),
+       columns=st.sampled_from([["text"], ["text", "other"]]), labels=st.sampled_from([None, ("neg", "pos")]))
+def test_table_files_give_examples_or_a_data_error_naming_the_file(kind, data, skip_bad, columns, labels):
+    content = data.draw(any_or_mutated(TABLES[kind]))
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(folder, f"data.{kind}", content)
+        examples = loads_or_names_the_file(
+            lambda: read_table_file(path, columns, "label", labels=labels, skip_bad=skip_bad), path)
+        if examples is not None:
+            assert len(examples) == len(examples.labels) == len(examples.indices)
+            assert len(examples) == examples.num_read - examples.num_skipped
+            assert (examples.texts_b is None) == (len(columns) == 1)
+            assert skip_bad or not examples.num_skipped
+            assert all(isinstance(t, str) and t.strip() for t in examples.texts_a)
+
+
+def test_table_files_skip_bad_records_counted_with_their_lines(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"text": "good", "label": "pos"}\n{"text": ""}\n[1]\n{"text": "x", "label": "maybe"}\n'
+                     b"\xff\xfe\n" + b"[" * 100000 + b"\n" + b'{"text": "bad", "label": "neg"}\n')
+    examples = read_table_file(path, ["text"], "label", labels=("neg", "pos"), skip_bad=True)
+    assert examples.texts_a == ["good", "bad"] and examples.labels == [1, 0]
+    assert examples.num_read == 7 and examples.num_skipped == 5
+    assert [reason.split(":")[0] for reason in examples.skip_reasons] == ["line 2", "line 3", "line 5", "line 6",
+                                                                         "line 4"]
+
+
+def test_a_label_past_floats_range_is_a_label_not_a_traceback(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"text": "a", "label": 1%s}\n{"text": "b", "label": 2.5}\n' % ("0" * 400))
+    examples = read_table_file(path, ["text"], "label")
+    assert examples.label_names == ("1" + "0" * 400, "2.5")
+
+
+# ---- SQuAD JSON ----------------------------------------------------------------------------------
+
+SQUAD = {"version": "v2.0", "data": [{"title": "t", "paragraphs": [
+    {"context": "Paris is in France.", "qas": [
+        {"id": "a", "question": "Where is Paris?", "answers": [{"text": "France", "answer_start": 12}],
+         "is_impossible": False},
+        {"id": "b", "question": "Who?", "answers": [], "is_impossible": True}]},
+    {"context": "Rome.", "qas": [{"id": "c", "question": "What?", "answers": [{"text": "Rome", "answer_start": 0}]}]},
+]}]}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10**30) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6)
+
+
+def nodes(value, found):
+    """Every (container, key) of a JSON tree, depth first."""
+    if isinstance(value, dict):
+        for key in list(value):
+            found.append((value, key))
+            nodes(value[key], found)
+    elif isinstance(value, list):
+        for i in range(len(value)):
+            found.append((value, i))
+            nodes(value[i], found)
+    return found
+
+
+@st.composite
+def near_squad(draw):
+    """The valid file with a few nodes replaced by other JSON, deleted, or given a surrogate."""
+    dataset = json.loads(json.dumps(SQUAD))
+    for _ in range(draw(st.integers(1, 3))):
+        found = nodes(dataset, [])
+        if not found:
+            break
+        container, key = found[draw(st.integers(0, len(found) - 1))]
+        op = draw(st.sampled_from(["replace", "delete", "surrogate"]))
+        if op == "delete":
+            del container[key]
+        elif op == "surrogate" and isinstance(container[key], str):
+            container[key] += "\udc80"
+        else:
+            container[key] = draw(json_values)
+    return json.dumps(dataset).encode()
+
+
+@pytest.mark.timeout(120)
+@BOUNDED
+@given(content=st.one_of(st.binary(max_size=200), mutated(json.dumps(SQUAD).encode()), near_squad()),
+       skip_bad=st.booleans())
+def test_squad_json_gives_questions_or_a_data_error_naming_the_file(content, skip_bad):
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(folder, "train.json", content)
+        read = loads_or_names_the_file(lambda: read_squad(path, skip_bad=skip_bad), path)
+        if read is not None:
+            questions, stats = read
+            assert stats.questions == len(questions) and len({q.id for q in questions}) == len(questions)
+            assert skip_bad or not stats.skipped
+            for q in questions:
+                assert all(q.context[a.start : a.start + len(a.text)] == a.text for a in q.answers)
+
+
+# ---- pretraining text ----------------------------------------------------------------------------
+
+WIKITEXT = (b" = Valkyria Chronicles = \n\n Senjo no Valkyria is a game .\n\n = = Gameplay = = \n\n"
+            b" It is played in turns .\n = Second = \n\n Another article .\n")
+TEXT_JSONL = b'{"text": "first paragraph\\nsecond"}\n{"text": ""}\n{"text": "another document"}\n'
+
+
+@pytest.mark.timeout(120)
+@BOUNDED
+@given(kind=st.sampled_from([("corpus.txt", WIKITEXT), ("corpus.jsonl", TEXT_JSONL)]), data=st.data())
+def test_pretraining_text_gives_documents_or_a_data_error_naming_the_file(kind, data):
+    name, valid = kind
+    content = data.draw(any_or_mutated(valid))
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(folder, name, content)
+        stats = CorpusStats()
+        documents = loads_or_names_the_file(lambda: list(read_documents(str(path), stats=stats)), path)
+        if documents is not None:
+            assert stats.documents == len(documents) and all(documents)
+            assert all(p and p == p.strip() for document in documents for p in document)
+
+
+OLD_HEADING = re.compile(r"^((?:=\s*)+)(.*?)((?:\s*=)+)$")
+
+
+@BOUNDED
+@given(line=st.text(alphabet=st.sampled_from(["=", " ", "\t", "a", "\u3000", "\x1f", "b"]), max_size=14))
+def test_heading_levels_are_those_of_the_wikitext_pattern(line):
+    """The linear-time heading test agrees with the regex it replaced (which backtracks for minutes on long
+    lines of `=`), on lines short enough for the regex."""
+    match = OLD_HEADING.match(line.strip())
+    expected = 0
+    if match and match.group(2).strip():
+        left, right = match.group(1).count("="), match.group(3).count("=")
+        expected = left if left == right else 0
+    assert heading_level(line) == expected
+
+
+@pytest.mark.timeout(30)
+def test_a_long_line_of_equals_signs_is_read_without_backtracking(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("= " * 5000 + "x\n\n" + "=" * 3000 + " y " + "= " * 2999 + "\nsome text .\n")
+    documents = list(read_documents(str(path)))  # neither long line is a heading: their `=`s do not pair up
+    assert documents == [[("= " * 5000 + "x")], ["=" * 3000 + " y " + ("= " * 2999).strip(), "some text ."]]
+
+
+def test_labels_that_only_look_like_integers_sort_as_text(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("text,label\na,--5\nb,1\n")
+    assert read_table_file(path, ["text"], "label").label_names == ("--5", "1")
+
+
+def test_a_pretraining_jsonl_line_nested_too_deeply_names_its_line(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"text": "a"}\n' + "[" * 100000 + "\n")
+    with pytest.raises(DataError, match=f"{re.escape(str(path))}, line 2: JSON nested too deeply"):
+        list(read_documents(str(path)))
+
