@@ -171,6 +171,6 @@ def test_the_demo_refuses_an_output_dir_of_other_files(tmp_path):
     from bertfit.demo import run_demo
 
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="exists and is not an earlier demo"):
+    with pytest.raises(ConfigError, match="holds files that are not a bertfit run"):
         run_demo(tmp_path, quiet=True)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
