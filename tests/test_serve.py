@@ -19,7 +19,7 @@ import runs  # noqa: E402
 from bertfit import inference  # noqa: E402
 from bertfit.recipes.glue import classify  # noqa: E402
 from bertfit.recipes.squad import answer  # noqa: E402
-from bertfit.serve import Batcher, Counters, RequestError, ServeSettings, run_names  # noqa: E402
+from bertfit.serve import Batcher, Counters, Metrics, RequestError, ServeSettings, run_names  # noqa: E402
 
 KEY = "test-key-3f9a"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -409,7 +409,7 @@ def batch_in_process(run, requests, prepare=inference.prepare_texts, **settings)
     async def main():
         counters = Counters()
         with ThreadPoolExecutor(1) as worker:
-            batcher = Batcher("m", run, worker, ServeSettings(**settings), counters)
+            batcher = Batcher("m", run, ServeSettings(**settings), counters, Metrics(), worker, worker)
             jobs = [batcher.submit(prepare(run, texts)) for texts in requests]
             task = asyncio.create_task(batcher.serve_forever())
             answers = await asyncio.gather(*(batcher.result(job) for job in jobs))
@@ -456,7 +456,7 @@ def test_a_pass_stops_at_the_token_budget(sentiment):
 def test_a_full_queue_refuses_with_503(sentiment):
     async def main():
         with ThreadPoolExecutor(1) as worker:
-            batcher = Batcher("m", sentiment, worker, ServeSettings(max_queue=2), Counters())
+            batcher = Batcher("m", sentiment, ServeSettings(max_queue=2), Counters(), Metrics(), worker, worker)
             for _ in range(2):
                 batcher.submit(inference.prepare_texts(sentiment, ["waiting"]))
             with pytest.raises(RequestError) as refused:
@@ -471,7 +471,7 @@ def test_a_request_that_times_out_gets_504_and_is_never_run(sentiment):
     async def main():
         counters = Counters()
         with ThreadPoolExecutor(1) as worker:
-            batcher = Batcher("m", sentiment, worker, ServeSettings(timeout=0.01), counters)
+            batcher = Batcher("m", sentiment, ServeSettings(timeout=0.01), counters, Metrics(), worker, worker)
             late = batcher.submit(inference.prepare_texts(sentiment, ["too late"]))
             with pytest.raises(RequestError) as timed_out:
                 await batcher.result(late)  # the batcher has not started: nothing can answer it
