@@ -209,15 +209,18 @@ TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "tuple", "none"}
 def validation_message(errors: list[dict]) -> tuple[int, str, str | None]:
     """(status, message, field) for the first problem pydantic found in a request body."""
     first = errors[0]
-    loc = list(first.get("loc", ()))
-    # pydantic names the members of a union it tried (str, TextPair, list[...]): not fields a client sent
-    loc = [p for i, p in enumerate(loc) if isinstance(p, int) or i == len(loc) - 1
-           or (p != "body" and p.isidentifier() and p.islower() and p not in TYPE_NAMES)]
-    loc = loc[1:] if loc[:1] == ["body"] else loc
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or None
     kind = first.get("type", "")
+    loc = list(first.get("loc", ()))
+    loc = loc[1:] if loc[:1] == ["body"] else loc
+    # pydantic names the members of a union it tried (str, TextPair, list[...]): not fields a client sent;
+    # an unknown field's name is the client's own, kept as sent
+    loc = [p for i, p in enumerate(loc) if isinstance(p, int) or (kind == "extra_forbidden" and i == len(loc) - 1)
+           or (p.isidentifier() and p.islower() and p not in TYPE_NAMES)]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or None
     if kind == "json_invalid":
         return 400, f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'malformed')})", None
+    if kind == "string_unicode":  # a lone surrogate where pydantic reads a name, not a value
+        return 422, f"{where or 'the body'} has a lone surrogate, which is no character; send text as valid UTF-8", where
     if where is None:
         if kind == "missing":
             return 422, "the request needs a JSON object as its body", None

@@ -114,22 +114,21 @@ class Batcher:
             self.pending.remove(job)
             self.pending_tokens -= job.waiting_tokens
             self.counters.queued -= 1
+            self.arrival.set()  # the oldest request may have changed
 
     async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()
         wait = self.settings.max_wait_ms / 1000
         while True:
-            while not self.pending:
-                self.arrival.clear()
-                await self.arrival.wait()
             # the oldest request waits at most max_wait for company; a full budget goes at once
-            deadline = self.pending[0].arrived + wait
-            while self.pending_tokens < self.settings.max_batch_tokens and (left := deadline - loop.time()) > 0:
+            while not self.pending or (self.pending_tokens < self.settings.max_batch_tokens
+                                       and loop.time() < self.pending[0].arrived + wait):
                 self.arrival.clear()
                 try:
-                    await asyncio.wait_for(self.arrival.wait(), left)
+                    timeout = self.pending[0].arrived + wait - loop.time() if self.pending else None
+                    await asyncio.wait_for(self.arrival.wait(), timeout)
                 except asyncio.TimeoutError:
-                    break
+                    pass
             segments = self._take()
             if segments:
                 await self._run(segments)
