@@ -551,3 +551,93 @@ def test_the_page_classifies_a_sentence_and_answers_a_question_in_a_browser(serv
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+# ---- the page's script under Node, where there is no browser ------------------------------------
+
+PAGE_HARNESS = r"""
+// The page's script against the real server, with the little of the DOM it uses: elements by id (hidden as the
+// HTML marks them), values, text, children and listeners. argv: base URL, API key, page file, steps (JSON).
+const [base, key, file, stepsJson] = process.argv.slice(2);
+const html = require("fs").readFileSync(file, "utf8");
+const hiddenAtStart = new Set([...html.matchAll(/id="([\w-]+)"[^>]*\bhidden\b/g)].map((m) => m[1]));
+const elements = {};
+function element(id) {
+  if (!elements[id]) elements[id] = {id, value: "", hidden: hiddenAtStart.has(id), textContent: "", placeholder: "",
+    children: [], listeners: {},
+    replaceChildren(...nodes) { this.children = nodes; if (id === "model") this.value = nodes[0] ? nodes[0].value : ""; },
+    addEventListener(type, fn) { this.listeners[type] = fn; }};
+  return elements[id];
+}
+global.document = {getElementById: element,
+                   createElement: (tag) => ({tag, textContent: "", className: "", id: ""})};
+global.Option = function (text, value) { this.text = text; this.value = value; };
+let requests = 0;
+const realFetch = fetch;
+global.fetch = (path, options) => { requests += 1; return realFetch(base + path, options); };
+element("key").value = key;
+const script = html.slice(html.indexOf("<script>") + 8, html.indexOf("</script>"));
+const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+(async () => {
+  eval(script);
+  const report = [];
+  for (const step of JSON.parse(stepsJson)) {
+    for (let i = 0; i < 200 && elements.form && elements.form.hidden; i++) await settle();
+    element("model").value = step.model;
+    element("model").listeners.change();
+    for (const [id, value] of Object.entries(step.fill || {})) element(id).value = value;
+    const before = requests;
+    if (step.submit) {
+      await element("form").listeners.submit({preventDefault() {}});
+      for (let i = 0; i < 200 && element("result").children.some((n) => n.textContent === "Working..."); i++) await settle();
+    }
+    report.push({pairHidden: element("pair-fields").hidden, requests: requests - before,
+                 result: element("result").children.map((n) => n.textContent).join("")});
+  }
+  console.log(JSON.stringify(report));
+})().catch((error) => { console.error(error); process.exit(1); });
+"""
+
+
+def test_the_page_offers_a_second_sentence_only_to_pair_runs_and_explains_an_empty_submit(server, tmp_path):
+    import subprocess
+
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("no node to run the page's script")
+    from bertfit.serve.app import PAGE
+
+    harness = tmp_path / "page.js"
+    harness.write_text(PAGE_HARNESS)
+    steps = [{"model": "sentiment", "submit": True, "fill": {"text": "   "}},  # single sentences; nothing written
+             {"model": "similarity"},  # STS-B reads pairs
+             {"model": "reader", "submit": True, "fill": {"question": "Who won?", "context": ""}},
+             {"model": "sentiment", "submit": True, "fill": {"text": TEXTS[0], "pair": "left over from STS-B"}}]
+    done = subprocess.run([node, str(harness), f"http://{server.host}:{server.port}", KEY, str(PAGE),
+                           json.dumps(steps)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    empty, pair, no_context, classified = json.loads(done.stdout)
+    assert empty == {"pairHidden": True, "requests": 0, "result": "Write a sentence to classify first."}
+    assert pair["pairHidden"] is False
+    assert no_context["requests"] == 0 and no_context["result"] == "Paste the passage that holds the answer in " \
+                                                                    "Context first."
+    # the hidden second-sentence box is not sent: the text is classified alone
+    _, _, body = post(server, "/v1/classify", {"texts": [TEXTS[0]], "model": "sentiment"})
+    assert classified["requests"] == 1 and classified["result"].startswith(body["predictions"][0]["label"])
+
+
+def test_the_page_ships_as_a_file_in_the_package(server):
+    import tomllib
+    from pathlib import Path
+
+    from bertfit.serve.app import PAGE
+
+    assert PAGE.is_file() and PAGE.parent.name == "static"
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "static/*" in project["tool"]["setuptools"]["package-data"]["bertfit.serve"]
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/html")
+    assert response.read() == PAGE.read_bytes()
+    connection.close()
