@@ -45,7 +45,8 @@ class ServeSettings:
     max_windows: int = limit(256, "model sequences (windows of long contexts included) one request may make")
     max_request_tokens: int = limit(65_536, "tokens one request may make, every window together")
     batch_size: int = limit(128, "sequences per forward inside a pass")
-    tokenizer_threads: int = limit(2, "threads that tokenize requests, apart from the model's thread")
+    tokenizer_threads: int = limit(2, "threads that tokenize requests and decode their answers, apart from the event "
+                                         "loop and the model's thread")
 
     def validate(self) -> None:
         """Refuse settings the server cannot start with, before any run is loaded."""

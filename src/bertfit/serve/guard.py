@@ -28,7 +28,7 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), [500]
+        started, status = time.perf_counter(), [499]  # no answer begun: the client left first
 
         async def counted(message):
             if message["type"] == "http.response.start":
