@@ -195,6 +195,8 @@ class Batcher:
             job.future.set_result(answers)
 
     def _fail(self, job: Job) -> None:
+        if job.dropped:
+            return  # nobody waits for it
         if job in self.pending:
             self.drop(job, "failed")
         if not job.future.done():
