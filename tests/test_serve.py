@@ -18,7 +18,7 @@ import runs  # noqa: E402
 from runs import answer, classify  # noqa: E402
 
 from bertfit import inference  # noqa: E402
-from bertfit.serve import Batcher, Counters, RequestError, ServeSettings, run_names  # noqa: E402
+from bertfit.serve import Batcher, Counters, Metrics, RequestError, ServeSettings, run_names  # noqa: E402
 
 KEY = "test-key-3f9a"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -408,7 +408,7 @@ def batch_in_process(run, requests, prepare=inference.prepare_texts, **settings)
     async def main():
         counters = Counters()
         with ThreadPoolExecutor(1) as worker:
-            batcher = Batcher("m", run, worker, ServeSettings(**settings), counters)
+            batcher = Batcher("m", run, ServeSettings(**settings), counters, Metrics(), worker, worker)
             jobs = [batcher.submit(prepare(run, texts)) for texts in requests]
             task = asyncio.create_task(batcher.serve_forever())
             answers = await asyncio.gather(*(batcher.result(job) for job in jobs))
@@ -455,7 +455,7 @@ def test_a_pass_stops_at_the_token_budget(sentiment):
 def test_a_full_queue_refuses_with_503(sentiment):
     async def main():
         with ThreadPoolExecutor(1) as worker:
-            batcher = Batcher("m", sentiment, worker, ServeSettings(max_queue=2), Counters())
+            batcher = Batcher("m", sentiment, ServeSettings(max_queue=2), Counters(), Metrics(), worker, worker)
             for _ in range(2):
                 batcher.submit(inference.prepare_texts(sentiment, ["waiting"]))
             with pytest.raises(RequestError) as refused:
@@ -470,7 +470,7 @@ def test_a_request_that_times_out_gets_504_and_is_never_run(sentiment):
     async def main():
         counters = Counters()
         with ThreadPoolExecutor(1) as worker:
-            batcher = Batcher("m", sentiment, worker, ServeSettings(timeout=0.01), counters)
+            batcher = Batcher("m", sentiment, ServeSettings(timeout=0.01), counters, Metrics(), worker, worker)
             late = batcher.submit(inference.prepare_texts(sentiment, ["too late"]))
             with pytest.raises(RequestError) as timed_out:
                 await batcher.result(late)  # the batcher has not started: nothing can answer it
@@ -550,3 +550,93 @@ def test_the_page_classifies_a_sentence_and_answers_a_question_in_a_browser(serv
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+# ---- the page's script under Node, where there is no browser ------------------------------------
+
+PAGE_HARNESS = r"""
+// The page's script against the real server, with the little of the DOM it uses: elements by id (hidden as the
+// HTML marks them), values, text, children and listeners. argv: base URL, API key, page file, steps (JSON).
+const [base, key, file, stepsJson] = process.argv.slice(2);
+const html = require("fs").readFileSync(file, "utf8");
+const hiddenAtStart = new Set([...html.matchAll(/id="([\w-]+)"[^>]*\bhidden\b/g)].map((m) => m[1]));
+const elements = {};
+function element(id) {
+  if (!elements[id]) elements[id] = {id, value: "", hidden: hiddenAtStart.has(id), textContent: "", placeholder: "",
+    children: [], listeners: {},
+    replaceChildren(...nodes) { this.children = nodes; if (id === "model") this.value = nodes[0] ? nodes[0].value : ""; },
+    addEventListener(type, fn) { this.listeners[type] = fn; }};
+  return elements[id];
+}
+global.document = {getElementById: element,
+                   createElement: (tag) => ({tag, textContent: "", className: "", id: ""})};
+global.Option = function (text, value) { this.text = text; this.value = value; };
+let requests = 0;
+const realFetch = fetch;
+global.fetch = (path, options) => { requests += 1; return realFetch(base + path, options); };
+element("key").value = key;
+const script = html.slice(html.indexOf("<script>") + 8, html.indexOf("</script>"));
+const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+(async () => {
+  eval(script);
+  const report = [];
+  for (const step of JSON.parse(stepsJson)) {
+    for (let i = 0; i < 200 && elements.form && elements.form.hidden; i++) await settle();
+    element("model").value = step.model;
+    element("model").listeners.change();
+    for (const [id, value] of Object.entries(step.fill || {})) element(id).value = value;
+    const before = requests;
+    if (step.submit) {
+      await element("form").listeners.submit({preventDefault() {}});
+      for (let i = 0; i < 200 && element("result").children.some((n) => n.textContent === "Working..."); i++) await settle();
+    }
+    report.push({pairHidden: element("pair-fields").hidden, requests: requests - before,
+                 result: element("result").children.map((n) => n.textContent).join("")});
+  }
+  console.log(JSON.stringify(report));
+})().catch((error) => { console.error(error); process.exit(1); });
+"""
+
+
+def test_the_page_offers_a_second_sentence_only_to_pair_runs_and_explains_an_empty_submit(server, tmp_path):
+    import subprocess
+
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("no node to run the page's script")
+    from bertfit.serve.app import PAGE
+
+    harness = tmp_path / "page.js"
+    harness.write_text(PAGE_HARNESS)
+    steps = [{"model": "sentiment", "submit": True, "fill": {"text": "   "}},  # single sentences; nothing written
+             {"model": "similarity"},  # STS-B reads pairs
+             {"model": "reader", "submit": True, "fill": {"question": "Who won?", "context": ""}},
+             {"model": "sentiment", "submit": True, "fill": {"text": TEXTS[0], "pair": "left over from STS-B"}}]
+    done = subprocess.run([node, str(harness), f"http://{server.host}:{server.port}", KEY, str(PAGE),
+                           json.dumps(steps)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    empty, pair, no_context, classified = json.loads(done.stdout)
+    assert empty == {"pairHidden": True, "requests": 0, "result": "Write a sentence to classify first."}
+    assert pair["pairHidden"] is False
+    assert no_context["requests"] == 0 and no_context["result"] == "Paste the passage that holds the answer in " \
+                                                                    "Context first."
+    # the hidden second-sentence box is not sent: the text is classified alone
+    _, _, body = post(server, "/v1/classify", {"texts": [TEXTS[0]], "model": "sentiment"})
+    assert classified["requests"] == 1 and classified["result"].startswith(body["predictions"][0]["label"])
+
+
+def test_the_page_ships_as_a_file_in_the_package(server):
+    import tomllib
+    from pathlib import Path
+
+    from bertfit.serve.app import PAGE
+
+    assert PAGE.is_file() and PAGE.parent.name == "static"
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "static/*" in project["tool"]["setuptools"]["package-data"]["bertfit.serve"]
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/html")
+    assert response.read() == PAGE.read_bytes()
+    connection.close()

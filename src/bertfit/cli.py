@@ -254,13 +254,19 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from .serve import ServeSettings, serve
+    from .serve_settings import settings_from
+
+    settings = settings_from(args)
+    settings.validate()  # a mistake is told at once, before torch loads
+    if args.threads is not None and args.threads < 1:
+        raise BertfitError(f"--threads must be at least 1, not {args.threads}")
+    from .serve import serve
 
     if args.threads:
         import torch
 
-        torch.set_num_threads(args.threads)
-    serve(args.run_dirs, ServeSettings(**{f.name: getattr(args, f.name) for f in fields(ServeSettings)}))
+        torch.set_num_threads(args.threads)  # the CLI owns this process; serve() leaves torch as it finds it
+    serve(args.run_dirs, settings)
 
 
 def add_engine_option(parser: argparse.ArgumentParser) -> None:
@@ -414,36 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "of the same run, or empty")
     p.set_defaults(func=cmd_export)
 
-    from .serve_settings import ServeSettings
+    from .serve_settings import add_options as add_serve_options
 
-    serving = ServeSettings()
-    p = command("serve", "serve fine-tuned runs over HTTP (POST /v1/classify, /v1/answer; page at /)")
+    p = command("serve", "serve fine-tuned runs over HTTP (POST /v1/classify, /v1/answer, /v1/fill-mask, the "
+                         "Hugging Face inference format at /models/NAME; page at /, metrics at /metrics)")
     p.add_argument("run_dirs", nargs="+", metavar="RUN", help="run dirs to serve; NAME=RUN names one")
-    p.add_argument("--host", default=serving.host, help=f"address to listen on (default {serving.host}: this machine only)")
-    p.add_argument("--port", type=int, default=serving.port, help=f"default {serving.port}; 0 picks a free one")
-    p.add_argument("--engine", choices=["torch", "onnx"], default=serving.engine,
-                   help="onnx: serve each run's export (`bertfit export`) with ONNX Runtime")
-    add_precision_option(p, serving.precision)
-    p.add_argument("--api-key", default=serving.api_key,
-                   help="require Authorization: Bearer KEY on every route but /health and the page "
-                        "(default: the BERTFIT_API_KEY environment variable, else none)")
     p.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
-    group = p.add_argument_group("batching and limits")
-    group.add_argument("--max-batch-tokens", type=int, default=serving.max_batch_tokens,
-                       help=f"tokens gathered into one model pass (default {serving.max_batch_tokens})")
-    group.add_argument("--max-wait-ms", type=float, default=serving.max_wait_ms,
-                       help=f"how long a request waits for others to share its pass (default {serving.max_wait_ms:g})")
-    group.add_argument("--max-queue", type=int, default=serving.max_queue,
-                       help=f"requests waiting for the model before 503 (default {serving.max_queue})")
-    group.add_argument("--timeout", type=float, default=serving.timeout,
-                       help=f"seconds a request may take before 504 (default {serving.timeout:g})")
-    group.add_argument("--max-body-bytes", type=int, default=serving.max_body_bytes, help="largest request body; larger ones get 413")
-    group.add_argument("--max-inputs", type=int, default=serving.max_inputs,
-                       help=f"texts, pairs or questions per request (default {serving.max_inputs})")
-    group.add_argument("--max-text-chars", type=int, default=serving.max_text_chars, help="longest text to classify")
-    group.add_argument("--max-context-chars", type=int, default=serving.max_context_chars, help="longest QA context")
-    group.add_argument("--batch-size", type=int, default=serving.batch_size,
-                       help=f"sequences per forward inside a pass (default {serving.batch_size})")
+    add_serve_options(p)
     p.set_defaults(func=cmd_serve)
 
     p = command("pretrain", "pretrain a BERT on raw text with masked-language modelling (and --nsp, next-sentence "

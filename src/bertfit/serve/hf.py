@@ -1,0 +1,145 @@
+"""The Hugging Face inference format beside bertfit's own routes: POST /models/{name}, and POST / when one model
+is served, take {"inputs": ..., "parameters": {...}} and answer in the shapes of the text-classification,
+question-answering and fill-mask tasks, so that `huggingface_hub.InferenceClient(URL)` works unchanged.
+
+Where a parameter would change how the run reads its inputs (doc_stride, max_seq_len, ...), the run's own
+setting is the only one accepted: the model answers as it was trained and evaluated, never otherwise.
+"""
+# No `from __future__ import annotations`: FastAPI reads the request schemas off the handlers' annotations.
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .. import inference
+from . import schemas
+from .errors import RequestError
+from .routes import ERRORS, check_masked, check_questions, check_texts
+
+TASKS = {"classification": "text-classification", "qa": "question-answering", "mlm": "fill-mask",
+         "pretraining": "fill-mask"}
+PARAMETERS = {"text-classification": {"top_k", "function_to_apply"},
+              "question-answering": {"top_k", "align_to_words", "doc_stride", "handle_impossible_answer",
+                                     "max_answer_len", "max_question_len", "max_seq_len"},
+              "fill-mask": {"top_k", "targets"}}
+
+
+def add_routes(app: FastAPI, service) -> None:
+    summary = ("The Hugging Face inference format (text-classification, question-answering, fill-mask by the "
+               "model's task): huggingface_hub.InferenceClient(URL) calls it")
+
+    @app.post("/models/{name}", response_model=schemas.InferenceResponse, responses=ERRORS, summary=summary)
+    async def named(name: str, body: schemas.InferenceRequest, request: Request):
+        return await infer(service, service.pick(name, "*", "name"), body, request)
+
+    @app.post("/", response_model=schemas.InferenceResponse, responses=ERRORS,
+              summary=summary + "; the one model served (with several, POST /models/{name})")
+    async def only(body: schemas.InferenceRequest, request: Request):
+        return await infer(service, service.pick(None, "*", "name"), body, request)
+
+
+async def infer(service, batcher, body, request: Request) -> JSONResponse:
+    run = batcher.run
+    task = TASKS[run.head]
+    parameters = body.parameters.model_dump(exclude_none=True) if body.parameters is not None else {}
+    for name in parameters:
+        if name not in PARAMETERS[task]:
+            raise RequestError(422, f"parameters.{name} is not a parameter of {task} (model {batcher.name!r} is a "
+                                    f"{run.task} run); its parameters: {', '.join(sorted(PARAMETERS[task]))}",
+                               f"parameters.{name}")
+    inputs, one = (body.inputs, True) if not isinstance(body.inputs, list) else (body.inputs, False)
+    items = [inputs] if one else inputs
+    if task == "question-answering":
+        return JSONResponse(await answer(service, batcher, items, one, parameters, request))
+    if any(isinstance(item, schemas.QuestionInput) for item in items):
+        raise RequestError(422, f"model {batcher.name!r} does {task}: inputs is text, not a question and a context",
+                           "inputs")
+    if task == "text-classification":
+        return JSONResponse(await classify(service, batcher, items, one, parameters, request))
+    return JSONResponse(await fill_mask(service, batcher, items, one, parameters, request))
+
+
+async def classify(service, batcher, items, one: bool, parameters: dict, request: Request) -> list:
+    """[[{label, score}, ...]] per text, most probable first (top_k of them); a regression run: its score."""
+    if parameters.get("function_to_apply", "softmax") != "softmax":
+        raise RequestError(422, f"parameters.function_to_apply: this server answers softmax probabilities only, not "
+                                f"{parameters['function_to_apply']!r}", "parameters.function_to_apply")
+    pairs = [item if isinstance(item, schemas.TextPair) else schemas.TextPair(text=item) for item in items]
+    if any(p.text_pair is not None for p in pairs) != all(p.text_pair is not None for p in pairs):
+        raise RequestError(422, "give every input a text_pair, or none", "inputs")
+    if pairs[0].text_pair is None:
+        check_texts("inputs", [p.text for p in pairs], service.settings, one)
+        answers = await service.answer(request, batcher, "inputs", inference.prepare_texts, [p.text for p in pairs])
+    else:
+        check_texts("inputs", [(p.text, p.text_pair) for p in pairs], service.settings, one)
+        answers = await service.answer(request, batcher, "inputs", inference.prepare_texts,
+                                       [p.text for p in pairs], [p.text_pair for p in pairs])
+    top_k = parameters.get("top_k")
+    results = []
+    for prediction in answers:
+        if "score" in prediction:
+            results.append([{"label": "score", "score": prediction["score"]}])
+            continue
+        ranked = sorted(prediction["probabilities"].items(), key=lambda kv: -kv[1])[:top_k]
+        results.append([{"label": label, "score": score} for label, score in ranked])
+    return results
+
+
+async def answer(service, batcher, items, one: bool, parameters: dict, request: Request):
+    """{answer, score, start, end} per question; a v2.0 run's "no answer" is answer "" at 0..0, scored by the
+    probability that there is none."""
+    run = batcher.run
+    if any(not isinstance(item, schemas.QuestionInput) for item in items):
+        raise RequestError(422, f"model {batcher.name!r} does question-answering: inputs is "
+                                f'{{"question": ..., "context": ...}}', "inputs")
+    version_2 = run.extra.get("version", "1.1") == "2.0"
+    fixed = {"top_k": 1, "align_to_words": True, "handle_impossible_answer": version_2,
+             "doc_stride": run.extra.get("doc_stride", 128), "max_answer_len": run.extra.get("max_answer_length", 30),
+             "max_question_len": run.extra.get("max_query_length", 64), "max_seq_len": run.max_seq_length}
+    for name, value in parameters.items():
+        if value != fixed[name]:
+            raise RequestError(422, f"parameters.{name}: model {batcher.name!r} answers with {name} "
+                                    f"{str(fixed[name]).lower() if isinstance(value, bool) else fixed[name]}, as it "
+                                    f"was trained and evaluated; leave it out", f"parameters.{name}")
+    pairs = [(item.question, item.context) for item in items]
+    check_questions(pairs, "inputs", one, service.settings)
+    answers = await service.answer(request, batcher, "inputs", inference.prepare_questions, pairs)
+    results = []
+    for found in answers:
+        if found["answer"]:
+            results.append({"answer": found["answer"], "score": found["probability"], "start": found["start"],
+                            "end": found["end"]})
+        else:
+            results.append({"answer": "", "score": 1 / (1 + math.exp(-max(-60.0, min(60.0, found["null_odds"])))),
+                            "start": 0, "end": 0})
+    return results[0] if one else results
+
+
+async def fill_mask(service, batcher, items, one: bool, parameters: dict, request: Request) -> list:
+    """[{sequence, score, token, token_str}, ...] for a text with one [MASK]; a list of those per [MASK] for a text
+    with several (as transformers' pipeline answers); a list of either per text for a list of texts."""
+    if "targets" in parameters:
+        raise RequestError(422, "parameters.targets is not supported: the server ranks the whole vocabulary; "
+                                "use top_k", "parameters.targets")
+    top_k = parameters.get("top_k", 5)
+    if top_k > 50:
+        raise RequestError(422, f"parameters.top_k is {top_k}; at most 50", "parameters.top_k")
+    if any(isinstance(item, schemas.TextPair) for item in items):
+        raise RequestError(422, f"model {batcher.name!r} does fill-mask: inputs is a text with [MASK]s", "inputs")
+    check_masked("inputs", items, service.settings, one)
+    answers = await service.answer(request, batcher, "inputs", inference.prepare_masked, items, top_k)
+    results = []
+    for text, masks in zip(items, answers):
+        filled = [[{"sequence": fill(text, i, c["token"]), "score": c["probability"], "token": c["token_id"],
+                    "token_str": c["token"]} for c in candidates] for i, candidates in enumerate(masks)]
+        results.append(filled[0] if len(filled) == 1 else filled)
+    return results[0] if one else results
+
+
+def fill(text: str, index: int, token: str) -> str:
+    """`text` with its `index`-th [MASK] replaced by `token` (a word piece joins the word before it)."""
+    parts = text.split(inference.MASK_TOKEN)
+    before, after = inference.MASK_TOKEN.join(parts[: index + 1]), inference.MASK_TOKEN.join(parts[index + 1 :])
+    if token.startswith("##"):
+        return before.rstrip() + token[2:] + after
+    return before + token + after

@@ -1,0 +1,93 @@
+"""Running the server: load the runs, listen, answer until SIGTERM or Ctrl-C, then finish what is in flight.
+
+uvicorn stops on SIGTERM the standard way: it stops accepting, lets every request in flight finish, then
+exits. It notices the signal at its next tick; from the signal on, the guard refuses every new request with
+503, so that nothing sent after SIGTERM is answered as though the server stayed up.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .. import inference
+from ..errors import ConfigError
+from ..serve_settings import API_KEY_ENV, ServeSettings
+
+
+def run_names(paths: list[str]) -> dict[str, str]:
+    """NAME=PATH, or PATH named by its folder (runs/glue-sst2/model -> glue-sst2)."""
+    names = {}
+    for spec in paths:
+        name, _, path = spec.partition("=") if "=" in spec and not Path(spec).exists() else ("", "", spec)
+        if "=" in spec and not Path(spec).exists() and (not name.strip() or not path.strip()):
+            raise ConfigError(f"{spec!r}: name a run as NAME=RUN, both non-empty (or give the run dir alone)")
+        if not name:
+            folder = Path(path).resolve()
+            name = folder.parent.name if folder.name in ("model", "onnx") else folder.name
+        if name in names:
+            raise ConfigError(f"two runs are called {name!r} ({names[name]} and {path}); name them: NAME=PATH")
+        names[name] = path
+    return names
+
+
+def load_runs(paths: list[str], settings: ServeSettings) -> dict[str, inference.Run]:
+    return {name: inference.load_run(path, settings.engine, settings.precision)
+            for name, path in run_names(paths).items()}
+
+
+def with_key_from_environment(settings: ServeSettings) -> ServeSettings:
+    """The API key from BERTFIT_API_KEY when none was given (a key on the command line shows in `ps`)."""
+    if settings.api_key is None and os.environ.get(API_KEY_ENV):
+        return replace(settings, api_key=os.environ[API_KEY_ENV])
+    return settings
+
+
+def serve(paths: list[str], settings: ServeSettings | None = None, say=print) -> None:
+    """Load the runs, listen, answer until SIGTERM or Ctrl-C, then finish what is in flight and return."""
+    settings = with_key_from_environment(settings or ServeSettings())
+    settings.validate()
+    import uvicorn
+
+    from .app import create_app
+
+    runs = load_runs(paths, settings)
+    app = create_app(runs, settings)
+    try:
+        listener = socket.create_server((settings.host, settings.port), reuse_port=False)
+    except (OSError, OverflowError) as exc:
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port} ({getattr(exc, 'strerror', None) or exc}); "
+                          f"pick another --host or --port") from None
+    host, port = listener.getsockname()[:2]
+    for name, run in runs.items():
+        chosen = f" from --precision {settings.precision}" if settings.precision == "auto" and run.engine == "torch" else ""
+        say(f"{name}: {run.task} ({run.head}, {run.engine}, {run.precision}{chosen}) from {run.folder}")
+    say(f"serving on http://{host}:{port} (page at /, API docs at /docs, metrics at /metrics, "
+        f"{'API key required' if settings.api_key else 'no API key'})", flush=True)
+    service = app.state.service
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            service.stopping = True  # at once: uvicorn itself stops accepting only at its next tick
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=int(settings.timeout) + 5)
+    server = Server(config)
+    # uvicorn turns SIGTERM and SIGINT into a graceful stop, then raises the signal again under the
+    # handler that was there before it: a quiet one here, so the process exits 0 after a clean stop
+    received = []
+    previous = {sig: signal.signal(sig, lambda number, frame: received.append(number))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    started = time.monotonic()
+    try:
+        server.run(sockets=[listener])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        listener.close()
+    say(f"stopped after {time.monotonic() - started:.0f} s", file=sys.stderr)
