@@ -52,7 +52,7 @@ for command, (rest, right, wrong) in COMMANDS.items():
         CASES[f"{command}: a {folder} run"] = ([command, folder, *rest], says)
     CASES[f"{command}: unknown --engine"] = ([command, right, *rest, "--engine", "tensorrt"], "invalid choice: 'tensorrt'")
     CASES[f"{command}: unknown --precision"] = ([command, right, *rest, "--precision", "fp8"],
-                                                "--precision must be one of auto, fp32, bf16, not 'fp8'")
+                                                "--precision must be one of auto, fp32, bf16, fp16, not 'fp8'")
     CASES[f"{command}: --engine onnx without an export"] = ([command, right, *rest, "--engine", "onnx"],
                                                             "no ONNX export here")
 CASES.update({

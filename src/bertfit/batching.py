@@ -99,8 +99,8 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, epoc
                            group: int = GROUP_BATCHES) -> list[np.ndarray]:
     """Shuffle, then sort within mega-batches of `group` batches so each batch holds similar lengths.
 
-    Randomness stays (which examples of a length meet, and the batch order), while padding drops to
-    about 1% of SST-2's tokens (3.5% with groups of 64 batches, 12.6% with 16; bench/levers.py); the longest batch goes
+    Randomness stays (which examples of a length meet, and the batch order), while padding drops to a
+    small share of the tokens (bench/levers.py measures it by group size); the longest batch goes
     first so an out-of-memory shows up at step one.
     """
     rng = np.random.default_rng([seed, epoch])

@@ -277,7 +277,7 @@ def add_engine_option(parser: argparse.ArgumentParser) -> None:
 def add_precision_option(parser, default: str = "auto") -> None:
     """--precision for every command that answers from a run (classify, qa, predict, fill-mask, serve): one
     option, one default, resolved as training resolves it (inference.load_run checks the name)."""
-    parser.add_argument("--precision", default=default, metavar="{auto,fp32,bf16}",
+    parser.add_argument("--precision", default=default, metavar="{auto,fp32,bf16,fp16}",
                         help="what the torch engine computes in: auto is bf16 on CPUs with bf16 instructions "
                              "(AVX-512 BF16 or AMX), else fp32, as for training; the choice is printed")
 

@@ -25,11 +25,11 @@ from .errors import CheckpointError, ConfigError, DataError
 from .files import write_atomic
 from .pretrained import load_pretrained
 from .runs import model_folder
+from .settings import PRECISIONS
 from .tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv, squad
 from .tokenization import special_ids
 
 ENGINES = ("torch", "onnx")
-PRECISIONS = ("auto", "fp32", "bf16")  # what inference takes: fp16 needs a GPU, and inference runs on CPU
 FILL_MASK_HEADS = ("mlm", "pretraining")  # masked-language models: they fill [MASK]s
 MASK_TOKEN = "[MASK]"
 # What each question asks of a run: the heads that answer it (`load_run(..., need=...)`)
@@ -171,7 +171,8 @@ def labels_of(config: dict, source: Path) -> list[str]:
 
 
 def precision_name(precision: str, device: torch.device | None = None) -> str:
-    """What `precision` (auto, fp32, bf16) computes in on `device` (CPU), resolved as training resolves it."""
+    """What `precision` (training's choices: fp16 needs a GPU) computes in on `device`, resolved as training
+    resolves it."""
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     return devices.precision_name(devices.resolve_precision(precision, device or torch.device("cpu")))

@@ -48,8 +48,7 @@ class BertConfig:
 class FastDropout(nn.Dropout):
     """nn.Dropout with a mask that is cheaper to draw on CPU.
 
-    On CPU `bernoulli_` is most of a dropout's cost: forward and backward on a 32 x 14 x 384 bf16 batch
-    take 0.82 ms with torch's and 0.38 ms with this one (bench/levers.py). Here each element's keep-or-drop comes from 16 random bits,
+    On CPU `bernoulli_` is most of a dropout's cost (bench/levers.py measures both). Here each element's keep-or-drop comes from 16 random bits,
     four to one 64-bit draw of the same seeded generator, so the drop probability is rounded to a
     multiple of 1/65536 (0.1 becomes 0.100006). GPUs keep PyTorch's own kernel.
     """
@@ -112,9 +111,8 @@ class BertSelfAttention(nn.Module):
 
 
 # On CPU, SDPA's fused (flash) kernel has a large cost per (sequence, head), in its backward above
-# all: on SST-2's 14-token batches, forward and backward take 7x longer than the plain
-# matmul-softmax-matmul below, which wins up to about 128 tokens when training and about 48 in
-# inference (bench/attention_speed.py). Longer sequences and GPUs keep the fused kernel.
+# all, so on short sequences the plain matmul-softmax-matmul below is faster, up to these lengths
+# (bench/attention_speed.py measures the crossing). Longer sequences and GPUs keep the fused kernel.
 EXPLICIT_ATTENTION_MAX_LENGTH = {True: 128, False: 48}  # by whether gradients are on
 
 

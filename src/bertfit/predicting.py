@@ -10,10 +10,9 @@ from .batching import Features, collate, eval_batches
 from .devices import autocast, resolve_precision, world
 
 
-# On CPU, inference runs fastest in batches that stay in cache: with batches of 2,048 tokens at most,
-# SQuAD windows went through at 105 a second against 66 in batches of 128 windows (bench/levers.py),
-# and SST-2 sentences as fast as in the best fixed batch size (a one-off sweep over 2,048-8,192
-# tokens and 32-256 sequences). GPUs take --eval-batch-size sequences per batch as they are.
+# On CPU, inference runs fastest in batches that stay in cache, so a batch holds at most this many
+# tokens whatever its number of sequences (bench/levers.py measures it against fixed batch sizes).
+# GPUs take --eval-batch-size sequences per batch as they are.
 CPU_INFERENCE_TOKENS = 2048
 
 
