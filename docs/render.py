@@ -213,7 +213,7 @@ def render_glue_side_by_side(figures_dir: Path) -> str:
         for task, entry in f["tasks"].items():
             b, p = entry["bertfit"], entry["peer"]
             s = b["settings"]
-            rows.append([resolve_task(task).name, str(b["train_examples"]), f"{s['epochs']:g} ep, {s['lr']:g}",
+            rows.append([resolve_task(task).name, str(b["train_examples"]), f"{number(s['epochs'])} ep, {number(s['lr'])}",
                          pm(b["mean"], b["std"], ".2f"), pm(p["mean"], p["std"], ".2f"), f"{b['mean'] - p['mean']:+.2f}",
                          f"{b['train_seconds']:.0f} / {p['train_seconds']:.0f}"])
         average = f["glue_average"]
@@ -237,11 +237,16 @@ def render_small_glue(figures_dir: Path) -> str:
             rows = [[f"{f['task']}, {size} rows ({runs[0]['metric']})",
                      *[f"{score[(size, e, lr)]:.3f}" if (size, e, lr) in score else "–" for e, lr in grid]]
                     for size in sizes]
-            lines += markdown_table([f"held-out score ({f['held_out']} rows)", *[f"{e:g} ep, {lr:g}" for e, lr in grid]],
+            lines += markdown_table([f"held-out score ({f['held_out']} rows)",
+                                     *[f"{number(e)} ep, {number(lr)}" for e, lr in grid]],
                                     rows) + [""]
         return lines[:-1]
 
     return per_kind(figures_dir, ["small-glue-*"], table)
+
+
+SQUAD_ROWS = {"bertfit-defaults": "bertfit, its defaults", "bertfit-run_qa": "bertfit, run_qa's settings",
+              "peer": "Trainer, run_qa's settings"}
 
 
 def render_squad_side_by_side(figures_dir: Path) -> str:
@@ -252,13 +257,13 @@ def render_squad_side_by_side(figures_dir: Path) -> str:
             v2 = f["version"] == "2.0"
             keys = ["f1", "exact"] + (["HasAns_f1", "NoAns_f1"] if v2 else [])
             rows = []
-            for row in f["rows"].values():
+            for key, row in f["rows"].items():
                 s, m, v = row["settings"], row["metrics"], row.get("validation_metrics") or {}
                 chosen = (f"step {row['best_step']} of {row['steps']}" if row.get("best_step") else "final model")
                 if row.get("null_threshold") is not None:
                     chosen += f", threshold {row['null_threshold']:.3g}"
-                label = {"final model": "Trainer, run_qa's settings"}.get(row.get("model_chosen_by"), "bertfit")
-                rows.append([f"{label} ({s['epochs']:g} ep, {s['lr']:g}, batch {s['batch_size']})",
+                label = SQUAD_ROWS.get(key, key)
+                rows.append([f"{label} ({number(s['epochs'])} ep, {number(s['lr'])}, batch {s['batch_size']})",
                              *[f"{m[k]:.2f}" if k in m else "–" for k in keys],
                              f"{v['f1']:.2f}" if "f1" in v else "–", chosen, f"{row['train_seconds']:.0f}"])
             title = f"v{f['version']}, {f['max_train_samples'] or 'all'} training questions"
