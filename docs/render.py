@@ -484,6 +484,9 @@ def render_text(text: str, figures_dir: Path, where: str = "") -> str:
             raise SystemExit(f"{where}: unknown table marker <!-- {key} --> (known: {', '.join(sorted(RENDERERS))})")
         return f"{match.group(1)}{RENDERERS[key](figures_dir).rstrip()}\n{match.group(5)}"
 
+    opened = re.findall(r"<!-- (?:figures|code):[\w.-]+ -->", text)
+    if len(opened) != len(MARKER.findall(text)):
+        raise SystemExit(f"{where}: a table marker without its closing <!-- /figures --> or <!-- /code -->")
     return MARKER.sub(replace, text)
 
 

@@ -105,6 +105,11 @@ def test_an_unknown_table_marker_is_refused(tmp_path):
         render.render_text("<!-- figures:no-such-table -->\n<!-- /figures -->\n", tmp_path, "page.md")
 
 
+def test_a_table_marker_left_open_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="without its closing"):
+        render.render_text("<!-- code:glue-defaults -->\n| a table |\n", tmp_path, "page.md")
+
+
 def test_the_int8_tolerance_the_docs_state_is_the_codes():
     from bertfit import export
 
