@@ -203,6 +203,7 @@ def run_python(code: str, folder: Path, timeout: float) -> None:
     assert done.returncode == 0, f"snippet failed:\n{code}\n{done.stdout}\n{done.stderr}"
 
 
+@pytest.mark.timeout(1800)
 def test_every_command_and_snippet_of_the_readme_and_getting_started_runs(tmp_path):
     """In page order, in one folder, each command once (the README's tour repeats Getting started's)."""
     write_data(tmp_path)
