@@ -48,7 +48,8 @@ COMMANDS = {
     "squad-side-by-side-v2.0": "python bench/squad_side_by_side.py --version 2.0 --prefix squad2 "
                                "--max-train-samples 800 --rows bertfit-defaults,bertfit-run_qa,peer",
     "export-speed": f"python bench/export_speed.py runs/glue-sst2 --data-dir {GLUE} --squad-run runs/squad-v1.1 "
-                    "--squad-file squad1-eval.json --sides torch-fp32,torch-bf16,onnx-fp32,onnx-int8,peer-int8",
+                    "--squad-file squad1-eval.json --peer-python optimum-venv/bin/python "
+                    "--sides torch-fp32,torch-bf16,onnx-fp32,onnx-int8,peer-int8",
     "serve-load": f"python bench/serve_load.py runs/glue-sst2 --data-dir {GLUE} --clients 32 --requests 20000",
     "pretrain-speed": "python bench/pretrain_speed.py --text-dir ../shared/data/text --files 3 "
                       "--tokenizer wordpiece.json --steps 100",
@@ -86,13 +87,20 @@ def source_line(record: dict) -> str:
             f"`{record['command']}`")
 
 
-def command_for(name: str) -> str:
-    """The command that measures the figures file `name` (a glob like small-glue-* names its family)."""
-    return COMMANDS.get(name.rstrip("*").rstrip("-"), f"the script under bench/ that writes {name}.json")
+# Optimum's dynamic int8 recipe is chosen by instruction set (AutoQuantizationConfig.<name>)
+OPTIMUM_CONFIGS = {"avx2": "avx2", "avx512": "avx512"}
+
+
+def command_for(name: str, kind: str | None = None) -> str:
+    """The command that measures the figures file `name` (a glob like small-glue-* names its family) on `kind`."""
+    command = COMMANDS.get(name.rstrip("*").rstrip("-"), f"the script under bench/ that writes {name}.json")
+    if name == "export-speed" and kind in OPTIMUM_CONFIGS:
+        command += f" --optimum-config {OPTIMUM_CONFIGS[kind]}"
+    return command
 
 
 def not_measured(kind: str, names: list[str]) -> str:
-    commands = "\n".join(f"- `{command_for(n)}`" for n in dict.fromkeys(names))
+    commands = "\n".join(f"- `{command_for(n, kind)}`" for n in dict.fromkeys(names))
     return f"**{kind}**: not measured. On a CPU of this kind, run\n\n{commands}\n\nthen `python docs/render.py`."
 
 
@@ -110,7 +118,7 @@ def per_kind(figures_dir: Path, names: list[str], table: Callable[[dict[str, lis
                 lines.append(f"- {record['name']}: {source_line(record)}")
         missing = [n for n in names if not found[n]]
         if missing:
-            lines.append(f"- not measured on this kind: {'; '.join(f'`{command_for(n)}`' for n in missing)}")
+            lines.append(f"- not measured on this kind: {'; '.join(f'`{command_for(n, kind)}`' for n in missing)}")
         lines.append("")
         lines += table(found)
         parts.append("\n".join(lines))
