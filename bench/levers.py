@@ -93,6 +93,9 @@ def allocator_step_ms(glue_dir: str, dtype: torch.dtype, tuned: bool, steps: int
     optimizer = optim.make_optimizer(model, 5e-5, 0.01)
     row_grads = optim.EmbeddingRowGrads(model, lazy=True)
     batches = [collate(sst2_train, b, pad_id) for b in length_grouped_batches(sst2_train.lengths, 32, 0, 0)]
+    if len(batches) < 4:  # 3 warm-up steps, then at least one timed
+        sys.exit(f"{glue_dir}: SST-2's training file has {len(sst2_train)} sentences; the allocator lever times "
+                 f"steps of 32 after 3 warm-up steps, so it needs at least 128")
 
     def step(batch) -> None:
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
