@@ -55,6 +55,7 @@ COMMANDS = {
                       "--tokenizer wordpiece.json --steps 100",
     "levers": f"python bench/levers.py --glue-dir {GLUE} --squad-file {SQUAD1}",
     "attention-speed": "python bench/attention_speed.py",
+    "profile": f"python bench/profile_step.py --data-dir {GLUE}",
 }
 
 
@@ -362,6 +363,35 @@ def render_attention(figures_dir: Path) -> str:
     return per_kind(figures_dir, ["attention-speed"], table)
 
 
+def render_profile(figures_dir: Path) -> str:
+    phases = (("training", "training step", "ms/step"), ("inference", "inference call", "ms/call"))
+
+    def table(found):
+        lines = []
+        for record in found["profile-*"]:
+            f = record["figures"]
+            train, infer = f["training"], f["inference"]
+            lines += [f"{f['shape']}, {record['precision'].get('bertfit', '')}: training steps of {train['batch_size']} "
+                      f"({train['mean_tokens']:.1f} tokens, padded to {train['mean_padded_width']:.1f}) take "
+                      f"{train['step_ms']:.1f} ms, MFU {train['mfu_percent']:.1f}%; a predict call over "
+                      f"{infer['batch_size']} sequences ({infer['mean_tokens']:.1f} tokens) takes "
+                      f"{infer['step_ms']:.1f} ms, MFU {infer['mfu_percent']:.1f}%, timed without the profiler. Data: "
+                      f"{f['settings']['data']}.", ""]
+            rows = [[name, *[cell for phase, _, _ in phases for cell in (
+                         f"{f[phase]['categories'][name]['ms']:.2f}", f"{100 * f[phase]['categories'][name]['share']:.1f}%")]]
+                    for name in f["categories"]]
+            rows.append(["profiled step", *[cell for phase, _, _ in phases
+                                            for cell in (f"{f[phase]['profiled_step_ms']:.2f}", "100%")]])
+            lines += markdown_table(["category", *[h for _, title, unit in phases for h in (f"{title} {unit}", "share")]],
+                                    rows) + [""]
+            rows = [[title, f"`{op['op']}`", op["category"], f"{op['ms']:.2f}", f"{100 * op['share']:.1f}%",
+                     f"{op['calls_per_step']:g}"] for phase, title, _ in phases for op in f[phase]["top_ops"][:5]]
+            lines += markdown_table(["phase", "op", "category", "ms", "share", "calls"], rows, "lllrrr") + [""]
+        return lines[:-1]
+
+    return per_kind(figures_dir, ["profile-*"], table)
+
+
 # ---- the code's constants -----------------------------------------------------------------------
 
 def render_glue_defaults(_: Path) -> str:
@@ -475,7 +505,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "figures:glue-side-by-side": render_glue_side_by_side, "figures:small-glue": render_small_glue,
     "figures:squad-side-by-side": render_squad_side_by_side, "figures:export-speed": render_export,
     "figures:serve-load": render_serve, "figures:pretrain-speed": render_pretrain, "figures:levers": render_levers,
-    "figures:attention-speed": render_attention,
+    "figures:attention-speed": render_attention, "figures:profile": render_profile,
     "code:glue-defaults": render_glue_defaults, "code:train-settings": render_train_settings,
     "code:squad-defaults": render_squad_defaults, "code:serve-settings": render_serve_settings,
     "code:export-tolerances": render_export_tolerances, "code:fast-path": render_fast_path,
