@@ -9,21 +9,25 @@ For each shape (--shapes), on the embedded model:
   row-wise AdamW update of the embeddings (lazy_embeddings) and fused AdamW for the rest, the
   schedule), with the job's default settings (SST-2: `settings.glue_settings`; SQuAD:
   `settings.SQUAD_DEFAULTS`) and --precision resolved as bertfit resolves it;
-- inference: one call of `predicting.predict` over --eval-batch-size examples (128), which cuts them
-  into batches of at most `predicting.CPU_INFERENCE_TOKENS` tokens on CPU, as evaluation does.
+- inference: one call of `predicting.predict` over the job's eval batch size (128 sequences), which
+  cuts them into batches of at most `predicting.CPU_INFERENCE_TOKENS` tokens on CPU, as evaluation does.
 Shapes: sst2, batches of 32 SST-2 training sentences in bertfit's length-grouped order, and the
 first 128 dev sentences (--data-dir; without it, generated sentences of 10-30 tokens, uniformly);
 squad, batches of 16 generated 384-token windows, and 128 such windows for inference.
 
---warmup steps first, then --steps timed without the profiler (the step time, its model FLOPs and the
-MFU against a bf16 or fp32 matmul peak measured in the same run, as bench/common.py measures it),
-then the same steps again under torch.profiler (CPU activities). Each op's self CPU time goes to one
-category (`category`): matrix products, attention softmax, layer norm, GELU and other elementwise,
-dropout masks, casts and copies, zero-filling, the optimizer (AdamW, clipping, the embedding rows'
-update), embedding backward, other ops, and the step's time outside any op (Python, the loop's own
-code). Shares are of the profiled step's wall time, which the profiler lengthens; the step time
-and the MFU come from the unprofiled steps. The figures go to docs/figures/<cpu kind>/profile-SHAPE.json
-(profile-SHAPE-PRECISION.json for an explicit --precision).
+--warmup training steps first (and one predict call), then --steps training steps and
+--inference-steps predict calls (each already runs many batches) timed without the profiler: the
+step time, its model FLOPs and the MFU against a bf16 or fp32 matmul peak measured in the same run,
+as bench/common.py measures it. Then the same steps again under torch.profiler (CPU activities).
+Each op's self CPU time goes to one category (`category`): matrix products (SDPA's fused attention,
+softmax included, for long sequences), attention softmax (the explicit attention of short ones),
+layer norm, GELU and other elementwise, dropout masks, casts and copies, zero-filling, the optimizer
+(AdamW, clipping, the embedding rows' update), embedding backward, other ops, and the step's time
+outside any op (Python: the loop's own code, the modules' calls). Shares are of the profiled step's
+wall time, which the profiler lengthens; the step time and the MFU come from the unprofiled steps.
+The top ops name the event each ran in (an aten::copy_ in aten::addmm is its bias broadcast, not a
+cast). The figures go to docs/figures/<cpu kind>/profile-SHAPE.json (profile-SHAPE-PRECISION.json
+for an explicit --precision).
 """
 from __future__ import annotations
 
@@ -125,14 +129,17 @@ def breakdown(rows: Iterable[tuple]) -> dict[str, float]:
 
 
 def top_ops(rows: Iterable[tuple], n: int = 15) -> list[dict]:
-    """The n (op, category) pairs with the most time, with their call counts."""
+    """The n ops with the most self time, each told apart by its category and the event it ran in (`inside`:
+    an aten::copy_ inside aten::addmm is its bias broadcast, not a cast), with their call counts."""
     time_of, calls = defaultdict(float), defaultdict(int)
     for op, seconds, *within in rows:
-        key = (op, category(op, within[0] if within else ()))
+        within = within[0] if within else ()
+        key = (op, category(op, within), within[-1] if within and within[-1] != STEP_LABEL else "")
         time_of[key] += seconds
         calls[key] += 1
     ranked = sorted(time_of, key=time_of.get, reverse=True)[:n]
-    return [{"op": op, "category": cat, "time": time_of[(op, cat)], "calls": calls[(op, cat)]} for op, cat in ranked]
+    return [{"op": op, "category": cat, "inside": inside, "time": time_of[(op, cat, inside)],
+             "calls": calls[(op, cat, inside)]} for op, cat, inside in ranked]
 
 
 # ---- the profile --------------------------------------------------------------------------------
@@ -216,7 +223,7 @@ def measure(run_step, steps: int, warmup: int, model) -> dict:
     profiled_ms = 1000 * wall / steps
     categories = {name: {"ms": 1000 * seconds / steps, "share": seconds / wall if wall else 0.0}
                   for name, seconds in breakdown(rows).items()}
-    ops = [{"op": o["op"], "category": o["category"], "ms": 1000 * o["time"] / steps,
+    ops = [{"op": o["op"], "category": o["category"], "inside": o["inside"], "ms": 1000 * o["time"] / steps,
             "share": o["time"] / wall if wall else 0.0, "calls_per_step": o["calls"] / steps} for o in top_ops(rows)]
     return {"steps": steps, "warmup": warmup, "step_ms": step_ms, "step_ms_values": [1000 * t for t in times],
             "profiled_step_ms": profiled_ms, "categories": categories, "top_ops": ops}
@@ -341,7 +348,7 @@ def profile_shape(shape: str, args, peak: dict) -> dict:
     per_token = shape == "squad"
     infer_figures = measure(lambda i: predicting.predict(model, dev, pad_id, device, settings.eval_batch_size,
                                                          settings.precision, per_token=per_token),
-                            args.steps, args.warmup, model)
+                            args.inference_steps, min(args.warmup, 1), model)
     stats = common.length_stats(dev.lengths)
     flops["inference"] = common.training_flops(model.bert.config, **stats) / 3  # a forward pass alone
     infer_figures.update(batch_size=len(dev), mean_tokens=float(dev.lengths.mean()),
@@ -354,6 +361,11 @@ def profile_shape(shape: str, args, peak: dict) -> dict:
                      "max_grad_norm": settings.max_grad_norm, "precision": settings.precision,
                      "resolved_precision": precision_name(dtype), "seed": settings.seed, "data": source}
     return {"shape": shape, "settings": settings_used, "training": train_figures, "inference": infer_figures}
+
+
+MFU_NOTE = ("MFU: the whole model's matmul FLOPs on real tokens (pads not counted; a training step counts 3 "
+            "forward passes) over the unprofiled time, against the matmul peak above.")
+CLS_ONLY_NOTE = "The classifier's last block computes [CLS] alone, which skips about 14% of the FLOPs counted."
 
 
 def precision_name(dtype) -> str:
@@ -371,10 +383,16 @@ def print_phase(title: str, figures: dict, unit: str) -> None:
     for name, value in figures["categories"].items():
         print(f"  {name:<{width}}  {value['ms']:>10.2f}  {100 * value['share']:>5.1f}%")
     print(f"  top {len(figures['top_ops'])} ops by self CPU time:")
-    op_width = max([len(o["op"]) for o in figures["top_ops"]] + [2])
-    for o in figures["top_ops"]:
-        print(f"    {o['op']:<{op_width}}  {o['ms']:>9.2f} ms  {100 * o['share']:>5.1f}%  "
+    names = [o["op"] + (f" in {short(o['inside'])}" if o["inside"] else "") for o in figures["top_ops"]]
+    op_width = max([len(name) for name in names] + [2])
+    for name, o in zip(names, figures["top_ops"]):
+        print(f"    {name:<{op_width}}  {o['ms']:>9.2f} ms  {100 * o['share']:>5.1f}%  "
               f"{o['calls_per_step']:>7.1f} calls  ({o['category']})")
+
+
+def short(event: str) -> str:
+    """An enclosing event's name as the tables show it: an autograd node by its own name."""
+    return event.removeprefix("autograd::engine::evaluate_function: ")
 
 
 def main(argv: list[str]) -> None:
@@ -382,7 +400,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--data-dir", help="the GLUE root, or its SST-2 folder (default: generated sentences)")
     parser.add_argument("--shapes", default="sst2,squad", help="comma-separated, of sst2, squad (default both)")
     parser.add_argument("--steps", type=int, default=20, help="steps timed, then profiled (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="steps before the timed ones (default 3)")
+    parser.add_argument("--warmup", type=int, default=3, help="training steps before the timed ones (default 3; "
+                                                                "inference: one call, or none with 0)")
+    parser.add_argument("--inference-steps", type=int, default=3,
+                        help="predict calls timed, then profiled, each over 128 sequences (default 3)")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="auto: bf16 with native bf16 instructions, else fp32, as bertfit decides (default auto)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -393,8 +414,8 @@ def main(argv: list[str]) -> None:
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown or not shapes:
         parser.error(f"--shapes: {', '.join(unknown) or 'none given'}; choose from {', '.join(SHAPES)}")
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("--steps must be at least 1 and --warmup at least 0")
+    if args.steps < 1 or args.inference_steps < 1 or args.warmup < 0:
+        parser.error("--steps and --inference-steps must be at least 1, and --warmup at least 0")
 
     import torch
 
@@ -408,18 +429,26 @@ def main(argv: list[str]) -> None:
           f"matmul peak", flush=True)
     peak = common.matmul_peak(resolved)
     print(f"{resolved} matmul peak {peak['peak_gflops']:.0f} GFLOP/s ({peak['matmul_size']}^2)", flush=True)
+    from bertfit.errors import BertfitError
+
     for shape in shapes:
-        result = profile_shape(shape, args, peak)
+        try:
+            result = profile_shape(shape, args, peak)
+        except BertfitError as error:  # a GLUE folder without SST-2, a malformed row: said once, no traceback
+            sys.exit(f"error: {error}")
         print(f"\n== {shape}: {result['settings']['data']}")
         print_phase(f"{shape} training step (batch {result['training']['batch_size']}, mean "
                     f"{result['training']['mean_tokens']:.1f} tokens, padded to {result['training']['mean_padded_width']:.1f})",
                     result["training"], "step")
         print_phase(f"{shape} inference, predict over {result['inference']['batch_size']} sequences (mean "
                     f"{result['inference']['mean_tokens']:.1f} tokens)", result["inference"], "call")
+        print(MFU_NOTE + (" " + CLS_ONLY_NOTE if shape == "sst2" else ""))
         name = f"profile-{shape}" + ("" if args.precision == "auto" else f"-{args.precision}")
         common.write_figures(name, __file__, argv, args.figures_dir,
-                             figures={**result, "peak": peak, "categories": list(CATEGORIES)},
-                             settings={"bertfit": result["settings"], "steps": args.steps, "warmup": args.warmup},
+                             figures={**result, "peak": peak, "categories": list(CATEGORIES),
+                                      "notes": [MFU_NOTE, *([CLS_ONLY_NOTE] if shape == "sst2" else [])]},
+                             settings={"bertfit": result["settings"], "steps": args.steps, "warmup": args.warmup,
+                                       "inference_steps": args.inference_steps},
                              precision={"bertfit": result["settings"]["resolved_precision"]}, threads=args.threads)
 
 

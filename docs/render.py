@@ -364,6 +364,11 @@ def render_attention(figures_dir: Path) -> str:
 
 
 def render_profile(figures_dir: Path) -> str:
+    def inside(op: dict) -> str:
+        """The event an op ran in, an autograd node by its own name (an aten::copy_ in aten::addmm is no cast)."""
+        event = op.get("inside", "").removeprefix("autograd::engine::evaluate_function: ")
+        return f"`{event}`" if event else ""
+
     phases = (("training", "training step", "ms/step"), ("inference", "inference call", "ms/call"))
 
     def table(found):
@@ -384,9 +389,10 @@ def render_profile(figures_dir: Path) -> str:
                                             for cell in (f"{f[phase]['profiled_step_ms']:.2f}", "100%")]])
             lines += markdown_table(["category", *[h for _, title, unit in phases for h in (f"{title} {unit}", "share")]],
                                     rows) + [""]
-            rows = [[title, f"`{op['op']}`", op["category"], f"{op['ms']:.2f}", f"{100 * op['share']:.1f}%",
+            rows = [[title, f"`{op['op']}`", inside(op), op["category"], f"{op['ms']:.2f}", f"{100 * op['share']:.1f}%",
                      f"{op['calls_per_step']:g}"] for phase, title, _ in phases for op in f[phase]["top_ops"][:5]]
-            lines += markdown_table(["phase", "op", "category", "ms", "share", "calls"], rows, "lllrrr") + [""]
+            lines += markdown_table(["phase", "op", "inside", "category", "ms", "share", "calls"], rows,
+                                    "llllrrr") + [""]
         return lines[:-1]
 
     return per_kind(figures_dir, ["profile-*"], table)

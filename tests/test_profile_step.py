@@ -58,14 +58,16 @@ def test_an_op_is_filed_by_the_part_of_the_step_it_ran_in_before_its_name():
     assert sum(totals.values()) == sum(row[1] for row in rows)
 
 
-def test_the_top_ops_tell_the_same_op_apart_by_category():
+def test_the_top_ops_tell_the_same_op_apart_by_category_and_by_the_event_it_ran_in():
     rows = [("aten::mul", 1.0, ()), ("aten::mul", 2.0, (ps.DROPOUT_LABEL,)), ("aten::mul", 2.0, (ps.DROPOUT_LABEL,)),
-            ("aten::mm", 3.0, ())]
+            ("aten::mm", 3.0, ()), ("aten::copy_", 2.5, ("aten::linear", "aten::addmm")), ("aten::copy_", 0.5, (ps.STEP_LABEL,))]
 
-    top = ps.top_ops(rows, n=2)
+    top = ps.top_ops(rows, n=3)
 
-    assert [(o["op"], o["category"], o["time"], o["calls"]) for o in top] == [
-        ("aten::mul", ps.DROPOUT, 4.0, 2), ("aten::mm", ps.MATMUL, 3.0, 1)]
+    assert [(o["op"], o["category"], o["inside"], o["time"], o["calls"]) for o in top] == [
+        ("aten::mul", ps.DROPOUT, ps.DROPOUT_LABEL, 4.0, 2), ("aten::mm", ps.MATMUL, "", 3.0, 1),
+        ("aten::copy_", ps.CASTS, "aten::addmm", 2.5, 1)]
+    assert ps.top_ops(rows)[-1]["inside"] == ""  # the step itself is no event to name
 
 
 @pytest.mark.timeout(300)
@@ -107,8 +109,8 @@ def write_profile(tmp_path: Path, monkeypatch) -> Path:
         categories[ps.MATMUL] = {"ms": matmul_ms, "share": 0.625}
         return {"step_ms": 40.0, "profiled_step_ms": 48.0, "mfu_percent": 31.25, "batch_size": 32,
                 "mean_tokens": 13.5, "mean_padded_width": 14.0, "categories": categories,
-                "top_ops": [{"op": "aten::mm", "category": ps.MATMUL, "ms": matmul_ms, "share": 0.625,
-                             "calls_per_step": 55.0}]}
+                "top_ops": [{"op": "aten::mm", "category": ps.MATMUL, "inside": "autograd::engine::evaluate_function: "
+                             "MmBackward0", "ms": matmul_ms, "share": 0.625, "calls_per_step": 55.0}]}
 
     figures = {"shape": "sst2", "settings": {"data": "generated sentences"}, "training": phase(30.0),
                "inference": phase(12.5), "categories": list(ps.CATEGORIES)}
@@ -124,6 +126,6 @@ def test_the_docs_render_a_profile_for_its_cpu_kind_and_say_how_to_measure_the_o
     avx2, amx = text.index("**avx2**"), text.index("**amx**")
     assert "`python bench/profile_step.py --shapes sst2`" in text[avx2:amx]
     assert "| matrix products | 30.00 | 62.5% | 12.50 | 62.5% |" in text[avx2:amx]
-    assert "| training step | `aten::mm` | matrix products | 30.00 | 62.5% | 55 |" in text[avx2:amx]
+    assert "| training step | `aten::mm` | `MmBackward0` | matrix products | 30.00 | 62.5% | 55 |" in text[avx2:amx]
     assert text[amx:].startswith("**amx**: not measured") and render.COMMANDS["profile"] in text[amx:]
     assert np.isclose(float(text[avx2:amx].split("MFU ")[1].split("%")[0]), 31.25, atol=0.05)
