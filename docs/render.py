@@ -376,12 +376,12 @@ def render_profile(figures_dir: Path) -> str:
         for record in found["profile-*"]:
             f = record["figures"]
             train, infer = f["training"], f["inference"]
-            lines += [f"{f['shape']}, {record['precision'].get('bertfit', '')}: training steps of {train['batch_size']} "
+            lines += [(f"{f['shape']}, {record['precision'].get('bertfit', '')}: training steps of {train['batch_size']} "
                       f"({train['mean_tokens']:.1f} tokens, padded to {train['mean_padded_width']:.1f}) take "
                       f"{train['step_ms']:.1f} ms, MFU {train['mfu_percent']:.1f}%; a predict call over "
                       f"{infer['batch_size']} sequences ({infer['mean_tokens']:.1f} tokens) takes "
                       f"{infer['step_ms']:.1f} ms, MFU {infer['mfu_percent']:.1f}%, timed without the profiler. Data: "
-                      f"{f['settings']['data']}.", ""]
+                      f"{f['settings']['data']}."), ""]
             rows = [[name, *[cell for phase, _, _ in phases for cell in (
                          f"{f[phase]['categories'][name]['ms']:.2f}", f"{100 * f[phase]['categories'][name]['share']:.1f}%")]]
                     for name in f["categories"]]
