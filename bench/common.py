@@ -8,8 +8,10 @@ file the parent names; its own output goes to the parent's stderr, so stdout hol
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -18,6 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+# Where every benchmark writes its figures, one folder per CPU kind; docs/render.py makes the tables of
+# the README and the docs from these files and from nothing else.
+FIGURES_DIR = ROOT / "docs" / "figures"
 
 
 # ---- running the sides --------------------------------------------------------------------------
@@ -34,9 +41,16 @@ def parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--threads", type=int, default=2, help="torch threads on every side (default 2)")
     parser.add_argument("--json", help="also write every figure to this file")
+    add_figures_option(parser)
     parser.add_argument("--side", help=argparse.SUPPRESS)  # set by the parent for its children
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     return parser
+
+
+def add_figures_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--figures-dir", default=str(FIGURES_DIR),
+                        help="write the figures as JSON to DIR/<cpu kind>/<name>.json, which docs/render.py "
+                             "renders into the docs (default: docs/figures; a trial run: a folder of its own)")
 
 
 def add_comparison_options(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +66,13 @@ def add_comparison_options(parser: argparse.ArgumentParser) -> None:
                         help="run both sides once per seed, e.g. 1,2,3: scores as mean ± std (default: --seed)")
 
 
+def comparison_name(benchmark: str, args) -> str:
+    """The figures file of a training comparison: BENCHMARK-same-math, BENCHMARK-defaults, and with
+    --attention-dropout P, ...-attention-dropout-P."""
+    dropout = "" if args.attention_dropout is None else f"-attention-dropout-{args.attention_dropout:g}"
+    return f"{benchmark}-{args.compare}{dropout}"
+
+
 def run(script: str, args, argv: list[str], sides: dict[str, Callable], precisions=("bf16",)) -> dict | None:
     """In a child (--side NAME): run that side, hand its figures back, return None.
 
@@ -63,7 +84,7 @@ def run(script: str, args, argv: list[str], sides: dict[str, Callable], precisio
         import torch
 
         torch.set_num_threads(args.threads)
-        # PyTorch's optimizers import torch._dynamo when the first one is built (1.2 s here); transformers
+        # PyTorch's optimizers import torch._dynamo when the first one is built (seconds, not free); transformers
         # imports it up front. Both sides import it before their clocks start, so neither times an import.
         import torch._dynamo  # noqa: F401
         if args.side.startswith("peak-"):
@@ -74,7 +95,7 @@ def run(script: str, args, argv: list[str], sides: dict[str, Callable], precisio
         figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
         Path(args.result_file).write_text(json.dumps(figures))
         return None
-    child_argv = _without_options(argv, ("--json", "--seeds", "--seed"))
+    child_argv = _without_options(argv, ("--json", "--figures-dir", "--seeds", "--seed"))
     results: dict = {"peak": {p: run_side(script, child_argv, f"peak-{p}") for p in sorted(set(precisions))}}
     for seed in getattr(args, "seeds", None) or [getattr(args, "seed", 42)]:
         for name in sides:
@@ -113,8 +134,27 @@ def _without_json(argv: list[str]) -> list[str]:
 
 # ---- the machine --------------------------------------------------------------------------------
 
+# The CPU kinds figures are filed under, from the most capable down: what decides bertfit's precision
+# (native bf16 or not) and its int8 kernels. The docs show a table for each of the first three.
+CPU_KINDS = ("avx2", "avx512_bf16", "amx")
+# the flags that tell the kinds apart and what bertfit and ONNX Runtime choose on them, recorded with every figure
+KIND_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16",
+              "amx_int8")
+
+
+def kind_of(flags: set[str]) -> str:
+    """amx, avx512_bf16, avx512 (AVX-512 without bf16), avx2, or other: the kind a CPU's figures go under."""
+    if "amx_bf16" in flags:
+        return "amx"
+    if "avx512_bf16" in flags:
+        return "avx512_bf16"
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2" if "avx2" in flags else "other"
+
+
 def cpu_kind() -> dict:
-    """The CPU's model name (/proc/cpuinfo) and whether it has native bf16 (AVX-512 BF16 or AMX)."""
+    """The CPU's model name (/proc/cpuinfo), its kind, the flags that decide it, and whether it has native bf16."""
     from bertfit.devices import cpu_flags, cpu_has_bf16_instructions
 
     try:
@@ -123,14 +163,73 @@ def cpu_kind() -> dict:
         lines = []
     name = next((line.partition(":")[2].strip() for line in lines if line.startswith("model name")), "unknown")
     flags = cpu_flags()
-    return {"model_name": name, "native_bf16": cpu_has_bf16_instructions(flags),
+    return {"model_name": name, "kind": kind_of(flags), "flags": [f for f in KIND_FLAGS if f in flags],
+            "native_bf16": cpu_has_bf16_instructions(flags),
             "bf16_flags": sorted(flags & {"avx512_bf16", "amx_bf16"}), "logical_cpus": sum(
                 line.startswith("processor") for line in lines)}
 
 
 def cpu_line(cpu: dict) -> str:
     bf16 = f"yes ({', '.join(cpu['bf16_flags'])})" if cpu["native_bf16"] else "no (neither avx512_bf16 nor amx_bf16)"
-    return f"CPU: {cpu['model_name']}, {cpu['logical_cpus']} logical CPUs; native bf16: {bf16}"
+    return (f"CPU: {cpu['model_name']}, {cpu['logical_cpus']} logical CPUs, kind {cpu['kind']}; "
+            f"native bf16: {bf16}")
+
+
+# ---- the figures file ---------------------------------------------------------------------------
+
+def git_commit() -> dict:
+    """The commit the benchmark ran at, and whether the work tree had changes to tracked files."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit or "unknown", "dirty": bool(status) if status is not None else None}
+
+
+def command_line(script: str, argv: list[str]) -> str:
+    """The command as typed from the repository root, without where its outputs went."""
+    shown = _without_options(argv, ("--json", "--figures-dir"))
+    return shlex.join(["python", f"bench/{Path(script).name}", *shown])
+
+
+def write_figures(name: str, script: str, argv: list[str], figures_dir: str | None, *, figures: dict,
+                  settings: dict | None = None, precision: dict | None = None, threads: int | None = None) -> Path:
+    """Write one benchmark's result to FIGURES_DIR/<cpu kind>/<name>.json and return the path.
+
+    `settings`: every setting of each side; `precision`: what each side's precision resolved to;
+    `figures`: what was measured. The command line, the commit and the CPU are added here, so that
+    every figure in the docs says where it came from."""
+    from bertfit.files import write_json
+
+    cpu = cpu_kind()
+    record = {"name": name, "command": command_line(script, argv), **git_commit(),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "cpu": cpu, "threads": threads, "precision": precision or {}, "settings": settings or {},
+              "figures": figures}
+    folder = Path(figures_dir or FIGURES_DIR) / cpu["kind"]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    write_json(path, json.loads(json.dumps(record, default=_plain)))
+    print(f"figures: {path}", file=sys.stderr)
+    return path
+
+
+def _plain(value):
+    """What json cannot write by itself: numpy numbers and arrays, paths, dataclasses."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(value)
+    return str(value)
 
 
 def resolved_precision(precision: str) -> str:
@@ -199,6 +298,13 @@ def training_flops(config, tokens: int, squared_lengths: int) -> float:
 SETTING_NAMES = ("epochs", "lr", "batch_size", "warmup_ratio", "weight_decay", "precision", "attention_dropout",
                  "optimizer", "train_batches", "max_seq_length", "doc_stride", "eval_batch_size")
 EXACT_ADAMW = "AdamW, every parameter every step (exact)"
+BERTFIT_BATCHES = "length-grouped (groups of 256 batches, shuffled)"
+# The peers' documented commands, in one place for every script that runs them: the README examples of
+# transformers' run_glue.py and run_qa.py (no warmup or weight decay, fp32, dynamic padding).
+RUN_GLUE = dict(epochs=3, lr=2e-5, batch_size=32, warmup_ratio=0.0, weight_decay=0.0, precision="fp32",
+                max_seq_length=128, eval_batch_size=8, train_batches="random")
+RUN_QA = dict(epochs=2, lr=3e-5, batch_size=12, warmup_ratio=0.0, weight_decay=0.0, precision="fp32",
+              max_seq_length=384, doc_stride=128, eval_batch_size=8, train_batches="random")
 LAZY_ADAMW = "AdamW, embedding rows only in steps that use them (lazy)"
 # bertfit's engineering: the same math done differently, named in every comparison
 ENGINEERING = [
@@ -369,8 +475,9 @@ def print_table(title: str, rows: dict[str, dict], columns: list[tuple[str, str,
 
 
 def report(title: str, args, peaks: dict[str, dict], sides: dict[str, list[dict]], columns, notes: list[str],
-           settings: dict[str, dict] | None = None, scores: tuple[str, ...] = ()) -> None:
-    """Print the table, notes and the ratio line (last); write everything to --json if asked.
+           settings: dict[str, dict] | None = None, scores: tuple[str, ...] = (), *, name: str, script: str,
+           argv: list[str]) -> None:
+    """Print the table, notes and the ratio line (last); write the figures file `name` (and --json if asked).
 
     `sides`: each side's figures per seed; `settings`: each side's settings (their precision picks the
     peak its MFU is measured against); `scores`: the accuracy figures, reported as mean ± std over seeds."""
@@ -393,6 +500,10 @@ def report(title: str, args, peaks: dict[str, dict], sides: dict[str, list[dict]
     print("training MFU against the peak in each side's precision: "
           + "; ".join(f"{name} {rows[name]['train_mfu_percent']:.1f}% ({precision_of[name]})" for name in rows))
     print(cpu_line(cpu))
+    figures = {"benchmark": title, "seeds": seeds, "peak": peaks, "runs": sides, "sides": rows, "notes": notes,
+               "ratio": {"train": train_ratio, "eval": eval_ratio}}
+    write_figures(name, script, argv, args.figures_dir, figures=figures, settings=settings,
+                  precision=precision_of, threads=args.threads)
     if args.json:
         payload = {"benchmark": title, "cpu": cpu, "arguments": {k: v for k, v in vars(args).items()
                                                                  if k not in ("side", "result_file", "json")},

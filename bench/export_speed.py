@@ -258,7 +258,7 @@ def main(argv: list[str]) -> None:
         export_run(args.run_dir, onnx_dir / "fp32")
         export_seconds = export_run(args.run_dir, onnx_dir / "int8", "--quantize", "int8")
         manifest = json.loads((onnx_dir / "int8" / "onnx.json").read_text())
-        child = [*common._without_json(argv), "--onnx-dir", str(onnx_dir)]
+        child = [*common._without_options(argv, ("--json", "--figures-dir")), "--onnx-dir", str(onnx_dir)]
         squad = {}
         if args.squad_run:
             squad_dir = Path(folder) / "squad"
@@ -296,6 +296,16 @@ def main(argv: list[str]) -> None:
               f"({values['windows']} windows, {values['windows_per_s']:.1f} windows/s in one pass without warm-up)")
     if squad:
         print(f"int8 F1: {squad['squad-torch-fp32']['f1'] - squad['squad-onnx-int8']['f1']:+.2f} points lost")
+    precision = {side: ("int8" if side.endswith("int8") else values.get("precision", "fp32"))
+                 for side, values in {**sides, **squad}.items()}
+    common.write_figures("export-speed", __file__, argv, args.figures_dir,
+                         figures={"sides": sides, "squad": squad, "export": manifest,
+                                  "export_seconds": export_seconds},
+                         settings={"repeats": args.repeats, "samples": args.samples, "sides": args.sides,
+                                   "optimum_config": args.optimum_config, "peer_per_channel": args.peer_per_channel,
+                                   "squad_file": args.squad_file, "batches": "predicting.predict's length-sorted "
+                                   "batches: up to 128 sentences and 2,048 tokens on CPU"},
+                         precision=precision, threads=args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu, "sides": sides, "squad": squad, "export": manifest}, indent=2) + "\n")
     ratios = []

@@ -29,8 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 TASKS = ("cola", "sst2", "mrpc", "stsb", "rte")
-RUN_GLUE = dict(epochs=3, lr=2e-5, batch_size=32, warmup_ratio=0.0, weight_decay=0.0, precision="fp32",
-                max_seq_length=128, eval_batch_size=8, train_batches="random")  # run_glue's README example
+RUN_GLUE = common.RUN_GLUE
 
 
 def read(task_name: str, args):
@@ -46,8 +45,10 @@ def read(task_name: str, args):
 
 
 def bertfit_side(args) -> dict:
+    from dataclasses import asdict
+
     from bertfit.recipes.glue import GlueOptions, finetune_glue
-    from bertfit.settings import glue_defaults
+    from bertfit.settings import glue_settings
 
     task, train, _ = read(args.task, args)
     with tempfile.TemporaryDirectory(prefix="glue-side-bertfit-") as run_dir:
@@ -60,7 +61,9 @@ def bertfit_side(args) -> dict:
     return {"metrics": results["metrics"], "train_seconds": results["train_seconds"], "seconds": seconds,
             "train_examples": results["train_examples"], "steps": results["steps"],
             "model_chosen_by": results.get("model_chosen_by"),
-            "settings": glue_defaults(task.name, len(train))}
+            "settings": {**asdict(glue_settings(task.name, len(train), {"seed": args.seed})),
+                         "precision": common.resolved_precision("auto"),
+                         "max_seq_length": GlueOptions.max_seq_length}}
 
 
 def peer_side(args) -> dict:
@@ -108,7 +111,8 @@ def peer_side(args) -> dict:
     metrics = glue_metrics(task.name, predictions, np.asarray(dev_examples.labels))
     return {"metrics": {k: float(v) for k, v in metrics.items()}, "train_seconds": train_seconds,
             "train_examples": len(train), "steps": output.global_step, "model_chosen_by": "final model",
-            "settings": {k: settings[k] for k in ("epochs", "lr", "batch_size")}}
+            "settings": {**settings, "seed": args.seed, "optimizer": common.EXACT_ADAMW,
+                         "attention_dropout": common.model_attention_dropout()}}
 
 
 def task_score(task_name: str, metrics: dict) -> float:
@@ -140,9 +144,10 @@ def main(argv: list[str]) -> None:
     print(common.cpu_line(common.cpu_kind()))
     print("defaults vs defaults: bertfit's settings.GLUE_DEFAULTS (final epoch) against run_glue's README example "
           f"(lr {RUN_GLUE['lr']:g}, {RUN_GLUE['epochs']} epochs, batch {RUN_GLUE['batch_size']}, max length "
-          f"{RUN_GLUE['max_seq_length']}, fp32, the model's own dropout 0.1, dynamic padding; final model); "
+          f"{RUN_GLUE['max_seq_length']}, fp32, the model's own dropout {common.model_attention_dropout():g}, "
+          "dynamic padding; final model); "
           f"seeds {', '.join(map(str, seeds))} on both sides", flush=True)
-    child = common._without_options(argv, ("--json", "--seeds", "--tasks"))
+    child = common._without_options(argv, ("--json", "--figures-dir", "--seeds", "--tasks"))
     runs: dict[str, dict[str, list[dict]]] = {}
     for task in tasks:
         for seed in seeds:
@@ -179,6 +184,12 @@ def main(argv: list[str]) -> None:
     for r in rows:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
     print("scores: the mean of each task's metrics ×100, final-epoch dev, mean ± sample std over the seeds")
+    figures = {"seeds": seeds, "max_train_samples": args.max_train_samples,
+               "max_eval_samples": args.max_eval_samples, "tasks": summary, "glue_average": average}
+    settings = {side: {task: summary[task][side]["settings"] for task in summary} for side in ("bertfit", "peer")}
+    common.write_figures("glue-side-by-side", __file__, argv, args.figures_dir, figures=figures, settings=settings,
+                         precision={"bertfit": common.resolved_precision("auto"), "peer": RUN_GLUE["precision"]},
+                         threads=args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": common.cpu_kind(), "seeds": seeds, "run_glue": RUN_GLUE,
                                                "max_train_samples": args.max_train_samples, "tasks": summary,

@@ -58,9 +58,8 @@ def read_examples(args):
     return train, dev
 
 
-BERTFIT_BATCHES = "length-grouped (groups of 256 batches, shuffled)"
-RUN_GLUE = dict(epochs=3, lr=2e-5, batch_size=32, warmup_ratio=0.0, weight_decay=0.0, precision="fp32",
-                max_seq_length=128, eval_batch_size=8, train_batches="random")  # run_glue's README example
+BERTFIT_BATCHES = common.BERTFIT_BATCHES
+RUN_GLUE = common.RUN_GLUE
 
 
 def side_settings(args, train_size: int) -> dict[str, dict]:
@@ -205,7 +204,7 @@ def main(argv: list[str]) -> None:
              "MFU counts the whole model's matmul FLOPs on real tokens for both sides; bertfit's last block "
              "computes [CLS] alone, which skips about 14% of them"]
     common.report(f"SST-2 fine-tuning, {args.compare}", args, peak, results, COLUMNS, notes, settings,
-                  scores=("accuracy",))
+                  scores=("accuracy",), name=common.comparison_name("glue-speed", args), script=__file__, argv=argv)
 
 
 if __name__ == "__main__":

@@ -47,25 +47,31 @@ def median_ms(fn, repeats: int = 200) -> float:
     return 1000 * float(np.median(times))
 
 
-def padding(sst2_train) -> None:
+def padding(sst2_train) -> dict:
+    """Percent of pad tokens: shuffled batches without grouping ("none"), and length-grouped by group size."""
     lengths = sst2_train.lengths
     order = np.random.default_rng(42).permutation(len(lengths))
     shuffled = [order[i : i + 32] for i in range(0, len(order), 32)]
     padded = sum(len(b) * int(lengths[b].max()) for b in shuffled)
-    print(f"padding, shuffled batches without grouping: {100 * (1 - lengths.sum() / padded):.1f}% of tokens")
+    shares = {"none": 100 * (1 - lengths.sum() / padded)}
+    print(f"padding, shuffled batches without grouping: {shares['none']:.1f}% of tokens")
     for group in (16, 64, 256):
         batches = length_grouped_batches(lengths, 32, seed=42, epoch=0, group=group)
         padded = sum(len(b) * int(lengths[b].max()) for b in batches)
-        print(f"padding, groups of {group:>3} batches: {100 * (1 - lengths.sum() / padded):.1f}% of tokens")
+        shares[str(group)] = 100 * (1 - lengths.sum() / padded)
+        print(f"padding, groups of {group:>3} batches: {shares[str(group)]:.1f}% of tokens")
+    return {"batch_size": 32, "pad_percent": shares}
 
 
-def dropout(dtype: torch.dtype) -> None:
+def dropout(dtype: torch.dtype) -> dict:
     x = torch.randn(32, 14, 384, dtype=dtype, requires_grad=True)
     grad = torch.randn_like(x)
     ours = FastDropout(0.1).train()
+    times = {}
     for name, layer in (("torch.nn.Dropout", torch.nn.Dropout(0.1).train()), ("bertfit Dropout", ours)):
-        ms = median_ms(lambda: torch.autograd.grad(layer(x), x, grad))
-        print(f"dropout forward + backward, {name}: {ms:.2f} ms")
+        times[name] = median_ms(lambda: torch.autograd.grad(layer(x), x, grad))
+        print(f"dropout forward + backward, {name}: {times[name]:.2f} ms")
+    return {"shape": [32, 14, 384], "ms": times}
 
 
 def allocator_step_ms(glue_dir: str, dtype: torch.dtype, tuned: bool, steps: int = 40) -> float:
@@ -87,6 +93,9 @@ def allocator_step_ms(glue_dir: str, dtype: torch.dtype, tuned: bool, steps: int
     optimizer = optim.make_optimizer(model, 5e-5, 0.01)
     row_grads = optim.EmbeddingRowGrads(model, lazy=True)
     batches = [collate(sst2_train, b, pad_id) for b in length_grouped_batches(sst2_train.lengths, 32, 0, 0)]
+    if len(batches) < 4:  # 3 warm-up steps, then at least one timed
+        sys.exit(f"{glue_dir}: SST-2's training file has {len(sst2_train)} sentences; the allocator lever times "
+                 f"steps of 32 after 3 warm-up steps, so it needs at least 128")
 
     def step(batch) -> None:
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
@@ -107,20 +116,24 @@ def allocator_step_ms(glue_dir: str, dtype: torch.dtype, tuned: bool, steps: int
     return 1000 * (time.perf_counter() - start) / len(batches[3 : 3 + steps])
 
 
-def allocator(args) -> None:
+def allocator(args) -> dict:
     """Each side in a fresh interpreter, so the untouched one never sees a mallopt call, alternated."""
     names = {"untouched": "an untouched process (glibc's defaults, dynamic mmap threshold)",
              "tuned": "tune_allocator (32 MiB mmap threshold, 1 GiB trim)"}
+    rounds = []
     for _ in range(args.allocator_rounds):
+        rounds.append({})
         for side in names:
             command = [sys.executable, __file__, "--glue-dir", args.glue_dir, "--squad-file", args.squad_file,
                        "--threads", str(args.threads), "--precision", args.precision, "--allocator-child", side]
             completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
             ms = json.loads(completed.stdout.strip().splitlines()[-1])["ms_per_step"]
+            rounds[-1][side] = ms
             print(f"SST-2 training step, {names[side]}: {ms:.1f} ms", flush=True)
+    return {"ms_per_step": rounds, "sides": names}
 
 
-def inference(squad_file: str, pad_id: int, tokenizer, dtype: torch.dtype) -> None:
+def inference(squad_file: str, pad_id: int, tokenizer, dtype: torch.dtype) -> dict:
     questions, _ = squad.read_squad(squad_file)
     titles = list(dict.fromkeys(q.title for q in questions))
     held_out = set(titles[-10:])  # squad-mini's evaluation articles
@@ -129,6 +142,7 @@ def inference(squad_file: str, pad_id: int, tokenizer, dtype: torch.dtype) -> No
     model, _ = load_pretrained(embedded_model_path(), head="qa")
     model.eval()
     in_order = [np.arange(i, min(i + 128, len(windows))) for i in range(0, len(windows), 128)]
+    rates = {}
     for name, batches in (("dataset order, batches of 128 windows", in_order),
                           ("sorted by length, batches of 128 windows", eval_batches(windows.lengths, 128, None)),
                           ("sorted by length, batches of at most 2,048 tokens", eval_batches(windows.lengths, 128, 2048))):
@@ -138,10 +152,12 @@ def inference(squad_file: str, pad_id: int, tokenizer, dtype: torch.dtype) -> No
                 batch = collate(windows, indices, pad_id)
                 model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
             seconds = time.perf_counter() - start
-        print(f"SQuAD inference, {name}: {len(windows) / seconds:.1f} windows/s ({len(windows)} windows)")
+        rates[name] = len(windows) / seconds
+        print(f"SQuAD inference, {name}: {rates[name]:.1f} windows/s ({len(windows)} windows)")
+    return {"windows": len(windows), "windows_per_s": rates}
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--glue-dir", required=True, help="the GLUE root, or its SST-2 folder")
     parser.add_argument("--squad-file", required=True, help="SQuAD v1.1 dev JSON: its last 10 articles are read")
@@ -149,7 +165,11 @@ def main() -> None:
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     parser.add_argument("--allocator-rounds", type=int, default=3, help="untouched/tuned process pairs (default 3)")
     parser.add_argument("--allocator-child", choices=("untouched", "tuned"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import common
+
+    common.add_figures_option(parser)
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     importlib.import_module("torch._dynamo")  # the first optimizer imports it: keep that out of the timings
     dtype = devices.resolve_precision(args.precision, torch.device("cpu"))
@@ -158,19 +178,18 @@ def main() -> None:
         print(json.dumps({"ms_per_step": ms}))
         return
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import common
-
     print(common.cpu_line(common.cpu_kind()))
     print(f"precision {str(dtype).removeprefix('torch.')}, {args.threads} threads", flush=True)
     tokenizer = load_tokenizer(embedded_model_path())
     pad_id = special_ids(tokenizer).pad
     sst2_train, _ = glue_encoding.encode(glue_tsv.read_glue_split("sst2", args.glue_dir, "train"), tokenizer, 128)
-    padding(sst2_train)
-    dropout(dtype)
-    allocator(args)
-    inference(args.squad_file, pad_id, tokenizer, dtype)
+    figures = {"padding": padding(sst2_train), "dropout": dropout(dtype), "allocator": allocator(args),
+               "inference": inference(args.squad_file, pad_id, tokenizer, dtype)}
+    precision = str(dtype).removeprefix("torch.").replace("float32", "fp32").replace("bfloat16", "bf16")
+    common.write_figures("levers", __file__, argv, args.figures_dir, figures=figures,
+                         settings={"allocator_rounds": args.allocator_rounds, "precision": args.precision},
+                         precision={"bertfit": precision}, threads=args.threads)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -197,6 +197,17 @@ def main(argv: list[str]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
+    shared = {"size": args.size, "steps": args.steps, "batch_size": args.batch_size, "seq_len": SEQ_LEN, "lr": args.lr,
+              "warmup_ratio": args.warmup_ratio, "schedule": "cosine", "weight_decay": 0.01, "max_grad_norm": 1.0,
+              "hidden_dropout": 0.1, "attention_dropout": 0.1, "mlm_probability": 0.15, "seed": args.seed,
+              "files": len(train_files(args)), "vocab_size": args.vocab_size, "eval_blocks": args.eval_blocks}
+    common.write_figures(
+        "pretrain-speed", __file__, argv, args.figures_dir, figures={"peak": runs["peak"], "sides": sides},
+        settings={"bertfit": {**shared, "blocks": "documents packed, one [SEP] between them",
+                              "lm_head": "masked positions only"},
+                  "peer": {**shared, "blocks": "run_mlm's group_texts (each line's [CLS]/[SEP] kept)",
+                           "lm_head": "every position"}},
+        precision={"bertfit": args.precision, "peer": args.precision}, threads=args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "cpu": common.cpu_kind(), "peak": runs["peak"], "sides": sides}, indent=1))
     print(f"ratio train {sides['bertfit']['tokens_per_s'] / sides['peer']['tokens_per_s']:.2f}")

@@ -211,13 +211,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--sides", default="bertfit,peer")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--peer-server", action="store_true", help=argparse.SUPPRESS)  # the peer's own process
+    sys.path.insert(0, str(ROOT / "bench"))
+    import common
+
+    common.add_figures_option(parser)
     args = parser.parse_args(argv)
     if args.peer_server:
         return peer_server(args.run_dir, args.threads)
 
     sys.path.insert(0, str(ROOT / "src"))
-    sys.path.insert(0, str(ROOT / "bench"))
-    import common
 
     model_dir = str(Path(args.run_dir) / "model") if (Path(args.run_dir) / "model").is_dir() else args.run_dir
     sentences, gold = read_sentences(args.data_dir, model_dir)
@@ -232,7 +234,7 @@ def main(argv: list[str]) -> None:
         labels = figures["labels"]
         figures["accuracy"] = float(np.mean([labels[i] == gold[i % len(gold)] for i in labels])) if labels else 0.0
 
-    from bertfit.serve import ServeSettings
+    from bertfit.serve_settings import ServeSettings
 
     serving = ServeSettings()
     print(f"load: {args.clients} clients on 127.0.0.1, one keep-alive connection each, one SST-2 dev sentence per "
@@ -256,6 +258,25 @@ def main(argv: list[str]) -> None:
     for name, figures in sides.items():
         print(f"{name}: RSS {figures['rss_first_mb']:.0f} -> {figures['rss_last_mb']:.0f} MB "
               f"(means of the first and last tenth of {figures['rss_samples']} samples), peak {figures['rss_peak_mb']:.0f} MB")
+    same_labels = None
+    if "bertfit" in sides and "peer" in sides:
+        a, b = sides["bertfit"]["labels"], sides["peer"]["labels"]
+        same_labels = {"same": sum(a[i] == b[i] for i in a if i in b), "both": sum(i in b for i in a)}
+    from dataclasses import asdict
+
+    common.write_figures(
+        "serve-load" + ("" if args.engine == "torch" else f"-{args.engine}"), __file__, argv, args.figures_dir,
+        figures={**{name: {k: v for k, v in f.items() if k != "labels"} for name, f in sides.items()},
+                 "same_labels": same_labels},
+        settings={"load": {"clients": args.clients, "requests": args.requests, "seconds": args.seconds,
+                           "warmup": args.warmup, "sentences": len(sentences)},
+                  "bertfit": {**asdict(serving), "api_key": None, "engine": args.engine, "precision": args.precision,
+                              "serve_options": args.serve_option},
+                  "peer": {"server": "FastAPI + uvicorn, transformers pipeline('text-classification') per request",
+                           "precision": "fp32"}},
+        precision={"bertfit": common.resolved_precision(args.precision) if args.engine == "torch" else args.engine,
+                   "peer": "fp32"},
+        threads=args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu, **{name: {k: v for k, v in f.items() if k != "labels"}
                                                               for name, f in sides.items()}}, indent=2) + "\n")

@@ -7,8 +7,7 @@ The task's training file is shuffled (seed 0); its first --held-out rows are the
 and the next N rows the training set of size N. Each size trains with each EPOCHS:LR (batch 32,
 the embedded model, every other setting bertfit's default) and is scored with the task's metric on
 the validation part alone, so the dev set stays unseen for reporting. One line per run, then the
-row of `settings.GLUE_DEFAULTS` each size gets. Each run of 2,000 SST-2 sentences for 5 epochs
-takes about half a minute on 2 CPU threads.
+row of `settings.GLUE_DEFAULTS` each size gets; the figures go to docs/figures (--figures-dir).
 """
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ def split_lines(task, data_dir: str, held_out: int, seed: int) -> tuple[list[str
     return header, rows[:held_out], rows[held_out:]
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True, help="folder in the official GLUE layout")
     parser.add_argument("--task", default="sst2", help="a GLUE task with one example per line (not MNLI)")
@@ -36,14 +35,17 @@ def main() -> None:
     parser.add_argument("--settings", default="1:2e-5,1:5e-5,5:5e-5,5:1e-4", help="EPOCHS:LR pairs, comma-separated")
     parser.add_argument("--held-out", type=int, default=1000, help="validation rows taken from the training file")
     parser.add_argument("--seed", type=int, default=42, help="training seed (the split always uses seed 0)")
-    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import common
+
+    common.add_figures_option(parser)
+    args = parser.parse_args(argv)
+
+    from dataclasses import asdict
 
     from bertfit.recipes.glue import GlueOptions, finetune_glue
     from bertfit.settings import TrainSettings, glue_defaults
     from bertfit.tasks.glue import resolve_task
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import common
 
     print(common.cpu_line(common.cpu_kind()))
     task = resolve_task(args.task)
@@ -52,6 +54,7 @@ def main() -> None:
     grid = [(float(e), float(lr)) for e, lr in (pair.split(":") for pair in args.settings.split(","))]
     print(f"{task.name}: validation {len(validation)} rows held out of train (seed 0); model embedded, batch 32")
     print(f"{'train':>6} {'epochs':>6} {'lr':>7} {'steps':>5} {task.metrics[0]:>20} {'seconds':>7}")
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             glue_dir = Path(tmp) / f"glue-{size}"
@@ -60,15 +63,25 @@ def main() -> None:
             (glue_dir / task.folder / task.files["dev"]).write_text("".join(header + validation), encoding="utf-8")
             for epochs, lr in grid:
                 start = time.perf_counter()
+                settings = TrainSettings(epochs=epochs, lr=lr, batch_size=32, seed=args.seed)
                 results = finetune_glue(
                     GlueOptions(task=task.name, data_dir=str(glue_dir), output_dir=str(Path(tmp) / "run"),
-                                overwrite=True, quiet=True),
-                    TrainSettings(epochs=epochs, lr=lr, batch_size=32, seed=args.seed))
+                                overwrite=True, quiet=True), settings)
+                seconds = time.perf_counter() - start
+                runs.append({"train_examples": size, "epochs": epochs, "lr": lr, "steps": results["steps"],
+                             "metric": task.metrics[0], "score": results["metrics"][task.metrics[0]],
+                             "seconds": seconds})
                 print(f"{size:>6} {epochs:>6g} {lr:>7g} {results['steps']:>5} "
-                      f"{results['metrics'][task.metrics[0]]:>20.4f} {time.perf_counter() - start:>7.1f}", flush=True)
+                      f"{results['metrics'][task.metrics[0]]:>20.4f} {seconds:>7.1f}", flush=True)
     for size in sizes:
         print(f"defaults for {size} examples: {glue_defaults(task.name, size)}")
+    common.write_figures(f"small-glue-{task.name}", __file__, argv, args.figures_dir,
+                         figures={"task": task.name, "held_out": len(validation), "runs": runs,
+                                  "defaults": {str(size): glue_defaults(task.name, size) for size in sizes}},
+                         settings={"bertfit": {**asdict(TrainSettings(batch_size=32, seed=args.seed)),
+                                               "grid": args.settings, "sizes": sizes}},
+                         precision={"bertfit": common.resolved_precision("auto")})
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -11,18 +11,24 @@ before the evaluation articles.
 """
 import argparse
 import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 
 EVAL_ARTICLES = 10
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="an official SQuAD JSON file (a dev set)")
     parser.add_argument("train_articles", type=int, help="articles on the training side, validation included")
     parser.add_argument("prefix", help="writes PREFIX-train.json, PREFIX-validation.json, PREFIX-eval.json")
     parser.add_argument("--validation-articles", type=int, default=3,
                         help="the last articles of the training side, held out to choose on (default 3)")
-    args = parser.parse_args()
+    common.add_figures_option(parser)
+    args = parser.parse_args(argv)
     with open(args.source, encoding="utf-8") as f:
         dataset = json.load(f)
     articles = dataset["data"]
@@ -33,13 +39,19 @@ def main() -> None:
     train_end = args.train_articles - args.validation_articles
     parts = (("train", articles[:train_end]), ("validation", articles[train_end : args.train_articles]),
              ("eval", articles[-EVAL_ARTICLES:]))
+    counts = {}
     for name, part in parts:
         path = f"{args.prefix}-{name}.json"
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"version": dataset.get("version", ""), "data": part}, f)
         questions = sum(len(p["qas"]) for a in part for p in a["paragraphs"])
+        counts[name] = {"file": path, "articles": len(part), "questions": questions}
         print(f"{path}: {len(part)} articles, {questions} questions")
+    common.write_figures(f"squad-mini-{Path(args.prefix).name}", __file__, argv, args.figures_dir,
+                         figures={"source_articles": len(articles), "parts": counts},
+                         settings={"train_articles": args.train_articles,
+                                   "validation_articles": args.validation_articles, "eval_articles": EVAL_ARTICLES})
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import squad_speed  # noqa: E402
 
-RUN_QA = squad_speed.RUN_QA
+RUN_QA = common.RUN_QA
 ROWS = {
     "bertfit-defaults": "bertfit, its defaults",
     "bertfit-run_qa": "bertfit, run_qa's settings",
@@ -44,7 +44,7 @@ def bertfit_side(args, settings: dict | None) -> dict:
     from bertfit.recipes.squad import SquadOptions, finetune_squad
     from bertfit.settings import SQUAD_DEFAULTS
 
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     chosen = replace(SQUAD_DEFAULTS, seed=args.seed, **(settings or {}))
     paths = files(args)
@@ -59,8 +59,8 @@ def bertfit_side(args, settings: dict | None) -> dict:
             "model_chosen_by": results.get("model_chosen_by"), "best_step": results.get("best_step"),
             "steps": results.get("steps"), "threshold_chosen_on": results.get("threshold_chosen_on"),
             "null_threshold": results["settings"].get("null_threshold") if args.version == "2.0" else None,
-            "settings": {"epochs": chosen.epochs, "lr": chosen.lr, "batch_size": chosen.batch_size,
-                         "warmup_ratio": chosen.warmup_ratio, "weight_decay": chosen.weight_decay}}
+            "settings": {**asdict(chosen), "precision": common.resolved_precision(chosen.precision),
+                         "max_seq_length": SquadOptions.max_seq_length, "doc_stride": SquadOptions.doc_stride}}
 
 
 def peer_side(args) -> dict:
@@ -107,7 +107,8 @@ def peer_side(args) -> dict:
             "train_windows": len(train), "train_examples": len(train_questions), "eval_examples": len(eval_questions),
             "model_chosen_by": "final model", "threshold_chosen_on": "run_qa's default 0.0" if version_2 else None,
             "null_threshold": 0.0 if version_2 else None,
-            "settings": {k: RUN_QA[k] for k in ("epochs", "lr", "batch_size", "warmup_ratio", "weight_decay")}}
+            "settings": {**RUN_QA, "seed": args.seed, "optimizer": common.EXACT_ADAMW,
+                         "attention_dropout": common.model_attention_dropout()}}
 
 
 def main(argv: list[str]) -> None:
@@ -134,7 +135,7 @@ def main(argv: list[str]) -> None:
           f"{args.prefix}-train.json; bertfit chooses its epoch{' and null threshold' if args.version == '2.0' else ''}"
           f" on {args.prefix}-validation.json; every row is scored on all of {args.prefix}-eval.json; seed {args.seed}",
           flush=True)
-    child = common._without_options(argv, ("--json", "--rows"))
+    child = common._without_options(argv, ("--json", "--figures-dir", "--rows"))
     results = {}
     for row in rows:
         results[row] = common.run_side(__file__, child, row)
@@ -157,6 +158,13 @@ def main(argv: list[str]) -> None:
     first = next(iter(results.values()))
     print(f"{first['train_examples']} training questions; {first['eval_examples']} evaluation questions; "
           "scores ×100 on the evaluation articles only")
+    name = f"squad-side-by-side-v{args.version}" + (f"-{args.max_train_samples}" if args.max_train_samples else "")
+    common.write_figures(name, __file__, argv, args.figures_dir,
+                         figures={"version": args.version, "prefix": args.prefix, "seed": args.seed,
+                                  "max_train_samples": args.max_train_samples, "rows": results},
+                         settings={row: r["settings"] for row, r in results.items()},
+                         precision={row: r["settings"]["precision"] for row, r in results.items()},
+                         threads=args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": common.cpu_kind(), "version": args.version,
                                                "prefix": args.prefix, "seed": args.seed,

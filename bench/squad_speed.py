@@ -49,9 +49,8 @@ COLUMNS = [
 ]
 EVAL_ARTICLES = 10  # squad-mini: the last 10 articles of the file are for evaluation
 N_BEST, MAX_ANSWER_LENGTH = 20, 30
-BERTFIT_BATCHES = "length-grouped (groups of 256 batches, shuffled)"
-RUN_QA = dict(epochs=2, lr=3e-5, batch_size=12, warmup_ratio=0.0, weight_decay=0.0, precision="fp32",
-              max_seq_length=384, doc_stride=128, eval_batch_size=8, train_batches="random")  # run_qa's README
+BERTFIT_BATCHES = common.BERTFIT_BATCHES
+RUN_QA = common.RUN_QA
 
 
 def side_settings(args) -> dict[str, dict]:
@@ -337,7 +336,8 @@ def main(argv: list[str]) -> None:
              f"bertfit's loop alone (no setup, no final checkpoint): {bertfit['train_loop_seconds']:.1f}s; "
              f"the Trainer's own train_runtime: {peer['train_runtime']:.1f}s"]
     common.report(f"SQuAD v1.1 fine-tuning, {args.compare}", args, peak, results, COLUMNS, notes, settings,
-                  scores=("f1", "exact_match"))
+                  scores=("f1", "exact_match"), name=common.comparison_name("squad-speed", args), script=__file__,
+                  argv=argv)
 
 
 if __name__ == "__main__":
