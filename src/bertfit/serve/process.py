@@ -66,8 +66,6 @@ def serve(paths: list[str], settings: ServeSettings | None = None, say=print) ->
     for name, run in runs.items():
         chosen = f" from --precision {settings.precision}" if settings.precision == "auto" and run.engine == "torch" else ""
         say(f"{name}: {run.task} ({run.head}, {run.engine}, {run.precision}{chosen}) from {run.folder}")
-    say(f"serving on http://{host}:{port} (page at /, API docs at /docs, metrics at /metrics, "
-        f"{'API key required' if settings.api_key else 'no API key'})", flush=True)
     service = app.state.service
 
     class Server(uvicorn.Server):
@@ -81,8 +79,16 @@ def serve(paths: list[str], settings: ServeSettings | None = None, say=print) ->
     # uvicorn turns SIGTERM and SIGINT into a graceful stop, then raises the signal again under the
     # handler that was there before it: a quiet one here, so the process exits 0 after a clean stop
     received = []
-    previous = {sig: signal.signal(sig, lambda number, frame: received.append(number))
-                for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def stop_before_uvicorn_listens(number, frame):
+        # a signal between "serving on" and uvicorn's own handlers still stops the server, cleanly
+        received.append(number)
+        service.stopping = True
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop_before_uvicorn_listens) for sig in (signal.SIGTERM, signal.SIGINT)}
+    say(f"serving on http://{host}:{port} (page at /, API docs at /docs, metrics at /metrics, "
+        f"{'API key required' if settings.api_key else 'no API key'})", flush=True)
     started = time.monotonic()
     try:
         server.run(sockets=[listener])
