@@ -9,7 +9,6 @@ batch's longest sequence), and `finish` turns one request's share of the outputs
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from . import devices, predicting
 from .batching import Features, collate, eval_batches
+from .checkpoints.hf import read_config_json
 from .pretrained import load_pretrained
 from .errors import CheckpointError, ConfigError, DataError
 from .tasks import glue, glue_encoding, squad
@@ -106,10 +106,7 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{run_dir}: no fine-tuned model here (looked for model/config.json and config.json)")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_path}: cannot read it ({exc})") from None
+    config = read_config_json(config_path)
     head = head_of(config, config_path)
     id2label = config.get("id2label") or {}
     labels = [id2label.get(str(i), f"LABEL_{i}") for i in range(len(id2label) or 2)] if head == "classification" else []

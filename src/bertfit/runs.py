@@ -187,6 +187,9 @@ def model_folder(run_dir: str | Path) -> Path:
     folder = folder / "model" if (folder / "model" / "config.json").exists() else folder
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"{run_dir}: no fine-tuned model here (looked for model/config.json and config.json)")
+    from .checkpoints.hf import read_config_json
+
+    read_config_json(folder / "config.json")  # a damaged one is refused here, naming the file, before it is read
     return folder
 
 
