@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from .. import devices, runs
 from ..batching import Features, collate, eval_batches
 from ..devices import autocast, resolve_precision
+from ..checkpoints.tutorial import TUTORIAL_MAX_POSITIONS, TUTORIAL_VOCAB_SIZE
 from ..errors import ConfigError
 from ..model import init_weights, pretrain_config
 from ..pretrained import build_model, load_pretrained, load_tokenizer, save_pretrained, save_tutorial
@@ -93,8 +95,27 @@ def start(options: PretrainOptions, settings: TrainSettings) -> Run:
     if tokenizer.token_to_id("[MASK]") is None:
         raise ConfigError(f"{options.tokenizer or options.model}: the tokenizer has no [MASK] token, which masked-"
                           f"language modelling needs")
+    if options.size == "tutorial" and devices.is_main_process() and (note := tutorial_misfit(tokenizer, options)):
+        print(f"warning: {note}", file=sys.stderr)
     return Run(Path(options.output_dir or "runs/pretrain"), settings, device, model, tokenizer,
                options.model or f"new {options.size}", options.overwrite, options.quiet, devices.is_main_process())
+
+
+def tutorial_misfit(tokenizer, options: PretrainOptions) -> str | None:
+    """Why the tutorial's fine-tuning scripts, which build BertModel(BertConfig()), cannot load this run's
+    bert_model.pth strictly; None when they can. Its pooler is always written, and a smaller vocabulary padded."""
+    problems = []
+    if tokenizer.get_vocab_size() > TUTORIAL_VOCAB_SIZE:
+        problems.append(f"the tokenizer has {tokenizer.get_vocab_size():,} tokens, more than the {TUTORIAL_VOCAB_SIZE:,} "
+                        f"rows of its word embeddings")
+    if options.max_seq_length > TUTORIAL_MAX_POSITIONS:
+        problems.append(f"--max-seq-length {options.max_seq_length} needs more than its {TUTORIAL_MAX_POSITIONS} "
+                        f"positions")
+    if not problems:
+        return None
+    return (f"the tutorial's scripts build BertModel(BertConfig()), which will not load this run's bert_model.pth: "
+            f"{'; and '.join(problems)}. Set vocab_size and max_seq_len in their BertConfig to the model's "
+            f"(bertfit loads the file as it is)")
 
 
 def read_data(run: Run, options: PretrainOptions) -> tuple[Features, Features, dict]:
@@ -216,7 +237,9 @@ def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = N
                          max_seq_length=options.max_seq_length)
         if run.main:
             save_pretrained(run.model, run.tokenizer, run.model_dir)
-            pth, vocab = save_tutorial(run.model, run.tokenizer, run.dir, options.name)
+            # the tutorial's BertModel always holds a pooler, and its BertConfig() 30,522 vocabulary rows
+            pth, vocab = save_tutorial(run.model, run.tokenizer, run.dir, options.name, pooler_seed=settings.seed,
+                                       vocab_size=TUTORIAL_VOCAB_SIZE if options.size == "tutorial" else None)
             run.say(f"wrote {run.model_dir} (Hugging Face, with its MLM head), {pth} and {vocab} (the tutorial's files)")
         return run.finish("pretrain", result,
                           {"size": options.size, "objective": "mlm+nsp" if options.nsp else "mlm",
