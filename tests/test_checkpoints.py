@@ -110,3 +110,13 @@ def test_a_damaged_config_json_is_refused_in_one_line_naming_it(good_runs, tmp_p
     run = damaged_copy(good_runs["squad" if command == "qa" else "classification"], tmp_path / "run", contents)
     message = refused(COMMANDS[command](run, tmp_path), watch=[tmp_path], capsys=capsys)
     assert str(run / "model" / "config.json") in message and problem in message
+
+
+# ---- the model card ---------------------------------------------------------------------------------------
+
+def test_the_card_names_a_hub_base_model_only_for_a_hub_name_or_the_embedded_model(tmp_path):
+    from bertfit.checkpoints.model_card import EMBEDDED_MODEL, base_model
+
+    assert base_model("embedded") == EMBEDDED_MODEL
+    assert base_model("google-bert/bert-base-uncased") == "google-bert/bert-base-uncased"
+    assert base_model(str(tmp_path)) is None and base_model("./model") is None and base_model("new tiny") is None

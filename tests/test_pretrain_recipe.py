@@ -76,6 +76,14 @@ def test_a_pretraining_run_writes_a_masked_lm_folder_transformers_loads_with_equ
     assert (tmp_path / "run" / "report.md").exists() and (tmp_path / "run" / "curves.png").exists()
 
 
+def test_a_pretraining_run_writes_a_model_card_with_the_scores_of_results_json(corpus, tmp_path):
+    from cards import check_model_card
+
+    pretrain(options(corpus, tmp_path / "run"), {**SETTINGS, "max_steps": 2, "eval_every": 0})
+    metadata = check_model_card(tmp_path / "run", transformers.AutoModelForMaskedLM)
+    assert metadata["pipeline_tag"] == "fill-mask" and "base_model" not in metadata  # a new model: none
+
+
 def runs_log(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 

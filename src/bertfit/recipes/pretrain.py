@@ -242,7 +242,8 @@ def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = N
                                        vocab_size=TUTORIAL_VOCAB_SIZE if options.size == "tutorial" else None)
             run.say(f"wrote {run.model_dir} (Hugging Face, with its MLM head), {pth} and {vocab} (the tutorial's files)")
         return run.finish("pretrain", result,
-                          {"size": options.size, "objective": "mlm+nsp" if options.nsp else "mlm",
+                          {"size": options.size, "train_files": list(options.train_files),
+                           "objective": "mlm+nsp" if options.nsp else "mlm",
                            "max_seq_length": options.max_seq_length, "mlm_probability": options.mlm_probability,
                            "validation_file": options.validation_file},
                           counts,

@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import devices, reports, runs, training
 from ..batching import Features
+from ..checkpoints.model_card import write_model_card
 from ..files import write_json
 from ..pretrained import load_pretrained
 from ..settings import TrainSettings
@@ -80,6 +81,8 @@ class Run:
         }
         if self.main:
             write_json(self.dir / "results.json", results)
+            if (self.model_dir / "config.json").is_file():
+                write_model_card(self.model_dir, results)
             reports.write_run_report(self.dir)
             self.say(metrics_table(title, metrics, chosen))
         return results
