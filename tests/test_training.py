@@ -589,3 +589,66 @@ def test_a_killed_fine_tune_resumes_bitwise_equal_to_an_uninterrupted_one(tmp_pa
     last = runs.CheckpointStore(whole / "checkpoints").checkpoints()[0].name
     for weights in (Path("model") / "model.safetensors", Path("checkpoints") / last / "model.safetensors"):
         assert (whole / weights).read_bytes() == (again / weights).read_bytes(), weights
+
+
+# ---- --report-to tensorboard --------------------------------------------------------------------
+
+def tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of RUN_DIR/tensorboard as TensorBoard's own reader gives it, orphaned steps kept (so a step
+    written twice shows twice): tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(Path(run_dir) / "tensorboard"), size_guidance={"scalars": 0},
+                              purge_orphaned_data=False).Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def logged_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    entries = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
+    scalars = {}
+    for e in entries:
+        for key, value in e.items():
+            if e["event"] in ("train", "eval") and key not in ("event", "step", "epoch"):
+                scalars.setdefault(f"{e['event']}/{key}", []).append((e["step"], value))
+    return scalars
+
+
+def assert_events_are_the_log(run_dir):
+    events, logged = tensorboard_scalars(run_dir), logged_scalars(run_dir)
+    assert events.keys() == logged.keys()
+    assert {"train/loss", "train/lr", "train/tokens_per_s", "eval/accuracy", "eval/loss"} <= events.keys()
+    for tag, values in logged.items():
+        assert [step for step, _ in events[tag]] == [step for step, _ in values], tag  # each step once, in order
+        assert [v for _, v in events[tag]] == pytest.approx([v for _, v in values], rel=1e-6), tag  # float32 there
+
+
+TENSORBOARD = replace(SETTINGS, report_to="tensorboard")
+
+
+def test_report_to_tensorboard_writes_the_logged_scalars_as_event_files(tmp_path):
+    train(tmp_path, TENSORBOARD)
+    assert_events_are_the_log(tmp_path)
+
+
+def test_a_resumed_run_writes_no_step_twice_in_its_tensorboard_events(tmp_path):
+    # killed in step 9 (loss call 17: step 6, the last of its epoch, has one micro-batch): its checkpoint is step
+    # 6's, and it had logged step 8, which the resumed run logs again
+    with pytest.raises(Interrupted):
+        train(tmp_path, TENSORBOARD, loss_fn=counting_loss(interrupt_at=17))
+    assert 8 in [step for step, _ in tensorboard_scalars(tmp_path)["train/loss"]]
+    assert [p.name for p in runs.CheckpointStore(tmp_path / "checkpoints").checkpoints()][0] == "step-00000006"
+    train(tmp_path, TENSORBOARD)
+    assert_events_are_the_log(tmp_path)
+    assert [step for step, _ in tensorboard_scalars(tmp_path)["train/loss"]] == [2, 4, 6, 8, 10, 12]
+
+
+def test_report_to_tensorboard_without_the_package_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    from mistakes import refused
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    message = refused(["pretrain", "--size", "tiny", "--tokenizer", "tokenizer.json", "--train-file", "text.txt",
+                       "--output-dir", tmp_path / "run", "--report-to", "tensorboard"], watch=[tmp_path], capsys=capsys)
+    assert "pip install tensorboard" in message
+    with pytest.raises(ConfigError, match="needs the tensorboard package"):
+        train(tmp_path / "api", TENSORBOARD)
+    assert not (tmp_path / "api").exists()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -110,7 +109,7 @@ def read_log(run_dir: Path) -> list[dict]:
 
 
 def write_run_report(run_dir: str | Path) -> list[Path]:
-    """Write report.md and curves.png (and TensorBoard events when tensorboard is installed) into a finished run."""
+    """Write report.md and curves.png into a finished run."""
     run_dir = Path(run_dir)
     results, log = read_results(run_dir), read_log(run_dir)
     written, notes = [], []
@@ -119,8 +118,6 @@ def write_run_report(run_dir: str | Path) -> list[Path]:
     except ImportError:
         notes.append("curves.png not drawn: matplotlib is not installed (one of bertfit's dependencies: "
                      "`pip install matplotlib`)")
-    if write_tensorboard(run_dir / "tensorboard", log):
-        written.append(run_dir / "tensorboard")
     write_atomic(run_dir / "report.md", run_markdown(run_dir, results, log, notes))
     return [run_dir / "report.md", *written]
 
@@ -184,23 +181,6 @@ def curves_title(results: dict) -> str:
     trained = ", ".join(f"{name} {settings[key]:g}" for key, name in (("epochs", "epochs"), ("lr", "lr"),
                                                                       ("batch_size", "batch")) if key in settings)
     return f"{results['task']}, model {short_model(str(results.get('model', '-')))}" + (f": {trained}" if trained else "")
-
-
-def write_tensorboard(folder: Path, log: list[dict]) -> bool:
-    """TensorBoard events of the training loss and dev scores, if tensorboard is installed; False if not."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return False
-    shutil.rmtree(folder, ignore_errors=True)  # written whole from log.jsonl: a rewrite must not add to it
-    writer = SummaryWriter(str(folder))
-    for entry in log:
-        if entry.get("event") in ("train", "eval"):
-            for key, value in entry.items():
-                if key not in ("event", "step", "epoch") and isinstance(value, (int, float)):
-                    writer.add_scalar(f"{entry['event']}/{key}", value, entry["step"])
-    writer.close()
-    return True
 
 
 # ---- many runs -----------------------------------------------------------------------------------

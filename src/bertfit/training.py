@@ -100,6 +100,7 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
         # no fp16 loss scaling (a step the scaler skips could not undo a row update).
         lazy = settings.lazy_embeddings and resolve_precision(settings.precision, device) != torch.float16
         row_grads = EmbeddingRowGrads(model, lazy) if world()[1] == 1 and device.type == "cpu" else None
+        trainer = None
         try:
             trainer = Trainer(model, train, loss_fn, evaluate, save_best, settings, Path(run_dir), pad_id, device,
                               row_grads, keep)
@@ -110,6 +111,8 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
         finally:
             if row_grads:
                 row_grads.restore()
+            if trainer and trainer.log:
+                trainer.log.close()
 
 
 def after_interrupt(run_dir: Path, settings: TrainSettings, resumed: bool) -> str:
@@ -212,6 +215,10 @@ class Trainer:
         self.log = runs.JsonlLog(self.run_dir / "log.jsonl") if self.main else None
         if self.log:
             self.log.rewind(self.state.step)
+            if self.settings.report_to == "tensorboard":
+                from .tensorboard_events import FOLDER, TensorBoardLog
+
+                self.log.mirrors.append(TensorBoardLog(self.run_dir / FOLDER, self.log.entries()))
         self.progress = Progress(self.total_steps, "train", enabled=self.main and not quiet, initial=self.state.step)
         self.start_time = time.perf_counter() - self.state.train_seconds
 
