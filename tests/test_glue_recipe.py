@@ -773,3 +773,12 @@ def test_a_glue_run_writes_a_model_card_with_the_scores_of_results_json(tmp_path
     assert metadata["datasets"] == ["nyu-mll/glue"] and metadata["pipeline_tag"] == "text-classification"
     assert metadata["model-index"][0]["results"][0]["dataset"]["config"] == "sst2"
     assert metadata["bertfit"]["held_out_metrics"] and "base_model" not in metadata  # a local folder: no hub name
+
+
+def test_bertfit_glue_says_where_its_results_went_and_counts_one_epoch_in_the_singular(tmp_path, tiny_model, capsys):
+    assert glue_cli("sst2", write_sst2(tmp_path / "glue"), tmp_path / "run", tiny_model) == 0  # --epochs 1
+    out = capsys.readouterr().out
+    assert "training 1 epoch at lr 0.001, batch 8" in out
+    assert (f"results: {tmp_path / 'run' / 'results.json'}; report: {tmp_path / 'run' / 'report.md'}; "
+            f"model: {tmp_path / 'run' / 'model'} (its card: README.md)") in out
+

@@ -253,3 +253,14 @@ def test_the_tutorial_preset_says_before_training_why_its_files_will_not_load_in
     assert "will not load this run's bert_model.pth" in warning
     assert f"{big.get_vocab_size():,} tokens, more than the 30,522 rows" in warning
     assert "--max-seq-length 600 needs more than its 512 positions" in warning
+
+
+def test_reports_show_pretraining_accuracies_x100_as_glue_scores_and_its_loss_as_it_is():
+    from bertfit import reports
+
+    scores = {"mlm_accuracy": 0.25, "mlm_loss": 3.5, "perplexity": 33.1, "nsp_accuracy": 0.5}
+    assert reports.key_metrics("pretrain", scores) == {"mlm_accuracy": 25.0, "mlm_loss": 3.5, "perplexity": 33.1,
+                                                       "nsp_accuracy": 50.0}
+    assert reports.key_metrics("sst2", {"accuracy": 0.25}) == {"accuracy": 25.0}
+    text = reports.run_markdown(Path("run"), {"task": "pretrain", "metrics": scores}, [])
+    assert "## Result (held-out text; accuracies ×100)" in text and "| mlm_accuracy | 25.00 |" in text

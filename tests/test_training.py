@@ -1,4 +1,5 @@
 import ctypes
+import io
 import json
 import multiprocessing
 import os
@@ -652,3 +653,56 @@ def test_report_to_tensorboard_without_the_package_is_refused_before_anything_is
     with pytest.raises(ConfigError, match="needs the tensorboard package"):
         train(tmp_path / "api", TENSORBOARD)
     assert not (tmp_path / "api").exists()
+
+
+# ---- what the console says ----------------------------------------------------------------------
+
+def fit_loudly(run_dir, settings):
+    return training.fit(tiny.classifier(), TRAIN, tiny.classification_loss, tiny.accuracy_on(DEV), lambda m, s: None,
+                        settings, run_dir, tiny.PAD, CPU, run_fingerprint={"model": "tiny"}, quiet=False)
+
+
+def test_a_run_that_stops_before_its_planned_steps_still_shows_its_last_logged_step(tmp_path, capsys):
+    # plain lines (not a terminal) come every 15 s and at the planned last step; a spent time budget ends sooner
+    result = fit_loudly(tmp_path, replace(SETTINGS, max_time=1e-6))
+    assert result.time_budget["out_of_time"] and result.steps == 1
+    logged = [e["step"] for e in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines())
+              if e["event"] == "train"]
+    shown = [int(line.split()[1].split("/")[0]) for line in capsys.readouterr().err.splitlines()
+             if line.startswith("train ")]
+    assert logged == [1] and shown[-1] == logged[-1]
+
+
+def test_a_time_budget_says_its_plan_before_training_and_when_it_is_fitted_and_refitted(tmp_path, capsys):
+    settings = replace(SETTINGS, epochs=8, max_time=3600.0, eval_every=30, save_every=0)  # 48 steps fit easily
+    fit_loudly(tmp_path, settings)
+    err = capsys.readouterr().err
+    said = [line.strip() for line in err.splitlines() if "time budget" in line]
+    assert said[0] == "time budget 1:00:00: the steps that fit are measured by step 24, and the schedule is then " \
+                      "fitted to them (the epochs allow 48)"
+    assert said[1].startswith("time budget 1:00:00: 48 steps fit, at ") and "over steps 5-24" in said[1]
+    assert said[2].startswith("time budget refitted: the first evaluation took ") and "48 steps fit" in said[2]
+    assert err.index(said[0]) < err.index("step 30/48 eval")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_the_eta_of_a_run_with_a_time_budget_is_never_past_the_budget(monkeypatch):
+    from bertfit import progress
+
+    clock = FakeClock()
+    monkeypatch.setattr(progress, "time", clock)
+    budgeted, unbudgeted = io.StringIO(), io.StringIO()
+    bars = [progress.Progress(1000, "train", stream=budgeted, plain_every=0, time_left=180),
+            progress.Progress(1000, "train", stream=unbudgeted, plain_every=0)]
+    clock.now = 4.0  # the first step took 4 s: the epochs' 999 more would take 1:06:36
+    for bar in bars:
+        bar.update(1)
+    assert budgeted.getvalue().strip().endswith("0:04 elapsed, ETA 2:56")
+    assert unbudgeted.getvalue().strip().endswith("0:04 elapsed, ETA 1:06:36")

@@ -147,6 +147,11 @@ def glue_settings(task: str, train_examples: int, chosen: dict) -> TrainSettings
     return TrainSettings(**{**glue_defaults(task, train_examples), **chosen})
 
 
+def epochs_text(epochs: float) -> str:
+    """"1 epoch", "0.5 epochs", "3 epochs"."""
+    return f"{epochs:g} epoch{'' if epochs == 1 else 's'}"
+
+
 def glue_defaults_table() -> str:
     """GLUE_DEFAULTS as `bertfit glue --help` shows it."""
     lines = ["defaults by task and training-set size (first matching row; options given win):",

@@ -5,7 +5,6 @@ held-out loss → a Hugging Face folder with its MLM head, and the tutorial's `b
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -17,9 +16,10 @@ import torch.nn.functional as F
 
 from .. import devices, runs
 from ..batching import Features, collate, eval_batches
-from ..devices import autocast, resolve_precision
 from ..checkpoints.tutorial import TUTORIAL_MAX_POSITIONS, TUTORIAL_VOCAB_SIZE
+from ..devices import autocast, resolve_precision
 from ..errors import ConfigError
+from ..files import tokens_cache_dir
 from ..model import init_weights, pretrain_config
 from ..pretrained import build_model, load_pretrained, load_tokenizer, save_pretrained, save_tutorial
 from ..settings import PRETRAIN_DEFAULTS, TrainSettings
@@ -28,11 +28,6 @@ from ..tokenization import special_ids
 from .run import Run
 
 EVAL_MASK_SEED = 1234  # every evaluation masks the held-out blocks the same way, so evaluations compare
-
-
-def cache_dir() -> Path:
-    """Where token files are kept between runs (BERTFIT_CACHE overrides)."""
-    return Path(os.environ.get("BERTFIT_CACHE", Path.home() / ".cache" / "bertfit")) / "tokens"
 
 
 @dataclass
@@ -122,10 +117,10 @@ def read_data(run: Run, options: PretrainOptions) -> tuple[Features, Features, d
     """Training and held-out sequences (packed blocks, or NSP pairs), each from the cached token files."""
     tokenizer, ids = run.tokenizer, special_ids(run.tokenizer)
     started = time.perf_counter()
-    train_tokens, hit = pretraining_data.tokenize_corpus(list(options.train_files), tokenizer, cache_dir(),
+    train_tokens, hit = pretraining_data.tokenize_corpus(list(options.train_files), tokenizer, tokens_cache_dir(),
                                                           text_field=options.text_field, quiet=options.quiet)
     if options.validation_file:
-        held_tokens, _ = pretraining_data.tokenize_corpus([options.validation_file], tokenizer, cache_dir(),
+        held_tokens, _ = pretraining_data.tokenize_corpus([options.validation_file], tokenizer, tokens_cache_dir(),
                                                           text_field=options.text_field, quiet=options.quiet)
         train_docs = held_docs = None
     elif options.validation_fraction:
