@@ -8,15 +8,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings as hypothesis_settings
+from hypothesis import strategies as st
 
 import tiny
 from mistakes import refused
 from runs import classification_run, squad_run
 
-from bertfit.checkpoints.hf import HF_NAMES, hf_to_ours, is_head, ours_to_hf
+from bertfit.checkpoints.hf import HF_NAMES, hf_to_ours, is_head, ours_to_hf, read_config
 from bertfit.checkpoints.names import NameTable
 from bertfit.checkpoints.tutorial import TUTORIAL_NAMES, ours_to_tutorial, tutorial_to_ours
-from bertfit.model import BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification, BertModel
+from bertfit.errors import CheckpointError
+from bertfit.model import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification, BertModel
 
 
 # ---- the name tables --------------------------------------------------------------------------------
@@ -120,3 +123,37 @@ def test_the_card_names_a_hub_base_model_only_for_a_hub_name_or_the_embedded_mod
     assert base_model("embedded") == EMBEDDED_MODEL
     assert base_model("google-bert/bert-base-uncased") == "google-bert/bert-base-uncased"
     assert base_model(str(tmp_path)) is None and base_model("./model") is None and base_model("new tiny") is None
+
+
+# ---- any config.json: a BertConfig or one CheckpointError, nothing else ------------------------------------
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=False)
+                           | st.text(max_size=8), lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+FIELDS = st.sampled_from(sorted(BertConfig.fields() | {"model_type", "id2label", "architectures", "bertfit",
+                                                       "hidden_act", "label2id", "something_else"}))
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.dictionaries(FIELDS, JSON_VALUES, max_size=6) | JSON_VALUES)
+def test_any_json_in_config_json_reads_as_a_config_or_one_checkpoint_error(tmp_path_factory, raw):
+    path = tmp_path_factory.mktemp("config") / "config.json"
+    if isinstance(raw, dict):
+        raw = {**{"vocab_size": 100, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "intermediate_size": 128}, **raw}
+    path.write_text(json.dumps(raw))
+    try:
+        config = read_config(path)
+    except CheckpointError as exc:
+        assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
+    else:
+        assert config.hidden_size % config.num_attention_heads == 0 and config.vocab_size >= 1
+
+
+@hypothesis_settings(max_examples=100, deadline=None)
+@given(st.integers(0, 10**6), st.sampled_from(["weight", "bias"]))
+def test_any_layer_number_maps_back_to_itself_through_both_tables(layer, kind):
+    for table in (HF_NAMES, TUTORIAL_NAMES):
+        for theirs, ours in table.rows:
+            name = ours.format(layer=layer, kind=kind)
+            assert table.ours(table.theirs(name)) == name

@@ -650,6 +650,9 @@ def test_report_to_tensorboard_without_the_package_is_refused_before_anything_is
     message = refused(["pretrain", "--size", "tiny", "--tokenizer", "tokenizer.json", "--train-file", "text.txt",
                        "--output-dir", tmp_path / "run", "--report-to", "tensorboard"], watch=[tmp_path], capsys=capsys)
     assert "pip install tensorboard" in message
+    message = refused(["glue", "sst2", "--output-dir", tmp_path / "run", "--report-to", "wandb"], watch=[tmp_path],
+                      capsys=capsys)
+    assert "--report-to: invalid choice: 'wandb'" in message
     with pytest.raises(ConfigError, match="needs the tensorboard package"):
         train(tmp_path / "api", TENSORBOARD)
     assert not (tmp_path / "api").exists()
