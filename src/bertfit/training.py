@@ -402,7 +402,8 @@ class Trainer:
         state, settings = self.state, self.settings
         started = time.perf_counter()
         metrics = self.eval_fn(self.model)
-        if self.budget and self.budget.step_seconds and not self.budget.eval_seconds and not self.finished:
+        if self.budget and state.planned_steps and self.budget.mark and not self.budget.eval_seconds \
+                and not self.finished:
             # the first evaluation's cost, amortised over the steps between evaluations, shortens the plan (a resumed
             # run, which timed no steps of its own, keeps the plan it resumed with)
             self.budget.eval_seconds = time.perf_counter() - started
