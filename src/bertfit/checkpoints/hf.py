@@ -152,7 +152,7 @@ def read_config(path: Path) -> BertConfig:
     known = BertConfig.fields()
     unknown = sorted(k for k in raw if k not in known and k not in HF_CONFIG_IGNORED)
     if unknown:
-        problems.append(f"unknown fields {', '.join(unknown)}")
+        problems.append(f"unknown fields {', '.join(k if k.isidentifier() else repr(k) for k in unknown)}")
     fields = {k: v for k, v in raw.items() if k in known}
     for name, value in fields.items():
         problem = _field_problem(name, value)
