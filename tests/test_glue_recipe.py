@@ -788,3 +788,23 @@ def test_one_class_warning_only_when_the_dev_set_has_several_classes():
     assert one_class_warning(sst2, np.array([3, 5]), [0, 1, 1], settings, 2000, 63) is None
     assert one_class_warning(sst2, np.array([0, 8]), [1, 1, 1], settings, 2000, 63) is None
     assert "on WNLI this is usual" in one_class_warning(GLUE_TASKS["wnli"], np.array([7, 0]), [0, 1], settings, 635, 20)
+
+
+def test_a_glue_run_writes_a_model_card_with_the_scores_of_results_json(tmp_path, tiny_model):
+    from cards import check_model_card
+
+    data_dir = write_sst2(tmp_path / "glue")
+    run_glue("sst2", data_dir, tmp_path / "glue-sst2", tiny_model, validation_fraction=0.25)
+    metadata = check_model_card(tmp_path / "glue-sst2", transformers.AutoModelForSequenceClassification)
+    assert metadata["datasets"] == ["nyu-mll/glue"] and metadata["pipeline_tag"] == "text-classification"
+    assert metadata["model-index"][0]["results"][0]["dataset"]["config"] == "sst2"
+    assert metadata["bertfit"]["held_out_metrics"] and "base_model" not in metadata  # a local folder: no hub name
+
+
+def test_bertfit_glue_says_where_its_results_went_and_counts_one_epoch_in_the_singular(tmp_path, tiny_model, capsys):
+    assert glue_cli("sst2", write_sst2(tmp_path / "glue"), tmp_path / "run", tiny_model) == 0  # --epochs 1
+    out = capsys.readouterr().out
+    assert "training 1 epoch at lr 0.001, batch 8" in out
+    assert (f"results: {tmp_path / 'run' / 'results.json'}; report: {tmp_path / 'run' / 'report.md'}; "
+            f"model: {tmp_path / 'run' / 'model'} (its card: README.md)") in out
+

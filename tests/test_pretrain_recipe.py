@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from tokenizers import Tokenizer
 
 from runs import bertfit_process, kill_and_resume
 
@@ -72,6 +73,14 @@ def test_a_pretraining_run_writes_a_masked_lm_folder_transformers_loads_with_equ
     assert (tmp_path / "run" / "report.md").exists() and (tmp_path / "run" / "curves.png").exists()
 
 
+def test_a_pretraining_run_writes_a_model_card_with_the_scores_of_results_json(corpus, tmp_path):
+    from cards import check_model_card
+
+    pretrain(options(corpus, tmp_path / "run"), {**SETTINGS, "max_steps": 2, "eval_every": 0})
+    metadata = check_model_card(tmp_path / "run", transformers.AutoModelForMaskedLM)
+    assert metadata["pipeline_tag"] == "fill-mask" and "base_model" not in metadata  # a new model: none
+
+
 def runs_log(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
@@ -81,6 +90,12 @@ def test_the_tutorial_files_of_a_pretraining_run_fine_tune_in_bertfit(corpus, tm
     pth = tmp_path / "run" / "bert_model.pth"
     assert (tmp_path / "run" / "wikitext-2_wordpiece.json").exists()
     assert all(isinstance(v, torch.Tensor) for v in torch.load(pth, weights_only=True).values())
+    # the tutorial's BertModel in the tiny preset's sizes loads it strictly: a pooler too, though MLM has none
+    from test_pretrained import TutorialBertModel, TutorialConfig
+
+    vocab = Tokenizer.from_file(str(tmp_path / "run" / "wikitext-2_wordpiece.json")).get_vocab_size()
+    TutorialBertModel(TutorialConfig(vocab_size=vocab, num_layers=2, hidden_size=128, num_heads=2)).load_state_dict(
+        torch.load(pth, weights_only=True))
     results = finetune_glue(GlueOptions(task="sst2", model=str(pth), num_heads=2, data_dir=str(corpus[1]),
                                         output_dir=str(tmp_path / "sst2"), max_seq_length=24, quiet=True),
                             {"max_steps": 6, "batch_size": 8, "precision": "fp32"})
@@ -185,3 +200,50 @@ def test_pretrain_refuses_what_cannot_work_with_one_line_and_no_run_dir(corpus, 
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+# ---- the tutorial's files, as the tutorial's own scripts load them --------------------------------------
+
+@pytest.mark.timeout(300)
+def test_the_tutorial_preset_writes_a_bert_model_pth_the_tutorials_bert_model_loads_strictly(corpus, tmp_path):
+    """The tutorial's fine-tuning builds BertModel(BertConfig()) (30,522 vocabulary rows, a pooler) and calls a strict
+    load_state_dict(torch.load("bert_model.pth")): MLM without --nsp has no pooler, and a small tokenizer fewer rows."""
+    from test_pretrained import TutorialBertModel, TutorialConfig
+
+    pretrain(options(corpus, tmp_path / "run", size="tutorial", max_eval_samples=2),
+             {**SETTINGS, "max_steps": 1, "batch_size": 2, "eval_every": 0})
+    state = torch.load(tmp_path / "run" / "bert_model.pth", weights_only=True)
+    TutorialBertModel(TutorialConfig()).load_state_dict(state)  # strict
+    tokenizer_rows = len(load_pretrained(tmp_path / "run" / "model", head="mlm")[1].get_vocab())
+    folder = load_pretrained(tmp_path / "run" / "model", head="mlm")[0].bert.embeddings.word_embeddings.weight
+    assert torch.equal(state["word_embeddings.weight"][:tokenizer_rows], folder)
+    assert not state["word_embeddings.weight"][tokenizer_rows:].any()  # rows no token of the tokenizer reaches
+
+
+def test_the_tutorial_preset_says_before_training_why_its_files_will_not_load_in_the_tutorials_bert_model(
+        corpus, tmp_path, capsys):
+    from bertfit.recipes.pretrain import start
+    from bertfit.tokenizer_training import SPECIAL_TOKENS
+
+    big = load_pretrained(None)[1]  # the embedded model's tokenizer (30,522 tokens), grown past the tutorial's rows
+    big.add_tokens([f"word{i}" for i in range(40)])
+    path = tmp_path / "big.json"
+    big.save(str(path))
+    assert all(big.token_to_id(t) is not None for t in SPECIAL_TOKENS)
+    start(options(corpus, tmp_path / "run", size="tutorial", tokenizer=str(path), max_seq_length=600),
+          replace(PRETRAIN_DEFAULTS))
+    warning = capsys.readouterr().err
+    assert "will not load this run's bert_model.pth" in warning
+    assert f"{big.get_vocab_size():,} tokens, more than the 30,522 rows" in warning
+    assert "--max-seq-length 600 needs more than its 512 positions" in warning
+
+
+def test_reports_show_pretraining_accuracies_x100_as_glue_scores_and_its_loss_as_it_is():
+    from bertfit import reports
+
+    scores = {"mlm_accuracy": 0.25, "mlm_loss": 3.5, "perplexity": 33.1, "nsp_accuracy": 0.5}
+    assert reports.key_metrics("pretrain", scores) == {"mlm_accuracy": 25.0, "mlm_loss": 3.5, "perplexity": 33.1,
+                                                       "nsp_accuracy": 50.0}
+    assert reports.key_metrics("sst2", {"accuracy": 0.25}) == {"accuracy": 25.0}
+    text = reports.run_markdown(Path("run"), {"task": "pretrain", "metrics": scores}, [])
+    assert "## Result (held-out text; accuracies ×100)" in text and "| mlm_accuracy | 25.00 |" in text

@@ -263,3 +263,10 @@ def test_fine_tuning_the_embedded_model_briefly_learns_to_find_answers(tmp_path,
     results = finetune_squad(options, TrainSettings(epochs=1, lr=3e-4, batch_size=8, precision="fp32"))
     assert results["steps"] == 16
     assert results["metrics"]["exact"] >= 40 and results["metrics"]["f1"] >= 45
+
+
+def test_a_squad_run_writes_a_model_card_with_the_scores_of_results_json(squad_run):
+    from cards import check_model_card
+
+    metadata = check_model_card(squad_run.dir, transformers.AutoModelForQuestionAnswering)
+    assert metadata["datasets"] == ["rajpurkar/squad_v2"] and metadata["pipeline_tag"] == "question-answering"

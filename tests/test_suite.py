@@ -9,7 +9,6 @@ import json
 import shutil
 import statistics
 import sys
-import types
 from pathlib import Path
 from typing import NamedTuple
 
@@ -226,29 +225,6 @@ def test_without_matplotlib_the_report_says_why_there_are_no_curves(suite_run, t
     assert reports.write_run_report(tmp_path) == [tmp_path / "report.md"]
     assert "matplotlib is not installed" in (tmp_path / "report.md").read_text()
     assert not (tmp_path / "curves.png").exists()
-
-
-def test_tensorboard_events_hold_the_logged_losses_and_scores(suite_run, tmp_path, monkeypatch):
-    scalars = []
-
-    class SummaryWriter:
-        def __init__(self, folder):
-            self.folder = folder
-
-        def add_scalar(self, tag, value, step):
-            scalars.append((tag, value, step))
-
-        def close(self):
-            pass
-
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=SummaryWriter))
-    log = reports.read_log(suite_run.dir / "sst2" / "seed-1")
-
-    assert reports.write_tensorboard(tmp_path / "tb", log)
-    train, evals = [e for e in log if e["event"] == "train"], [e for e in log if e["event"] == "eval"]
-    tagged = lambda name: [(value, step) for tag, value, step in scalars if tag == name]
-    assert tagged("train/loss") == [(e["loss"], e["step"]) for e in train]
-    assert tagged("eval/accuracy") == [(e["accuracy"], e["step"]) for e in evals]
 
 
 def test_report_compares_two_runs_with_best_in_green_only_on_a_terminal(suite_run, capsys):

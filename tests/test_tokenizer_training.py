@@ -92,3 +92,18 @@ def test_bad_settings_and_bad_files_write_nothing(tmp_path):
     with pytest.raises(DataError, match="no text"):
         train_wordpiece([str(tmp_path / "empty.txt")], output, vocab_size=50, quiet=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.txt", "c.txt", "empty.txt"]
+
+
+def test_bertfit_tokenizer_writing_to_a_pipe_starts_with_what_it_read_not_blank_lines(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    result = subprocess.run([sys.executable, "-m", "bertfit", "tokenizer", "--train-file", str(write_corpus(tmp_path / "c.txt")),
+                             "--output", str(tmp_path / "t.json"), "--vocab-size", "120"], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": src})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("read "), repr(result.stdout[:40])
+    assert result.stdout.splitlines()[-1] == f"wrote {tmp_path / 't.json'}"

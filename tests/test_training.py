@@ -1,4 +1,5 @@
 import ctypes
+import io
 import json
 import multiprocessing
 import os
@@ -602,3 +603,122 @@ def test_a_run_dir_is_new_empty_holds_only_a_killed_runs_lock_or_holds_a_run(tmp
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not a bertfit run \\(notes.txt\\)"):
         runs.check_output_dir(tmp_path / "mine")
+
+
+# ---- --report-to tensorboard --------------------------------------------------------------------
+
+def tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of RUN_DIR/tensorboard as TensorBoard's own reader gives it, orphaned steps kept (so a step
+    written twice shows twice): tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(Path(run_dir) / "tensorboard"), size_guidance={"scalars": 0},
+                              purge_orphaned_data=False).Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def logged_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    entries = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
+    scalars = {}
+    for e in entries:
+        for key, value in e.items():
+            if e["event"] in ("train", "eval") and key not in ("event", "step", "epoch"):
+                scalars.setdefault(f"{e['event']}/{key}", []).append((e["step"], value))
+    return scalars
+
+
+def assert_events_are_the_log(run_dir):
+    events, logged = tensorboard_scalars(run_dir), logged_scalars(run_dir)
+    assert events.keys() == logged.keys()
+    assert {"train/loss", "train/lr", "train/tokens_per_s", "eval/accuracy", "eval/loss"} <= events.keys()
+    for tag, values in logged.items():
+        assert [step for step, _ in events[tag]] == [step for step, _ in values], tag  # each step once, in order
+        assert [v for _, v in events[tag]] == pytest.approx([v for _, v in values], rel=1e-6), tag  # float32 there
+
+
+TENSORBOARD = replace(SETTINGS, report_to="tensorboard")
+
+
+def test_report_to_tensorboard_writes_the_logged_scalars_as_event_files(tmp_path):
+    train(tmp_path, TENSORBOARD)
+    assert_events_are_the_log(tmp_path)
+
+
+def test_a_resumed_run_writes_no_step_twice_in_its_tensorboard_events(tmp_path):
+    # killed in step 9 (loss call 17: step 6, the last of its epoch, has one micro-batch): its checkpoint is step
+    # 6's, and it had logged step 8, which the resumed run logs again
+    with pytest.raises(Interrupted):
+        train(tmp_path, TENSORBOARD, loss_fn=counting_loss(interrupt_at=17))
+    assert 8 in [step for step, _ in tensorboard_scalars(tmp_path)["train/loss"]]
+    assert [p.name for p in runs.CheckpointStore(tmp_path / "checkpoints").checkpoints()][0] == "step-00000006"
+    train(tmp_path, TENSORBOARD)
+    assert_events_are_the_log(tmp_path)
+    assert [step for step, _ in tensorboard_scalars(tmp_path)["train/loss"]] == [2, 4, 6, 8, 10, 12]
+
+
+def test_report_to_tensorboard_without_the_package_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    from mistakes import refused
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    message = refused(["pretrain", "--size", "tiny", "--tokenizer", "tokenizer.json", "--train-file", "text.txt",
+                       "--output-dir", tmp_path / "run", "--report-to", "tensorboard"], watch=[tmp_path], capsys=capsys)
+    assert "pip install tensorboard" in message
+    message = refused(["glue", "sst2", "--output-dir", tmp_path / "run", "--report-to", "wandb"], watch=[tmp_path],
+                      capsys=capsys)
+    assert "--report-to: invalid choice: 'wandb'" in message
+    with pytest.raises(ConfigError, match="needs the tensorboard package"):
+        train(tmp_path / "api", TENSORBOARD)
+    assert not (tmp_path / "api").exists()
+
+
+# ---- what the console says ----------------------------------------------------------------------
+
+def fit_loudly(run_dir, settings):
+    return training.fit(tiny.classifier(), TRAIN, tiny.classification_loss, tiny.accuracy_on(DEV), lambda m, s: None,
+                        settings, run_dir, tiny.PAD, CPU, run_fingerprint={"model": "tiny"}, quiet=False)
+
+
+def test_a_run_that_stops_before_its_planned_steps_still_shows_its_last_logged_step(tmp_path, capsys):
+    # plain lines (not a terminal) come every 15 s and at the planned last step; a spent time budget ends sooner
+    result = fit_loudly(tmp_path, replace(SETTINGS, max_time=1e-6))
+    assert result.time_budget["out_of_time"] and result.steps == 1
+    logged = [e["step"] for e in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines())
+              if e["event"] == "train"]
+    shown = [int(line.split()[1].split("/")[0]) for line in capsys.readouterr().err.splitlines()
+             if line.startswith("train ")]
+    assert logged == [1] and shown[-1] == logged[-1]
+
+
+def test_a_time_budget_says_its_plan_before_training_and_when_it_is_fitted_and_refitted(tmp_path, capsys):
+    settings = replace(SETTINGS, epochs=8, max_time=3600.0, eval_every=30, save_every=0)  # 48 steps fit easily
+    fit_loudly(tmp_path, settings)
+    err = capsys.readouterr().err
+    said = [line.strip() for line in err.splitlines() if "time budget" in line]
+    assert said[0] == "time budget 1:00:00: the steps that fit are measured by step 24, and the schedule is then " \
+                      "fitted to them (the epochs allow 48)"
+    assert said[1].startswith("time budget 1:00:00: 48 steps fit, at ") and "over steps 5-24" in said[1]
+    assert said[2].startswith("time budget refitted: the first evaluation took ") and "48 steps fit" in said[2]
+    assert err.index(said[0]) < err.index("step 30/48 eval")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_the_eta_of_a_run_with_a_time_budget_is_never_past_the_budget(monkeypatch):
+    from bertfit import progress
+
+    clock = FakeClock()
+    monkeypatch.setattr(progress, "time", clock)
+    budgeted, unbudgeted = io.StringIO(), io.StringIO()
+    bars = [progress.Progress(1000, "train", stream=budgeted, plain_every=0, time_left=180),
+            progress.Progress(1000, "train", stream=unbudgeted, plain_every=0)]
+    clock.now = 4.0  # the first step took 4 s: the epochs' 999 more would take 1:06:36
+    for bar in bars:
+        bar.update(1)
+    assert budgeted.getvalue().strip().endswith("0:04 elapsed, ETA 2:56")
+    assert unbudgeted.getvalue().strip().endswith("0:04 elapsed, ETA 1:06:36")

@@ -68,3 +68,23 @@ def replace_folder(tmp: Path, folder: Path, marker: str) -> Path:
     else:
         tmp.rename(folder)
     return folder
+
+
+# ---- the cache ------------------------------------------------------------------------------------
+
+CACHE_ENV = "BERTFIT_CACHE"  # where bertfit keeps what it can make again, shared by every run
+
+
+def cache_root() -> Path:
+    """BERTFIT_CACHE, else ~/.cache/bertfit."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "bertfit"))
+
+
+def features_cache_dir() -> Path:
+    """Where encoded GLUE features are kept between runs."""
+    return cache_root() / "features"
+
+
+def tokens_cache_dir() -> Path:
+    """Where pretraining's token files are kept between runs."""
+    return cache_root() / "tokens"

@@ -21,6 +21,7 @@ import torch
 
 from . import devices, onnx_engine, predicting
 from .batching import Features, collate, eval_batches
+from .checkpoints.hf import read_config_json
 from .errors import CheckpointError, ConfigError, DataError
 from .files import write_atomic
 from .pretrained import load_pretrained
@@ -195,12 +196,7 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
     else:
         folder = model_folder(run_dir)
     config_path = folder / "config.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_path}: cannot read it ({exc})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{config_path}: not a model config (a JSON object)")
+    config = read_config_json(config_path)
     if engine == "torch":
         head = head_of(config, weight_names(folder), config_path)
     labels = labels_of(config, config_path) if head == "classification" else []

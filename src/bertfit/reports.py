@@ -12,8 +12,9 @@ from .files import write_atomic
 
 # SQuAD's results hold percentages and counts besides; these are its scores worth a column.
 SQUAD_SCORES = ("f1", "exact", "validation_f1", "validation_exact")
-# Pretraining's held-out scores, as they are (a loss and a perplexity are not fractions).
+# Pretraining's held-out scores: its accuracies ×100, as GLUE's; a loss and a perplexity are not fractions.
 PRETRAIN_SCORES = ("mlm_accuracy", "mlm_loss", "perplexity", "nsp_accuracy")
+PRETRAIN_ACCURACIES = ("mlm_accuracy", "nsp_accuracy")
 SHORT_NAMES = {"matthews_correlation": "matthews", "accuracy": "acc", "mismatched_accuracy": "acc-mm",
                "exact": "em", "validation_f1": "val-f1", "validation_exact": "val-em"}
 DATA_COUNTS = ("train_examples", "train_features", "train_windows", "truncated_train_examples",
@@ -24,11 +25,12 @@ BOLD, GREEN, RESET = "\033[1m", "\033[32m", "\033[0m"
 # ---- numbers as people read them ---------------------------------------------------------------
 
 def key_metrics(task: str, values: dict) -> dict[str, float]:
-    """The scores of a run or a log.jsonl evaluation on the 0..100 scale: GLUE keeps fractions, SQuAD percentages."""
+    """The scores of a run or a log.jsonl evaluation on the 0..100 scale (GLUE and pretraining keep fractions, SQuAD
+    percentages); a loss and a perplexity as they are."""
     if task.startswith("squad"):
         return {k: float(values[k]) for k in SQUAD_SCORES if k in values}
-    if task == "pretrain":
-        return {k: float(values[k]) for k in PRETRAIN_SCORES if k in values}
+    if task == "pretrain":  # accuracies ×100 as GLUE's; a loss and a perplexity as they are
+        return {k: (100 if k in PRETRAIN_ACCURACIES else 1) * float(values[k]) for k in PRETRAIN_SCORES if k in values}
     return {k: 100 * v for k, v in values.items() if isinstance(v, float) and k not in ("step", "epoch")}
 
 
@@ -109,7 +111,7 @@ def read_log(run_dir: Path) -> list[dict]:
 
 
 def write_run_report(run_dir: str | Path) -> list[Path]:
-    """Write report.md and curves.png (and TensorBoard events when tensorboard is installed) into a finished run."""
+    """Write report.md and curves.png into a finished run."""
     run_dir = Path(run_dir)
     results, log = read_results(run_dir), read_log(run_dir)
     written, notes = [], []
@@ -118,8 +120,6 @@ def write_run_report(run_dir: str | Path) -> list[Path]:
     except ImportError:
         notes.append("curves.png not drawn: matplotlib is not installed (one of bertfit's dependencies: "
                      "`pip install matplotlib`)")
-    if write_tensorboard(run_dir / "tensorboard", log):
-        written.append(run_dir / "tensorboard")
     write_atomic(run_dir / "report.md", run_markdown(run_dir, results, log, notes))
     return [run_dir / "report.md", *written]
 
@@ -139,7 +139,7 @@ def run_markdown(run_dir: Path, results: dict, log: list[dict], notes: Sequence[
         f"Model `{results.get('model')}`; {results.get('steps')} optimizer steps, the model kept at step "
         f"{results.get('best_step')}{' (stopped early)' if results.get('stopped_early') else ''}; trained in "
         f"{clock(results.get('train_seconds'))} at {rate} examples/s.",
-        "## Result (held-out text)" if task == "pretrain" else
+        "## Result (held-out text; accuracies ×100)" if task == "pretrain" else
         "## Result (dev, ×100)" if not task.startswith("squad") else "## Result (dev)",
         markdown_table(["metric", "score"], [[k, f"{v:.2f}"] for k, v in scores.items()]),
         "## Settings",
@@ -170,7 +170,8 @@ def plot_curves(path: Path, results: dict, log: list[dict]) -> Path:
     score_axes.plot([s for s, _ in evals], [v for _, v in evals], marker="o", color="tab:green")
     score_axes.axvline(results.get("best_step", 0), color="grey", linestyle=":", label="model kept")
     score_axes.set(title=f"dev {main}", xlabel="optimizer step",
-                   ylabel=main if task.startswith("squad") or task == "pretrain" else f"{main} ×100")
+                   ylabel=main if task.startswith("squad") or (task == "pretrain" and main not in PRETRAIN_ACCURACIES)
+                   else f"{main} ×100")
     score_axes.legend(loc="lower right")
     figure.suptitle(curves_title(results))
     figure.savefig(path, dpi=100)
@@ -183,24 +184,6 @@ def curves_title(results: dict) -> str:
     trained = ", ".join(f"{name} {settings[key]:g}" for key, name in (("epochs", "epochs"), ("lr", "lr"),
                                                                       ("batch_size", "batch")) if key in settings)
     return f"{results['task']}, model {short_model(str(results.get('model', '-')))}" + (f": {trained}" if trained else "")
-
-
-def write_tensorboard(folder: Path, log: list[dict]) -> bool:
-    """TensorBoard events of the training loss and dev scores, if tensorboard is installed; False if not."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return False
-    for events in folder.glob("events.out.tfevents.*"):  # written whole from log.jsonl: a rewrite must not add
-        events.unlink()  # to it; only the event files go, anything else in the folder is not bertfit's
-    writer = SummaryWriter(str(folder))
-    for entry in log:
-        if entry.get("event") in ("train", "eval"):
-            for key, value in entry.items():
-                if key not in ("event", "step", "epoch") and isinstance(value, (int, float)):
-                    writer.add_scalar(f"{entry['event']}/{key}", value, entry["step"])
-    writer.close()
-    return True
 
 
 # ---- many runs -----------------------------------------------------------------------------------

@@ -223,6 +223,9 @@ def model_folder(run_dir: str | Path) -> Path:
     folder = folder / "model" if (folder / "model" / "config.json").exists() else folder
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"{run_dir}: no fine-tuned model here (looked for model/config.json and config.json)")
+    from .checkpoints.hf import read_config_json
+
+    read_config_json(folder / "config.json")  # a damaged one is refused here, naming the file, before it is read
     return folder
 
 
@@ -276,15 +279,33 @@ class RunLock:
 
 
 class JsonlLog:
-    """Append-only JSON lines: the loss every few steps and each evaluation."""
+    """Append-only JSON lines: the loss every few steps and each evaluation; `mirrors` get each entry too."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.mirrors: list = []  # objects with write(entry) and close(): TensorBoard events
 
     def write(self, entry: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(entry) + "\n")
+        for mirror in self.mirrors:
+            mirror.write(entry)
+
+    def entries(self) -> list[dict]:
+        """The entries written so far; a half-written last line (a killed run) is left out."""
+        entries = []
+        for line in self.path.read_text().splitlines() if self.path.exists() else []:
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                pass
+        return entries
+
+    def close(self) -> None:
+        for mirror in self.mirrors:
+            mirror.close()
+        self.mirrors = []
 
     def rewind(self, step: int) -> None:
         """Drop the entries after `step`: a run resumed there writes them again (a fresh run: step 0)."""

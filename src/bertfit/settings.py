@@ -2,6 +2,7 @@
 options are these fields. Plain data, so `bertfit --help` reads them without torch."""
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass, field
 
@@ -9,6 +10,7 @@ from .errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("linear", "cosine")
+REPORT_TO = ("none", "tensorboard")
 
 
 def parse_duration(text: str | float) -> float:
@@ -68,6 +70,9 @@ class TrainSettings:
         True, "AdamW moves an embedding row only in steps whose batch uses it (in one CPU process "
               "without fp16; half the optimizer's memory traffic); --no-lazy-embeddings: every row every step")
     log_every: int = option(10, "log the mean loss every N optimizer steps", metavar="STEPS")
+    report_to: str = option("none", "also write what log.jsonl records (loss, learning rate, throughput, every "
+                                    "evaluation) as TensorBoard events in RUN_DIR/tensorboard as training goes "
+                                    "(needs the tensorboard package)", choices=REPORT_TO)
 
     def validate(self) -> None:
         """Refuse settings that cannot train, before any data is read or run dir made."""
@@ -103,10 +108,15 @@ class TrainSettings:
             raise ConfigError(f"--log-every must be at least 1, not {self.log_every}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be zero or positive, not {self.seed}")
+        if self.report_to not in REPORT_TO:
+            raise ConfigError(f"--report-to must be none or tensorboard, not {self.report_to!r}")
+        if self.report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("--report-to tensorboard needs the tensorboard package, which is not installed: "
+                              "pip install tensorboard (or pip install 'bertfit[tensorboard]')")
 
 
 # Settings a resumed run may change: they do not alter what is trained.
-RESUMABLE_SETTINGS = ("log_every", "keep_checkpoints")
+RESUMABLE_SETTINGS = ("log_every", "keep_checkpoints", "report_to")
 
 
 # ---- the defaults of each job --------------------------------------------------------------------
@@ -135,6 +145,11 @@ def glue_defaults(task: str, train_examples: int) -> dict:
 def glue_settings(task: str, train_examples: int, chosen: dict) -> TrainSettings:
     """The settings a GLUE run trains with: its defaults row under the options the user chose."""
     return TrainSettings(**{**glue_defaults(task, train_examples), **chosen})
+
+
+def epochs_text(epochs: float) -> str:
+    """"1 epoch", "0.5 epochs", "3 epochs"."""
+    return f"{epochs:g} epoch{'' if epochs == 1 else 's'}"
 
 
 def glue_defaults_table() -> str:

@@ -11,6 +11,7 @@ The pipeline is BERT's, with two deliberate differences from `BertPreTokenizer` 
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -46,9 +47,10 @@ def train_wordpiece(sources: Sequence[str], output: str | Path, vocab_size: int 
         raise ConfigError("give at least one training file")
     check_output(Path(output))
     tokenizer = untrained_wordpiece(lowercase)
+    # the trainer's progress bars draw on stdout; elsewhere than a terminal they leave only blank lines there
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
-                                        show_progress=not quiet)
+                                        show_progress=not quiet and sys.stdout.isatty())
     stats = CorpusStats()
     tokenizer.train_from_iterator(_batches(read_paragraphs(sources, text_field, stats)), trainer)
     if not stats.paragraphs:

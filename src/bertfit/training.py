@@ -26,7 +26,7 @@ from .devices import autocast, from_main_process, is_main_process, resolve_preci
 from .errors import BertfitError, DataError, Interrupted
 from .model import set_attention_dropout
 from .optim import EmbeddingRowGrads, clip_gradients, make_optimizer, schedule_factor
-from .progress import Progress
+from .progress import Progress, duration
 from .settings import RESUMABLE_SETTINGS, TrainSettings
 
 
@@ -101,6 +101,7 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
         # no fp16 loss scaling (a step the scaler skips could not undo a row update).
         lazy = settings.lazy_embeddings and resolve_precision(settings.precision, device) != torch.float16
         row_grads = EmbeddingRowGrads(model, lazy) if world()[1] == 1 and device.type == "cpu" else None
+        trainer = None
         try:
             trainer = Trainer(model, train, loss_fn, evaluate, save_best, settings, Path(run_dir), pad_id, device,
                               row_grads, keep)
@@ -111,6 +112,8 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
         finally:
             if row_grads:
                 row_grads.restore()
+            if trainer and trainer.log:
+                trainer.log.close()
 
 
 def after_interrupt(run_dir: Path, settings: TrainSettings, resumed: bool) -> str:
@@ -221,7 +224,14 @@ class Trainer:
         self.log = runs.JsonlLog(self.run_dir / "log.jsonl") if self.main else None
         if self.log:
             self.log.rewind(self.state.step)
-        self.progress = Progress(self.total_steps, "train", enabled=self.main and not quiet, initial=self.state.step)
+            if self.settings.report_to == "tensorboard":
+                from .tensorboard_events import FOLDER, TensorBoardLog
+
+                self.log.mirrors.append(TensorBoardLog(self.run_dir / FOLDER, self.log.entries()))
+        self.progress = Progress(self.total_steps, "train", enabled=self.main and not quiet, initial=self.state.step,
+                                 time_left=self.settings.max_time - self.state.train_seconds if self.budget else None)
+        if self.budget and not self.finished:
+            self.progress.note(self.budget_note())
         self.start_time = time.perf_counter() - self.state.train_seconds
 
     def resume_note(self) -> str:
@@ -234,6 +244,15 @@ class Trainer:
                     f"its results are written again. To train anew, pass --overwrite or choose another --output-dir")
         where = f"batch {state.batch_in_epoch} of {self.batches_per_epoch}" if state.batch_in_epoch else "the start"
         return f"resuming from step {state.step} of {self.total_steps}: {where} of epoch {state.epoch + 1}"
+
+    def budget_note(self) -> str:
+        """What --max-time does with this run, said before its first step."""
+        budget = f"time budget {duration(self.settings.max_time)}"
+        if self.state.planned_steps:
+            return f"{budget}: {self.state.planned_steps:,} steps planned, {self.state.step:,} taken"
+        measured = self.state.step + 1 + TimeBudget.WARM_STEPS + TimeBudget.CALIBRATION  # as TimeBudget.plan counts
+        return (f"{budget}: the steps that fit are measured by step {measured}, and the schedule is then fitted to "
+                f"them (the epochs allow {self.most_steps:,})")
 
     @property
     def finished(self) -> bool:
@@ -334,6 +353,9 @@ class Trainer:
         steps, out_of_time = self.from_rank_0(steps or 0, int(state.train_seconds >= self.settings.max_time))
         if steps:
             self.plan(steps)
+            self.progress.note(f"time budget {duration(self.settings.max_time)}: {self.total_steps:,} steps fit, at "
+                               f"{budget.step_seconds:.3g}s a step over steps {budget.mark[0] + 1}-{state.step}; the "
+                               f"schedule now spans them")
         state.out_of_time = bool(out_of_time) and state.step < self.total_steps
 
     def from_rank_0(self, *values: int) -> tuple[int, ...]:
@@ -389,12 +411,16 @@ class Trainer:
         state, settings = self.state, self.settings
         started = time.perf_counter()
         metrics = self.eval_fn(self.model)
-        if self.budget and state.planned_steps and not self.budget.eval_seconds and not self.finished:
-            # the first evaluation's cost, amortised over the steps between evaluations, shortens the plan
+        if self.budget and state.planned_steps and self.budget.mark and not self.budget.eval_seconds \
+                and not self.finished:
+            # the first evaluation's cost, amortised over the steps between evaluations, shortens the plan (a resumed
+            # run, which timed no steps of its own, keeps the plan it resumed with)
             self.budget.eval_seconds = time.perf_counter() - started
             steps = self.budget.replan(state.step, time.perf_counter() - self.start_time, self.most_steps,
                                        self.budget.eval_seconds)
             self.plan(max(state.step + 1, *self.from_rank_0(steps)))
+            self.progress.note(f"time budget refitted: the first evaluation took {self.budget.eval_seconds:.1f}s, so "
+                               f"{self.total_steps:,} steps fit with room for the evaluations")
         key = next(iter(metrics))
         entry = {"event": "eval", "step": state.step, "epoch": round(state.step / self.batches_per_epoch, 3), **metrics}
         state.history.append(entry)

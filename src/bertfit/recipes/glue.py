@@ -2,7 +2,6 @@
 training: inference.py)."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -14,15 +13,11 @@ import torch.nn.functional as F
 from .. import glue_metrics, predicting, runs
 from ..errors import ConfigError, require_examples
 from ..pretrained import save_pretrained
-from ..settings import TrainSettings, glue_defaults, glue_settings
+from ..files import features_cache_dir as cache_dir
+from ..settings import TrainSettings, epochs_text, glue_defaults, glue_settings
 from ..tasks import glue, glue_encoding, glue_hub, glue_tsv, table_files
 from ..tasks.glue import predictions_from_logits
 from .run import start_run
-
-
-def cache_dir() -> Path:
-    """Where encoded features are kept between runs (BERTFIT_CACHE overrides)."""
-    return Path(os.environ.get("BERTFIT_CACHE", Path.home() / ".cache" / "bertfit")) / "features"
 
 
 @dataclass
@@ -217,7 +212,7 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = 
         f"{'encoded features from cache' if hit else 'encoded'} in {time.perf_counter() - start:.1f}s")
     if chosen is not None:
         from_table = [k.replace("_size", "") for k in glue_defaults(task.name, table_size) if k not in chosen]
-        say(f"training {settings.epochs:g} epochs at lr {settings.lr:g}, batch {settings.batch_size}"
+        say(f"training {epochs_text(settings.epochs)} at lr {settings.lr:g}, batch {settings.batch_size}"
             + (f" ({', '.join(from_table)}: the defaults for {task.name} with {table_size:,} training "
                f"examples; `bertfit glue --help` shows them all)" if from_table else ""))
 

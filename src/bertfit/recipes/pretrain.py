@@ -5,7 +5,7 @@ held-out loss → a Hugging Face folder with its MLM head, and the tutorial's `b
 from __future__ import annotations
 
 import math
-import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,8 +16,10 @@ import torch.nn.functional as F
 
 from .. import devices, runs
 from ..batching import Features, collate, eval_batches
+from ..checkpoints.tutorial import TUTORIAL_MAX_POSITIONS, TUTORIAL_VOCAB_SIZE
 from ..devices import autocast, resolve_precision
 from ..errors import ConfigError
+from ..files import tokens_cache_dir
 from ..model import init_weights, pretrain_config
 from ..pretrained import build_model, load_pretrained, load_tokenizer, save_pretrained, save_tutorial
 from ..settings import PRETRAIN_DEFAULTS, TrainSettings
@@ -26,11 +28,6 @@ from ..tokenization import special_ids
 from .run import Run
 
 EVAL_MASK_SEED = 1234  # every evaluation masks the held-out blocks the same way, so evaluations compare
-
-
-def cache_dir() -> Path:
-    """Where token files are kept between runs (BERTFIT_CACHE overrides)."""
-    return Path(os.environ.get("BERTFIT_CACHE", Path.home() / ".cache" / "bertfit")) / "tokens"
 
 
 @dataclass
@@ -94,18 +91,37 @@ def start(options: PretrainOptions, settings: TrainSettings) -> Run:
     if tokenizer.token_to_id("[MASK]") is None:
         raise ConfigError(f"{options.tokenizer or options.model}: the tokenizer has no [MASK] token, which masked-"
                           f"language modelling needs")
+    if options.size == "tutorial" and devices.is_main_process() and (note := tutorial_misfit(tokenizer, options)):
+        print(f"warning: {note}", file=sys.stderr)
     return Run(Path(options.output_dir or "runs/pretrain"), settings, device, model, tokenizer,
                options.model or f"new {options.size}", options.overwrite, options.quiet, devices.is_main_process())
+
+
+def tutorial_misfit(tokenizer, options: PretrainOptions) -> str | None:
+    """Why the tutorial's fine-tuning scripts, which build BertModel(BertConfig()), cannot load this run's
+    bert_model.pth strictly; None when they can. Its pooler is always written, and a smaller vocabulary padded."""
+    problems = []
+    if tokenizer.get_vocab_size() > TUTORIAL_VOCAB_SIZE:
+        problems.append(f"the tokenizer has {tokenizer.get_vocab_size():,} tokens, more than the {TUTORIAL_VOCAB_SIZE:,} "
+                        f"rows of its word embeddings")
+    if options.max_seq_length > TUTORIAL_MAX_POSITIONS:
+        problems.append(f"--max-seq-length {options.max_seq_length} needs more than its {TUTORIAL_MAX_POSITIONS} "
+                        f"positions")
+    if not problems:
+        return None
+    return (f"the tutorial's scripts build BertModel(BertConfig()), which will not load this run's bert_model.pth: "
+            f"{'; and '.join(problems)}. Set vocab_size and max_seq_len in their BertConfig to the model's "
+            f"(bertfit loads the file as it is)")
 
 
 def read_data(run: Run, options: PretrainOptions) -> tuple[Features, Features, dict]:
     """Training and held-out sequences (packed blocks, or NSP pairs), each from the cached token files."""
     tokenizer, ids = run.tokenizer, special_ids(run.tokenizer)
     started = time.perf_counter()
-    train_tokens, hit = pretraining_data.tokenize_corpus(list(options.train_files), tokenizer, cache_dir(),
+    train_tokens, hit = pretraining_data.tokenize_corpus(list(options.train_files), tokenizer, tokens_cache_dir(),
                                                           text_field=options.text_field, quiet=options.quiet)
     if options.validation_file:
-        held_tokens, _ = pretraining_data.tokenize_corpus([options.validation_file], tokenizer, cache_dir(),
+        held_tokens, _ = pretraining_data.tokenize_corpus([options.validation_file], tokenizer, tokens_cache_dir(),
                                                           text_field=options.text_field, quiet=options.quiet)
         train_docs = held_docs = None
     elif options.validation_fraction:
@@ -216,10 +232,13 @@ def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = N
                          max_seq_length=options.max_seq_length)
         if run.main:
             save_pretrained(run.model, run.tokenizer, run.model_dir)
-            pth, vocab = save_tutorial(run.model, run.tokenizer, run.dir, options.name)
+            # the tutorial's BertModel always holds a pooler, and its BertConfig() 30,522 vocabulary rows
+            pth, vocab = save_tutorial(run.model, run.tokenizer, run.dir, options.name, pooler_seed=settings.seed,
+                                       vocab_size=TUTORIAL_VOCAB_SIZE if options.size == "tutorial" else None)
             run.say(f"wrote {run.model_dir} (Hugging Face, with its MLM head), {pth} and {vocab} (the tutorial's files)")
         return run.finish("pretrain", result,
-                          {"size": options.size, "objective": "mlm+nsp" if options.nsp else "mlm",
+                          {"size": options.size, "train_files": list(options.train_files),
+                           "objective": "mlm+nsp" if options.nsp else "mlm",
                            "max_seq_length": options.max_seq_length, "mlm_probability": options.mlm_probability,
                            "validation_file": options.validation_file},
                           counts,

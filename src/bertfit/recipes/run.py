@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import devices, reports, runs, training
 from ..batching import Features
+from ..checkpoints.model_card import write_model_card
 from ..files import write_json
 from ..pretrained import load_pretrained
 from ..settings import TrainSettings
@@ -82,8 +83,13 @@ class Run:
         }
         if self.main:
             write_json(self.dir / "results.json", results)
+            has_model = (self.model_dir / "config.json").is_file()
+            if has_model:
+                write_model_card(self.model_dir, results)
             reports.write_run_report(self.dir)
             self.say(metrics_table(title, metrics, chosen))
+            self.say(f"results: {self.dir / 'results.json'}; report: {self.dir / 'report.md'}"
+                     + (f"; model: {self.model_dir} (its card: README.md)" if has_model else ""))
         return results
 
 

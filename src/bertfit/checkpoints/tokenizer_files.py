@@ -1,0 +1,82 @@
+"""Tokenizer files: `tokenizers`' tokenizer.json, or BERT's vocab.txt with tokenizer_config.json; and the set
+of them transformers' AutoTokenizer reads, written beside a saved model."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from .. import tokenization
+from ..errors import CheckpointError
+
+
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    """A `tokenizers` tokenizer from tokenizer.json, or from vocab.txt (+ tokenizer_config.json)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "tokenizer.json").exists():
+            return load_tokenizer(path / "tokenizer.json")
+        if (path / "vocab.txt").exists():
+            return wordpiece_from_vocab(path / "vocab.txt", path / "tokenizer_config.json")
+        raise CheckpointError(f"{path}: no tokenizer.json or vocab.txt")
+    if not path.exists():
+        raise CheckpointError(f"{path}: tokenizer file not found")
+    if path.name == "vocab.txt":
+        return wordpiece_from_vocab(path, path.with_name("tokenizer_config.json"))
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a `tokenizers` JSON file ({exc})") from None
+    tokenization.special_ids(tokenizer, path)
+    return tokenization.prepare(tokenizer)
+
+
+def wordpiece_from_vocab(vocab_path: Path, config_path: Path) -> Tokenizer:
+    """BERT's WordPiece tokenizer from vocab.txt, cased or not as tokenizer_config.json says (uncased without one)."""
+    from tokenizers import decoders, models, normalizers, pre_tokenizers
+
+    options = {}
+    if config_path.exists():
+        try:
+            options = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{config_path}: cannot read ({exc})") from None
+    lowercase = bool(options.get("do_lower_case", True))
+    strip_accents = options.get("strip_accents")
+    vocab = {}
+    for i, line in enumerate(vocab_path.read_text(encoding="utf-8").splitlines()):
+        vocab.setdefault(line.rstrip("\n"), i)
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=options.get("unk_token", "[UNK]")))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=bool(options.get("tokenize_chinese_chars", True)),
+        strip_accents=strip_accents, lowercase=lowercase)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    tokenization.special_ids(tokenizer, vocab_path)
+    return tokenization.prepare(tokenizer)
+
+
+def save_tokenizer(tokenizer: Tokenizer, folder: Path) -> None:
+    """tokenizer.json, vocab.txt, tokenizer_config.json and special_tokens_map.json into `folder`."""
+    from tokenizers import processors
+
+    ids = tokenization.special_ids(tokenizer)
+    if tokenizer.post_processor is None:
+        # transformers reads the [CLS] a [SEP] b [SEP] layout from the post-processor
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", ids.cls), ("[SEP]", ids.sep)])
+    tokenizer.save(str(folder / "tokenizer.json"))
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    (folder / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
+    normalizer = json.loads(tokenizer.to_str()).get("normalizer") or {}
+    lowercase = bool(normalizer.get("lowercase", False))
+    special = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "unk_token": "[UNK]",
+               "mask_token": "[MASK]"}
+    special = {k: v for k, v in special.items() if tokenizer.token_to_id(v) is not None}
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "BertTokenizer", "do_lower_case": lowercase, "model_max_length": 512, **special},
+        indent=2) + "\n")
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
