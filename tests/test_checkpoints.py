@@ -15,6 +15,7 @@ import tiny
 from mistakes import refused
 from runs import classification_run, squad_run
 
+from bertfit.demo import write_sentiment_data
 from bertfit.checkpoints.hf import HF_NAMES, hf_to_ours, is_head, ours_to_hf, read_config
 from bertfit.checkpoints.names import NameTable
 from bertfit.checkpoints.tutorial import TUTORIAL_NAMES, ours_to_tutorial, tutorial_to_ours
@@ -98,8 +99,9 @@ COMMANDS = {
     "qa": lambda run, tmp: ["qa", run, "--question", "who?", "--context", "someone"],
     "fill-mask": lambda run, tmp: ["fill-mask", run, "a [MASK] film"],
     "export": lambda run, tmp: ["export", run, "--output", tmp / "onnx"],
-    "glue --model": lambda run, tmp: ["glue", "sst2", "--model", run / "model", "--data-dir", tmp / "glue",
-                                      "--output-dir", tmp / "out"],
+    # glue reads its data before the model: real files, so that the model is what is refused
+    "glue --model": lambda run, tmp: ["glue", "sst2", "--model", run / "model", "--data-dir",
+                                      write_sentiment_data(tmp / "glue", 8, 4), "--output-dir", tmp / "out"],
     "pretrain --model": lambda run, tmp: ["pretrain", "--model", run / "model", "--train-file", tmp / "text.txt",
                                           "--output-dir", tmp / "out"],
 }

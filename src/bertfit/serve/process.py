@@ -73,22 +73,20 @@ def serve(paths: list[str], settings: ServeSettings | None = None, say=print) ->
             service.stopping = True  # at once: uvicorn itself stops accepting only at its next tick
             super().handle_exit(sig, frame)
 
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            # said once uvicorn's signal handlers are in place: a SIGTERM from then on is a clean stop
+            say(f"serving on http://{host}:{port} (page at /, API docs at /docs, metrics at /metrics, "
+                f"{'API key required' if settings.api_key else 'no API key'})", flush=True)
+
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=int(settings.timeout) + 5)
     server = Server(config)
     # uvicorn turns SIGTERM and SIGINT into a graceful stop, then raises the signal again under the
     # handler that was there before it: a quiet one here, so the process exits 0 after a clean stop
     received = []
-
-    def stop_before_uvicorn_listens(number, frame):
-        # a signal between "serving on" and uvicorn's own handlers still stops the server, cleanly
-        received.append(number)
-        service.stopping = True
-        server.should_exit = True
-
-    previous = {sig: signal.signal(sig, stop_before_uvicorn_listens) for sig in (signal.SIGTERM, signal.SIGINT)}
-    say(f"serving on http://{host}:{port} (page at /, API docs at /docs, metrics at /metrics, "
-        f"{'API key required' if settings.api_key else 'no API key'})", flush=True)
+    previous = {sig: signal.signal(sig, lambda number, frame: received.append(number))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
     started = time.monotonic()
     try:
         server.run(sockets=[listener])
