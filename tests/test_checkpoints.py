@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import tiny
 from mistakes import refused
-from runs import classification_run, squad_run
+from runs import classification_run, masked_lm_run, squad_run
 
 from bertfit.demo import write_sentiment_data
 from bertfit.checkpoints.hf import HF_NAMES, hf_to_ours, is_head, ours_to_hf, read_config
@@ -80,7 +80,8 @@ DAMAGE = {
 @pytest.fixture(scope="module")
 def good_runs(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("good")
-    return {"classification": classification_run(folder / "sst2"), "squad": squad_run(folder / "squad")}
+    return {"classification": classification_run(folder / "sst2"), "squad": squad_run(folder / "squad"),
+            "fill-mask": masked_lm_run(folder / "mlm")}
 
 
 def damaged_copy(good_run: Path, folder: Path, damage) -> Path:
@@ -112,7 +113,8 @@ COMMANDS = {
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_a_damaged_config_json_is_refused_in_one_line_naming_it(good_runs, tmp_path, capsys, command, damage):
     contents, problem = DAMAGE[damage]
-    run = damaged_copy(good_runs["squad" if command == "qa" else "classification"], tmp_path / "run", contents)
+    kind = {"qa": "squad", "fill-mask": "fill-mask"}.get(command, "classification")  # a run of the command's kind
+    run = damaged_copy(good_runs[kind], tmp_path / "run", contents)
     message = refused(COMMANDS[command](run, tmp_path), watch=[tmp_path], capsys=capsys)
     assert str(run / "model" / "config.json") in message and problem in message
 
