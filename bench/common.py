@@ -371,10 +371,11 @@ def bertfit_fit_and_predict(model, train, dev, loss, pad_id: int, settings: dict
 
     import torch
 
-    from bertfit import predicting, training
+    from bertfit import devices, predicting, training
 
     train_settings = training_settings(settings)
     device = torch.device("cpu")
+    devices.tune_allocator(device)  # as `bertfit glue` / `bertfit squad` tune the process they own
     with tempfile.TemporaryDirectory(prefix="bench-bertfit-run-") as run_dir:
         start = time.perf_counter()
         result = training.fit(model, train, loss, lambda model: {"unused": 0.0}, lambda model, metrics: None,

@@ -179,6 +179,23 @@ def test_export_replaces_only_an_earlier_export_of_the_same_run(tmp_path, capsys
     assert json.loads((tmp_path / "out" / "onnx.json").read_text())["source"] == str((run / "model").resolve())
 
 
+def test_export_keeps_a_file_added_to_its_earlier_export_and_never_replaces_the_current_folder(tmp_path, capsys,
+                                                                                              monkeypatch):
+    run = runs.classification_run(tmp_path / "run")
+    assert main(["export", str(run), "--output", str(tmp_path / "out")]) == 0
+    (tmp_path / "out" / "Dockerfile").write_text("mine")
+    before = sorted(str(p) for p in (tmp_path / "out").rglob("*"))
+    assert main(["export", str(run), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "also holds Dockerfile" in err and "Traceback" not in err
+    assert sorted(str(p) for p in (tmp_path / "out").rglob("*")) == before
+    monkeypatch.chdir(tmp_path / "out")  # an export of this run, yet the folder the user stands in
+    (tmp_path / "out" / "Dockerfile").unlink()
+    assert main(["export", str(run), "--output", "."]) == 2
+    assert "the current folder" in capsys.readouterr().err
+    assert (tmp_path / "out" / "onnx.json").is_file()
+
+
 def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     import bertfit.export
 

@@ -274,6 +274,16 @@ def test_tokenizer_refuses_to_replace_a_file_that_is_not_a_tokenizer(tmp_path, d
 
 
 @pytest.mark.timeout(120)
+def test_tokenizer_refuses_to_replace_a_tokenizer_it_did_not_write(tmp_path, data, capsys):
+    from bertfit.pretrained import embedded_model_path
+
+    downloaded = tmp_path / "tokenizer.json"  # another tool's: BERT's normalizer and pre-tokenizer
+    downloaded.write_bytes((embedded_model_path() / "tokenizer.json").read_bytes())
+    argv = ["tokenizer", "--train-file", data / "text.txt", "--output", downloaded, "--quiet"]
+    assert "did not write" in refused(argv, watch=[data, downloaded], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
 def test_tokenizer_refuses_an_output_that_is_a_folder(tmp_path, data, capsys):
     argv = ["tokenizer", "--train-file", data / "text.txt", "--output", data, "--quiet"]
     assert "a folder" in refused(argv, watch=[data], capsys=capsys)

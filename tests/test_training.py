@@ -722,3 +722,33 @@ def test_the_eta_of_a_run_with_a_time_budget_is_never_past_the_budget(monkeypatc
         bar.update(1)
     assert budgeted.getvalue().strip().endswith("0:04 elapsed, ETA 2:56")
     assert unbudgeted.getvalue().strip().endswith("0:04 elapsed, ETA 1:06:36")
+
+
+# ---- what a library call leaves, and whose folder is a run dir --------------------------------------
+
+@pytest.mark.timeout(180)
+def test_fit_leaves_the_allocator_as_it_was():
+    code = ("import sys; sys.path.insert(0, {tests!r})\n"
+            "import tempfile, torch, tiny\n"
+            "from bertfit import devices, training\n"
+            "from bertfit.settings import TrainSettings\n"
+            "with tempfile.TemporaryDirectory() as run_dir:\n"
+            "    training.fit(tiny.classifier(), tiny.features(16), tiny.classification_loss, lambda m: {{'a': 0.0}},\n"
+            "                 lambda m, s: None, TrainSettings(epochs=1, batch_size=8, precision='fp32'), run_dir,\n"
+            "                 tiny.PAD, torch.device('cpu'), quiet=True)\n"
+            "print(devices._allocator_tuned)\n").format(tests=str(Path(__file__).parent))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=170,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"  # the CLI tunes the process it owns; fit does not
+
+
+def test_a_run_json_of_someone_else_does_not_make_a_run_dir(tmp_path):
+    (tmp_path / "run.json").write_text('{"exp": 1}')
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "mine").write_text("mine")
+    with pytest.raises(ConfigError, match="not a bertfit run"):
+        runs.check_output_dir(tmp_path)
+    assert (tmp_path / "checkpoints" / "mine").read_text() == "mine"
+    (tmp_path / "run.json").write_text("{}")  # what a claimed run dir holds before training
+    runs.check_output_dir(tmp_path)

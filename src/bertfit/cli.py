@@ -108,6 +108,16 @@ def column_names(text: str) -> tuple[str, ...]:
     return tuple(name for name in text.split(",") if name)
 
 
+def tune_training_process() -> None:
+    """The CLI owns its process, so a training command keeps freed memory in it for the next step
+    (devices.tune_allocator); `fit` and the recipes, as library calls, leave the allocator alone."""
+    import torch
+
+    from . import devices
+
+    devices.tune_allocator(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def cmd_glue(args: argparse.Namespace) -> None:
     TrainSettings(**given_settings(args)).validate()  # a mistake is told at once, before torch loads
     from .recipes.glue import GlueOptions, finetune_glue
@@ -129,6 +139,7 @@ def cmd_glue(args: argparse.Namespace) -> None:
         return
     if args.tasks or args.seeds:
         raise BertfitError("--tasks and --seeds go with `bertfit glue all`")
+    tune_training_process()
     finetune_glue(options, given_settings(args))  # what was not given: the defaults table's, by task and size
 
 
@@ -200,6 +211,7 @@ def cmd_squad(args: argparse.Namespace) -> None:
     settings_from(args).validate()
     from .recipes.squad import SquadOptions, finetune_squad
 
+    tune_training_process()
     finetune_squad(options_from(args, SquadOptions), settings_from(args))
 
 
@@ -302,12 +314,14 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     settings.validate()  # a mistake is told at once, before torch loads
     from .recipes.pretrain import PretrainOptions, pretrain
 
+    tune_training_process()
     pretrain(options_from(args, PretrainOptions), settings)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
+    tune_training_process()
     run_demo(args.output_dir, quiet=args.quiet)
 
 

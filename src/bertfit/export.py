@@ -120,6 +120,8 @@ def export_onnx(run_dir: str | Path, output_dir: str | Path | None = None, quant
 def check_output(out: Path, source: str, run_dir: str | Path) -> None:
     """Refuse an output folder that exists and is not an earlier export of this run: replacing it would
     delete files bertfit did not write (an empty folder holds none)."""
+    if Path.cwd().resolve().is_relative_to(out.resolve()):
+        raise ConfigError(f"{out}: the current folder or one above it; --output names a folder of the export's own")
     if not out.exists():
         return
     if not out.is_dir():
@@ -133,6 +135,11 @@ def check_output(out: Path, source: str, run_dir: str | Path) -> None:
     if earlier != source:
         raise ConfigError(f"{out}: exists and is not an earlier export of {run_dir} (no {MANIFEST} naming "
                           f"{source}); bertfit replaces only its own export: choose another --output")
+    ours = {*FILES.values(), "config.json", *TOKENIZER_FILES, MANIFEST}
+    others = sorted(p.name for p in out.iterdir() if p.name not in ours)
+    if others:  # the export is replaced whole: a file added to it since would go with it
+        raise ConfigError(f"{out}: an earlier export of {run_dir}, but it also holds {', '.join(others[:5])}, which "
+                          f"the export did not write and would not keep; move them, or choose another --output")
 
 
 def _write_export(run, folder: Path, quantize: str | None, source: str) -> dict:

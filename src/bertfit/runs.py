@@ -164,7 +164,12 @@ def check_fingerprint(path: Path, fingerprint: dict) -> None:
     path = Path(path)
     if not path.exists():
         return
-    before = json.loads(path.read_text())
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        before = None
+    if not isinstance(before, dict):
+        raise ConfigError(f"{path}: not a bertfit run's fingerprint; use another --output-dir")
     changed = [_describe_change(k, before.get(k), fingerprint.get(k))
                for k in sorted(set(before) | set(fingerprint)) if before.get(k) != fingerprint.get(k)]
     if changed:
@@ -185,7 +190,13 @@ RUN_MARK = "run.json"  # every run dir holds it from the start of training on
 
 
 def is_run_dir(folder: str | Path) -> bool:
-    return (Path(folder) / RUN_MARK).is_file()
+    """A folder whose run.json bertfit wrote: `{}` (claimed, nothing trained yet) or a run's fingerprint, which
+    always names the training data and the batch order; a run.json of anyone else's does not make a run dir."""
+    try:
+        mark = json.loads((Path(folder) / RUN_MARK).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(mark, dict) and (not mark or {"train data", "batch order"} <= mark.keys())
 
 
 def check_output_dir(folder: str | Path) -> None:
@@ -252,7 +263,7 @@ class RunLock:
             return self
         made = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        file = open(self.path, "w")
+        file = open(self.path, "a")  # never truncates: the lock holds nothing, and a file is left as found
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,6 +11,7 @@ The pipeline is BERT's, with two deliberate differences from `BertPreTokenizer` 
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -65,7 +66,8 @@ def train_wordpiece(sources: Sequence[str], output: str | Path, vocab_size: int 
 
 
 def check_output(output: Path) -> None:
-    """Refuse to replace anything but a tokenizer file: a folder, or a file that is not a tokenizer, stays."""
+    """Refuse to replace anything but a tokenizer this command wrote: a folder, a file that is not a tokenizer,
+    or another tool's tokenizer (a downloaded model's tokenizer.json) stays."""
     if output.is_dir():
         raise ConfigError(f"{output}: a folder; --output names the tokenizer file to write (e.g. {output}/tokenizer.json)")
     if output.exists():
@@ -74,6 +76,23 @@ def check_output(output: Path) -> None:
         except Exception:  # the tokenizers library raises its own exception types for every kind of bad file
             raise ConfigError(f"{output}: exists and is not a tokenizer file, so it is not replaced; choose another "
                               f"--output") from None
+        if not written_by_this_command(output):
+            raise ConfigError(f"{output}: exists and is a tokenizer that `bertfit tokenizer` did not write (another "
+                              f"normalizer, pre-tokenizer or model), so it is not replaced; choose another --output")
+
+
+def written_by_this_command(path: Path) -> bool:
+    """Whether the tokenizer file at `path` has this command's pipeline (WordPiece, NFKC with or without
+    lowercasing, whitespace words): only such a file is ours to replace."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    if not isinstance(data, dict) or (data.get("model") or {}).get("type") != "WordPiece":
+        return False
+    ours = (json.loads(untrained_wordpiece(lowercase).to_str()) for lowercase in (False, True))
+    return any(all(data.get(part) == pipeline.get(part) for part in ("normalizer", "pre_tokenizer", "decoder"))
+               for pipeline in ours)
 
 
 def _batches(paragraphs: Iterator[str]) -> Iterator[list[str]]:

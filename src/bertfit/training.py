@@ -22,7 +22,7 @@ from torch import nn
 
 from . import runs
 from .batching import GROUP_BATCHES, Features, collate, length_grouped_batches, shard
-from .devices import autocast, from_main_process, is_main_process, resolve_precision, tune_allocator, world
+from .devices import autocast, from_main_process, is_main_process, resolve_precision, world
 from .errors import BertfitError, DataError, Interrupted
 from .model import set_attention_dropout
 from .optim import EmbeddingRowGrads, clip_gradients, make_optimizer, schedule_factor
@@ -95,7 +95,6 @@ def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, sa
         raise ValueError(f"keep must be one of {', '.join(KEEP)}, not {keep!r}")
     settings.validate()
     check_not_empty(train)
-    tune_allocator(device)
     with runs.RunLock(run_dir) if is_main_process() else contextlib.nullcontext():
         # Sparse embedding gradients in one CPU process, where they were measured; lazy updates also need
         # no fp16 loss scaling (a step the scaler skips could not undo a row update).

@@ -12,6 +12,9 @@ TOKEN_BUCKETS = (16, 64, 256, 1024, 2048, 4096, 8192, 16384, 65536)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"}
+
+
 class Metrics:
     def __init__(self):
         self.registry = registry = CollectorRegistry(auto_describe=True)
@@ -38,6 +41,8 @@ class Metrics:
         self.in_flight = Gauge("bertfit_requests_in_flight", "Requests being answered", registry=registry)
 
     def answered(self, route: str, method: str, status: int, seconds: float, kind: str | None) -> None:
+        # any token parses as a method: a label per unknown one would grow the registry without bound
+        method = method if method in HTTP_METHODS else "other"
         self.requests.labels(route, method, str(status)).inc()
         if status >= 400:
             self.errors.labels(route, str(status), kind or "unknown").inc()

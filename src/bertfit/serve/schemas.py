@@ -194,4 +194,6 @@ class FillMaskOutput(BaseModel):
 
 
 InferenceResponse = (list[list[ClassificationOutput]] | QuestionAnsweringOutput | list[QuestionAnsweringOutput]
-                     | list[FillMaskOutput] | list[list[FillMaskOutput]] | list[list[list[FillMaskOutput]]])
+                     | list[FillMaskOutput] | list[list[FillMaskOutput]] | list[list[list[FillMaskOutput]]]
+                     # several texts, one with a [MASK] and another with more
+                     | list[list[FillMaskOutput] | list[list[FillMaskOutput]]])
