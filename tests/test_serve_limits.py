@@ -112,6 +112,31 @@ def test_requests_are_tokenized_off_the_event_loop_and_off_the_model_thread(load
     assert len(threads) == 1 and threads[0] != loop_thread and threads[0].startswith("bertfit-prepare")
 
 
+def test_requests_waiting_to_be_tokenized_count_against_max_queue_and_the_timeout(loaded):
+    release = threading.Event()
+
+    def slow(run, texts):  # a tokenizer thread held up: the requests behind it wait before the queue
+        release.wait(10)
+        return inference.prepare_texts(run, texts)
+
+    async def body(service):
+        batcher = service.batchers["sentiment"]
+        first = asyncio.create_task(service.answer(Scope(), batcher, "texts", slow, ["a fine film"]))
+        await asyncio.sleep(0.05)
+        try:
+            with pytest.raises(RequestError) as busy:  # max_queue 1, and one request is in flight
+                await service.answer(Scope(), batcher, "texts", slow, ["a fine film"])
+            with pytest.raises(RequestError) as late:
+                await first
+        finally:
+            release.set()
+        return busy.value, late.value
+
+    busy, late = in_service({"sentiment": loaded["sentiment"]}, ServeSettings(max_queue=1, timeout=0.5), body)
+    assert busy.status == 503 and busy.headers == {"Retry-After": "1"}
+    assert late.status == 504 and "tokenizing" in late.message
+
+
 # ---- dropped work, and models taking turns ------------------------------------------------------
 
 def batcher_for(run, worker, metrics=None, **settings):

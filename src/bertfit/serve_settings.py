@@ -34,7 +34,8 @@ class ServeSettings:
     max_batch_tokens: int = limit(4096, "tokens in one model pass; a larger request is run over several passes, "
                                         "taking turns with the other models")
     max_wait_ms: float = limit(5.0, "how long the first request of a pass waits for others to share it")
-    max_queue: int = limit(256, "requests waiting for the model, every model together; one more gets 503")
+    max_queue: int = limit(256, "requests in flight (being tokenized, waiting for or in the model), every model "
+                                "together; one more gets 503")
     timeout: float = limit(30.0, "seconds a request may take, tokenizing and queue included, before 504")
     max_body_bytes: int = limit(1 << 20, "largest request body; a larger one gets 413")
     max_inputs: int = limit(64, "texts, pairs or questions in one request")

@@ -93,16 +93,21 @@ class Service:
         """Encode on the preparing threads, check the request's size, queue it, and wait for its answers."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.timeout
+        if self.counters.in_flight >= self.settings.max_queue:
+            # bodies waiting to be tokenized count too: without this bound they would pile up in memory
+            raise RequestError(503, f"the server is busy ({self.counters.in_flight} requests in flight); retry "
+                                    f"shortly", kind="overloaded", headers={"Retry-After": "1"})
         self.counters.in_flight += 1
         try:
             try:
-                prepared = await loop.run_in_executor(self.preparing, prepare, batcher.run, *args)
+                prepared = await asyncio.wait_for(loop.run_in_executor(self.preparing, prepare, batcher.run, *args),
+                                                  max(0.0, deadline - loop.time()))
             except BertfitError as exc:
                 raise RequestError(422, str(exc)) from None
-            self.check_size(prepared, field)
-            if loop.time() > deadline:
+            except asyncio.TimeoutError:
                 raise RequestError(504, f"no answer within {self.settings.timeout:g} s (--timeout); tokenizing "
-                                        f"took it all", kind="timeout")
+                                        f"took it all", kind="timeout") from None
+            self.check_size(prepared, field)
             job = batcher.submit(prepared)
             answers = await batcher.result(job, deadline, request.scope.get(DISCONNECTED))
             self.counters.served += 1
