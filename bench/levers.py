@@ -9,7 +9,12 @@
    dynamic mmap threshold included: no mallopt at all) against one where `devices.tune_allocator`
    ran first; each in fresh processes, alternated, --allocator-rounds times;
 4. inference: SQuAD windows/s in dataset order in batches of 128 (as a plain loop runs them),
-   sorted by length in batches of 128, and sorted with batches capped at 2,048 tokens (bertfit's).
+   sorted by length in batches of 128, and sorted with batches capped at 2,048 tokens (bertfit's);
+5. packing: the real tokens alone through everything but attention (`bertfit.model.Packing`) against
+   the padded batch: the classifier over SST-2 dev sentences in random groups of 16 (a server's
+   pass under load), and a training step (forward + backward) on SST-2 training batches of 32,
+   shuffled without grouping and length-grouped; each padded and packed, alternated, twice.
+`--levers` runs some of them (default all).
 Dropout, the training step and inference run in --precision (auto: bf16 on CPUs with native bf16,
 else fp32, as bertfit decides). Timings are medians (or means over many steps); this machine's speed
 drifts, so compare within a run. The CPU kind is printed first.
@@ -157,6 +162,61 @@ def inference(squad_file: str, pad_id: int, tokenizer, dtype: torch.dtype) -> di
     return {"windows": len(windows), "windows_per_s": rates}
 
 
+def packing(glue_dir: str, tokenizer, pad_id: int, dtype: torch.dtype) -> dict:
+    from bertfit import model as bertfit_model
+
+    rng = np.random.default_rng(0)
+    dev, _ = glue_encoding.encode(glue_tsv.read_glue_split("sst2", glue_dir, "dev"), tokenizer, 128)
+    train, _ = glue_encoding.encode(glue_tsv.read_glue_split("sst2", glue_dir, "train"), tokenizer, 128)
+    order = rng.permutation(len(train.lengths))[:32 * 24]
+    cases = {
+        "inference, SST-2 dev in random groups of 16": (False, [rng.choice(len(dev.lengths), 16, replace=False)
+                                                                for _ in range(48)], dev),
+        "training step, SST-2 batches of 32 shuffled without grouping": (True, [order[i : i + 32] for i in
+                                                                               range(0, len(order), 32)], train),
+        "training step, SST-2 batches of 32 grouped by length": (True, length_grouped_batches(
+            train.lengths, 32, seed=42, epoch=0)[:24], train),
+    }
+    torch.manual_seed(0)
+    model, _ = load_pretrained(embedded_model_path(), head="classification", num_labels=2)
+    set_attention_dropout(model, 0.0)
+    saved = dict(bertfit_model.PACK_BELOW)
+    figures = {}
+    try:
+        for name, (grad, groups, features) in cases.items():
+            batches = [collate(features, g, pad_id) for g in groups]
+            real = sum(int(b["attention_mask"].sum()) for b in batches) / sum(b["attention_mask"].numel() for b in batches)
+            model.train(grad)
+
+            def run(batch) -> None:
+                with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+                    logits = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+                if grad:
+                    F.cross_entropy(logits.float(), batch["label_ids"], reduction="sum").backward()
+                    model.zero_grad(set_to_none=True)
+
+            seconds = {"padded": [], "packed": []}
+            for _ in range(2):
+                for way, below in (("padded", 0.0), ("packed", 1.0)):
+                    bertfit_model.PACK_BELOW[grad] = below
+                    for batch in batches[:3]:
+                        run(batch)
+                    start = time.perf_counter()
+                    for batch in batches:
+                        run(batch)
+                    seconds[way].append(time.perf_counter() - start)
+            rate = {way: sum(len(g) for g in groups) / min(s) for way, s in seconds.items()}
+            figures[name] = {"real_token_share": real, "examples_per_s": rate, "speedup": rate["packed"] / rate["padded"]}
+            print(f"{name} ({100 * real:.0f}% of positions real): padded {rate['padded']:.1f}, packed "
+                  f"{rate['packed']:.1f} examples/s ({rate['packed'] / rate['padded']:.2f}x)", flush=True)
+    finally:
+        bertfit_model.PACK_BELOW.update(saved)
+    return {"pack_below": saved, "cases": figures}
+
+
+LEVERS = ("padding", "dropout", "allocator", "inference", "packing")
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--glue-dir", required=True, help="the GLUE root, or its SST-2 folder")
@@ -165,6 +225,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     parser.add_argument("--allocator-rounds", type=int, default=3, help="untouched/tuned process pairs (default 3)")
     parser.add_argument("--allocator-child", choices=("untouched", "tuned"), help=argparse.SUPPRESS)
+    parser.add_argument("--levers", default=",".join(LEVERS), help=f"comma-separated (default {','.join(LEVERS)})")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import common
 
@@ -183,10 +244,17 @@ def main(argv: list[str]) -> None:
     tokenizer = load_tokenizer(embedded_model_path())
     pad_id = special_ids(tokenizer).pad
     sst2_train, _ = glue_encoding.encode(glue_tsv.read_glue_split("sst2", args.glue_dir, "train"), tokenizer, 128)
-    figures = {"padding": padding(sst2_train), "dropout": dropout(dtype), "allocator": allocator(args),
-               "inference": inference(args.squad_file, pad_id, tokenizer, dtype)}
+    chosen = [name.strip() for name in args.levers.split(",") if name.strip()]
+    if unknown := sorted(set(chosen) - set(LEVERS)):
+        parser.error(f"unknown lever {', '.join(unknown)}; known: {', '.join(LEVERS)}")
+    levers = {"padding": lambda: padding(sst2_train), "dropout": lambda: dropout(dtype),
+              "allocator": lambda: allocator(args),
+              "inference": lambda: inference(args.squad_file, pad_id, tokenizer, dtype),
+              "packing": lambda: packing(args.glue_dir, tokenizer, pad_id, dtype)}
+    figures = {name: levers[name]() for name in LEVERS if name in chosen}
     precision = str(dtype).removeprefix("torch.").replace("float32", "fp32").replace("bfloat16", "bf16")
-    common.write_figures("levers", __file__, argv, args.figures_dir, figures=figures,
+    name = "levers" if set(LEVERS) <= set(chosen) else "-".join(["levers", *[n for n in LEVERS if n in chosen]])
+    common.write_figures(name, __file__, argv, args.figures_dir, figures=figures,
                          settings={"allocator_rounds": args.allocator_rounds, "precision": args.precision},
                          precision={"bertfit": precision}, threads=args.threads)
 

@@ -175,6 +175,8 @@ def measure(name: str, command: list[str], args, sentences: list[str]) -> dict:
         "p99_ms": float(np.percentile(latencies, 99)),
         "rss_first_mb": float(np.mean(memory[:tenth])), "rss_last_mb": float(np.mean(memory[-tenth:])),
         "rss_peak_mb": float(max(memory)), "rss_samples": len(memory),
+        # does it level off: the mean RSS of each tenth of the run
+        "rss_by_tenth_mb": [float(np.mean(part)) for part in np.array_split(np.array(memory), 10) if len(part)],
         "labels": {i: label for i, _, status, label in ok}, "exit_code": exit_code,
     }
 
@@ -257,7 +259,8 @@ def main(argv: list[str]) -> None:
               f"answered by both")
     for name, figures in sides.items():
         print(f"{name}: RSS {figures['rss_first_mb']:.0f} -> {figures['rss_last_mb']:.0f} MB "
-              f"(means of the first and last tenth of {figures['rss_samples']} samples), peak {figures['rss_peak_mb']:.0f} MB")
+              f"(means of the first and last tenth of {figures['rss_samples']} samples), peak {figures['rss_peak_mb']:.0f} MB; "
+              f"by tenth of the run: {' '.join(f'{mb:.0f}' for mb in figures['rss_by_tenth_mb'])} MB")
     same_labels = None
     if "bertfit" in sides and "peer" in sides:
         a, b = sides["bertfit"]["labels"], sides["peer"]["labels"]

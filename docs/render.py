@@ -54,6 +54,7 @@ COMMANDS = {
     "pretrain-speed": "python bench/pretrain_speed.py --text-dir ../shared/data/text --files 3 "
                       "--tokenizer wordpiece.json --steps 100",
     "levers": f"python bench/levers.py --glue-dir {GLUE} --squad-file {SQUAD1}",
+    "levers-packing": f"python bench/levers.py --glue-dir {GLUE} --squad-file {SQUAD1} --levers packing",
     "attention-speed": "python bench/attention_speed.py",
     "profile": f"python bench/profile_step.py --data-dir {GLUE}",
 }
@@ -315,8 +316,16 @@ def render_serve(figures_dir: Path) -> str:
                  f"{v['p99_ms']:.0f}", f"{v['rss_first_mb']:.0f} → {v['rss_last_mb']:.0f} MB",
                  f"{100 * v['accuracy']:.2f}", str(v["exit_code"])]
                 for side, v in f.items() if side in ("bertfit", "peer")]
-        return markdown_table(["server", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms",
-                               "RSS first → last 10%", "dev accuracy", "exit"], rows, "lrrrrrrlrr")
+        lines = markdown_table(["server", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms",
+                                "RSS first → last 10%", "dev accuracy", "exit"], rows, "lrrrrrrlrr")
+        tenths = [f"{name}: {' → '.join(f'{mb:.0f}' for mb in f[side]['rss_by_tenth_mb'])} MB"
+                  for side, name in (("bertfit", "`bertfit serve`"), ("peer", "the pipeline server"))
+                  if "rss_by_tenth_mb" in f.get(side, {})]
+        if tenths:
+            lines += ["", "RSS by tenth of the run (does it level off): " + "; ".join(tenths) + "."]
+        if "bertfit" in f and "peer" in f:
+            lines += ["", f"Throughput ratio: {f['bertfit']['throughput'] / f['peer']['throughput']:.2f}x."]
+        return lines
 
     return per_kind(figures_dir, ["serve-load"], table)
 
@@ -335,19 +344,32 @@ def render_pretrain(figures_dir: Path) -> str:
 
 def render_levers(figures_dir: Path) -> str:
     def table(found):
-        f = first(found, "levers")["figures"]
-        pad = f["padding"]["pad_percent"]
-        rows = [["padding in SST-2 batches of 32", "shuffled, no grouping", f"{pad['none']:.1f}% of tokens"]]
-        rows += [["", f"length-grouped, groups of {g} batches", f"{v:.1f}% of tokens"]
-                 for g, v in pad.items() if g != "none"]
-        rows += [["dropout forward + backward", name, f"{ms:.2f} ms"] for name, ms in f["dropout"]["ms"].items()]
-        for i, pair in enumerate(f["allocator"]["ms_per_step"], 1):
+        # each lever from the newest record that measured it (`--levers` runs some of them)
+        f = {}
+        for name in ("levers", "levers-packing"):
+            for record in reversed(found.get(name) or []):
+                f.update(record["figures"])
+        rows = []
+        if "padding" in f:
+            pad = f["padding"]["pad_percent"]
+            rows += [["padding in SST-2 batches of 32", "shuffled, no grouping", f"{pad['none']:.1f}% of tokens"]]
+            rows += [["", f"length-grouped, groups of {g} batches", f"{v:.1f}% of tokens"]
+                     for g, v in pad.items() if g != "none"]
+        if "dropout" in f:
+            rows += [["dropout forward + backward", name, f"{ms:.2f} ms"] for name, ms in f["dropout"]["ms"].items()]
+        for i, pair in enumerate(f.get("allocator", {}).get("ms_per_step", []), 1):
             rows += [[f"SST-2 training step, round {i}", side, f"{ms:.1f} ms"] for side, ms in pair.items()]
-        rows += [[f"SQuAD inference, {f['inference']['windows']} windows", name, f"{rate:.1f} windows/s"]
-                 for name, rate in f["inference"]["windows_per_s"].items()]
+        if "inference" in f:
+            rows += [[f"SQuAD inference, {f['inference']['windows']} windows", name, f"{rate:.1f} windows/s"]
+                     for name, rate in f["inference"]["windows_per_s"].items()]
+        for case, figures in f.get("packing", {}).get("cases", {}).items():
+            rates = figures["examples_per_s"]
+            rows += [[f"packing: {case} ({100 * figures['real_token_share']:.0f}% of positions real)", way,
+                      f"{rate:.1f} examples/s" + (f" ({figures['speedup']:.2f}x)" if way == "packed" else "")]
+                     for way, rate in rates.items()]
         return markdown_table(["lever", "how", "measured"], rows, "llr")
 
-    return per_kind(figures_dir, ["levers"], table)
+    return per_kind(figures_dir, ["levers", "levers-packing"], table)
 
 
 def render_attention(figures_dir: Path) -> str:
@@ -495,6 +517,10 @@ def render_fast_path(_: Path) -> str:
          "`model.EXPLICIT_ATTENTION_MAX_LENGTH`"],
         ["explicit attention up to this length, inference", str(model.EXPLICIT_ATTENTION_MAX_LENGTH[False]),
          "`model.EXPLICIT_ATTENTION_MAX_LENGTH`"],
+        ["packed path (real tokens alone outside attention) below this share of real positions, inference",
+         f"{model.PACK_BELOW[False]:g}" if model.PACK_BELOW[False] else "never", "`model.PACK_BELOW`"],
+        ["packed path below this share of real positions, training",
+         f"{model.PACK_BELOW[True]:g}" if model.PACK_BELOW[True] else "never", "`model.PACK_BELOW`"],
     ], "lrl"))
 
 

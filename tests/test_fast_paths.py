@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from bertfit import devices, optim, predicting
+from bertfit import model as bertfit_model
 from bertfit.batching import Features
 from bertfit.model import (EXPLICIT_ATTENTION_MAX_LENGTH, BertConfig, BertForSequenceClassification, BertModel,
                            BertSelfAttention, FastDropout, explicit_attention)
@@ -230,3 +231,63 @@ def test_attention_dropout_drops_in_training_only_and_keeps_the_expectation(leng
     mean = torch.stack(draws).mean(0)
     # (100 draws: the mean's own noise is about a tenth of one draw's)
     assert (mean - plain).abs().mean() < 0.2 * (draws[0] - plain).abs().mean()
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_packed_path_gives_the_padded_paths_outputs_and_gradients(monkeypatch, grad):
+    """Packing (the real tokens alone through everything but attention) against the padded path, on a batch
+    that is mostly padding: sequence outputs at real positions, the pooled [CLS] vector with and without
+    first_token_only, the masked-LM logits at chosen positions, and every parameter's gradient."""
+    from bertfit.model import BertForMaskedLM, Packing
+
+    torch.manual_seed(0)
+    config = small_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    encoder, lm = BertModel(config), BertForMaskedLM(config)
+    ids = torch.randint(5, 60, (4, 12))
+    lengths = torch.tensor([12, 3, 7, 1])
+    mask = torch.arange(12)[None] < lengths[:, None]
+    ids[~mask] = 0
+    types = (torch.arange(12)[None] >= 2).long() * mask
+    with torch.enable_grad():
+        assert Packing.worth_it(mask) is None  # training does not pack by default
+    results = []
+    for below in (0.0, 1.0):  # never, always
+        monkeypatch.setitem(bertfit_model.PACK_BELOW, grad, below)
+        with torch.set_grad_enabled(grad):
+            assert (Packing.worth_it(mask) is not None) == (below == 1.0)
+            encoder.zero_grad(), lm.zero_grad()
+            sequence, pooled = encoder(ids, types, mask)
+            first, first_pooled = encoder(ids, types, mask, first_token_only=True)
+            logits = lm(ids, types, mask, positions=mask & (ids % 3 == 0))
+            if grad:
+                (sequence[mask].square().sum() + first_pooled.sum() + logits.logsumexp(-1).sum()).backward()
+        results.append([sequence[mask], pooled, first[:, 0], first_pooled, logits]
+                       + [p.grad.clone() for p in [*encoder.parameters(), *lm.parameters()] if grad and p.grad is not None])
+    assert len(results[0]) == len(results[1]) and (len(results[0]) > 20) == grad
+    for padded, packed in zip(*results):
+        torch.testing.assert_close(packed, padded, atol=2e-5, rtol=1e-4)
+
+
+def test_the_packed_path_runs_where_it_is_worth_it_and_never_when_traced():
+    from bertfit.model import Packing
+
+    mostly_padding = torch.arange(10)[None] < torch.tensor([[10], [2], [3]])
+    with torch.inference_mode():
+        assert Packing.worth_it(mostly_padding) is not None
+        assert Packing.worth_it(torch.ones(3, 10, dtype=torch.bool)) is None  # nothing to remove
+        assert Packing.worth_it(mostly_padding.flip(1)) is None  # left padding: [CLS] is not first
+    class Sequence(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = BertModel(small_config()).eval()
+
+        def forward(self, ids, mask):
+            return self.bert(ids, None, mask)[0]
+
+    model = Sequence()
+    ids = torch.randint(5, 60, (3, 10)) * mostly_padding
+    with torch.no_grad():
+        traced = torch.jit.trace(model, (ids, mostly_padding), check_trace=False)
+        other = torch.randint(5, 60, (3, 10)) * mostly_padding.flip(0)  # another layout of real tokens
+        torch.testing.assert_close(traced(other, mostly_padding.flip(0))[mostly_padding.flip(0)],
+                                   model(other, mostly_padding.flip(0))[mostly_padding.flip(0)])
