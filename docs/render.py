@@ -50,7 +50,9 @@ COMMANDS = {
     "export-speed": f"python bench/export_speed.py runs/glue-sst2 --data-dir {GLUE} --squad-run runs/squad-v1.1 "
                     "--squad-file squad1-eval.json --peer-python optimum-venv/bin/python "
                     "--sides torch-fp32,torch-bf16,onnx-fp32,onnx-int8,peer-int8",
-    "serve-load": f"python bench/serve_load.py runs/glue-sst2 --data-dir {GLUE} --clients 32 --requests 20000",
+    "serve-load": f"python bench/serve_load.py runs/glue-sst2 --data-dir {GLUE} --clients 32 --requests 8000",
+    "serve-load-long": f"python bench/serve_load.py runs/glue-sst2 --data-dir {GLUE} --clients 32 --requests 20000 "
+                       "--sides bertfit",
     "pretrain-speed": "python bench/pretrain_speed.py --text-dir ../shared/data/text --files 3 "
                       "--tokenizer wordpiece.json --steps 100",
     "levers": f"python bench/levers.py --glue-dir {GLUE} --squad-file {SQUAD1}",
@@ -325,9 +327,14 @@ def render_serve(figures_dir: Path) -> str:
             lines += ["", "RSS by tenth of the run (does it level off): " + "; ".join(tenths) + "."]
         if "bertfit" in f and "peer" in f:
             lines += ["", f"Throughput ratio: {f['bertfit']['throughput'] / f['peer']['throughput']:.2f}x."]
+        for record in found.get("serve-load-long") or []:  # bertfit alone, longer: where its memory settles
+            v = record["figures"]["bertfit"]
+            lines += ["", f"`bertfit serve` alone over {v['requests']:,} requests ({v['throughput']:.1f} req/s, "
+                          f"{v['errors']} errors), RSS by tenth of the run: "
+                          f"{' → '.join(f'{mb:.0f}' for mb in v['rss_by_tenth_mb'])} MB."]
         return lines
 
-    return per_kind(figures_dir, ["serve-load"], table)
+    return per_kind(figures_dir, ["serve-load", "serve-load-long"], table)
 
 
 def render_pretrain(figures_dir: Path) -> str:
