@@ -2,6 +2,7 @@
 
     python bench/glue_side_by_side.py --data-dir ../shared/data/glue --seeds 1,2,3
     python bench/glue_side_by_side.py --data-dir ../shared/data/glue --seeds 1,2,3 --max-train-samples 1000
+    python bench/glue_side_by_side.py --data-dir ../shared/data/glue --tasks cola,stsb --runs-file glue-runs.jsonl
 
 Defaults vs defaults, each task in its own pair of child processes per seed, the same seeds on both
 sides:
@@ -128,6 +129,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seeds", default="1,2,3", help="the seeds of both sides (default 1,2,3)")
     parser.add_argument("--max-train-samples", type=int, help="train on the first N rows of each task (default all)")
     parser.add_argument("--max-eval-samples", type=int, help="score the first M dev rows (default all)")
+    parser.add_argument("--runs-file", help="append each finished run to this JSON-lines file, and take the runs "
+                                            "already in it instead of running them again (a long run resumes)")
     parser.add_argument("--task", help=argparse_suppress())
     parser.add_argument("--seed", type=int, default=42, help=argparse_suppress())
     args = parser.parse_args(argv)
@@ -147,12 +150,23 @@ def main(argv: list[str]) -> None:
           f"{RUN_GLUE['max_seq_length']}, fp32, the model's own dropout {common.model_attention_dropout():g}, "
           "dynamic padding; final model); "
           f"seeds {', '.join(map(str, seeds))} on both sides", flush=True)
-    child = common._without_options(argv, ("--json", "--figures-dir", "--seeds", "--tasks"))
+    child = common._without_options(argv, ("--json", "--figures-dir", "--seeds", "--tasks", "--runs-file"))
+    done = earlier_runs(args.runs_file, args) if args.runs_file else {}
     runs: dict[str, dict[str, list[dict]]] = {}
     for task in tasks:
         for seed in seeds:
             for side in ("bertfit", "peer"):
-                figures = common.run_side(__file__, [*child, "--task", task, "--seed", str(seed)], side)
+                figures = done.get((task, seed, side))
+                if figures is None:
+                    figures = common.run_side(__file__, [*child, "--task", task, "--seed", str(seed)], side)
+                    if args.runs_file:
+                        with open(args.runs_file, "a", encoding="utf-8") as log:  # appends: never replaces a line
+                            log.write(json.dumps({"task": task, "seed": seed, "side": side,
+                                                  "max_train_samples": args.max_train_samples,
+                                                  "max_eval_samples": args.max_eval_samples,
+                                                  "figures": figures}) + "\n")
+                else:
+                    print(f"{task} seed {seed} {side}: taken from {args.runs_file}", file=sys.stderr)
                 runs.setdefault(task, {}).setdefault(side, []).append(figures)
                 print(f"{task} seed {seed} {side}: score {100 * task_score(task, figures['metrics']):.2f} "
                       f"{json.dumps(figures['metrics'])} train {figures['train_seconds']:.0f}s "
@@ -194,6 +208,26 @@ def main(argv: list[str]) -> None:
         Path(args.json).write_text(json.dumps({"cpu": common.cpu_kind(), "seeds": seeds, "run_glue": RUN_GLUE,
                                                "max_train_samples": args.max_train_samples, "tasks": summary,
                                                "glue_average": average}, indent=2) + "\n")
+
+
+def earlier_runs(path: str, args) -> dict[tuple[str, int, str], dict]:
+    """The runs of --runs-file made with the same row limits, by (task, seed, side); none if it does not exist."""
+    if not Path(path).exists():
+        return {}
+    found = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            run = json.loads(line)
+            key = (run["task"], int(run["seed"]), run["side"])
+            limits = (run["max_train_samples"], run["max_eval_samples"])
+            figures = run["figures"]
+        except (ValueError, KeyError, TypeError) as exc:
+            sys.exit(f"{path}, line {number}: not a run this script wrote ({exc})")
+        if limits == (args.max_train_samples, args.max_eval_samples):
+            found[key] = figures
+    return found
 
 
 def argparse_suppress():
