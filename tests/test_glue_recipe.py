@@ -291,8 +291,13 @@ def test_stsb_is_regression_scored_by_correlation_with_clipped_submission(tmp_pa
     write_tsv(glue / "STS-B" / "dev.tsv", STSB_HEADER, stsb_rows(10, 100))
     write_tsv(glue / "STS-B" / "test.tsv", STSB_TEST_HEADER, stsb_rows(5, 200, with_score=False))
 
+    torch.manual_seed(1234)
+    expected = torch.rand(3)  # what the caller's stream gives next, without the run
+    torch.manual_seed(1234)
     results = run_glue("STS-B", glue, tmp_path / "run", tiny_model)
     assert list(results["metrics"]) == ["pearson", "spearman"]
+    # the run seeded torch's generator for its head and every step, then gave the caller's stream back
+    assert torch.equal(torch.rand(3), expected)
     config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert config["problem_type"] == "regression" and config["id2label"] == {"0": "score"}
 

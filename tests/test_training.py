@@ -727,7 +727,7 @@ def test_the_eta_of_a_run_with_a_time_budget_is_never_past_the_budget(monkeypatc
 # ---- what a library call leaves, and whose folder is a run dir --------------------------------------
 
 @pytest.mark.timeout(180)
-def test_fit_leaves_the_allocator_as_it_was():
+def test_fit_leaves_the_allocator_and_the_random_stream_as_they_were():
     code = ("import sys; sys.path.insert(0, {tests!r})\n"
             "import tempfile, torch, tiny\n"
             "from bertfit import devices, training\n"
@@ -736,11 +736,19 @@ def test_fit_leaves_the_allocator_as_it_was():
             "    training.fit(tiny.classifier(), tiny.features(16), tiny.classification_loss, lambda m: {{'a': 0.0}},\n"
             "                 lambda m, s: None, TrainSettings(epochs=1, batch_size=8, precision='fp32'), run_dir,\n"
             "                 tiny.PAD, torch.device('cpu'), quiet=True)\n"
-            "print(devices._allocator_tuned)\n").format(tests=str(Path(__file__).parent))
+            "print(devices._allocator_tuned)\n"
+            "model, features = tiny.classifier(), tiny.features(16)\n"
+            "torch.manual_seed(7); expected = torch.rand(3); torch.manual_seed(7)\n"
+            "with tempfile.TemporaryDirectory() as run_dir:\n"
+            "    training.fit(model, features, tiny.classification_loss, lambda m: {{'a': 0.0}},\n"
+            "                 lambda m, s: None, TrainSettings(epochs=1, batch_size=8, precision='fp32'), run_dir,\n"
+            "                 tiny.PAD, torch.device('cpu'), quiet=True)\n"
+            "print(torch.equal(torch.rand(3), expected))\n").format(tests=str(Path(__file__).parent))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=170,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "False"  # the CLI tunes the process it owns; fit does not
+    # the CLI tunes the process it owns; fit does not, and gives the caller's random stream back as it was
+    assert done.stdout.strip().splitlines()[-2:] == ["False", "True"]
 
 
 def test_a_run_json_of_someone_else_does_not_make_a_run_dir(tmp_path):

@@ -161,3 +161,18 @@ def tune_allocator(device: torch.device) -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 << 20)
     mallopt(m_trim_threshold, 1 << 30)
+
+
+def keeps_global_rng(function: Callable) -> Callable:
+    """Run `function` with torch's global generators (CPU and every CUDA device) restored afterwards.
+
+    Training seeds torch's generator (a new head's weights, every step's dropout), which is its own
+    business: a caller's random stream goes on after a library call as if the call had not been made.
+    """
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=cuda):
+            return function(*args, **kwargs)
+
+    return wrapper

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import runs
 from .batching import GROUP_BATCHES, Features, collate, length_grouped_batches, shard
-from .devices import autocast, from_main_process, is_main_process, resolve_precision, world
+from .devices import autocast, from_main_process, is_main_process, keeps_global_rng, resolve_precision, world
 from .errors import BertfitError, DataError, Interrupted
 from .model import set_attention_dropout
 from .optim import EmbeddingRowGrads, clip_gradients, make_optimizer, schedule_factor
@@ -78,6 +78,7 @@ def run_fingerprint_of(settings: TrainSettings, train: Features) -> dict:
             "batch order": f"length-grouped, {GROUP_BATCHES} batches per group"}
 
 
+@keeps_global_rng
 def fit(model: nn.Module, train: Features, loss_fn: LossFn, evaluate: EvalFn, save_best: SaveFn,
         settings: TrainSettings, run_dir: Path, pad_id: int, device: torch.device,
         resume: bool = True, run_fingerprint: dict | None = None, quiet: bool = False,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch.nn.functional as F
 
-from .. import glue_metrics, predicting, runs
+from .. import devices, glue_metrics, predicting, runs
 from ..errors import ConfigError, require_examples
 from ..pretrained import save_pretrained
 from ..files import features_cache_dir as cache_dir
@@ -155,6 +155,7 @@ def check_options(options: GlueOptions) -> None:
         raise ConfigError(f"--validation-fraction must be between 0 and 1, not {options.validation_fraction:g}")
 
 
+@devices.keeps_global_rng
 def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = None) -> dict:
     """Fine-tune on a GLUE task (or your own files) and return the results written to results.json.
 

@@ -211,6 +211,7 @@ def evaluate_mlm(model, held: Features, tokenizer, specials: list[int], probabil
     return metrics
 
 
+@devices.keeps_global_rng
 def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = None) -> dict:
     """Pretrain (or continue pretraining) on raw text and return the results written to results.json.
 

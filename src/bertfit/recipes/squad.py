@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import predicting, runs, squad_metrics
+from .. import devices, predicting, runs, squad_metrics
 from ..errors import ConfigError, DataError, require_examples
 from ..files import write_json
 from ..pretrained import save_pretrained
@@ -138,6 +138,7 @@ def check_options(options: SquadOptions) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
 
 
+@devices.keeps_global_rng
 def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None) -> dict:
     """Fine-tune on SQuAD and return the results written to results.json."""
     settings = settings or replace(SQUAD_DEFAULTS)
