@@ -57,6 +57,10 @@ def add_routes(app: FastAPI, service) -> None:
         texts = [body.text] if one else body.texts
         name = "text" if one else "texts"
         check_masked(name, texts, settings, one)
+        vocabulary = batcher.run.tokenizer.get_vocab_size()
+        if not 1 <= body.top_k <= vocabulary:
+            raise RequestError(422, f"top_k must be between 1 and the vocabulary's {vocabulary} tokens, not {body.top_k}",
+                               "top_k")
         answers = await service.answer(request, batcher, name, inference.prepare_masked, texts, body.top_k)
         return JSONResponse({"model": batcher.name, "predictions": answers[0] if one else answers})
 
