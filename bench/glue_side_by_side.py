@@ -131,6 +131,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--max-eval-samples", type=int, help="score the first M dev rows (default all)")
     parser.add_argument("--runs-file", help="append each finished run to this JSON-lines file, and take the runs "
                                             "already in it instead of running them again (a long run resumes)")
+    parser.add_argument("--figures-name", default="glue-side-by-side",
+                        help="the figures file's name (default glue-side-by-side; whole sets: glue-side-by-side-full)")
+    parser.add_argument("--untimed", action="store_true",
+                        help="the runs shared the machine with other work: the table gives no training times")
     parser.add_argument("--task", help=argparse_suppress())
     parser.add_argument("--seed", type=int, default=42, help=argparse_suppress())
     args = parser.parse_args(argv)
@@ -150,7 +154,9 @@ def main(argv: list[str]) -> None:
           f"{RUN_GLUE['max_seq_length']}, fp32, the model's own dropout {common.model_attention_dropout():g}, "
           "dynamic padding; final model); "
           f"seeds {', '.join(map(str, seeds))} on both sides", flush=True)
-    child = common._without_options(argv, ("--json", "--figures-dir", "--seeds", "--tasks", "--runs-file"))
+    child = common._without_options(argv, ("--json", "--figures-dir", "--seeds", "--tasks", "--runs-file",
+                                            "--figures-name"))
+    child = [a for a in child if a != "--untimed"]
     done = earlier_runs(args.runs_file, args) if args.runs_file else {}
     runs: dict[str, dict[str, list[dict]]] = {}
     for task in tasks:
@@ -199,9 +205,14 @@ def main(argv: list[str]) -> None:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
     print("scores: the mean of each task's metrics ×100, final-epoch dev, mean ± sample std over the seeds")
     figures = {"seeds": seeds, "max_train_samples": args.max_train_samples,
-               "max_eval_samples": args.max_eval_samples, "tasks": summary, "glue_average": average}
+               "max_eval_samples": args.max_eval_samples, "tasks": summary, "glue_average": average,
+               "quiet_machine": not args.untimed}
+    left_out = [t for t in TASKS if t not in tasks]
+    if left_out:
+        figures["not_run"] = (f"{', '.join(left_out)} (`--tasks {','.join(left_out)}` with the same options and "
+                              f"--runs-file adds them); the GLUE average above is of the tasks run")
     settings = {side: {task: summary[task][side]["settings"] for task in summary} for side in ("bertfit", "peer")}
-    common.write_figures("glue-side-by-side", __file__, argv, args.figures_dir, figures=figures, settings=settings,
+    common.write_figures(args.figures_name, __file__, argv, args.figures_dir, figures=figures, settings=settings,
                          precision={"bertfit": common.resolved_precision("auto"), "peer": RUN_GLUE["precision"]},
                          threads=args.threads)
     if args.json:

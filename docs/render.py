@@ -41,6 +41,8 @@ COMMANDS = {
     "squad-speed-defaults":
         f"python bench/squad_speed.py --train-file {SQUAD1} --samples 600 --eval-samples 1000 --compare defaults",
     "glue-side-by-side": f"python bench/glue_side_by_side.py --data-dir {GLUE} --seeds 1,2,3 --max-train-samples 800",
+    "glue-side-by-side-full": f"python bench/glue_side_by_side.py --data-dir {GLUE} --seeds 1,2,3 "
+                              "--runs-file glue-runs.jsonl",
     "small-glue": f"python bench/small_glue.py --data-dir {GLUE} --task sst2 --sizes 800 "
                   "--settings 3:2e-5,3:5e-5,5:5e-5,5:1e-4",
     "squad-side-by-side-v1.1": "python bench/squad_side_by_side.py --version 1.1 --prefix squad1 "
@@ -217,24 +219,38 @@ def render_headline(figures_dir: Path) -> str:
 
 
 def render_glue_side_by_side(figures_dir: Path) -> str:
-    def table(found):
+    def one(record: dict) -> list[str]:
         from bertfit.tasks.glue import resolve_task
 
-        f = first(found, "glue-side-by-side")["figures"]
+        f = record["figures"]
+        quiet = f.get("quiet_machine", True)  # a run taken alongside other work times nothing
         rows = []
         for task, entry in f["tasks"].items():
             b, p = entry["bertfit"], entry["peer"]
             s = b["settings"]
             rows.append([resolve_task(task).name, str(b["train_examples"]), f"{number(s['epochs'])} ep, {number(s['lr'])}",
                          pm(b["mean"], b["std"], ".2f"), pm(p["mean"], p["std"], ".2f"), f"{b['mean'] - p['mean']:+.2f}",
-                         f"{b['train_seconds']:.0f} / {p['train_seconds']:.0f}"])
+                         f"{b['train_seconds']:.0f} / {p['train_seconds']:.0f}" if quiet else "not timed"])
         average = f["glue_average"]
-        rows.append(["average", "", "", f"{average['bertfit']:.2f}", f"{average['peer']:.2f}",
+        rows.append([f"average of these {len(f['tasks'])}", "", "", f"{average['bertfit']:.2f}", f"{average['peer']:.2f}",
                      f"{average['bertfit'] - average['peer']:+.2f}", ""])
-        return markdown_table(["task", "train rows", "bertfit settings", "bertfit defaults", "Trainer, run_glue's",
-                               "difference", "train s (bertfit / Trainer)"], rows, "lrlrrrr")
+        rows_of = "whole training sets" if f.get("max_train_samples") is None else \
+            f"first {f['max_train_samples']} training rows"
+        lines = [f"*{record['name']}: {rows_of}, seeds {', '.join(map(str, f['seeds']))} on both sides*", ""]
+        lines += markdown_table(["task", "train rows", "bertfit settings", "bertfit defaults", "Trainer, run_glue's",
+                                 "difference", "train s (bertfit / Trainer)"], rows, "lrlrrrr")
+        if f.get("not_run"):
+            lines += ["", f"Not run on this CPU: {f['not_run']}"]
+        return lines
 
-    return per_kind(figures_dir, ["glue-side-by-side"], table)
+    def table(found):
+        lines = []
+        for name in ("glue-side-by-side", "glue-side-by-side-full"):
+            for record in found.get(name) or []:
+                lines += [*([""] if lines else []), *one(record)]
+        return lines
+
+    return per_kind(figures_dir, ["glue-side-by-side", "glue-side-by-side-full"], table)
 
 
 def render_small_glue(figures_dir: Path) -> str:
