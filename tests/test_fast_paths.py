@@ -266,6 +266,14 @@ def test_packed_path_gives_the_padded_paths_outputs_and_gradients(monkeypatch, g
         torch.testing.assert_close(packed, padded, atol=2e-5, rtol=1e-4)
 
 
+def test_an_encoder_without_blocks_gives_one_pooled_row_per_sequence_on_a_padded_batch():
+    model = BertModel(small_config(num_hidden_layers=0)).eval()
+    mask = torch.arange(10)[None] < torch.tensor([[10], [2], [3]])
+    with torch.inference_mode():
+        sequence, pooled = model(torch.randint(5, 60, (3, 10)) * mask, None, mask, first_token_only=True)
+    assert pooled.shape == (3, 32) and sequence.shape[0] == 3
+
+
 def test_the_packed_path_runs_where_it_is_worth_it_and_never_when_traced():
     from bertfit.model import Packing
 

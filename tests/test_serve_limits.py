@@ -330,3 +330,19 @@ def test_a_request_sent_after_sigterm_is_refused_not_answered(run_dirs, tmp_path
     finally:
         connection.close()
     assert served.process.wait(60) == 0
+
+
+def test_top_k_beyond_a_small_vocabulary_is_refused_naming_the_field_each_route_reads():
+    from types import SimpleNamespace
+
+    from tokenizers import Tokenizer, models
+
+    from bertfit.serve.routes import check_top_k
+
+    vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "film"])}
+    run = SimpleNamespace(tokenizer=Tokenizer(models.WordPiece(vocab, unk_token="[UNK]")))
+    check_top_k(run, 7, "top_k")  # every token of the vocabulary
+    for field in ("top_k", "parameters.top_k"):
+        with pytest.raises(RequestError) as refused:
+            check_top_k(run, 8, field)
+        assert refused.value.status == 422 and refused.value.field == field and "7 tokens" in refused.value.message

@@ -94,7 +94,8 @@ class Packing:
     attention sees the (batch, length) layout: `pad` before it and `unpad` after. In a server's
     batch of short sentences of mixed lengths about half the positions are padding (SST-2's dev
     sentences in random groups of 16: 57% real), which the padded path multiplies through every
-    matrix product.
+    matrix product. The outputs at real positions are the padded path's; at padding they are zeros
+    (the padded path leaves numbers there that nothing reads).
     """
 
     def __init__(self, mask: Tensor):
@@ -278,7 +279,7 @@ class BertModel(nn.Module):
         # A key-padding mask broadcast over heads and queries; True means "may attend".
         # With no padding in the batch, no mask at all lets SDPA take its fastest kernel.
         attn_mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
-        packing = Packing.worth_it(attention_mask.bool()) if attn_mask is not None else None
+        packing = Packing.worth_it(attention_mask.bool()) if attn_mask is not None and len(self.layers) else None
         x = self.embeddings(input_ids, token_type_ids, packing)
         for i, layer in enumerate(self.layers):
             x = layer(x, attn_mask, first_only=first_token_only and i == len(self.layers) - 1, packing=packing)

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from .. import inference
-from ..errors import BertfitError
+from ..errors import BertfitError, DataError
 from ..serve_settings import ServeSettings
 from . import schemas
 from .batcher import Batcher, Counters
@@ -102,8 +102,10 @@ class Service:
             try:
                 prepared = await asyncio.wait_for(loop.run_in_executor(self.preparing, prepare, batcher.run, *args),
                                                   max(0.0, deadline - loop.time()))
-            except BertfitError as exc:  # what the inputs of `field` hold: the message says which one
+            except DataError as exc:  # what the inputs of `field` hold: the message says which one
                 raise RequestError(422, str(exc), field) from None
+            except BertfitError as exc:  # the request meets the model's own settings: no one field is at fault
+                raise RequestError(422, str(exc)) from None
             except asyncio.TimeoutError:
                 raise RequestError(504, f"no answer within {self.settings.timeout:g} s (--timeout); tokenizing "
                                         f"took it all", kind="timeout") from None

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from .. import inference
 from . import schemas
 from .errors import RequestError
-from .routes import ERRORS, check_masked, check_questions, check_texts
+from .routes import ERRORS, check_masked, check_questions, check_texts, check_top_k
 
 TASKS = {"classification": "text-classification", "qa": "question-answering", "mlm": "fill-mask",
          "pretraining": "fill-mask"}
@@ -127,6 +127,7 @@ async def fill_mask(service, batcher, items, one: bool, parameters: dict, reques
     if any(isinstance(item, schemas.TextPair) for item in items):
         raise RequestError(422, f"model {batcher.name!r} does fill-mask: inputs is a text with [MASK]s", "inputs")
     check_masked("inputs", items, service.settings, one)
+    check_top_k(batcher.run, top_k, "parameters.top_k")
     answers = await service.answer(request, batcher, "inputs", inference.prepare_masked, items, top_k)
     results = []
     for text, masks in zip(items, answers):

@@ -57,10 +57,7 @@ def add_routes(app: FastAPI, service) -> None:
         texts = [body.text] if one else body.texts
         name = "text" if one else "texts"
         check_masked(name, texts, settings, one)
-        vocabulary = batcher.run.tokenizer.get_vocab_size()
-        if not 1 <= body.top_k <= vocabulary:
-            raise RequestError(422, f"top_k must be between 1 and the vocabulary's {vocabulary} tokens, not {body.top_k}",
-                               "top_k")
+        check_top_k(batcher.run, body.top_k, "top_k")
         answers = await service.answer(request, batcher, name, inference.prepare_masked, texts, body.top_k)
         return JSONResponse({"model": batcher.name, "predictions": answers[0] if one else answers})
 
@@ -89,6 +86,13 @@ def check_masked(name: str, texts: list[str], settings: ServeSettings, one: bool
             where = name if one else f"{name}[{i}]"
             raise RequestError(422, f"{where} has no {inference.MASK_TOKEN}; write {inference.MASK_TOKEN} where a "
                                     f"word is to be filled in", where)
+
+
+def check_top_k(run: inference.Run, top_k: int, field: str) -> None:
+    """At most as many candidates per [MASK] as the tokenizer has tokens."""
+    vocabulary = run.tokenizer.get_vocab_size()
+    if not 1 <= top_k <= vocabulary:
+        raise RequestError(422, f"{field} must be between 1 and the tokenizer's {vocabulary} tokens, not {top_k}", field)
 
 
 def check_questions(pairs: list[tuple[str, str]], name: str, one: bool, settings: ServeSettings) -> None:
