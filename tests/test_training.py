@@ -346,6 +346,23 @@ def test_attention_dropout_changes_training_and_resumes_exactly(tmp_path, refere
     assert again.history == result.history
 
 
+def test_the_packed_path_trains_and_resumes_exactly(tmp_path, monkeypatch):
+    from bertfit import model as bertfit_model
+
+    monkeypatch.setitem(bertfit_model.PACK_BELOW, True, 1.0)  # every padded training batch packs
+    packed = []
+    init = bertfit_model.Packing.__init__
+    monkeypatch.setattr(bertfit_model.Packing, "__init__", lambda self, mask: packed.append(1) or init(self, mask))
+    dropping = replace(SETTINGS, attention_dropout=0.1)
+    result, model, _ = train(tmp_path / "whole", dropping)
+    assert packed  # the path under test ran
+    with pytest.raises(Interrupted):
+        train(tmp_path / "resumed", dropping, loss_fn=counting_loss(interrupt_at=14))
+    again, resumed, _ = train(tmp_path / "resumed", dropping)
+    assert_same_weights(tiny.weights(resumed), tiny.weights(model))
+    assert again.history == result.history
+
+
 MAPPED_BLOCKS = """
 import ctypes, sys
 import torch
