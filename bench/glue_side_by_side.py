@@ -193,7 +193,7 @@ def main(argv: list[str]) -> None:
         rows.append([task, str(b["train_examples"]),
                      f"{b['settings']['epochs']:g} ep, {b['settings']['lr']:g}", f"{b['mean']:.2f} ± {b['std']:.2f}",
                      f"{p['mean']:.2f} ± {p['std']:.2f}", f"{b['mean'] - p['mean']:+.2f}",
-                     f"{b['train_seconds']:.0f} / {p['train_seconds']:.0f}"])
+                     "not timed" if args.untimed else f"{b['train_seconds']:.0f} / {p['train_seconds']:.0f}"])
     average = {side: float(np.mean([summary[t][side]["mean"] for t in summary])) for side in ("bertfit", "peer")}
     rows.append(["GLUE average", "", "", f"{average['bertfit']:.2f}", f"{average['peer']:.2f}",
                  f"{average['bertfit'] - average['peer']:+.2f}", ""])
