@@ -126,6 +126,11 @@ class Packing:
         return padded.reshape(self.batch * self.length, -1).index_select(0, self.index)
 
 
+def first_tokens(x: Tensor, packing: Packing | None) -> Tensor:
+    """Each sequence's first position, (batch, 1, hidden), from a padded x or (with `packing`) a packed one."""
+    return x[packing.first].unsqueeze(1) if packing is not None else x[:, :1]
+
+
 # The packed path runs when real tokens are at most this share of a CPU batch's positions (0: never),
 # by whether gradients are on. It saves the padding's share of the work for two copies of the
 # activations per block: on this repository's avx2 figures (bench/levers.py) 1.44x on a server's
@@ -146,37 +151,24 @@ class BertSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, attn_mask: Tensor | None, first_only: bool = False,
                 packing: Packing | None = None) -> Tensor:
-        """Attend over all of x; with `first_only`, only the first position asks (its output alone comes back).
-        With `packing`, x holds the real tokens alone (tokens, hidden), and so does the output ((batch, hidden)
-        with `first_only`)."""
-        if packing is not None:
-            return self._packed(x, attn_mask, first_only, packing)
-        batch, length, hidden = x.shape
+        """Attend over all of x; with `first_only`, only the first position asks (its output alone comes back,
+        (batch, 1, hidden)). With `packing`, x holds the real tokens alone (tokens, hidden), and so does the output
+        unless `first_only`."""
+        hidden = x.shape[-1]
+        batch, length = (packing.batch, packing.length) if packing is not None else x.shape[:2]
         heads, head_dim = self.num_heads, hidden // self.num_heads
+        layout = packing.pad if packing is not None else (lambda t: t)  # to (batch, length, ...) for attention
         if first_only:
             # keys and values for every token, a query for the first alone
-            q = F.linear(x[:, :1], self.qkv.weight[:hidden], self.qkv.bias[:hidden])
+            q = F.linear(first_tokens(x, packing), self.qkv.weight[:hidden], self.qkv.bias[:hidden])
             q = q.view(batch, 1, heads, head_dim).transpose(1, 2)
-            k, v = F.linear(x, self.qkv.weight[hidden:], self.qkv.bias[hidden:]).view(
+            k, v = layout(F.linear(x, self.qkv.weight[hidden:], self.qkv.bias[hidden:])).view(
                 batch, length, 2, heads, head_dim).permute(2, 0, 3, 1, 4)
         else:
             # (batch, length, 3, heads, head_dim) -> three (batch, heads, length, head_dim)
-            q, k, v = self.qkv(x).view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
-        y = self._attend(q, k, v, attn_mask)
-        return self.out(y.transpose(1, 2).reshape(batch, q.shape[2], hidden))
-
-    def _packed(self, x: Tensor, attn_mask: Tensor | None, first_only: bool, packing: Packing) -> Tensor:
-        batch, length, hidden = packing.batch, packing.length, x.shape[-1]
-        heads, head_dim = self.num_heads, hidden // self.num_heads
-        if first_only:
-            q = F.linear(x[packing.first], self.qkv.weight[:hidden], self.qkv.bias[:hidden])
-            q = q.view(batch, 1, heads, head_dim).transpose(1, 2)
-            k, v = packing.pad(F.linear(x, self.qkv.weight[hidden:], self.qkv.bias[hidden:])).view(
-                batch, length, 2, heads, head_dim).permute(2, 0, 3, 1, 4)
-            return self.out(self._attend(q, k, v, attn_mask).reshape(batch, hidden))
-        q, k, v = packing.pad(self.qkv(x)).view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
-        y = self._attend(q, k, v, attn_mask)
-        return self.out(packing.unpad(y.transpose(1, 2).reshape(batch, length, hidden)))
+            q, k, v = layout(self.qkv(x)).view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+        y = self._attend(q, k, v, attn_mask).transpose(1, 2).reshape(batch, q.shape[2], hidden)
+        return self.out(packing.unpad(y) if packing is not None and not first_only else y)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None) -> Tensor:
         dropout_p = self.dropout_p if self.training else 0.0
@@ -231,9 +223,7 @@ class BertLayer(nn.Module):
         """The block's output for every position, or (`first_only`) for the first alone, at a fraction of the cost;
         with `packing`, for the real tokens alone (see Packing)."""
         attended = self.attention(x, attn_mask, first_only, packing)
-        if first_only:
-            x = x[packing.first] if packing is not None else x[:, :1]
-        x = self.attention_norm(x + self.dropout(attended))
+        x = self.attention_norm((first_tokens(x, packing) if first_only else x) + self.dropout(attended))
         # BERT's GELU is the exact erf form, not the tanh approximation
         return self.output_norm(x + self.dropout(self.output(F.gelu(self.intermediate(x)))))
 
@@ -283,8 +273,8 @@ class BertModel(nn.Module):
         x = self.embeddings(input_ids, token_type_ids, packing)
         for i, layer in enumerate(self.layers):
             x = layer(x, attn_mask, first_only=first_token_only and i == len(self.layers) - 1, packing=packing)
-        if packing is not None:
-            x = x.unsqueeze(1) if first_token_only else packing.pad(x)
+        if packing is not None and not first_token_only:
+            x = packing.pad(x)
         return x, self.pooler(x) if self.pooler is not None else None
 
 
