@@ -236,9 +236,11 @@ def resolved_precision(precision: str) -> str:
     """auto as bertfit resolves it on this CPU: bf16 with native bf16 instructions, else fp32."""
     if precision != "auto":
         return precision
-    from bertfit.devices import cpu_flags, cpu_has_bf16_instructions
+    import torch
 
-    return "bf16" if cpu_has_bf16_instructions(cpu_flags()) else "fp32"
+    from bertfit.devices import precision_name, resolve_precision
+
+    return precision_name(resolve_precision("auto", torch.device("cpu")))
 
 
 # ---- hardware peak and model FLOPs --------------------------------------------------------------

@@ -53,3 +53,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=["avx2", "avx512_bf16"])
+def auto_precision(request, monkeypatch) -> str:
+    """`--precision auto` resolved as on each CPU kind (fp32 on AVX2, bf16 with AVX-512 BF16 or AMX), whatever this
+    CPU is: the precision-dependent tests run under both resolutions on any machine. Returns what auto became."""
+    from bertfit import devices
+
+    monkeypatch.setenv(devices.CPU_KIND_VARIABLE, request.param)
+    return devices.precision_name(devices.resolve_precision("auto", torch.device("cpu")))

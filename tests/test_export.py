@@ -10,7 +10,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 import runs  # noqa: E402
-from runs import answer, classify, predict_glue  # noqa: E402
+from runs import PROBABILITY_TOLERANCE, answer, classify, predict_glue  # noqa: E402
 
 from bertfit import inference  # noqa: E402
 from bertfit.cli import main  # noqa: E402
@@ -112,16 +112,28 @@ def test_check_refuses_a_file_that_is_not_the_model(sentiment, tmp_path):
         check(sentiment[0] / "onnx" / "model.onnx", other.model, "classification", inputs, 1e-4)
 
 
-def test_cli_classify_and_predict_with_engine_onnx_equal_torch(sentiment, tmp_path, capsys):
+def test_cli_classify_and_predict_with_engine_onnx_equal_torch(sentiment, auto_precision, tmp_path, capsys):
     run_dir, _ = sentiment
     for text in SENTENCES:
         label, probability = classify(run_dir, text, engine="onnx")
         want_label, want_probability = classify(run_dir, text)
         assert label == want_label and probability == pytest.approx(want_probability, abs=1e-5)
+    # the ONNX file computes in float32: the torch engine's answer in float32, to the printed digit
     assert main(["classify", str(run_dir), SENTENCES[0], "--engine", "onnx"]) == 0
-    assert main(["classify", str(run_dir), SENTENCES[0]]) == 0
+    assert main(["classify", str(run_dir), SENTENCES[0], "--precision", "fp32"]) == 0
     onnx_line, torch_line = capsys.readouterr().out.splitlines()
     assert onnx_line == torch_line
+    # --precision auto computes in what auto became on this CPU kind, and says so
+    assert main(["classify", str(run_dir), SENTENCES[0]]) == 0
+    captured = capsys.readouterr()
+    (result,) = inference.classify(inference.load_run(run_dir, precision="auto"), [SENTENCES[0]])
+    assert captured.out.splitlines() == [f"{result['label']}\t{result['probability']:.4f}"]
+    assert captured.err.startswith(f"precision {auto_precision} (--precision auto: BERTFIT_CPU_KIND=")
+    auto_label, auto_probability = captured.out.split()
+    fp32_label, fp32_probability = torch_line.split()
+    assert auto_label == fp32_label
+    assert float(auto_probability) == pytest.approx(float(fp32_probability),
+                                                    abs=PROBABILITY_TOLERANCE[auto_precision] + 1e-4)
 
     data = tmp_path / "glue" / "SST-2"
     data.mkdir(parents=True)

@@ -18,9 +18,9 @@ import transformers
 from safetensors.torch import load_file
 
 import tiny
-from runs import classify, predict_glue
+from runs import PROBABILITY_TOLERANCE, classify, predict_glue
 
-from bertfit import glue_metrics
+from bertfit import devices, glue_metrics
 from bertfit.cli import main
 from bertfit.demo import write_sentiment_data
 from bertfit.errors import CheckpointError, ConfigError
@@ -384,10 +384,19 @@ def test_own_csv_and_jsonl_files_through_the_cli(tmp_path, tiny_model, capsys):
     assert results["task"] == "custom" and list(results["metrics"]) == ["accuracy", "f1"]
     assert results["train_examples"] == 24 and results["eval_examples"] == 10
 
-    assert main(["classify", str(tmp_path / "run"), "a charming film ."]) == 0
-    label, probability = capsys.readouterr().out.split()
     expected_label, expected_probability = transformers_top_label(tmp_path / "run" / "model", "a charming film .")
+    assert main(["classify", str(tmp_path / "run"), "a charming film .", "--precision", "fp32"]) == 0
+    label, probability = capsys.readouterr().out.split()
     assert label == expected_label and float(probability) == pytest.approx(expected_probability, abs=1e-4)
+    for kind, precision in (("avx2", "fp32"), ("avx512_bf16", "bf16")):  # what auto becomes on each kind
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(devices.CPU_KIND_VARIABLE, kind)
+            assert main(["classify", str(tmp_path / "run"), "a charming film ."]) == 0
+        captured = capsys.readouterr()
+        assert captured.err.startswith(f"precision {precision} (--precision auto: BERTFIT_CPU_KIND={kind})")
+        label, probability = captured.out.split()
+        assert label == expected_label
+        assert float(probability) == pytest.approx(expected_probability, abs=PROBABILITY_TOLERANCE[precision] + 1e-4)
 
 
 def test_own_files_skip_bad_rows_with_skip_bad_examples_and_count_them_in_results(tmp_path, tiny_model, capsys):
@@ -697,14 +706,15 @@ def test_demo_data_trains_and_classifies_with_the_tiny_model(tmp_path, tiny_mode
                                                                         "a charming and clever film ."), abs=1e-4)
 
 
-def test_results_record_the_precision_auto_became(tmp_path, tiny_model):
-    from bertfit import devices
-
+def test_training_says_and_records_the_precision_auto_became(tmp_path, tiny_model, auto_precision, capsys):
     glue = write_sentiment_data(tmp_path / "data", train_size=16, dev_size=8)
-    results = run_glue("sst2", glue, tmp_path / "run", tiny_model, replace(FAST, precision="auto"))
+    flags = [flag for flag in FAST_FLAGS if flag not in ("--precision", "fp32")]
+    assert main(["glue", "sst2", "--data-dir", str(glue), "--output-dir", str(tmp_path / "run"), "--model", tiny_model,
+                 *flags]) == 0
+    kind = {"fp32": "avx2", "bf16": "avx512_bf16"}[auto_precision]
+    assert f"precision {auto_precision} (--precision auto: BERTFIT_CPU_KIND={kind})\n" in capsys.readouterr().out
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
-    chosen = devices.precision_name(devices.resolve_precision("auto", torch.device("cpu")))
-    assert results["settings"]["precision"] == saved["settings"]["precision"] == chosen in ("fp32", "bf16")
+    assert saved["settings"]["precision"] == auto_precision
 
 
 def test_the_demo_says_it_trains_on_generated_sentences_and_how_many(tmp_path, tiny_model, monkeypatch, capsys):

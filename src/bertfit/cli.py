@@ -159,7 +159,9 @@ def load_for(args: argparse.Namespace, need: str, device=None):
 def say_precision(args: argparse.Namespace, run) -> None:
     """The precision the answer was computed in, on stderr so that stdout holds the answer alone; said once
     the answer is there, so that a refusal stays one line."""
-    asked = "the ONNX file's own" if run.engine == "onnx" else f"--precision {args.precision}"
+    from . import devices
+
+    asked = "the ONNX file's own" if run.engine == "onnx" else devices.precision_reason(args.precision, run.device)
     print(f"precision {run.precision} ({asked})", file=sys.stderr)
 
 

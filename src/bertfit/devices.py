@@ -103,7 +103,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_bf16_instructions(cpu_flags()) else torch.float32
+    return torch.bfloat16 if cpu_has_bf16_instructions(auto_cpu_flags()) else torch.float32
 
 
 PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -118,6 +118,34 @@ def cpu_has_bf16_instructions(flags: set[str]) -> bool:
     """AVX-512 BF16 or AMX: without them (AVX-512 alone: Skylake-X, Cascade Lake, Ice Lake) bf16 matmuls are
     emulated and slower than fp32."""
     return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+# The CPU kinds bertfit tells apart, by the flags that decide what "auto" means on each; the environment variable
+# makes "auto" resolve as on the kind it names, whatever this CPU is, so that the suite runs every kind's
+# resolution on any machine (bf16 is emulated, slowly, where the CPU lacks it: the results are the same).
+CPU_KIND_VARIABLE = "BERTFIT_CPU_KIND"
+CPU_KINDS = {"avx2": {"avx2"}, "avx512_bf16": {"avx2", "avx512f", "avx512_bf16"},
+             "amx": {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}}
+
+
+def auto_cpu_flags() -> set[str]:
+    """The flags `--precision auto` decides on: those of the kind BERTFIT_CPU_KIND names, else this CPU's."""
+    kind = os.environ.get(CPU_KIND_VARIABLE, "").strip()
+    if not kind:
+        return cpu_flags()
+    if kind not in CPU_KINDS:
+        raise ConfigError(f"{CPU_KIND_VARIABLE}={kind!r}: the CPU kinds are {', '.join(CPU_KINDS)}")
+    return CPU_KINDS[kind]
+
+
+def precision_reason(precision: str, device: torch.device) -> str:
+    """Why the precision is what it is, for the line that says it: the option, and for "auto" on a CPU, the kind."""
+    if precision != "auto" or device.type != "cpu":
+        return f"--precision {precision}"
+    simulated = os.environ.get(CPU_KIND_VARIABLE, "").strip()
+    where = f"{CPU_KIND_VARIABLE}={simulated}" if simulated else (
+        "this CPU runs bf16 natively" if cpu_has_bf16_instructions(cpu_flags()) else "this CPU has no native bf16")
+    return f"--precision auto: {where}"
 
 
 @functools.cache

@@ -22,7 +22,8 @@ from torch import nn
 
 from . import runs
 from .batching import GROUP_BATCHES, Features, collate, length_grouped_batches, shard
-from .devices import autocast, from_main_process, is_main_process, keeps_global_rng, resolve_precision, world
+from .devices import (autocast, from_main_process, is_main_process, keeps_global_rng, precision_name, precision_reason,
+                      resolve_precision, world)
 from .errors import BertfitError, DataError, Interrupted
 from .model import set_attention_dropout
 from .optim import EmbeddingRowGrads, clip_gradients, make_optimizer, schedule_factor
@@ -219,6 +220,8 @@ class Trainer:
                                                    self.scaler))
             if self.main and not quiet:
                 print(self.resume_note())
+        if self.main and not quiet:
+            print(f"precision {precision_name(self.dtype)} ({precision_reason(self.settings.precision, self.device)})")
         if self.state.planned_steps:
             self.plan(self.state.planned_steps)
         self.log = runs.JsonlLog(self.run_dir / "log.jsonl") if self.main else None
