@@ -207,6 +207,33 @@ def fill_mask_table(masks: list[list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def cmd_embed(args: argparse.Namespace) -> None:
+    import json
+
+    from . import inference
+    from .embedding_files import check_output, read_texts, write_embeddings
+
+    if bool(args.texts) == bool(args.input_file):
+        raise DataError("give texts on the command line or --input-file, one of them")
+    texts = args.texts or read_texts(args.input_file, args.text_field)
+    for i, text in enumerate(texts):  # told before the model loads
+        if not text.strip():
+            raise DataError(f"text {i + 1} is empty")
+    if args.output:
+        check_output(args.output)
+    run = load_for(args, "embed")
+    result = inference.embed(run, texts, args.normalize, args.batch_size)
+    say_precision(args, run)
+    print(f"{len(texts)} text{'s' if len(texts) > 1 else ''}, {result.vectors.shape[1]} dimensions, "
+          f"{'normalised' if (run.sentence.normalize if args.normalize is None else args.normalize) else 'not normalised'}"
+          f"; {result.num_truncated} cut to the model's {run.max_seq_length} tokens", file=sys.stderr)
+    if args.output:
+        print(f"wrote {write_embeddings(args.output, result.vectors, result.truncated, result.tokens)}", file=sys.stderr)
+        return
+    for i, (vector, cut, tokens) in enumerate(zip(result.vectors, result.truncated, result.tokens)):
+        print(json.dumps({"index": i, "embedding": vector.tolist(), "tokens": tokens, "truncated": cut}))
+
+
 def cmd_squad(args: argparse.Namespace) -> None:
     settings_from(args).validate()
     from .recipes.squad import SquadOptions, finetune_squad
@@ -386,6 +413,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_option(p)
     add_precision_option(p)
     p.set_defaults(func=cmd_fill_mask)
+
+    p = command("embed", "sentence embeddings of texts with a sentence-embedding model (a sentence-transformers "
+                         "folder, e.g. 'embedded'), pooled as its folder says; JSONL on stdout, or --output")
+    p.add_argument("run_dir", metavar="MODEL", help="a sentence-transformers folder (modules.json, 1_Pooling/), a run "
+                                                    "dir of such a model, or 'embedded'")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (or --input-file); options go before "
+                                                            "MODEL or after the texts")
+    p.add_argument("--input-file", metavar="FILE", help="texts to embed: a text file (one a line) or .jsonl "
+                                                         "(--text-field of each record)")
+    p.add_argument("--text-field", default="text", help="the text field of .jsonl records")
+    p.add_argument("--output", metavar="FILE", help="write FILE.npy (one row a text) or FILE.jsonl (one record a "
+                                                    "text) instead of JSONL on stdout; never over an existing file")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction,
+                   help="unit-length vectors (default: as the model's folder says: a Normalize module)")
+    p.add_argument("--batch-size", type=int, default=128, help="texts per model pass, at most")
+    add_engine_option(p)
+    add_precision_option(p)
+    p.set_defaults(func=cmd_embed)
 
     p = command("squad", "fine-tune and evaluate on SQuAD v1.1 or v2.0")
     p.add_argument("--version", help="1.1 or 2.0 (2.0 has unanswerable questions) (default: 1.1)")
