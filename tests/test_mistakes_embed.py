@@ -77,3 +77,15 @@ def test_embed_mistake_is_one_line(case, root, capsys, monkeypatch):
     argv = argv if argv[0] == "classify" else ["embed", *argv]
     message = refused(argv, watch=[root], capsys=capsys)
     assert says in message, message
+
+
+@pytest.mark.parametrize("folder, says", [("no-pooling-config", "1_Pooling/config.json: missing"),
+                                          ("dense", "sentence_transformers.models.Dense (2_Dense) is not one"),
+                                          ("base", "a base model: its weights hold no trained head")],
+                         ids=["no pooling config", "a Dense module", "a base model"])
+def test_serve_refuses_an_embedding_model_it_cannot_compute_before_listening(folder, says, root, capsys,
+                                                                             monkeypatch):
+    pytest.importorskip("fastapi")
+    monkeypatch.chdir(root)
+    message = refused(["serve", f"embedder={folder}", "--port", "0"], watch=[root], capsys=capsys)
+    assert says in message, message

@@ -304,9 +304,10 @@ def prepare_questions(run: Run, pairs: list[tuple[str, str]], null_threshold: fl
     return Prepared(features, len(pairs), questions=questions, windows=windows, null_threshold=null_threshold)
 
 
-def prepare_embed(run: Run, texts: list[str], normalize: bool | None = None) -> Prepared:
+def prepare_embed(run: Run, texts: list[str], normalize: bool | None = None, truncate: bool = True) -> Prepared:
     """Encode texts as `[CLS] text [SEP]`, cut to the model's max_seq_length as sentence-transformers cuts them
-    (the cut ones marked in `truncated`). `normalize`: unit-length vectors; None: as the model's folder says."""
+    (the cut ones marked in `truncated`; `truncate=False` refuses them instead, as TEI and OpenAI do).
+    `normalize`: unit-length vectors; None: as the model's folder says."""
     if run.head != "embedding":
         raise ConfigError(f"{run.folder}: a {run.task} model, not a sentence-embedding model")
     special, room = special_ids(run.tokenizer), run.max_seq_length - 2
@@ -315,6 +316,9 @@ def prepare_embed(run: Run, texts: list[str], normalize: bool | None = None) -> 
         if not text.strip():
             raise DataError(f"text {i + 1} is empty")
         truncated.append(len(encoding.ids) > room)
+        if truncated[-1] and not truncate:
+            raise DataError(f"text {i + 1} is {len(encoding.ids) + 2} tokens long with [CLS] and [SEP]; the model "
+                            f"reads at most {run.max_seq_length}: send a shorter text, or ask for truncation")
         ids.append([special.cls, *encoding.ids[:room], special.sep])
     return Prepared(Features.from_lists(ids, [[0] * len(x) for x in ids]), len(texts), truncated=truncated,
                     normalize=normalize)
@@ -526,6 +530,28 @@ def embed(run: Run, texts: list[str], normalize: bool | None = None, batch_size:
                else np.zeros((0, run.sentence.dimensions), np.float32))
     return Embeddings(vectors.astype(np.float32, copy=False), [r["truncated"] for r in results],
                       [r["tokens"] for r in results])
+
+
+NEGATIVE_LABELS = ("0", "no", "not", "non", "negative", "false", "irrelevant", "unrelated", "contradiction")
+
+
+def positive_label(labels: list[str]) -> int:
+    """Which of a two-label classifier's labels means "relevant" to a reranker: the one label not named as a
+    negative (MRPC's equivalent, QNLI's entailment, a file's 1), else the second, as transformers' pipelines take it."""
+    kept = [i for i, label in enumerate(labels) if not label.lower().replace("-", "_").startswith(NEGATIVE_LABELS)]
+    return kept[0] if len(kept) == 1 else 1
+
+
+def relevance(run: Run, prediction: dict, raw: bool = False) -> float:
+    """A cross-encoder's score of one (query, passage) prediction of `classify`: a regression run's score; a
+    two-label run's probability of its positive label (`raw`: the log-odds, the logit margin)."""
+    if "score" in prediction:
+        return prediction["score"]
+    label = run.labels[positive_label(run.labels)]
+    p = prediction["probabilities"][label]
+    if not raw:
+        return p
+    return float(np.log(max(p, 1e-45)) - np.log(max(1.0 - p, 1e-45)))
 
 
 # ---- GLUE leaderboard files ---------------------------------------------------------------------
