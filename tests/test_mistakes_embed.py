@@ -89,3 +89,33 @@ def test_serve_refuses_an_embedding_model_it_cannot_compute_before_listening(fol
     monkeypatch.chdir(root)
     message = refused(["serve", f"embedder={folder}", "--port", "0"], watch=[root], capsys=capsys)
     assert says in message, message
+
+
+TRAIN_CASES = {
+    "no training file": ([], "--train-file is required"),
+    "a scored loss on unscored pairs": (["--train-file", "pairs.csv", "--loss", "cosent"],
+                                        "--loss cosent needs scored pairs"),
+    "scores that are labels": (["--train-file", "labelled.csv", "--label-column", "label"],
+                               "must hold numbers (gold similarity scores)"),
+    "an empty training file": (["--train-file", "header.csv"], "header.csv: no examples"),
+    "one text column": (["--train-file", "pairs.csv", "--text-columns", "sentence1"], "give two columns"),
+    "an evaluation file without scores": (["--train-file", "pairs.csv", "--eval-file", "pairs.csv"],
+                                          "evaluation needs scored pairs"),
+    "a SQuAD file that is not JSON": (["--train-file", "broken.json"], "broken.json"),
+    "an unknown pooling": (["--train-file", "pairs.csv", "--pooling", "median"], "--pooling must be one of"),
+    "a missing training file": (["--train-file", "nowhere.csv"], "nowhere.csv"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRAIN_CASES))
+def test_embed_train_mistake_is_one_line(case, root, capsys, monkeypatch):
+    argv, says = TRAIN_CASES[case]
+    (root / "pairs.csv").write_text("sentence1,sentence2\na cat,a dog\n")
+    (root / "labelled.csv").write_text("sentence1,sentence2,label\na cat,a dog,yes\n")
+    (root / "header.csv").write_text("sentence1,sentence2\n")
+    (root / "broken.json").write_text("{not json")
+    monkeypatch.chdir(root)
+    message = refused(["embed-train", "--model", "good", "--output-dir", "train-run", *argv], watch=[root],
+                      capsys=capsys)
+    assert says in message, message
+    assert not (root / "train-run").exists()

@@ -234,6 +234,14 @@ def cmd_embed(args: argparse.Namespace) -> None:
         print(json.dumps({"index": i, "embedding": vector.tolist(), "tokens": tokens, "truncated": cut}))
 
 
+def cmd_embed_train(args: argparse.Namespace) -> None:
+    settings_from(args).validate()
+    from .recipes.embed import EmbedOptions, finetune_embeddings
+
+    tune_training_process()
+    finetune_embeddings(options_from(args, EmbedOptions), settings_from(args))
+
+
 def cmd_squad(args: argparse.Namespace) -> None:
     settings_from(args).validate()
     from .recipes.squad import SquadOptions, finetune_squad
@@ -418,8 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "folder, e.g. 'embedded'), pooled as its folder says; JSONL on stdout, or --output")
     p.add_argument("run_dir", metavar="MODEL", help="a sentence-transformers folder (modules.json, 1_Pooling/), a run "
                                                     "dir of such a model, or 'embedded'")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (or --input-file); options go before "
-                                                            "MODEL or after the texts")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (or --input-file)")
     p.add_argument("--input-file", metavar="FILE", help="texts to embed: a text file (one a line) or .jsonl "
                                                          "(--text-field of each record)")
     p.add_argument("--text-field", default="text", help="the text field of .jsonl records")
@@ -431,6 +438,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_option(p)
     add_precision_option(p)
     p.set_defaults(func=cmd_embed)
+
+    p = command("embed-train", "fine-tune a sentence-embedding model (a bi-encoder) on text pairs with in-batch "
+                               "negatives, or on scored pairs with CoSENT or the cosine loss; saved as a "
+                               "sentence-transformers folder")
+    p.add_argument("--train-file", help="pairs: CSV/TSV/JSONL with two --text-columns (and a --label-column of "
+                                        "scores for scored pairs; GLUE's STS-B train.tsv is one), or SQuAD JSON "
+                                        "(each question and its paragraph)")
+    p.add_argument("--eval-file", help="scored pairs (the Spearman correlation of their cosines), or SQuAD JSON "
+                                       "(retrieval of each question's paragraph among all: MRR@10, recall@1 and @10)")
+    p.add_argument("--text-columns", type=column_names, help="the two text columns (default: sentence1,sentence2)")
+    p.add_argument("--label-column", help="the column of gold similarity scores (STS-B: score)")
+    p.add_argument("--loss", choices=["mnrl", "cosent", "cosine"],
+                   help="mnrl: in-batch negatives (MultipleNegativesRankingLoss); cosent, cosine: scored pairs "
+                        "(default: mnrl for pairs, cosent for scored pairs)")
+    p.add_argument("--max-seq-length", type=int, help="tokens per text (default: the model's own)")
+    p.add_argument("--pooling", help="for a model without a pooling config: cls, mean, max, ... (default: mean)")
+    add_training_options(p)
+    p.set_defaults(func=cmd_embed_train)
 
     p = command("squad", "fine-tune and evaluate on SQuAD v1.1 or v2.0")
     p.add_argument("--version", help="1.1 or 2.0 (2.0 has unanswerable questions) (default: 1.1)")
@@ -543,7 +568,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and getattr(args, "command", None) == "embed" and not any(u.startswith("-") for u in unknown):
+        args.texts += unknown  # texts after an option: argparse fills a '*' positional before the options
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         args.func(args)
     except BertfitError as exc:

@@ -163,6 +163,19 @@ class SentenceEmbedder(nn.Module):
         return pool(hidden, attention_mask, self.pooling)
 
 
+def encode_texts(tokenizer, texts: list[str], max_seq_length: int) -> tuple[list[list[int]], list[bool]]:
+    """Each text as `[CLS] text [SEP]`, its words cut to fit max_seq_length as sentence-transformers cuts them;
+    and which texts were cut."""
+    from .tokenization import special_ids
+
+    special, room = special_ids(tokenizer), max_seq_length - 2
+    ids, truncated = [], []
+    for encoding in tokenizer.encode_batch(list(texts), add_special_tokens=False):
+        truncated.append(len(encoding.ids) > room)
+        ids.append([special.cls, *encoding.ids[:room], special.sep])
+    return ids, truncated
+
+
 def normalize(vectors, eps: float = 1e-12):
     """Rows scaled to unit length, as sentence-transformers' Normalize (torch.nn.functional.normalize) does."""
     import numpy as np

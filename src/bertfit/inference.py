@@ -310,16 +310,15 @@ def prepare_embed(run: Run, texts: list[str], normalize: bool | None = None, tru
     `normalize`: unit-length vectors; None: as the model's folder says."""
     if run.head != "embedding":
         raise ConfigError(f"{run.folder}: a {run.task} model, not a sentence-embedding model")
-    special, room = special_ids(run.tokenizer), run.max_seq_length - 2
-    ids, truncated = [], []
-    for i, (text, encoding) in enumerate(zip(texts, run.tokenizer.encode_batch(list(texts), add_special_tokens=False))):
+    for i, text in enumerate(texts):
         if not text.strip():
             raise DataError(f"text {i + 1} is empty")
-        truncated.append(len(encoding.ids) > room)
-        if truncated[-1] and not truncate:
-            raise DataError(f"text {i + 1} is {len(encoding.ids) + 2} tokens long with [CLS] and [SEP]; the model "
-                            f"reads at most {run.max_seq_length}: send a shorter text, or ask for truncation")
-        ids.append([special.cls, *encoding.ids[:room], special.sep])
+    ids, truncated = embedding.encode_texts(run.tokenizer, texts, run.max_seq_length)
+    if not truncate and any(truncated):
+        i = truncated.index(True)
+        length = len(run.tokenizer.encode(texts[i], add_special_tokens=False).ids) + 2
+        raise DataError(f"text {i + 1} is {length} tokens long with [CLS] and [SEP]; the model reads at most "
+                        f"{run.max_seq_length}: send a shorter text, or ask for truncation")
     return Prepared(Features.from_lists(ids, [[0] * len(x) for x in ids]), len(texts), truncated=truncated,
                     normalize=normalize)
 
