@@ -507,8 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .serve_settings import add_options as add_serve_options
 
     p = command("serve", "serve fine-tuned runs over HTTP (POST /v1/classify, /v1/answer, /v1/fill-mask, the "
-                         "Hugging Face inference format at /models/NAME; page at /, metrics at /metrics)")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN", help="run dirs to serve; NAME=RUN names one")
+                         "Hugging Face inference format at /models/NAME; sentence-embedding models at /embed and "
+                         "/v1/embeddings, classification runs also at /rerank; page at /, metrics at /metrics)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN", help="run dirs (or sentence-embedding folders, 'embedded' "
+                                                              "among them) to serve; NAME=RUN names one")
     p.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
     add_serve_options(p)
     p.set_defaults(func=cmd_serve)

@@ -180,6 +180,8 @@ def finetune_embeddings(options: EmbedOptions, settings: TrainSettings | None = 
     if options.max_seq_length:
         sentence = embedding.SentenceConfig(sentence.pooling, sentence.normalize,
                                             min(options.max_seq_length, positions), sentence.hidden_size)
+    if encoder.pooler is not None:  # kept as it came (transformers' BertModel reads one), but no loss reaches it,
+        encoder.pooler.requires_grad_(False)  # and torchrun's DistributedDataParallel refuses parameters left out
     run.model = embedding.SentenceEmbedder(encoder, sentence.pooling).to(run.device)
     max_len = sentence.max_seq_length
     start = time.perf_counter()
