@@ -182,6 +182,8 @@ MISTAKES = [
      "inputs", "sentence-similarity needs a sentence-embedding model"),
     ("feature-extraction fields for a classifier", "/models/sts", {"inputs": "a", "normalize": True}, 422,
      "normalize", "a field of feature-extraction"),
+    ("a parameter to feature-extraction", "/models/minilm", {"inputs": "a", "parameters": {"top_k": 3}}, 422,
+     "parameters.top_k", "its parameters: none"),
     ("a question to an embedding model", "/models/minilm", {"inputs": {"question": "q", "context": "c"}}, 422,
      "inputs", "does feature-extraction and sentence-similarity"),
 ]

@@ -52,7 +52,7 @@ async def infer(service, batcher, body, request: Request) -> JSONResponse:
     for name in parameters:
         if name not in PARAMETERS[task]:
             raise RequestError(422, f"parameters.{name} is not a parameter of {task} (model {batcher.name!r} is a "
-                                    f"{run.task} run); its parameters: {', '.join(sorted(PARAMETERS[task]))}",
+                                    f"{run.task} run); its parameters: {', '.join(sorted(PARAMETERS[task])) or 'none'}",
                                f"parameters.{name}")
     inputs, one = (body.inputs, True) if not isinstance(body.inputs, list) else (body.inputs, False)
     items = [inputs] if one else inputs
