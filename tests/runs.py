@@ -179,3 +179,16 @@ def kill_and_resume(command, checkpoints: Path, kill_from: str = "step-00000008"
     assert uninterrupted.wait(timeout) == 0, uninterrupted.communicate()[1].decode()
     resumed = subprocess.run(**command("resumed"), timeout=timeout)
     assert resumed.returncode == 0, resumed.stderr.decode()
+
+
+def embedding_folder(folder: Path, seed: int = 0, pooling: str = "mean", normalize: bool = True) -> Path:
+    """A sentence-transformers folder of a tiny random encoder (modules.json, 1_Pooling, sentence_bert_config.json):
+    a sentence-embedding model as small as the runs above."""
+    from bertfit.embedding import SentenceConfig, write_sentence_files
+
+    tokenizer = load_tokenizer(embedded_model_path())
+    torch.manual_seed(seed)
+    config = tiny_config(tokenizer)
+    save_pretrained(BertModel(config), tokenizer, folder)
+    write_sentence_files(folder, SentenceConfig((pooling,), normalize, 64, config.hidden_size))
+    return folder

@@ -268,3 +268,25 @@ def test_a_pretraining_jsonl_line_nested_too_deeply_names_its_line(tmp_path):
     with pytest.raises(DataError, match=f"{re.escape(str(path))}, line 2: JSON nested too deeply"):
         list(read_documents(str(path)))
 
+
+
+# ---- texts to embed (embedding_files.py) ---------------------------------------------------------
+
+EMBED_TEXTS = b"A first text.\nA second, with a comma\n\xc3\xa9t\xc3\xa9 in UTF-8\n"
+EMBED_JSONL = b'{"text": "A first text."}\n{"text": "another", "id": 2}\n'
+
+
+@BOUNDED
+@given(kind=st.sampled_from([("texts.txt", EMBED_TEXTS), ("texts.jsonl", EMBED_JSONL)]), data=st.data())
+def test_texts_to_embed_are_texts_or_a_data_error_naming_the_file(kind, data):
+    from bertfit.embedding_files import read_texts
+
+    name, valid = kind
+    content = data.draw(any_or_mutated(valid))
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(folder, name, content)
+        texts = loads_or_names_the_file(lambda: read_texts(path), path)
+        if texts is not None:
+            assert texts and all(isinstance(t, str) and t.strip() for t in texts)
+            if name.endswith(".txt"):  # one text a line: row i is line i
+                assert len(texts) == len(content.removesuffix(b"\n").split(b"\n"))

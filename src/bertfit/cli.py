@@ -209,6 +209,41 @@ def fill_mask_table(masks: list[list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def cmd_embed(args: argparse.Namespace) -> None:
+    import json
+
+    from . import inference
+    from .embedding_files import check_output, read_texts, write_embeddings
+
+    if bool(args.texts) == bool(args.input_file):
+        raise DataError("give texts on the command line or --input-file, one of them")
+    texts = args.texts or read_texts(args.input_file, args.text_field)
+    for i, text in enumerate(texts):  # told before the model loads
+        if not text.strip():
+            raise DataError(f"text {i + 1} is empty")
+    if args.output:
+        check_output(args.output)
+    run = load_for(args, "embed")
+    result = inference.embed(run, texts, args.normalize, args.batch_size)
+    say_precision(args, run)
+    print(f"{len(texts)} text{'s' if len(texts) > 1 else ''}, {result.vectors.shape[1]} dimensions, "
+          f"{'normalised' if (run.sentence.normalize if args.normalize is None else args.normalize) else 'not normalised'}"
+          f"; {result.num_truncated} cut to the model's {run.max_seq_length} tokens", file=sys.stderr)
+    if args.output:
+        print(f"wrote {write_embeddings(args.output, result.vectors, result.truncated, result.tokens)}", file=sys.stderr)
+        return
+    for i, (vector, cut, tokens) in enumerate(zip(result.vectors, result.truncated, result.tokens)):
+        print(json.dumps({"index": i, "embedding": vector.tolist(), "tokens": tokens, "truncated": cut}))
+
+
+def cmd_embed_train(args: argparse.Namespace) -> None:
+    settings_from(args).validate()
+    from .recipes.embed import EmbedOptions, finetune_embeddings
+
+    tune_training_process()
+    finetune_embeddings(options_from(args, EmbedOptions), settings_from(args))
+
+
 def cmd_squad(args: argparse.Namespace) -> None:
     settings_from(args).validate()
     from .recipes.squad import SquadOptions, finetune_squad
@@ -389,6 +424,41 @@ def build_parser() -> argparse.ArgumentParser:
     add_precision_option(p)
     p.set_defaults(func=cmd_fill_mask)
 
+    p = command("embed", "sentence embeddings of texts with a sentence-embedding model (a sentence-transformers "
+                         "folder, e.g. 'embedded'), pooled as its folder says; JSONL on stdout, or --output")
+    p.add_argument("run_dir", metavar="MODEL", help="a sentence-transformers folder (modules.json, 1_Pooling/), a run "
+                                                    "dir of such a model, or 'embedded'")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (or --input-file)")
+    p.add_argument("--input-file", metavar="FILE", help="texts to embed: a text file (one a line) or .jsonl "
+                                                         "(--text-field of each record)")
+    p.add_argument("--text-field", default="text", help="the text field of .jsonl records")
+    p.add_argument("--output", metavar="FILE", help="write FILE.npy (one row a text) or FILE.jsonl (one record a "
+                                                    "text) instead of JSONL on stdout; never over an existing file")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction,
+                   help="unit-length vectors (default: as the model's folder says: a Normalize module)")
+    p.add_argument("--batch-size", type=int, default=128, help="texts per model pass, at most")
+    add_engine_option(p)
+    add_precision_option(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = command("embed-train", "fine-tune a sentence-embedding model (a bi-encoder) on text pairs with in-batch "
+                               "negatives, or on scored pairs with CoSENT or the cosine loss; saved as a "
+                               "sentence-transformers folder")
+    p.add_argument("--train-file", help="pairs: CSV/TSV/JSONL with two --text-columns (and a --label-column of "
+                                        "scores for scored pairs; GLUE's STS-B train.tsv is one), or SQuAD JSON "
+                                        "(each question and its paragraph)")
+    p.add_argument("--eval-file", help="scored pairs (the Spearman correlation of their cosines), or SQuAD JSON "
+                                       "(retrieval of each question's paragraph among all: MRR@10, recall@1 and @10)")
+    p.add_argument("--text-columns", type=column_names, help="the two text columns (default: sentence1,sentence2)")
+    p.add_argument("--label-column", help="the column of gold similarity scores (STS-B: score)")
+    p.add_argument("--loss", choices=["mnrl", "cosent", "cosine"],
+                   help="mnrl: in-batch negatives (MultipleNegativesRankingLoss); cosent, cosine: scored pairs "
+                        "(default: mnrl for pairs, cosent for scored pairs)")
+    p.add_argument("--max-seq-length", type=int, help="tokens per text (default: the model's own)")
+    p.add_argument("--pooling", help="for a model without a pooling config: cls, mean, max, ... (default: mean)")
+    add_training_options(p)
+    p.set_defaults(func=cmd_embed_train)
+
     p = command("squad", "fine-tune and evaluate on SQuAD v1.1 or v2.0")
     p.add_argument("--version", help="1.1 or 2.0 (2.0 has unanswerable questions) (default: 1.1)")
     p.add_argument("--train-file", help="official SQuAD JSON (default: the hub dataset)")
@@ -439,8 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .serve_settings import add_options as add_serve_options
 
     p = command("serve", "serve fine-tuned runs over HTTP (POST /v1/classify, /v1/answer, /v1/fill-mask, the "
-                         "Hugging Face inference format at /models/NAME; page at /, metrics at /metrics)")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN", help="run dirs to serve; NAME=RUN names one")
+                         "Hugging Face inference format at /models/NAME; sentence-embedding models at /embed and "
+                         "/v1/embeddings, classification runs also at /rerank; page at /, metrics at /metrics)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN", help="run dirs (or sentence-embedding folders, 'embedded' "
+                                                              "among them) to serve; NAME=RUN names one")
     p.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
     add_serve_options(p)
     p.set_defaults(func=cmd_serve)
@@ -500,7 +572,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and getattr(args, "command", None) == "embed" and not any(u.startswith("-") for u in unknown):
+        args.texts += unknown  # texts after an option: argparse fills a '*' positional before the options
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         args.func(args)
     except BertfitError as exc:

@@ -1,10 +1,12 @@
-"""ONNX export of a run's model (classifier, span head or masked-language model) and int8 dynamic quantization.
+"""ONNX export of a run's model (classifier, span head, masked-language model or sentence-embedding model) and
+int8 dynamic quantization.
 
 `export_onnx` writes a folder that holds everything inference needs: `model.onnx` (float32),
 `model.int8.onnx` when quantized, the run's `config.json` and tokenizer files, and `onnx.json`
 (which file the `onnx` engine runs, and how far each file is from PyTorch on the check inputs).
 Inputs and outputs carry Hugging Face's names (`input_ids`, `token_type_ids`, `attention_mask`
--> `logits`, or `start_logits` / `end_logits`), with dynamic batch and sequence axes. The ONNX engine
+-> `logits`, or `start_logits` / `end_logits`, or the pooled `sentence_embedding` of an embedding model, whose
+sentence-transformers files go with it), with dynamic batch and sequence axes. The ONNX engine
 that runs the folder is onnx_engine.py.
 
 The export traces our own model with PyTorch's TorchScript-based exporter: the model takes
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import tokenization
+from . import embedding, tokenization
 from .errors import CheckpointError, ConfigError
 from .files import replace_folder, temporary_folder
 from .inference import FILL_MASK_HEADS, MASK_TOKEN, load_run
@@ -38,12 +40,17 @@ OPSET = 17
 INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
 FILES = {None: "model.onnx", "int8": "model.int8.onnx"}
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+SENTENCE_FILES = ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json")  # how the vectors are made
 
 # The float32 graph must reproduce PyTorch to rounding. int8 weights move logits by amounts that depend
 # on the model (what they cost in accuracy is measured by bench/export_speed.py); a difference of half
 # the largest logit means the quantized graph no longer computes the model at all.
 FP32_TOLERANCE = 1e-4
 INT8_TOLERANCE = 0.5
+# A sentence embedding is read by its direction. Dynamic int8 turns all-MiniLM-L6-v2's vectors by a cosine of
+# about 0.97 on the check sentences (what that costs in retrieval is the bench's to measure); below 0.9 the graph
+# no longer computes the model. onnx.json records each file's least cosine.
+INT8_MIN_COSINE = 0.9
 
 # Real text for the check: short and long, single sentences and pairs, so it covers padding and
 # both token types. A QA run is checked on the questions against the passage.
@@ -135,7 +142,7 @@ def check_output(out: Path, source: str, run_dir: str | Path) -> None:
     if earlier != source:
         raise ConfigError(f"{out}: exists and is not an earlier export of {run_dir} (no {MANIFEST} naming "
                           f"{source}); bertfit replaces only its own export: choose another --output")
-    ours = {*FILES.values(), "config.json", *TOKENIZER_FILES, MANIFEST}
+    ours = {*FILES.values(), "config.json", *TOKENIZER_FILES, MANIFEST, *(Path(n).parts[0] for n in SENTENCE_FILES)}
     others = sorted(p.name for p in out.iterdir() if p.name not in ours)
     if others:  # the export is replaced whole: a file added to it since would go with it
         raise ConfigError(f"{out}: an earlier export of {run_dir}, but it also holds {', '.join(others[:5])}, which "
@@ -145,9 +152,10 @@ def check_output(out: Path, source: str, run_dir: str | Path) -> None:
 def _write_export(run, folder: Path, quantize: str | None, source: str) -> dict:
     """The model's ONNX file(s), each checked against PyTorch, with the config, tokenizer and onnx.json."""
     model = run.model.eval()
-    inputs = check_inputs(run.head, run.tokenizer, run.extra)
+    extra = {**run.extra, "max_seq_length": run.max_seq_length} if run.head == "embedding" else run.extra
+    inputs = check_inputs(run.head, run.tokenizer, extra)
     fp32 = folder / FILES[None]
-    per_token = {0: "batch"} if run.head == "classification" else {0: "batch", 1: "sequence"}
+    per_token = {0: "batch"} if run.head in ("classification", "embedding") else {0: "batch", 1: "sequence"}
     with torch.no_grad(), warnings.catch_warnings():
         # the tracer warns at each shortcut the trace fixes (see the module docstring); the check below decides
         warnings.simplefilter("ignore")
@@ -166,8 +174,9 @@ def _write_export(run, folder: Path, quantize: str | None, source: str) -> dict:
     manifest = {"engine_file": FILES[quantize], "head": run.head, "opset": OPSET, "quantize": quantize,
                 "torch": torch.__version__, "files": files, "source": source}
     shutil.copy(run.folder / "config.json", folder / "config.json")
-    for name in TOKENIZER_FILES:
+    for name in TOKENIZER_FILES + (SENTENCE_FILES if run.head == "embedding" else ()):
         if (run.folder / name).exists():
+            (folder / name).parent.mkdir(exist_ok=True)
             shutil.copy(run.folder / name, folder / name)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -219,6 +228,10 @@ def check_inputs(head: str, tokenizer, extra: dict) -> list[dict[str, np.ndarray
             examples = glue.Examples(texts_a=[a], texts_b=[b] if b else None, labels=None, indices=[0], source="check")
             features, _ = glue_encoding.encode(examples, tokenizer, extra.get("max_seq_length", 128))
             rows.append((features.input_ids(0), features.token_type_ids(0)))
+    elif head == "embedding":
+        texts = [t for pair in CHECK_SENTENCES for t in pair if t]
+        ids, _ = embedding.encode_texts(tokenizer, texts, extra.get("max_seq_length", 128))
+        rows = [(row, [0] * len(row)) for row in ids]
     elif head in FILL_MASK_HEADS:
         special = tokenization.special_ids(tokenizer)
         rows = []
@@ -256,8 +269,10 @@ def _trace_batch(inputs: list[dict[str, np.ndarray]]) -> tuple[torch.Tensor, ...
 def check(path: Path, model: nn.Module, head: str, inputs: list[dict[str, np.ndarray]], tolerance: float) -> dict:
     """Run the ONNX file and PyTorch on the same batches; raise when they differ by more than tolerance x
     the largest PyTorch logit (at least 1). Returns the size and the largest difference."""
+    from . import embedding_metrics
+
     session = OnnxModel(path, head)
-    worst, scale, sequences = 0.0, 1.0, 0
+    worst, scale, sequences, least_cosine = 0.0, 1.0, 0, 1.0
     for batch in inputs:
         tensors = [torch.from_numpy(batch[name]) for name in INPUT_NAMES]
         with torch.no_grad():
@@ -270,15 +285,23 @@ def check(path: Path, model: nn.Module, head: str, inputs: list[dict[str, np.nda
         mask = batch["attention_mask"].astype(bool)
         for e, g in zip(expected, got):
             e, g = e.numpy(), g.numpy()
-            if head != "classification":  # logits at pads are never read
+            if head not in ("classification", "embedding"):  # logits at pads are never read
                 e, g = e[mask], g[mask]
             if not np.isfinite(g).all():
                 raise CheckpointError(f"{path}: ONNX Runtime returned non-finite outputs")
             worst = max(worst, float(np.abs(e - g).max()))
             scale = max(scale, float(np.abs(e).max()))
+            if head == "embedding":
+                least_cosine = min(least_cosine, float(embedding_metrics.cosines(e, g).min()))
         sequences += len(mask)
     if worst > tolerance * scale:
         raise CheckpointError(f"{path}: differs from the PyTorch model by {worst:.3g} on the check inputs "
                               f"(allowed: {tolerance * scale:.3g}); the export is not kept")
-    return {"bytes": path.stat().st_size, "max_abs_diff": worst, "largest_logit": scale,
-            "checked_sequences": sequences // 2}  # each sequence is run twice: batched and alone
+    if least_cosine < INT8_MIN_COSINE:
+        raise CheckpointError(f"{path}: its sentence embeddings point away from PyTorch's (cosine {least_cosine:.4f} "
+                              f"on the check inputs; at least {INT8_MIN_COSINE} is needed); the export is not kept")
+    figures = {"bytes": path.stat().st_size, "max_abs_diff": worst, "largest_logit": scale,
+               "checked_sequences": sequences // 2}  # each sequence is run twice: batched and alone
+    if head == "embedding":
+        figures["least_cosine"] = least_cosine
+    return figures

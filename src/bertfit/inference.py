@@ -8,7 +8,9 @@ request's inputs as the run encoded its data (`tasks.glue.encode`, `tasks.squad.
 the model over any number of prepared requests joined into one set of features (`predicting.predict`:
 length-sorted batches, nothing padded beyond a batch's longest sequence), and `finish` turns one
 request's share of the outputs into answers (windows averaged, softmax; or `tasks.squad.decode`).
-`classify`, `answer` and `fill_mask` chain the three; `predict` writes GLUE's leaderboard files.
+`classify`, `answer`, `fill_mask` and `embed` chain the three; `predict` writes GLUE's leaderboard files.
+A sentence-embedding model (a sentence-transformers folder, the embedded model's included) loads as head
+"embedding": the encoder and the pooling its folder declares (`embedding.py`).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import devices, onnx_engine, predicting
+from . import devices, embedding, onnx_engine, predicting
 from .batching import Features, collate, eval_batches
 from .checkpoints.hf import read_config_json
 from .errors import CheckpointError, ConfigError, DataError
@@ -35,7 +37,7 @@ FILL_MASK_HEADS = ("mlm", "pretraining")  # masked-language models: they fill [M
 MASK_TOKEN = "[MASK]"
 # What each question asks of a run: the heads that answer it (`load_run(..., need=...)`)
 NEEDS = {"classify": ("classification",), "predict": ("classification",), "answer": ("qa",),
-         "fill-mask": FILL_MASK_HEADS}
+         "fill-mask": FILL_MASK_HEADS, "embed": ("embedding",)}
 # A head is there when the weights file holds its tensors (Hugging Face names), whatever config.json says:
 # a base model's config often names labels, and a head missing from the file would start from random weights.
 HEAD_TENSORS = {"classification": ("classifier.weight",), "qa": ("qa_outputs.weight",),
@@ -59,15 +61,20 @@ class Run:
     precision: str  # what the model computes in: fp32 or bf16 ("auto" resolved)
     source: Path | None = None  # the path load_run was given (a run dir, model folder or export folder)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where the torch model runs
+    sentence: embedding.SentenceConfig | None = None  # an embedding model: its pooling, normalising, length
 
     @property
     def task(self) -> str:
         if self.head in FILL_MASK_HEADS:
             return "fill-mask"
+        if self.head == "embedding":
+            return "embedding"
         return self.extra.get("task") or ("classification" if self.head == "classification" else "squad")
 
     @property
     def max_seq_length(self) -> int:
+        if self.sentence is not None:
+            return self.sentence.max_seq_length
         default = {"classification": 128, "qa": 384}.get(self.head) or self.model_positions
         return self.extra.get("max_seq_length", default)
 
@@ -90,6 +97,8 @@ class Run:
                         long_texts=self.extra.get("long_texts", "truncate"))
         elif self.head in FILL_MASK_HEADS:
             info.update(mask_token=MASK_TOKEN)
+        elif self.head == "embedding":
+            info.update(self.sentence.describe())
         else:
             info.update(version=self.extra.get("version", "1.1"), null_threshold=self.extra.get("null_threshold", 0.0),
                         doc_stride=self.extra.get("doc_stride", 128))
@@ -145,6 +154,13 @@ def refuse_unless(run: Run, need: str, run_dir: str | Path) -> None:
         raise ValueError(f"need must be one of {', '.join(NEEDS)}, not {need!r}")
     if run.head in NEEDS[need]:
         return
+    if need == "embed":
+        raise ConfigError(f"{run_dir}: a {run.task} run, not a sentence-embedding model; embeddings need a "
+                          f"sentence-transformers folder (modules.json, 1_Pooling/config.json), e.g. the embedded model")
+    if run.head == "embedding":
+        raise ConfigError(f"{run_dir}: a sentence-embedding model: it holds no "
+                          f"{'classifier' if need in ('classify', 'predict') else 'span head' if need == 'answer' else 'masked-language head'}"
+                          f", so it can only embed texts (`bertfit embed {run_dir} TEXT`)")
     if run.head in FILL_MASK_HEADS:
         raise ConfigError(f"{run_dir}: a pretraining run (a masked-language model): it holds no "
                           f"{'classifier' if need in ('classify', 'predict') else 'span head'}, so it can only fill "
@@ -189,6 +205,10 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     device = device or torch.device("cpu")
     precision = precision_name(precision, device)  # a bad name fails now, not at the first request
+    if str(run_dir) == "embedded":  # the model shipped with bertfit, a sentence-embedding model
+        from .pretrained import embedded_model_path
+
+        run_dir = embedded_model_path()
     if engine == "onnx":
         onnx_engine.need_onnx()
         folder = onnx_engine.find_onnx_dir(run_dir)
@@ -198,14 +218,27 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
     config_path = folder / "config.json"
     config = read_config_json(config_path)
     if engine == "torch":
-        head = head_of(config, weight_names(folder), config_path)
+        names = weight_names(folder)
+        # a sentence-transformers folder holds a base encoder; one with a trained head answers for the head
+        held = any(all(t in names for t in tensors) for tensors in HEAD_TENSORS.values())
+        sentence_folder = embedding.is_sentence_folder(folder)
+        if need == "embed" and not sentence_folder and not held:  # a base model: say what is missing
+            raise CheckpointError(embedding.no_pooling_message(folder))
+        head = "embedding" if sentence_folder and not held else head_of(config, names, config_path)
+    sentence = None
+    if head == "embedding":  # its files are read, and refused, before the weights load
+        sentence = embedding.read_sentence_config(folder, config.get("hidden_size", 768),
+                                                  config.get("max_position_embeddings", 512))
     labels = labels_of(config, config_path) if head == "classification" else []
     extra = config.get("bertfit") or {}
     if need is not None:  # before the weights load: a wrong kind of run is told at once
-        refuse_unless(Run(folder, head, None, None, labels, extra, engine, precision), need, run_dir)
+        refuse_unless(Run(folder, head, None, None, labels, extra, engine, precision, sentence=sentence), need, run_dir)
     if engine == "onnx":
         model, tokenizer = onnx_engine.load_onnx_model(folder)
         precision = "fp32"  # the file fixes the arithmetic; autocast would not reach ONNX Runtime
+    elif head == "embedding":
+        encoder, tokenizer = load_pretrained(folder, head="base")
+        model = embedding.SentenceEmbedder(encoder, sentence.pooling).to(device)
     else:
         model, tokenizer = load_pretrained(folder, head=head, num_labels=len(labels) or 2)
         model.to(device)
@@ -213,7 +246,8 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
         mask_id(tokenizer, folder)
         # a tokenizer built from vocab.txt has [MASK] as a word only: split it never, as transformers does
         tokenizer.add_special_tokens([MASK_TOKEN])
-    return Run(folder, head, model.eval(), tokenizer, labels, extra, engine, precision, Path(run_dir), device)
+    return Run(folder, head, model.eval(), tokenizer, labels, extra, engine, precision, Path(run_dir), device,
+               sentence)
 
 
 # ---- the three steps ----------------------------------------------------------------------------
@@ -229,6 +263,7 @@ class Prepared:
     questions: list[squad.SquadQuestion] = field(default_factory=list)  # qa
     windows: squad.Windows | None = None  # qa
     null_threshold: float | None = None  # qa, v2.0: None is the run's own
+    normalize: bool | None = None  # embeddings: unit length; None: as the model's folder says
 
     @property
     def num_tokens(self) -> int:
@@ -267,6 +302,25 @@ def prepare_questions(run: Run, pairs: list[tuple[str, str]], null_threshold: fl
     features, windows = squad.make_windows(questions, run.tokenizer, run.extra.get("max_seq_length", 384),
                                            run.extra.get("doc_stride", 128), run.extra.get("max_query_length", 64))
     return Prepared(features, len(pairs), questions=questions, windows=windows, null_threshold=null_threshold)
+
+
+def prepare_embed(run: Run, texts: list[str], normalize: bool | None = None, truncate: bool = True) -> Prepared:
+    """Encode texts as `[CLS] text [SEP]`, cut to the model's max_seq_length as sentence-transformers cuts them
+    (the cut ones marked in `truncated`; `truncate=False` refuses them instead, as TEI and OpenAI do).
+    `normalize`: unit-length vectors; None: as the model's folder says."""
+    if run.head != "embedding":
+        raise ConfigError(f"{run.folder}: a {run.task} model, not a sentence-embedding model")
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise DataError(f"text {i + 1} is empty")
+    ids, truncated = embedding.encode_texts(run.tokenizer, texts, run.max_seq_length)
+    if not truncate and any(truncated):
+        i = truncated.index(True)
+        length = len(run.tokenizer.encode(texts[i], add_special_tokens=False).ids) + 2
+        raise DataError(f"text {i + 1} is {length} tokens long with [CLS] and [SEP]; the model reads at most "
+                        f"{run.max_seq_length}: send a shorter text, or ask for truncation")
+    return Prepared(Features.from_lists(ids, [[0] * len(x) for x in ids]), len(texts), truncated=truncated,
+                    normalize=normalize)
 
 
 def mask_id(tokenizer, source: str | Path = "tokenizer") -> int:
@@ -342,6 +396,13 @@ def finish(run: Run, prepared: Prepared, outputs: list) -> list:
         return _answers(run, prepared, outputs)
     if run.head in FILL_MASK_HEADS:
         return [_candidates(run, logits, prepared.top_k) for logits in outputs]
+    if run.head == "embedding":
+        vectors = np.stack(outputs) if outputs else np.zeros((0, run.sentence.dimensions), np.float32)
+        if run.sentence.normalize if prepared.normalize is None else prepared.normalize:
+            vectors = embedding.normalize(vectors)
+        tokens = prepared.features.lengths
+        return [{"embedding": vector, "truncated": truncated, "tokens": int(n)}
+                for vector, truncated, n in zip(vectors, prepared.truncated, tokens)]
     logits = np.stack(outputs) if outputs else np.zeros((0, len(run.labels)), np.float32)
     if len(prepared.features) != prepared.num_inputs:  # long texts as windows: average each input's windows
         logits = glue_encoding.average_by_example(logits, prepared.features.columns["example_index"], prepared.num_inputs)
@@ -444,6 +505,52 @@ def answer(run: Run, pairs: list[tuple[str, str]], null_threshold: float | None 
 def fill_mask(run: Run, texts: list[str], top_k: int = 5) -> list[list[list[dict]]]:
     """For each text, for each of its [MASK]s in order, the top_k tokens: token, token_id and probability."""
     return run_many(run, [prepare_masked(run, texts, top_k)])[0]
+
+
+@dataclass
+class Embeddings:
+    """One vector per text, in order, and what reading the texts cost: the tokens read, which texts were cut."""
+
+    vectors: np.ndarray  # (texts, dimensions) float32
+    truncated: list[bool]  # the text was longer than max_seq_length and lost its end
+    tokens: list[int]  # tokens read per text, [CLS] and [SEP] included
+
+    @property
+    def num_truncated(self) -> int:
+        return sum(self.truncated)
+
+
+def embed(run: Run, texts: list[str], normalize: bool | None = None, batch_size: int = 128) -> Embeddings:
+    """Sentence embeddings of texts as sentence-transformers' `encode` makes them with the model's folder.
+    `normalize`: unit-length vectors; None: as the folder's modules say (a Normalize module)."""
+    refuse_unless(run, "embed", run.source or run.folder)
+    results = run_many(run, [prepare_embed(run, texts, normalize)], batch_size)[0]
+    vectors = (np.stack([r["embedding"] for r in results]) if results
+               else np.zeros((0, run.sentence.dimensions), np.float32))
+    return Embeddings(vectors.astype(np.float32, copy=False), [r["truncated"] for r in results],
+                      [r["tokens"] for r in results])
+
+
+NEGATIVE_LABELS = ("0", "no", "not", "non", "negative", "false", "irrelevant", "unrelated", "contradiction")
+
+
+def positive_label(labels: list[str]) -> int:
+    """Which of a two-label classifier's labels means "relevant" to a reranker: the one label not named as a
+    negative (MRPC's equivalent, QNLI's entailment, a file's 1), else the second, as transformers' pipelines take it."""
+    kept = [i for i, label in enumerate(labels) if not label.lower().replace("-", "_").startswith(NEGATIVE_LABELS)]
+    return kept[0] if len(kept) == 1 else 1
+
+
+def relevance(run: Run, prediction: dict, raw: bool = False) -> float:
+    """A cross-encoder's score of one (query, passage) prediction of `classify`: a regression run's score; a
+    two-label run's probability of its positive label (`raw`: the log-odds, the logit margin)."""
+    if "score" in prediction:
+        return prediction["score"]
+    label = run.labels[positive_label(run.labels)]
+    p = prediction["probabilities"][label]
+    if not raw:
+        return p
+    return float(np.log(max(p, 1e-45)) - np.log(max(1.0 - p, 1e-45)))
 
 
 # ---- GLUE leaderboard files ---------------------------------------------------------------------

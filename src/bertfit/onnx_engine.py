@@ -19,7 +19,7 @@ MANIFEST = "onnx.json"
 # The graph's outputs, by head, with Hugging Face's names. A masked-language model's graph gives the
 # logits of every position; the engine picks the [MASK] positions out of them, as the model does in PyTorch.
 OUTPUT_NAMES = {"classification": ["logits"], "qa": ["start_logits", "end_logits"], "mlm": ["logits"],
-                "pretraining": ["logits"]}
+                "pretraining": ["logits"], "embedding": ["sentence_embedding"]}  # the pooled vector, not normalised
 
 
 class OnnxModel(nn.Module):

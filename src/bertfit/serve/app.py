@@ -25,7 +25,9 @@ from .guard import DISCONNECTED, ERROR_TYPE, Guard
 from .metrics import CONTENT_TYPE, Metrics
 
 PAGE = Path(__file__).parent / "static" / "page.html"
-ROUTES = {"classification": "/v1/classify", "qa": "/v1/answer", "mlm": "/v1/fill-mask", "pretraining": "/v1/fill-mask"}
+# the routes each kind of run answers, its own first (a classification run also reranks, as a cross-encoder)
+ROUTES = {"classification": ("/v1/classify", "/rerank"), "qa": ("/v1/answer",), "mlm": ("/v1/fill-mask",),
+          "pretraining": ("/v1/fill-mask",), "embedding": ("/v1/embeddings", "/embed")}
 log = logging.getLogger("bertfit.serve")
 
 
@@ -75,11 +77,11 @@ class Service:
         if name is not None:
             if name not in self.batchers:
                 raise RequestError(404, f"no model {name!r}; served: {', '.join(self.batchers)}", field, "not_found")
-            if ROUTES[self.batchers[name].run.head] != route and route != "*":
+            if route not in ROUTES[self.batchers[name].run.head] and route != "*":
                 raise RequestError(422, f"model {name!r} is a {self.batchers[name].run.task} run; it answers "
-                                        f"{ROUTES[self.batchers[name].run.head]}", field)
+                                        f"{', '.join(ROUTES[self.batchers[name].run.head])}", field)
             return self.batchers[name]
-        fitting = [b for b in self.batchers.values() if route == "*" or ROUTES[b.run.head] == route]
+        fitting = [b for b in self.batchers.values() if route == "*" or route in ROUTES[b.run.head]]
         if len(fitting) == 1:
             return fitting[0]
         if not fitting:
@@ -144,12 +146,13 @@ def describe(name: str, run: inference.Run) -> dict:
 def create_app(runs: dict[str, inference.Run], settings: ServeSettings) -> FastAPI:
     """The ASGI app serving `runs` by name; batchers start with the app and stop after the last request."""
     from .. import __version__
-    from . import hf, routes
+    from . import embedding_routes, hf, routes
 
     service = Service(runs, settings)
     app = FastAPI(title="bertfit", version=__version__, lifespan=service.running, redoc_url=None,
                   description="Fine-tuned BERT runs: classification and extractive question answering; "
-                              "masked-language models fill [MASK]s. Every route but GET /health and the page needs "
+                              "masked-language models fill [MASK]s; sentence-embedding models embed (TEI's /embed, "
+                              "OpenAI's /v1/embeddings) and classification runs rerank (/rerank). Every route but GET /health and the page needs "
                               "`Authorization: Bearer KEY` when the server has a key. Errors: "
                               '{"error": {"type", "message", "status", "field"}}.')
     app.state.service = service
@@ -205,6 +208,7 @@ def create_app(runs: dict[str, inference.Run], settings: ServeSettings) -> FastA
         return Response(service.metrics.render(queued, service.counters.in_flight), media_type=CONTENT_TYPE)
 
     routes.add_routes(app, service)
+    embedding_routes.add_routes(app, service)
     hf.add_routes(app, service)
     service.routes = list(app.routes)
     return app

@@ -1,6 +1,7 @@
 """The Hugging Face inference format beside bertfit's own routes: POST /models/{name}, and POST / when one model
 is served, take {"inputs": ..., "parameters": {...}} and answer in the shapes of the text-classification,
-question-answering and fill-mask tasks, so that `huggingface_hub.InferenceClient(URL)` works unchanged.
+question-answering and fill-mask tasks (and, for a sentence-embedding model, feature-extraction and
+sentence-similarity, by the shape of the inputs), so that `huggingface_hub.InferenceClient(URL)` works unchanged.
 
 Where a parameter would change how the run reads its inputs (doc_stride, max_seq_len, ...), the run's own
 setting is the only one accepted: the model answers as it was trained and evaluated, never otherwise.
@@ -17,11 +18,12 @@ from .errors import RequestError
 from .routes import ERRORS, check_masked, check_questions, check_texts, check_top_k
 
 TASKS = {"classification": "text-classification", "qa": "question-answering", "mlm": "fill-mask",
-         "pretraining": "fill-mask"}
+         "pretraining": "fill-mask", "embedding": "feature-extraction"}
+FEATURE_EXTRACTION = ("normalize", "truncate", "truncation_direction", "prompt_name", "dimensions", "encoding_format")
 PARAMETERS = {"text-classification": {"top_k", "function_to_apply"},
               "question-answering": {"top_k", "align_to_words", "doc_stride", "handle_impossible_answer",
                                      "max_answer_len", "max_question_len", "max_seq_len"},
-              "fill-mask": {"top_k", "targets"}}
+              "fill-mask": {"top_k", "targets"}, "feature-extraction": set()}
 
 
 def add_routes(app: FastAPI, service) -> None:
@@ -42,15 +44,27 @@ async def infer(service, batcher, body, request: Request) -> JSONResponse:
     run = batcher.run
     task = TASKS[run.head]
     parameters = body.parameters.model_dump(exclude_none=True) if body.parameters is not None else {}
+    if task != "feature-extraction":
+        for name in FEATURE_EXTRACTION:
+            if getattr(body, name) is not None:
+                raise RequestError(422, f"{name} is a field of feature-extraction; model {batcher.name!r} is a "
+                                        f"{run.task} run", name)
     for name in parameters:
         if name not in PARAMETERS[task]:
             raise RequestError(422, f"parameters.{name} is not a parameter of {task} (model {batcher.name!r} is a "
-                                    f"{run.task} run); its parameters: {', '.join(sorted(PARAMETERS[task]))}",
+                                    f"{run.task} run); its parameters: {', '.join(sorted(PARAMETERS[task])) or 'none'}",
                                f"parameters.{name}")
     inputs, one = (body.inputs, True) if not isinstance(body.inputs, list) else (body.inputs, False)
     items = [inputs] if one else inputs
     if task == "question-answering":
         return JSONResponse(await answer(service, batcher, items, one, parameters, request))
+    if task == "feature-extraction":
+        from .embedding_routes import feature_extraction
+
+        return JSONResponse(await feature_extraction(service, batcher, body, request))
+    if any(isinstance(item, schemas.SimilarityInput) for item in items):
+        raise RequestError(422, f"model {batcher.name!r} does {task}: inputs is text, not a source sentence and "
+                                f"sentences (sentence-similarity needs a sentence-embedding model)", "inputs")
     if any(isinstance(item, schemas.QuestionInput) for item in items):
         raise RequestError(422, f"model {batcher.name!r} does {task}: inputs is text, not a question and a context",
                            "inputs")

@@ -155,6 +155,12 @@ class QuestionInput(Strict):
     context: Text
 
 
+class SimilarityInput(Strict):
+    """sentence-similarity: one sentence against others, scored by the cosine of their embeddings."""
+    source_sentence: Text
+    sentences: list[Text]
+
+
 class Parameters(Strict):
     """The parameters of the text-classification, question-answering and fill-mask tasks; each task reads its own
     and refuses the others'."""
@@ -170,8 +176,16 @@ class Parameters(Strict):
 
 
 class InferenceRequest(Strict):
-    inputs: Text | TextPair | QuestionInput | list[Text] | list[TextPair] | list[QuestionInput]
+    inputs: (Text | TextPair | QuestionInput | SimilarityInput | list[Text] | list[TextPair]
+             | list[QuestionInput])
     parameters: Parameters | None = None
+    # feature-extraction's own, beside inputs as TEI reads them (refused for every other task)
+    normalize: bool | None = None
+    truncate: bool | None = None
+    truncation_direction: Literal["Right", "right"] | None = None
+    prompt_name: Text | None = None
+    dimensions: int | None = Field(None, ge=1)
+    encoding_format: Literal["float"] | None = None
 
 
 class ClassificationOutput(BaseModel):
@@ -196,4 +210,5 @@ class FillMaskOutput(BaseModel):
 InferenceResponse = (list[list[ClassificationOutput]] | QuestionAnsweringOutput | list[QuestionAnsweringOutput]
                      | list[FillMaskOutput] | list[list[FillMaskOutput]] | list[list[list[FillMaskOutput]]]
                      # several texts, one with a [MASK] and another with more
-                     | list[list[FillMaskOutput] | list[list[FillMaskOutput]]])
+                     | list[list[FillMaskOutput] | list[list[FillMaskOutput]]]
+                     | list[list[float]] | list[float])  # feature-extraction; sentence-similarity
