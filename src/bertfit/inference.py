@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import devices, onnx_engine, predicting
+from . import devices, heads, onnx_engine, predicting
 from .batching import Features, collate, eval_batches
 from .checkpoints.hf import read_config_json
 from .errors import CheckpointError, ConfigError, DataError
@@ -31,18 +31,14 @@ from .tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv, sq
 from .tokenization import special_ids
 
 ENGINES = ("torch", "onnx")
-FILL_MASK_HEADS = ("mlm", "pretraining")  # masked-language models: they fill [MASK]s
+FILL_MASK_HEADS = heads.heads_answering("fill-mask")  # masked-language models: they fill [MASK]s
 MASK_TOKEN = "[MASK]"
 # What each question asks of a run: the heads that answer it (`load_run(..., need=...)`)
-NEEDS = {"classify": ("classification",), "predict": ("classification",), "answer": ("qa",),
-         "fill-mask": FILL_MASK_HEADS}
+NEEDS = heads.NEEDS
 # A head is there when the weights file holds its tensors (Hugging Face names), whatever config.json says:
 # a base model's config often names labels, and a head missing from the file would start from random weights.
-HEAD_TENSORS = {"classification": ("classifier.weight",), "qa": ("qa_outputs.weight",),
-                "mlm": ("cls.predictions.transform.dense.weight",),
-                "pretraining": ("cls.predictions.transform.dense.weight", "cls.seq_relationship.weight")}
-ARCHITECTURES = {"BertForSequenceClassification": "classification", "BertForQuestionAnswering": "qa",
-                 "BertForMaskedLM": "mlm", "BertForPreTraining": "pretraining"}
+HEAD_TENSORS = {name: head.tensors for name, head in heads.HEADS.items()}
+ARCHITECTURES = {head.architecture: name for name, head in heads.HEADS.items()}
 
 
 @dataclass
@@ -64,18 +60,21 @@ class Run:
     def task(self) -> str:
         if self.head in FILL_MASK_HEADS:
             return "fill-mask"
-        return self.extra.get("task") or ("classification" if self.head == "classification" else "squad")
+        return self.extra.get("task") or heads.HEADS[self.head].task
 
     @property
     def max_seq_length(self) -> int:
-        default = {"classification": 128, "qa": 384}.get(self.head) or self.model_positions
-        return self.extra.get("max_seq_length", default)
+        return self.setting("max_seq_length") or self.model_positions
 
     @property
     def model_positions(self) -> int:
         if self.engine == "onnx":
             return json.loads((self.folder / "config.json").read_text()).get("max_position_embeddings", 512)
         return self.model.bert.config.max_position_embeddings
+
+    def setting(self, name: str):
+        """An encoding setting of the run: its own, else its head's default (heads.py)."""
+        return heads.setting(self.head, self.extra, name)
 
     @property
     def pad_id(self) -> int:
@@ -87,12 +86,12 @@ class Run:
                 "max_seq_length": self.max_seq_length}
         if self.head == "classification":
             info.update(labels=self.labels, regression=self.labels == ["score"],
-                        long_texts=self.extra.get("long_texts", "truncate"))
+                        long_texts=self.setting("long_texts"))
         elif self.head in FILL_MASK_HEADS:
             info.update(mask_token=MASK_TOKEN)
         else:
-            info.update(version=self.extra.get("version", "1.1"), null_threshold=self.extra.get("null_threshold", 0.0),
-                        doc_stride=self.extra.get("doc_stride", 128))
+            info.update(version=self.setting("version"), null_threshold=self.setting("null_threshold"),
+                        doc_stride=self.setting("doc_stride"))
         if self.engine == "onnx":
             info["file"] = self.model.path.name
         return info
@@ -132,7 +131,7 @@ def head_of(config: dict, names: set[str], source: Path) -> str:
         raise CheckpointError(f"{source}: config.json names {named[0]} weights, but the weights file holds no "
                               f"{HEAD_TENSORS[named[0]][0]}: the head was never trained; fine-tune it first "
                               f"with `bertfit glue` or `bertfit squad`")
-    for head in ("qa", "classification", "pretraining", "mlm"):
+    for head in heads.HEADS:  # in the order heads.py tries them
         if head in held:
             return head
     raise CheckpointError(f"{source}: a base model: its weights hold no trained head (no classifier, span head "
@@ -199,7 +198,7 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
     config = read_config_json(config_path)
     if engine == "torch":
         head = head_of(config, weight_names(folder), config_path)
-    labels = labels_of(config, config_path) if head == "classification" else []
+    labels = labels_of(config, config_path) if heads.HEADS[head].labelled else []
     extra = config.get("bertfit") or {}
     if need is not None:  # before the weights load: a wrong kind of run is told at once
         refuse_unless(Run(folder, head, None, None, labels, extra, engine, precision), need, run_dir)
@@ -239,9 +238,8 @@ def prepare_texts(run: Run, texts_a: list[str], texts_b: list[str] | None = None
     """Encode texts (or pairs) as `bertfit glue` encoded the run's data: its max length, truncation or windows."""
     examples = glue.Examples(texts_a=list(texts_a), texts_b=list(texts_b) if texts_b is not None else None,
                              labels=None, indices=list(range(len(texts_a))), source="request")
-    max_len = run.extra.get("max_seq_length", 128)
-    long_texts = run.extra.get("long_texts", "truncate")
-    features, stats = glue_encoding.encode(examples, run.tokenizer, max_len, long_texts, run.extra.get("stride", 64))
+    max_len, long_texts = run.setting("max_seq_length"), run.setting("long_texts")
+    features, stats = glue_encoding.encode(examples, run.tokenizer, max_len, long_texts, run.setting("stride"))
     truncated = [False] * len(texts_a)
     if stats.num_truncated:
         truncated = _truncated(run, examples, max_len, long_texts)
@@ -264,8 +262,8 @@ def prepare_questions(run: Run, pairs: list[tuple[str, str]], null_threshold: fl
     `null_threshold` (v2.0): answer empty when null minus best span exceeds it; None: the run's own."""
     questions = [squad.SquadQuestion(id=str(i), title="", question=q, context=c, answers=[])
                  for i, (q, c) in enumerate(pairs)]
-    features, windows = squad.make_windows(questions, run.tokenizer, run.extra.get("max_seq_length", 384),
-                                           run.extra.get("doc_stride", 128), run.extra.get("max_query_length", 64))
+    features, windows = squad.make_windows(questions, run.tokenizer, run.setting("max_seq_length"),
+                                           run.setting("doc_stride"), run.setting("max_query_length"))
     return Prepared(features, len(pairs), questions=questions, windows=windows, null_threshold=null_threshold)
 
 
@@ -374,10 +372,10 @@ def _candidates(run: Run, logits: np.ndarray, top_k: int) -> list[list[dict]]:
 def _answers(run: Run, prepared: Prepared, outputs: list) -> list[dict]:
     starts = [start for start, _ in outputs]
     ends = [end for _, end in outputs]
-    version_2 = run.extra.get("version", "1.1") == "2.0"
-    threshold = prepared.null_threshold if prepared.null_threshold is not None else run.extra.get("null_threshold", 0.0)
-    predictions = squad.decode(prepared.questions, prepared.windows, starts, ends, run.extra.get("n_best", 20),
-                               run.extra.get("max_answer_length", 30), version_2, threshold)
+    version_2 = run.setting("version") == "2.0"
+    threshold = prepared.null_threshold if prepared.null_threshold is not None else run.setting("null_threshold")
+    predictions = squad.decode(prepared.questions, prepared.windows, starts, ends, run.setting("n_best"),
+                               run.setting("max_answer_length"), version_2, threshold)
     counts = np.bincount(prepared.windows.example_index, minlength=len(prepared.questions))
     results = []
     for question, windows in zip(prepared.questions, counts):
@@ -468,8 +466,8 @@ def predict(run: Run, split: str = "test", data_dir: str | None = None, out_dir:
     written = []
     for name in splits:
         examples = glue_tsv.read_glue_split(task, data_dir, name) if data_dir else glue_hub.load_hub_split(task, name)
-        features, _ = glue_encoding.encode(examples, run.tokenizer, run.extra.get("max_seq_length", 128),
-                                           run.extra.get("long_texts", "truncate"), run.extra.get("stride", 64))
+        features, _ = glue_encoding.encode(examples, run.tokenizer, run.setting("max_seq_length"),
+                                           run.setting("long_texts"), run.setting("stride"))
         (logits,) = predicting.predict(run.model, features, run.pad_id, run.device, batch_size, run.precision)
         if len(features) != len(examples):
             logits = glue_encoding.average_by_example(logits, features.columns["example_index"], len(examples))

@@ -11,13 +11,12 @@ import math
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from .. import inference
+from .. import heads, inference
 from . import schemas
 from .errors import RequestError
 from .routes import ERRORS, check_masked, check_questions, check_texts, check_top_k
 
-TASKS = {"classification": "text-classification", "qa": "question-answering", "mlm": "fill-mask",
-         "pretraining": "fill-mask"}
+TASKS = {name: head.hf_task for name, head in heads.HEADS.items()}
 PARAMETERS = {"text-classification": {"top_k", "function_to_apply"},
               "question-answering": {"top_k", "align_to_words", "doc_stride", "handle_impossible_answer",
                                      "max_answer_len", "max_question_len", "max_seq_len"},
@@ -92,10 +91,10 @@ async def answer(service, batcher, items, one: bool, parameters: dict, request: 
     if any(not isinstance(item, schemas.QuestionInput) for item in items):
         raise RequestError(422, f"model {batcher.name!r} does question-answering: inputs is "
                                 f'{{"question": ..., "context": ...}}', "inputs")
-    version_2 = run.extra.get("version", "1.1") == "2.0"
+    version_2 = run.setting("version") == "2.0"
     fixed = {"top_k": 1, "align_to_words": True, "handle_impossible_answer": version_2,
-             "doc_stride": run.extra.get("doc_stride", 128), "max_answer_len": run.extra.get("max_answer_length", 30),
-             "max_question_len": run.extra.get("max_query_length", 64), "max_seq_len": run.max_seq_length}
+             "doc_stride": run.setting("doc_stride"), "max_answer_len": run.setting("max_answer_length"),
+             "max_question_len": run.setting("max_query_length"), "max_seq_len": run.max_seq_length}
     for name, value in parameters.items():
         if value != fixed[name]:
             raise RequestError(422, f"parameters.{name}: model {batcher.name!r} answers with {name} "
