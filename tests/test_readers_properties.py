@@ -268,3 +268,63 @@ def test_a_pretraining_jsonl_line_nested_too_deeply_names_its_line(tmp_path):
     with pytest.raises(DataError, match=f"{re.escape(str(path))}, line 2: JSON nested too deeply"):
         list(read_documents(str(path)))
 
+
+
+# ---- token-tagged files (CoNLL, CoNLL-U, JSONL) and their tag schemes -----------------------------
+
+TAGGED = {
+    "conll": b"-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n",
+    "conllu": (b"# text = Vamonos al mar\n1-2\tVamonos\t_\t_\t_\t_\t_\t_\t_\t_\n1\tVamos\tir\tVERB\tV\t_\t0\troot\t_\t_\n"
+               b"2\tnos\tnos\tPRON\tP\t_\t1\tobj\t_\t_\n2.1\tir\tir\tVERB\tV\t_\t_\t_\t1:conj\t_\n\n"),
+    "jsonl": b'{"tokens": ["John", "runs"], "tags": ["B-PER", "O"]}\n{"tokens": ["Paris"], "tags": ["I-LOC"]}\n',
+}
+
+
+@pytest.mark.timeout(120)
+@BOUNDED
+@given(kind=st.sampled_from(sorted(TAGGED)), data=st.data(), skip_bad=st.booleans(),
+       scheme=st.sampled_from(["auto", "bio", "iob1", "bioes", "none"]), repair=st.booleans())
+def test_tagged_files_give_sentences_or_a_data_error_naming_the_file(kind, data, skip_bad, scheme, repair):
+    from bertfit.tasks import tag_schemes, tagged_files
+
+    content = data.draw(any_or_mutated(TAGGED[kind]))
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(folder, f"data.{kind}", content)
+        sentences = loads_or_names_the_file(lambda: tagged_files.read_tagged_file(path, skip_bad=skip_bad), path)
+        if sentences is None:
+            return
+        assert len(sentences) == sentences.num_read - sentences.num_skipped
+        assert skip_bad or not sentences.num_skipped
+        for words, tags, lines in zip(sentences.words, sentences.tags, sentences.lines):
+            assert words and len(words) == len(tags) == len(lines)
+            assert all(isinstance(w, str) and w for w in words) and all(t and t == t.strip() for t in tags)
+        chosen = tag_schemes.detect(sentences.tags) if scheme == "auto" else scheme
+        kept = loads_or_names_the_file(
+            lambda: tag_schemes.normalize(sentences, chosen, "repair" if repair else "refuse"), path)
+        if kept is not None and kept[0] == "bio":  # every entity run now parses: strict IOB2 reads them all
+            from bertfit import tag_metrics
+
+            for tags in sentences.tags:
+                spans = lambda chunks: [(start, end) for _, start, end in chunks]
+                assert spans(tag_metrics.strict_chunks(tags, "IOB2")) == spans(tag_metrics.chunks(tags))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.text(st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zs", "Zl", "Zp")),
+                                           min_size=1, max_size=8),
+                                   st.sampled_from(["O", "B-PER", "I-PER", "B-LOC"])), min_size=1, max_size=6),
+                min_size=1, max_size=5))
+def test_conll_and_jsonl_read_back_the_sentences_written(sentences):
+    from bertfit.tasks import tagged_files
+
+    with tempfile.TemporaryDirectory() as folder:
+        conll = write(folder, "data.conll", "".join("".join(f"{w}\t{t}\n" for w, t in s) + "\n"
+                                                      for s in sentences).encode())
+        jsonl = write(folder, "data.jsonl", "".join(json.dumps({"tokens": [w for w, _ in s], "tags": [t for _, t in s]})
+                                                    + "\n" for s in sentences).encode())
+        for path in (conll, jsonl):
+            read = tagged_files.read_tagged_file(path)
+            expected_words = [[w for w, _ in s] for s in sentences]
+            if path == conll and any(w == "-DOCSTART-" for s in expected_words for w in s):
+                continue  # a line whose token is -DOCSTART- separates documents
+            assert read.words == expected_words and read.tags == [[t for _, t in s] for s in sentences]

@@ -220,10 +220,10 @@ def check_inputs(head: str, tokenizer, extra: dict) -> list[dict[str, np.ndarray
             examples = glue.Examples(texts_a=[a], texts_b=[b] if b else None, labels=None, indices=[0], source="check")
             features, _ = glue_encoding.encode(examples, tokenizer, setting("max_seq_length"))
             rows.append((features.input_ids(0), features.token_type_ids(0)))
-    elif head in FILL_MASK_HEADS:
+    elif head in FILL_MASK_HEADS or head == "tagging":  # [CLS] text [SEP]: masked texts, or texts to tag
         special = tokenization.special_ids(tokenizer)
         rows = []
-        for text in CHECK_MASKED:
+        for text in CHECK_MASKED if head in FILL_MASK_HEADS else [a for a, _ in CHECK_SENTENCES]:
             ids = [special.cls, *tokenizer.encode(text, add_special_tokens=False).ids, special.sep]
             rows.append((ids[: setting("max_seq_length") or len(ids)], [0] * len(ids)))
     else:

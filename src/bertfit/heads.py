@@ -43,6 +43,12 @@ HEADS: dict[str, Head] = {head.name: head for head in (
          ("classifier.weight",), ("classifier",), answers=("classify", "predict"), task="classification",
          route="/v1/classify", hf_task="text-classification", outputs=("logits",),
          encoding={"max_seq_length": 128, "long_texts": "truncate", "stride": 64}, labelled=True, per_token=False),
+    # the tagger's classifier has the sequence classifier's name: config.json's architectures tells them apart
+    Head("tagging", model.BertForTokenClassification, "BertForTokenClassification", ("classifier.weight",),
+         ("classifier",), answers=("tag",), task="ner", route="/v1/token-classification",
+         hf_task="token-classification", outputs=("logits",),
+         encoding={"max_seq_length": 128, "stride": 32, "label_all_subtokens": False, "scheme": "bio"},
+         labelled=True),
     # a masked-language model reads as far as its positions when its run recorded no length (None)
     Head("pretraining", model.BertForPreTraining, "BertForPreTraining",
          ("cls.predictions.transform.dense.weight", "cls.seq_relationship.weight"), ("cls", "seq_relationship"),

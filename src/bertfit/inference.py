@@ -27,7 +27,7 @@ from .files import write_atomic
 from .pretrained import load_pretrained
 from .runs import model_folder
 from .settings import PRECISIONS
-from .tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv, squad
+from .tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv, squad, tag_decoding, tagging
 from .tokenization import special_ids
 
 ENGINES = ("torch", "onnx")
@@ -89,6 +89,8 @@ class Run:
                         long_texts=self.setting("long_texts"))
         elif self.head in FILL_MASK_HEADS:
             info.update(mask_token=MASK_TOKEN)
+        elif self.head == "tagging":
+            info.update(labels=self.labels, scheme=self.setting("scheme"), stride=self.setting("stride"))
         else:
             info.update(version=self.setting("version"), null_threshold=self.setting("null_threshold"),
                         doc_stride=self.setting("doc_stride"))
@@ -144,6 +146,12 @@ def refuse_unless(run: Run, need: str, run_dir: str | Path) -> None:
         raise ValueError(f"need must be one of {', '.join(NEEDS)}, not {need!r}")
     if run.head in NEEDS[need]:
         return
+    if need == "tag":
+        raise ConfigError(f"{run_dir}: a {run.task} run, not a token-classification run; `bertfit tag` needs a model "
+                          f"from `bertfit ner`")
+    if run.head == "tagging":
+        raise ConfigError(f"{run_dir}: a token-classification run ({run.task}); it labels each word of a text: "
+                          f"`bertfit tag {run_dir} TEXT`")
     if run.head in FILL_MASK_HEADS:
         raise ConfigError(f"{run_dir}: a pretraining run (a masked-language model): it holds no "
                           f"{'classifier' if need in ('classify', 'predict') else 'span head'}, so it can only fill "
@@ -228,6 +236,8 @@ class Prepared:
     questions: list[squad.SquadQuestion] = field(default_factory=list)  # qa
     windows: squad.Windows | None = None  # qa
     null_threshold: float | None = None  # qa, v2.0: None is the run's own
+    pieces: list[tag_decoding.TextPieces] = field(default_factory=list)  # tagging: each text's sub-tokens
+    aggregation: str = "first"  # tagging: how sub-tokens become entities (tag_decoding.STRATEGIES)
 
     @property
     def num_tokens(self) -> int:
@@ -265,6 +275,44 @@ def prepare_questions(run: Run, pairs: list[tuple[str, str]], null_threshold: fl
     features, windows = squad.make_windows(questions, run.tokenizer, run.setting("max_seq_length"),
                                            run.setting("doc_stride"), run.setting("max_query_length"))
     return Prepared(features, len(pairs), questions=questions, windows=windows, null_threshold=null_threshold)
+
+
+def prepare_tags(run: Run, texts: list[str], aggregation: str = "first") -> Prepared:
+    """Encode raw texts for tagging: each text's sub-tokens, in overlapping windows when it is longer than the
+    run's max_seq_length (each sub-token read in the window where it has the most context)."""
+    tag_decoding.check_strategy(aggregation)
+    special = special_ids(run.tokenizer)
+    room, stride = run.max_seq_length - 2, run.setting("stride")
+    pieces, ids, example_index, token_rows = [], [], [], []
+    for t, text in enumerate(texts):
+        if not text.strip():
+            raise DataError(f"text {t + 1} is empty")
+        found = tag_decoding.text_pieces(run.tokenizer, text)
+        pieces.append(found)
+        spans = tagging.windows([True] * len(found.ids), room, stride)
+        owner = tagging.owners(list(range(len(found.ids))), spans)
+        for k, (start, end) in enumerate(spans):
+            ids.append([special.cls, *found.ids[start:end], special.sep])
+            example_index.append(t)
+            row = np.full(len(ids[-1]), -1, np.int32)
+            for p in range(start, end):
+                if owner[p] == k:
+                    row[p - start + 1] = p
+            token_rows.append(row)
+    width = run.max_seq_length  # one width for every request, so that a batch of them joins
+    word_ids = np.stack([np.pad(r, (0, width - len(r)), constant_values=-1) for r in token_rows])
+    features = Features.from_lists(ids, [[0] * len(x) for x in ids], example_index=np.asarray(example_index, np.int64),
+                                   word_ids=word_ids)
+    return Prepared(features, len(texts), pieces=pieces, aggregation=aggregation)
+
+
+def _entities(run: Run, prepared: Prepared, outputs: list) -> list[list[dict]]:
+    """Each text's entities (tag_decoding.aggregate) from its windows' logits, each sub-token read once."""
+    counts = [len(p.ids) for p in prepared.pieces]
+    per_token = tagging.word_logits(prepared.features, outputs, counts) if outputs else []
+    decoder = run.tokenizer.decoder
+    return [tag_decoding.aggregate(p, tag_decoding.softmax(np.asarray(logits, np.float64)), run.labels,
+                                   prepared.aggregation, decoder) for p, logits in zip(prepared.pieces, per_token)]
 
 
 def mask_id(tokenizer, source: str | Path = "tokenizer") -> int:
@@ -309,7 +357,7 @@ def run_model(run: Run, features: Features, batch_size: int = 128) -> list:
     if run.head in FILL_MASK_HEADS:
         return _mask_logits(run, features, batch_size)
     outputs = predicting.predict(run.model, features, run.pad_id, run.device, batch_size, run.precision,
-                               per_token=run.head == "qa")
+                               per_token=heads.HEADS[run.head].per_token)
     if run.head == "qa":
         return list(zip(*outputs))
     return list(outputs[0])
@@ -340,6 +388,8 @@ def finish(run: Run, prepared: Prepared, outputs: list) -> list:
         return _answers(run, prepared, outputs)
     if run.head in FILL_MASK_HEADS:
         return [_candidates(run, logits, prepared.top_k) for logits in outputs]
+    if run.head == "tagging":
+        return _entities(run, prepared, outputs)
     logits = np.stack(outputs) if outputs else np.zeros((0, len(run.labels)), np.float32)
     if len(prepared.features) != prepared.num_inputs:  # long texts as windows: average each input's windows
         logits = glue_encoding.average_by_example(logits, prepared.features.columns["example_index"], prepared.num_inputs)
@@ -437,6 +487,12 @@ def answer(run: Run, pairs: list[tuple[str, str]], null_threshold: float | None 
         if not context.strip():
             raise DataError(f"the context{where} is empty")
     return run_many(run, [prepare_questions(run, pairs, null_threshold)])[0]
+
+
+def tag(run: Run, texts: list[str], aggregation: str = "first") -> list[list[dict]]:
+    """Each text's entities with character offsets, as transformers' token-classification pipeline gives them
+    under `aggregation` (none, simple, first, average, max): entity_group (none: entity), score, word, start, end."""
+    return run_many(run, [prepare_tags(run, texts, aggregation)])[0]
 
 
 def fill_mask(run: Run, texts: list[str], top_k: int = 5) -> list[list[list[dict]]]:

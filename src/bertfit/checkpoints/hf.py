@@ -191,12 +191,13 @@ def hf_config(model: torch.nn.Module, labels: list[str] | None = None, extra: di
     encoder = model.bert if hasattr(model, "bert") else model
     config = {k: v for k, v in vars(encoder.config).items()}
     config.update(model_type="bert", hidden_act="gelu", position_embedding_type="absolute")
-    architecture = next((h.architecture for h in heads.HEADS.values() if isinstance(model, h.model_class)), "BertModel")
-    config["architectures"] = [architecture]
-    if isinstance(model, BertForSequenceClassification):
+    head = next((h for h in heads.HEADS.values() if isinstance(model, h.model_class)), None)
+    config["architectures"] = [head.architecture if head else "BertModel"]
+    if head is not None and head.labelled:
         names = labels or [f"LABEL_{i}" for i in range(model.num_labels)]
         config["id2label"] = {str(i): name for i, name in enumerate(names)}
         config["label2id"] = {name: i for i, name in enumerate(names)}
+    if isinstance(model, BertForSequenceClassification):
         config["problem_type"] = "regression" if model.num_labels == 1 else "single_label_classification"
     elif isinstance(model, (BertForMaskedLM, BertForPreTraining)):
         # the file holds no decoder weight: transformers ties it to the word embeddings, as we do
