@@ -241,3 +241,25 @@ def test_the_onnx_export_and_its_int8_file_tag_as_the_torch_model_does(random_ta
     int8 = inference.load_run(tmp_path / "int8", engine="onnx")
     assert int8.model.path.name == "model.int8.onnx"
     assert all(e["end"] > e["start"] for entities in inference.tag(int8, TEXTS, "simple") for e in entities)
+
+
+def test_predict_tags_a_file_with_or_without_tags_and_scores_it_as_bertfit_ner_did(ner_run, tmp_path, capsys):
+    from seqeval.metrics import f1_score
+
+    tagged = write_conll(tmp_path / "test.conll", SENTENCES)
+    assert cli.main(["predict", str(ner_run), "--input-file", str(tagged), "--output-dir", str(tmp_path / "out"),
+                     "--precision", "fp32"]) == 0
+    printed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines() if "\t" in line)
+    rows = [s.split("\n") for s in (tmp_path / "out" / "predictions-test.conll").read_text().strip().split("\n\n")]
+    predicted = [[r.split("\t")[2] for r in s] for s in rows]
+    assert float(printed["f1"]) == pytest.approx(f1_score([t for _, t in SENTENCES], predicted), abs=1e-4)
+    # the same file scored by the run itself: the same predictions as its predictions.conll
+    kept = (ner_run / "predictions.conll").read_text()
+    assert [[r.split("\t")[2] for r in s.split("\n")] for s in kept.strip().split("\n\n")] == predicted
+    words = tmp_path / "words.conll"
+    words.write_text("".join("".join(f"{w}\n" for w in s) + "\n" for s, _ in SENTENCES))
+    assert cli.main(["predict", str(ner_run), "--input-file", str(words), "--output-dir", str(tmp_path / "out"),
+                     "--precision", "fp32"]) == 0
+    assert "f1" not in capsys.readouterr().out
+    assert [[r.split("\t")[2] for r in s.split("\n")] for s in
+            (tmp_path / "out" / "predictions-words.conll").read_text().strip().split("\n\n")] == predicted

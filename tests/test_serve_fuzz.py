@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.timeout(900)]
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz-runs")
     paths = {"sentiment": runs.classification_run(root / "glue-sst2"), "reader": runs.squad_run(root / "squad-v2.0"),
-             "filler": runs.masked_lm_run(root / "pretrain")}
+             "filler": runs.masked_lm_run(root / "pretrain"), "tagger": runs.tagger_run(root / "ner")}
     # small limits keep every generated request cheap
     served = runs.Server([f"{name}={path}" for name, path in paths.items()], "--precision", "fp32", "--api-key", KEY,
                          "--max-inputs", "4", "--max-text-chars", "400", "--max-context-chars", "800",
@@ -68,7 +68,8 @@ def test_every_route_answers_as_its_openapi_document_says(api_schema, mode):
 
         answers_as_documented()
         tested.append(f"{operation.method.upper()} {operation.path}")
-    assert {"POST /v1/classify", "POST /v1/answer", "POST /v1/fill-mask", "POST /models/{name}", "POST /"} <= set(tested)
+    assert {"POST /v1/classify", "POST /v1/answer", "POST /v1/fill-mask", "POST /v1/token-classification",
+            "POST /models/{name}", "POST /"} <= set(tested)
     assert mode == schemathesis.GenerationMode.NEGATIVE or {"GET /metrics", "GET /v1/models", "GET /health"} <= set(tested)
 
 
@@ -90,8 +91,8 @@ def documented(document: dict, path: str) -> set[int]:
     return {int(status) for status in document["paths"][template]["post"]["responses"]}
 
 
-ROUTES = ["/v1/classify", "/v1/answer", "/v1/fill-mask", "/models/sentiment", "/models/reader", "/models/filler",
-          "/models/nobody", "/"]
+ROUTES = ["/v1/classify", "/v1/answer", "/v1/fill-mask", "/v1/token-classification", "/models/sentiment",
+          "/models/reader", "/models/filler", "/models/tagger", "/models/nobody", "/"]
 scalars = st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=30)
 any_json = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
     st.sampled_from(["texts", "pairs", "text", "question", "context", "questions", "model", "top_k", "inputs",
@@ -102,10 +103,12 @@ near_real = st.fixed_dictionaries({}, optional={
                                                                            max_size=3),
     "text": st.text(max_size=40) | st.just("a [MASK] film"), "top_k": st.integers(-3, 80),
     "question": st.text(max_size=30), "context": st.text(max_size=60), "model": st.sampled_from(
-        ["sentiment", "reader", "filler", "nobody"]),
+        ["sentiment", "reader", "filler", "tagger", "nobody"]),
     "inputs": st.text(max_size=40) | st.lists(st.text(max_size=20), max_size=3) | st.fixed_dictionaries(
         {"question": st.text(max_size=20), "context": st.text(max_size=40)}),
-    "parameters": st.dictionaries(st.sampled_from(["top_k", "function_to_apply", "doc_stride", "targets"]),
+    "aggregation_strategy": st.sampled_from(["none", "simple", "first", "average", "max", "best"]),
+    "parameters": st.dictionaries(st.sampled_from(["top_k", "function_to_apply", "doc_stride", "targets",
+                                                   "aggregation_strategy", "ignore_labels", "stride"]),
                                   scalars, max_size=2)})
 
 

@@ -167,10 +167,27 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from . import devices, inference
 
     run = load_for(args, "predict", devices.setup_distributed())
+    if run.head == "tagging":
+        cmd_predict_tags(args, run)
+        return
     written = inference.predict(run, args.split, args.data_dir, args.output_dir)
     say_precision(args, run)
     for path in written:
         print(f"wrote {path}")
+
+
+def cmd_predict_tags(args: argparse.Namespace, run) -> None:
+    """`bertfit predict` with a `bertfit ner` run: tag --input-file, scored when its words all have tags."""
+    from .recipes.ner import predict_file
+
+    if not args.input_file:
+        raise BertfitError(f"{args.run_dir}: a token-classification run; give the words to tag with --input-file "
+                           f"(CoNLL, CoNLL-U or JSONL)")
+    written, values = predict_file(run, args.input_file, args.output_dir)
+    say_precision(args, run)
+    for name, value in values.items():
+        print(f"{name}\t{value:.4f}")
+    print(f"wrote {written}")
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
@@ -391,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["test", "dev"], default="test", help="test: leaderboard files; dev: "
                                                                            "predictions to inspect")
     p.add_argument("--data-dir", help="GLUE folder with the split's file (default: the run's own, else the hub)")
+    p.add_argument("--input-file", help="`bertfit ner` runs: a CoNLL, CoNLL-U or JSONL file to tag (tags optional; "
+                                        "when every word has one, the predictions are scored)")
     p.add_argument("--output-dir", help="where the files go (default: RUN_DIR/predictions)")
     add_engine_option(p)
     add_precision_option(p)

@@ -45,7 +45,7 @@ HEADS: dict[str, Head] = {head.name: head for head in (
          encoding={"max_seq_length": 128, "long_texts": "truncate", "stride": 64}, labelled=True, per_token=False),
     # the tagger's classifier has the sequence classifier's name: config.json's architectures tells them apart
     Head("tagging", model.BertForTokenClassification, "BertForTokenClassification", ("classifier.weight",),
-         ("classifier",), answers=("tag",), task="ner", route="/v1/token-classification",
+         ("classifier",), answers=("tag", "predict"), task="ner", route="/v1/token-classification",
          hf_task="token-classification", outputs=("logits",),
          encoding={"max_seq_length": 128, "stride": 32, "label_all_subtokens": False, "scheme": "bio"},
          labelled=True),

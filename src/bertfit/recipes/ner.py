@@ -181,7 +181,8 @@ def finetune_ner(options: NerOptions, settings: TrainSettings | None = None) -> 
 
     def save_best(model, values) -> None:
         reported = {k: v for k, v in values.items() if not k.startswith(VALIDATION)}
-        extra = {"task": "pos" if scheme == "none" else "ner", "scheme": scheme, **window,
+        extra = {"task": "pos" if scheme == "none" else "ner", "scheme": scheme, "pos_column": options.pos_column,
+                 **window,
                  "label_all_subtokens": options.label_all_subtokens, "metrics": reported}
         save_pretrained(model, tokenizer, run.model_dir, labels=labels, extra=extra)
         write_predictions(run.dir / "predictions.conll", evaluation, latest["predicted"])
@@ -218,3 +219,28 @@ def finetune_ner(options: NerOptions, settings: TrainSettings | None = None) -> 
 
 
 VALIDATION = "validation_"
+
+
+# ---- after training -----------------------------------------------------------------------------
+
+def predict_file(run, path: str, out_dir: str | Path | None = None, batch_size: int = 128) -> tuple[Path, dict]:
+    """Tag the words of a CoNLL, CoNLL-U or JSONL file with a finished run (inference.Run) and write
+    OUT/predictions-NAME.conll (word, its tag in the file or _, the predicted tag); when every word has a tag,
+    also the scores, as `bertfit ner` scores its evaluation file. Returns (the file written, the scores)."""
+    sentences = tagged_files.read_tagged_file(path, run.extra.get("pos_column", "upos"), words_only=True)
+    require_examples(len(sentences), path, "sentences to tag", sentences.num_read, sentences.num_skipped)
+    encoded = tagging.encode(sentences.words, run.tokenizer, run.max_seq_length, run.setting("stride"))
+    (logits,) = predicting.predict(run.model, encoded.features, run.pad_id, run.device, batch_size, run.precision,
+                                   per_token=True)
+    per_word = tagging.word_logits(encoded.features, logits, [len(w) for w in sentences.words])
+    predicted = [[run.labels[i] for i in rows.argmax(-1)] for rows in per_word]
+    values = {}
+    if not any(t == tagged_files.UNTAGGED for tags in sentences.tags for t in tags):
+        scheme = run.setting("scheme") or "none"
+        tag_schemes.normalize(sentences, scheme)
+        values = scores(sentences.tags, predicted, scheme)
+    out = Path(out_dir or Path(run.source or run.folder) / "predictions")
+    out.mkdir(parents=True, exist_ok=True)
+    written = out / f"predictions-{Path(path).stem}.conll"
+    write_predictions(written, sentences, predicted)
+    return written, values

@@ -20,7 +20,8 @@ TASKS = {name: head.hf_task for name, head in heads.HEADS.items()}
 PARAMETERS = {"text-classification": {"top_k", "function_to_apply"},
               "question-answering": {"top_k", "align_to_words", "doc_stride", "handle_impossible_answer",
                                      "max_answer_len", "max_question_len", "max_seq_len"},
-              "fill-mask": {"top_k", "targets"}}
+              "fill-mask": {"top_k", "targets"},
+              "token-classification": {"aggregation_strategy", "ignore_labels", "stride"}}
 
 
 def add_routes(app: FastAPI, service) -> None:
@@ -55,6 +56,8 @@ async def infer(service, batcher, body, request: Request) -> JSONResponse:
                            "inputs")
     if task == "text-classification":
         return JSONResponse(await classify(service, batcher, items, one, parameters, request))
+    if task == "token-classification":
+        return JSONResponse(await tag(service, batcher, items, one, parameters, request))
     return JSONResponse(await fill_mask(service, batcher, items, one, parameters, request))
 
 
@@ -134,6 +137,24 @@ async def fill_mask(service, batcher, items, one: bool, parameters: dict, reques
                     "token_str": c["token"]} for c in candidates] for i, candidates in enumerate(masks)]
         results.append(filled[0] if len(filled) == 1 else filled)
     return results[0] if one else results
+
+
+async def tag(service, batcher, items, one: bool, parameters: dict, request: Request) -> list:
+    """The entities of a text, as the token-classification pipeline gives them (entity_group, score, word, start,
+    end; with aggregation_strategy none: entity, score, index, word, start, end); a list of those per text."""
+    if any(isinstance(item, schemas.TextPair) for item in items):
+        raise RequestError(422, f"model {batcher.name!r} does token-classification: inputs is text", "inputs")
+    if parameters.get("ignore_labels", ["O"]) != ["O"]:
+        raise RequestError(422, "parameters.ignore_labels: this server leaves out O alone; leave it out or give "
+                                '["O"]', "parameters.ignore_labels")
+    stride = batcher.run.setting("stride")
+    if parameters.get("stride", stride) != stride:
+        raise RequestError(422, f"parameters.stride: model {batcher.name!r} reads long texts in windows that share "
+                                f"{stride} tokens, as it was trained and evaluated; leave it out", "parameters.stride")
+    check_texts("inputs", items, service.settings, one)
+    answers = await service.answer(request, batcher, "inputs", inference.prepare_tags, items,
+                                   parameters.get("aggregation_strategy", "simple"))
+    return answers[0] if one else answers
 
 
 def fill(text: str, index: int, token: str) -> str:

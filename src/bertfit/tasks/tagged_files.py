@@ -60,9 +60,14 @@ def file_format(path: str | Path) -> str:
     return {".conllu": "conllu", ".jsonl": "jsonl", ".json": "jsonl"}.get(suffix, "conll")
 
 
-def read_tagged_file(path: str | Path, pos_column: str = "upos", skip_bad: bool = False) -> TaggedSentences:
+UNTAGGED = "_"  # the tag of a word read without one (words_only)
+
+
+def read_tagged_file(path: str | Path, pos_column: str = "upos", skip_bad: bool = False,
+                     words_only: bool = False) -> TaggedSentences:
     """The sentences of a CoNLL, CoNLL-U (by suffix .conllu) or JSONL (.jsonl) file; a malformed line raises
-    DataError naming the file and line, or with skip_bad skips its sentence, counted."""
+    DataError naming the file and line, or with skip_bad skips its sentence, counted. `words_only`: words to
+    tag, their tags optional (a CoNLL line of one column, a JSONL record without tags: UNTAGGED)."""
     path = Path(path)
     if pos_column not in POS_COLUMNS:
         raise ConfigError(f"--pos-column must be upos or xpos, not {pos_column!r}")
@@ -76,7 +81,7 @@ def read_tagged_file(path: str | Path, pos_column: str = "upos", skip_bad: bool 
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     sentences = TaggedSentences(source=str(path))
     reader = {"conll": _conll_sentences, "conllu": _conllu_sentences, "jsonl": _jsonl_sentences}[file_format(path)]
-    for sentence in reader(text.splitlines(), pos_column):
+    for sentence in reader(text.splitlines(), pos_column, words_only):
         sentences.num_read += 1
         if isinstance(sentence, BadSentence):
             if not skip_bad:
@@ -91,7 +96,7 @@ def read_tagged_file(path: str | Path, pos_column: str = "upos", skip_bad: bool 
     return sentences
 
 
-def _conll_sentences(lines: list[str], _pos_column: str):
+def _conll_sentences(lines: list[str], _pos_column: str, words_only: bool = False):
     """(words, tags, lines) per sentence, or a BadSentence in place of a sentence with a bad line."""
     words, tags, numbers, bad, separator = [], [], [], None, None
     for number, line in enumerate(lines, 1):
@@ -113,6 +118,8 @@ def _conll_sentences(lines: list[str], _pos_column: str):
                                       f"{line[:60]!r}")
             continue
         columns = line.rstrip("\r").split("\t") if separator == "\t" else line.split()
+        if words_only and len(columns) == 1 and columns[0]:
+            columns.append(UNTAGGED)
         if len(columns) < 2 or not columns[-1].strip() or not columns[0]:
             bad = BadSentence(number, f"a token line needs the token and its tag (token{'<TAB>' if separator == chr(9) else ' '}"
                                       f"tag, the tag last): {line[:60]!r}")
@@ -128,7 +135,7 @@ RANGE_ID = re.compile(r"\d+-\d+")
 EMPTY_NODE_ID = re.compile(r"\d+\.\d+")
 
 
-def _conllu_sentences(lines: list[str], pos_column: str):
+def _conllu_sentences(lines: list[str], pos_column: str, words_only: bool = False):
     column = POS_COLUMNS[pos_column]
     words, tags, numbers, bad = [], [], [], None
     for number, line in enumerate(lines, 1):
@@ -148,7 +155,9 @@ def _conllu_sentences(lines: list[str], pos_column: str):
         if not fields[0].isdigit():
             bad = BadSentence(number, f"ID {fields[0]!r} is not a word number, a range (1-2) or an empty node (1.1)")
             continue
-        if fields[column] in ("", "_"):
+        if fields[column] in ("", "_") and words_only:
+            fields[column] = UNTAGGED
+        elif fields[column] in ("", "_"):
             bad = BadSentence(number, f"word {fields[1]!r} has no {pos_column.upper()} (column {column + 1} is "
                                       f"{fields[column]!r})")
             continue
@@ -159,7 +168,7 @@ def _conllu_sentences(lines: list[str], pos_column: str):
         yield bad or (words, tags, numbers)
 
 
-def _jsonl_sentences(lines: list[str], _pos_column: str):
+def _jsonl_sentences(lines: list[str], _pos_column: str, words_only: bool = False):
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -168,6 +177,8 @@ def _jsonl_sentences(lines: list[str], _pos_column: str):
         except json.JSONDecodeError as exc:
             yield BadSentence(number, f"not valid JSON ({exc.msg})")
             continue
+        if words_only and isinstance(record, dict) and "tags" not in record and isinstance(record.get("tokens"), list):
+            record["tags"] = [UNTAGGED] * len(record["tokens"])
         if not isinstance(record, dict) or not isinstance(record.get("tokens"), list) \
                 or not isinstance(record.get("tags"), list):
             yield BadSentence(number, 'a record is {"tokens": [...], "tags": [...]}')
