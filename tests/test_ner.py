@@ -263,3 +263,24 @@ def test_predict_tags_a_file_with_or_without_tags_and_scores_it_as_bertfit_ner_d
     assert "f1" not in capsys.readouterr().out
     assert [[r.split("\t")[2] for r in s.split("\n")] for s in
             (tmp_path / "out" / "predictions-words.conll").read_text().strip().split("\n\n")] == predicted
+
+
+def test_token_loss_is_the_mean_cross_entropy_transformers_model_computes(random_tagger, tokenizer):
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    from bertfit.batching import collate
+    from bertfit.pretrained import load_pretrained
+    from bertfit.recipes.ner import token_loss
+
+    ours, _ = load_pretrained(random_tagger, head="tagging", num_labels=len(LABELS))
+    theirs = transformers.AutoModelForTokenClassification.from_pretrained(random_tagger)
+    encoded = tagging.encode([w for w, _ in SENTENCES], tokenizer, 64, 16,
+                             label_ids=[[LABELS.index(t) for t in tags] for _, tags in SENTENCES])
+    batch = collate(encoded.features, np.arange(len(encoded.features)), 0)
+    width = batch["input_ids"].shape[1]
+    with torch.no_grad():
+        expected = theirs.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"].long(),
+                                 token_type_ids=batch["token_type_ids"],
+                                 labels=batch["label_ids"][:, :width].long()).loss
+        got = token_loss(ours.eval(), batch) / len(SENTENCES)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)

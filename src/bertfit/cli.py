@@ -463,10 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "overlapping windows (default: 128)")
     p.add_argument("--stride", type=int, help="sub-tokens consecutive windows share (default: 32)")
     p.add_argument("--label-all-subtokens", action="store_true",
-                   help="train every sub-token of a word on its label (default: the first one only, as run_ner)")
+                   help="train every sub-token of a word on its label; without it, the first sub-token alone, as "
+                        "run_ner")
     p.add_argument("--tag-scheme", choices=["auto", "bio", "iob1", "bioes", "none"],
-                   help="the tags' scheme; none: tags without entities (part of speech), scored by accuracy "
-                        "(default: auto, read off the training file)")
+                   help="the tags' scheme (auto: read off the training file); none: tags without entities "
+                        "(part of speech), scored by accuracy (default: auto)")
     p.add_argument("--bad-tags", choices=["refuse", "repair"],
                    help="an entity run that does not parse (I- after O): refuse, naming the line, or repair "
                         "(start the entity there) (default: refuse)")
