@@ -66,3 +66,20 @@ def test_inference_client_gets_the_pipelines_entities(server, tagger, strategy):
     assert [(getattr(g, key), g.word, g.start, g.end) for g in got] == \
            [(e[key], e["word"], e["start"], e["end"]) for e in expected]
     assert np.allclose([g.score for g in got], [float(e["score"]) for e in expected], atol=1e-4)
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"inputs": TEXT, "parameters": {"stride": 3}}, "parameters.stride"),
+    ({"inputs": TEXT, "parameters": {"ignore_labels": ["O", "B-PER"]}}, "parameters.ignore_labels"),
+    ({"inputs": TEXT, "parameters": {"top_k": 2}}, "parameters.top_k"),
+    ({"inputs": {"question": "Who?", "context": TEXT}}, "inputs"),
+    ({"inputs": ["", TEXT]}, "inputs[0]"),
+])
+def test_the_hugging_face_format_refuses_what_the_run_cannot_answer_naming_the_field(server, body, field):
+    status, answer = post(server, "/models/tagger", body)
+    assert status == 422 and answer["error"]["field"] == field, answer
+
+
+def test_an_unknown_aggregation_strategy_is_refused(server):
+    status, answer = post(server, "/v1/token-classification", {"text": TEXT, "aggregation_strategy": "longest"})
+    assert status == 422 and "aggregation_strategy" in answer["error"]["field"]
