@@ -83,3 +83,29 @@ def test_the_hugging_face_format_refuses_what_the_run_cannot_answer_naming_the_f
 def test_an_unknown_aggregation_strategy_is_refused(server):
     status, answer = post(server, "/v1/token-classification", {"text": TEXT, "aggregation_strategy": "longest"})
     assert status == 422 and "aggregation_strategy" in answer["error"]["field"]
+
+
+def test_the_page_marks_the_entities_the_route_finds(server, tmp_path):
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("no node to run the page's script")
+    from test_serve import PAGE_HARNESS
+
+    from bertfit.serve.app import PAGE
+
+    harness = tmp_path / "page.js"
+    harness.write_text(PAGE_HARNESS)
+    steps = [{"model": "tagger", "submit": True, "fill": {"text": TEXT}}]
+    done = subprocess.run([node, str(harness), f"http://{server.host}:{server.port}", "", str(PAGE), json.dumps(steps)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (shown,) = json.loads(done.stdout)
+    _, body = post(server, "/v1/token-classification", {"text": TEXT})
+    expected, at = "", 0
+    for e in body["predictions"]:
+        expected += TEXT[at : e["start"]] + TEXT[e["start"] : e["end"]] + f" {e['entity_group']} {e['score']:.2f}"
+        at = e["end"]
+    assert body["predictions"] and shown == {"pairHidden": True, "requests": 1, "result": expected + TEXT[at:]}
