@@ -3,7 +3,8 @@
 the file, never another exception and never a hang.
 
 Readers: GLUE TSV (tasks/glue_tsv.py), a user's CSV/TSV/JSONL (tasks/table_files.py), SQuAD JSON
-(tasks/squad), pretraining text and JSONL (tasks/text.py).
+(tasks/squad), pretraining text and JSONL (tasks/text.py), token-tagged CoNLL, CoNLL-U and JSONL with their tag
+schemes (tasks/tagged_files.py, tasks/tag_schemes.py).
 """
 from __future__ import annotations
 
