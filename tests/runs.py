@@ -20,7 +20,7 @@ import bertfit
 from bertfit import inference
 from bertfit.pretrained import embedded_model_path, load_pretrained, load_tokenizer, save_pretrained
 from bertfit.model import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering,
-                           BertForSequenceClassification, BertModel)
+                           BertForSequenceClassification, BertForTokenClassification, BertModel)
 
 # what finetune_glue / finetune_squad put in config.json's "bertfit" section, with short windows so
 # that a paragraph of a test already spans several
@@ -51,6 +51,21 @@ def squad_run(folder: Path, seed: int = 0, extra=SQUAD2_EXTRA) -> Path:
     torch.manual_seed(seed)
     model = BertForQuestionAnswering(tiny_config(tokenizer))
     save_pretrained(model, tokenizer, folder / "model", extra=dict(extra))
+    return folder
+
+
+TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+NER_EXTRA = {"task": "ner", "scheme": "bio", "max_seq_length": 32, "stride": 8, "label_all_subtokens": False}
+
+
+def tagger_run(folder: Path, seed: int = 0) -> Path:
+    """A `bertfit ner` run's model folder, its classifier random enough that the labels vary from token to token."""
+    tokenizer = load_tokenizer(embedded_model_path())
+    torch.manual_seed(seed)
+    model = BertForTokenClassification(tiny_config(tokenizer), num_labels=len(TAGS))
+    with torch.no_grad():
+        model.classifier.weight.normal_(std=2.0)
+    save_pretrained(model, tokenizer, folder / "model", labels=TAGS, extra=dict(NER_EXTRA))
     return folder
 
 

@@ -69,11 +69,12 @@ def test_the_defaults_help_shows_for_glue_and_squad_options_are_the_dataclasses_
     from dataclasses import fields
 
     from bertfit.recipes.glue import GlueOptions
+    from bertfit.recipes.ner import NerOptions
     from bertfit.recipes.squad import SquadOptions
 
     commands = subcommands(cli.build_parser())
     checked = 0
-    for command, options in (("glue", GlueOptions), ("squad", SquadOptions)):
+    for command, options in (("glue", GlueOptions), ("squad", SquadOptions), ("ner", NerOptions)):
         defaults = {f.name: f.default for f in fields(options)}
         for action in commands[command]._actions:
             shown = re.search(r"\(default: ([^)]*)\)$", action.help or "")
@@ -81,7 +82,9 @@ def test_the_defaults_help_shows_for_glue_and_squad_options_are_the_dataclasses_
                 assert shown.group(1) == str(defaults[action.dest]), f"{command} {action.option_strings}"
                 assert action.default is None  # not given: the dataclass's default applies
                 checked += 1
-    assert checked == 9  # glue: max-seq-length, long-texts, stride; squad: version and five window settings
+    # glue: max-seq-length, long-texts, stride; squad: version and five window settings; ner: max-seq-length,
+    # stride, tag-scheme, bad-tags, pos-column
+    assert checked == 14
 
 
 def test_qa_help_and_usage_say_one_of_context_and_context_file_is_required(capsys):

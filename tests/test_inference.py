@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import runs
 
 from bertfit import files, inference
 from bertfit.cli import main
+from bertfit.devices import precision_reason
 from bertfit.errors import CheckpointError, ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -85,14 +87,15 @@ def test_a_run_of_another_kind_is_refused_before_its_weights_load(made, kind, ne
 # ---- one precision, said, and the same answer everywhere ------------------------------------------
 
 @pytest.mark.timeout(120)
-def test_classify_says_the_precision_on_stderr_and_prints_the_apis_answer(made, capsys):
+def test_classify_says_the_precision_on_stderr_and_prints_the_apis_answer(made, auto_precision, capsys):
     run = inference.load_run(made["sst2"])  # the API's default is the CLI's: auto
     (expected,) = inference.classify(run, ["A gripping film."])
     assert main(["classify", str(made["sst2"]), "A gripping film."]) == 0
     captured = capsys.readouterr()
     assert captured.out == f"{expected['label']}\t{expected['probability']:.4f}\n"
-    assert captured.err == f"precision {run.precision} (--precision auto)\n"
-    assert run.precision == inference.precision_name("auto") in ("fp32", "bf16")
+    kind = os.environ["BERTFIT_CPU_KIND"]
+    assert captured.err == f"precision {auto_precision} (--precision auto: BERTFIT_CPU_KIND={kind})\n"
+    assert run.precision == inference.precision_name("auto") == auto_precision
 
 
 @pytest.mark.timeout(120)
@@ -101,7 +104,7 @@ def test_qa_and_fill_mask_say_the_precision_they_ran_in(made, capsys):
                  "--precision", "fp32"]) == 0
     assert capsys.readouterr().err == "precision fp32 (--precision fp32)\n"
     assert main(["fill-mask", str(made["pretrain"]), "The [MASK] sat."]) == 0
-    assert capsys.readouterr().err == f"precision {inference.precision_name('auto')} (--precision auto)\n"
+    assert capsys.readouterr().err == f"precision {inference.precision_name('auto')} ({precision_reason('auto', torch.device('cpu'))})\n"
 
 
 # ---- the process as the caller had it ------------------------------------------------------------

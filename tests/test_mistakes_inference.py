@@ -20,6 +20,7 @@ def root(tmp_path_factory) -> Path:
     runs.squad_run(root / "squad")
     runs.masked_lm_run(root / "pretrain")
     runs.base_model_folder(root / "base")
+    runs.tagger_run(root / "ner")
     (root / "empty").mkdir()
     (root / "myfiles").mkdir()
     (root / "myfiles" / "notes.txt").write_text("mine")
@@ -73,6 +74,17 @@ CASES.update({
                                                  "not 40000"),
     "fill-mask: empty text": (["fill-mask", "pretrain", " "], "text 1 is empty"),
     "fill-mask: no [MASK]": (["fill-mask", "pretrain", "a fine film"], "has no [MASK]"),
+    "tag: empty text": (["tag", "ner", " "], "the text is empty"),
+    "tag: a glue-sst2 run": (["tag", "glue-sst2", "Paris"], "a sst2 run, not a token-classification run"),
+    "tag: a squad run": (["tag", "squad", "Paris"], "a squad-v2.0 run, not a token-classification run"),
+    "tag: a pretraining run": (["tag", "pretrain", "Paris"], "a fill-mask run, not a token-classification run"),
+    "tag: missing run dir": (["tag", "nowhere", "Paris"], "nowhere: no fine-tuned model here"),
+    "tag: unknown --aggregation": (["tag", "ner", "Paris", "--aggregation", "longest"], "invalid choice: 'longest'"),
+    "tag: --engine onnx without an export": (["tag", "ner", "Paris", "--engine", "onnx"], "no ONNX export here"),
+    "classify: a ner run": (["classify", "ner", "Paris"], "a token-classification run (ner)"),
+    "predict: a ner run without --input-file": (["predict", "ner"], "give the words to tag with --input-file"),
+    "predict: a ner run, a missing --input-file": (["predict", "ner", "--input-file", "none.txt"],
+                                                  "none.txt: file not found"),
     "export: missing run dir": (["export", "nowhere"], "nowhere: no fine-tuned model here"),
     "export: empty folder": (["export", "empty"], "empty: no fine-tuned model here"),
     "export: base model folder": (["export", "base"], "a base model: its weights hold no trained head"),

@@ -335,3 +335,48 @@ def test_demo_refuses_an_output_dir_that_is_a_file(tmp_path, capsys):
     out = tmp_path / "notes.txt"
     out.write_text("mine")
     assert "a file, not a folder" in refused(["demo", "--output-dir", out, "--quiet"], watch=[out], capsys=capsys)
+
+
+# ---- ner -----------------------------------------------------------------------------------------
+
+def ner(train, evaluation, out, *more) -> list:
+    return ["ner", "--train-file", train, "--eval-file", evaluation, "--output-dir", out, *FAST, *more]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name, content, message", [
+    ("missing-tag.conll", "John\tB-PER\nruns\n\n", "missing-tag.conll, line 2: a token line needs the token and its tag"),
+    ("outside.conll", "John\tB-PER\nruns\tVERB\n\n", "outside.conll, line 2: tag 'VERB' is outside the bio scheme"),
+    ("i-after-o.conll", "the\tO\nJohn\tI-PER\n\n", "i-after-o.conll, line 2: I-PER after O does not parse in bio"),
+    ("mixed.conll", "John\tB-PER\nruns O\n\n", "mixed.conll, line 2: columns separated by spaces"),
+    ("empty-sentence.jsonl", '{"tokens": [], "tags": []}\n', "empty-sentence.jsonl, line 1: an empty sentence"),
+    ("empty.conll", "", "empty.conll: no sentences"),
+    ("absent.conll", None, "absent.conll: file not found"),
+])
+def test_ner_refuses_a_bad_line_naming_file_and_line_before_any_work(tmp_path, data, tiny_model, capsys, name,
+                                                                      content, message):
+    good = data / "good.conll"
+    good.write_text("John\tB-PER\nruns\tO\n\nParis\tB-LOC\n\n")
+    bad = data / name
+    if content is not None:
+        bad.write_text(content)
+    out = tmp_path / "out"
+    for train, evaluation in ((bad, good), (good, bad)):
+        assert message in refused(ner(train, evaluation, out, "--model", tiny_model), watch=[data, out],
+                                  capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+def test_ner_refuses_a_file_whose_every_sentence_is_skipped(tmp_path, data, tiny_model, capsys):
+    (data / "bad.conll").write_text("John\tB-PER\nruns\n\n")
+    (data / "good.conll").write_text("Paris\tB-LOC\n\n")
+    message = refused(ner(data / "bad.conll", data / "good.conll", tmp_path / "out", "--model", tiny_model,
+                          "--skip-bad-examples"), watch=[data, tmp_path / "out"], capsys=capsys)
+    assert "bad.conll: no sentences to train on (1 read, 1 skipped as bad)" in message
+
+
+@pytest.mark.timeout(120)
+def test_tag_refuses_an_empty_text_and_a_run_of_another_kind(tmp_path, tiny_model, capsys):
+    assert "the text is empty" in refused(["tag", tiny_model, " "], watch=[tiny_model], capsys=capsys)
+    assert "not a token-classification run" in refused(["tag", tiny_model, "Paris"], watch=[tiny_model],
+                                                        capsys=capsys)

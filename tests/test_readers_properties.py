@@ -3,7 +3,8 @@
 the file, never another exception and never a hang.
 
 Readers: GLUE TSV (tasks/glue_tsv.py), a user's CSV/TSV/JSONL (tasks/table_files.py), SQuAD JSON
-(tasks/squad), pretraining text and JSONL (tasks/text.py).
+(tasks/squad), pretraining text and JSONL (tasks/text.py), token-tagged CoNLL, CoNLL-U and JSONL with their tag
+schemes (tasks/tagged_files.py, tasks/tag_schemes.py).
 """
 from __future__ import annotations
 
@@ -290,3 +291,63 @@ def test_texts_to_embed_are_texts_or_a_data_error_naming_the_file(kind, data):
             assert texts and all(isinstance(t, str) and t.strip() for t in texts)
             if name.endswith(".txt"):  # one text a line: row i is line i
                 assert len(texts) == len(content.removesuffix(b"\n").split(b"\n"))
+
+
+# ---- token-tagged files (CoNLL, CoNLL-U, JSONL) and their tag schemes -----------------------------
+
+TAGGED = {
+    "conll": b"-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n",
+    "conllu": (b"# text = Vamonos al mar\n1-2\tVamonos\t_\t_\t_\t_\t_\t_\t_\t_\n1\tVamos\tir\tVERB\tV\t_\t0\troot\t_\t_\n"
+               b"2\tnos\tnos\tPRON\tP\t_\t1\tobj\t_\t_\n2.1\tir\tir\tVERB\tV\t_\t_\t_\t1:conj\t_\n\n"),
+    "jsonl": b'{"tokens": ["John", "runs"], "tags": ["B-PER", "O"]}\n{"tokens": ["Paris"], "tags": ["I-LOC"]}\n',
+}
+
+
+@pytest.mark.timeout(120)
+@BOUNDED
+@given(kind=st.sampled_from(sorted(TAGGED)), data=st.data(), skip_bad=st.booleans(),
+       scheme=st.sampled_from(["auto", "bio", "iob1", "bioes", "none"]), repair=st.booleans())
+def test_tagged_files_give_sentences_or_a_data_error_naming_the_file(kind, data, skip_bad, scheme, repair):
+    from bertfit.tasks import tag_schemes, tagged_files
+
+    content = data.draw(any_or_mutated(TAGGED[kind]))
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(folder, f"data.{kind}", content)
+        sentences = loads_or_names_the_file(lambda: tagged_files.read_tagged_file(path, skip_bad=skip_bad), path)
+        if sentences is None:
+            return
+        assert len(sentences) == sentences.num_read - sentences.num_skipped
+        assert skip_bad or not sentences.num_skipped
+        for words, tags, lines in zip(sentences.words, sentences.tags, sentences.lines):
+            assert words and len(words) == len(tags) == len(lines)
+            assert all(isinstance(w, str) and w for w in words) and all(t and t == t.strip() for t in tags)
+        chosen = tag_schemes.detect(sentences.tags) if scheme == "auto" else scheme
+        kept = loads_or_names_the_file(
+            lambda: tag_schemes.normalize(sentences, chosen, "repair" if repair else "refuse"), path)
+        if kept is not None and kept[0] == "bio":  # every entity run now parses: strict IOB2 reads them all
+            from bertfit import tag_metrics
+
+            for tags in sentences.tags:
+                spans = lambda chunks: [(start, end) for _, start, end in chunks]
+                assert spans(tag_metrics.strict_chunks(tags, "IOB2")) == spans(tag_metrics.chunks(tags))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.text(st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zs", "Zl", "Zp")),
+                                           min_size=1, max_size=8),
+                                   st.sampled_from(["O", "B-PER", "I-PER", "B-LOC"])), min_size=1, max_size=6),
+                min_size=1, max_size=5))
+def test_conll_and_jsonl_read_back_the_sentences_written(sentences):
+    from bertfit.tasks import tagged_files
+
+    with tempfile.TemporaryDirectory() as folder:
+        conll = write(folder, "data.conll", "".join("".join(f"{w}\t{t}\n" for w, t in s) + "\n"
+                                                      for s in sentences).encode())
+        jsonl = write(folder, "data.jsonl", "".join(json.dumps({"tokens": [w for w, _ in s], "tags": [t for _, t in s]})
+                                                    + "\n" for s in sentences).encode())
+        for path in (conll, jsonl):
+            read = tagged_files.read_tagged_file(path)
+            expected_words = [[w for w, _ in s] for s in sentences]
+            if path == conll and any(w == "-DOCSTART-" for s in expected_words for w in s):
+                continue  # a line whose token is -DOCSTART- separates documents
+            assert read.words == expected_words and read.tags == [[t for _, t in s] for s in sentences]

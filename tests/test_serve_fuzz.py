@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.timeout(900)]
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz-runs")
     paths = {"sentiment": runs.classification_run(root / "glue-sst2"), "reader": runs.squad_run(root / "squad-v2.0"),
-             "filler": runs.masked_lm_run(root / "pretrain"), "embedder": runs.embedding_folder(root / "embedder")}
+             "filler": runs.masked_lm_run(root / "pretrain"), "embedder": runs.embedding_folder(root / "embedder"),
+             "tagger": runs.tagger_run(root / "ner")}
     # small limits keep every generated request cheap
     served = runs.Server([f"{name}={path}" for name, path in paths.items()], "--precision", "fp32", "--api-key", KEY,
                          "--max-inputs", "4", "--max-text-chars", "400", "--max-context-chars", "800",
@@ -68,8 +69,8 @@ def test_every_route_answers_as_its_openapi_document_says(api_schema, mode):
 
         answers_as_documented()
         tested.append(f"{operation.method.upper()} {operation.path}")
-    assert {"POST /v1/classify", "POST /v1/answer", "POST /v1/fill-mask", "POST /models/{name}", "POST /",
-            "POST /embed", "POST /rerank", "POST /v1/embeddings"} <= set(tested)
+    assert {"POST /v1/classify", "POST /v1/answer", "POST /v1/fill-mask", "POST /v1/token-classification",
+            "POST /models/{name}", "POST /", "POST /embed", "POST /rerank", "POST /v1/embeddings"} <= set(tested)
     assert mode == schemathesis.GenerationMode.NEGATIVE or {"GET /metrics", "GET /v1/models", "GET /health"} <= set(tested)
 
 
@@ -91,8 +92,9 @@ def documented(document: dict, path: str) -> set[int]:
     return {int(status) for status in document["paths"][template]["post"]["responses"]}
 
 
-ROUTES = ["/v1/classify", "/v1/answer", "/v1/fill-mask", "/models/sentiment", "/models/reader", "/models/filler",
-          "/models/nobody", "/", "/embed", "/rerank", "/v1/embeddings", "/models/embedder"]
+ROUTES = ["/v1/classify", "/v1/answer", "/v1/fill-mask", "/v1/token-classification", "/models/sentiment",
+          "/models/reader", "/models/filler", "/models/tagger", "/models/nobody", "/", "/embed", "/rerank",
+          "/v1/embeddings", "/models/embedder"]
 scalars = st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=30)
 any_json = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
     st.sampled_from(["texts", "pairs", "text", "question", "context", "questions", "model", "top_k", "inputs",
@@ -105,14 +107,16 @@ near_real = st.fixed_dictionaries({}, optional={
                                                                            max_size=3),
     "text": st.text(max_size=40) | st.just("a [MASK] film"), "top_k": st.integers(-3, 80),
     "question": st.text(max_size=30), "context": st.text(max_size=60), "model": st.sampled_from(
-        ["sentiment", "reader", "filler", "embedder", "nobody"]),
+        ["sentiment", "reader", "filler", "embedder", "tagger", "nobody"]),
     "input": st.text(max_size=40) | st.lists(st.text(max_size=20) | st.integers(-5, 40000), max_size=3),
     "query": st.text(max_size=30), "truncate": st.booleans(), "normalize": st.booleans(),
     "dimensions": st.integers(-2, 64), "encoding_format": st.sampled_from(["float", "base64", "int8"]),
     "inputs": st.text(max_size=40) | st.lists(st.text(max_size=20), max_size=3) | st.fixed_dictionaries(
         {"question": st.text(max_size=20), "context": st.text(max_size=40)}) | st.fixed_dictionaries(
         {"source_sentence": st.text(max_size=20), "sentences": st.lists(st.text(max_size=20), max_size=3)}),
-    "parameters": st.dictionaries(st.sampled_from(["top_k", "function_to_apply", "doc_stride", "targets"]),
+    "aggregation_strategy": st.sampled_from(["none", "simple", "first", "average", "max", "best"]),
+    "parameters": st.dictionaries(st.sampled_from(["top_k", "function_to_apply", "doc_stride", "targets",
+                                                   "aggregation_strategy", "ignore_labels", "stride"]),
                                   scalars, max_size=2)})
 
 

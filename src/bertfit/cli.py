@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import BertfitError, DataError, Interrupted
-from .settings import PRETRAIN_DEFAULTS, SQUAD_DEFAULTS, TrainSettings, glue_defaults_table
+from .settings import NER_DEFAULTS, PRETRAIN_DEFAULTS, SQUAD_DEFAULTS, TrainSettings, glue_defaults_table
 
 DEFAULTS = TrainSettings()
 TABLE_SETTINGS = ("epochs", "lr", "batch_size")  # what GLUE's defaults table sets by task and size
@@ -169,10 +169,27 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from . import devices, inference
 
     run = load_for(args, "predict", devices.setup_distributed())
+    if run.head == "tagging":
+        cmd_predict_tags(args, run)
+        return
     written = inference.predict(run, args.split, args.data_dir, args.output_dir)
     say_precision(args, run)
     for path in written:
         print(f"wrote {path}")
+
+
+def cmd_predict_tags(args: argparse.Namespace, run) -> None:
+    """`bertfit predict` with a `bertfit ner` run: tag --input-file, scored when its words all have tags."""
+    from .recipes.ner import predict_file
+
+    if not args.input_file:
+        raise BertfitError(f"{args.run_dir}: a token-classification run; give the words to tag with --input-file "
+                           f"(CoNLL, CoNLL-U or JSONL)")
+    written, values = predict_file(run, args.input_file, args.output_dir)
+    say_precision(args, run)
+    for name, value in values.items():
+        print(f"{name}\t{value:.4f}")
+    print(f"wrote {written}")
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
@@ -250,6 +267,32 @@ def cmd_squad(args: argparse.Namespace) -> None:
 
     tune_training_process()
     finetune_squad(options_from(args, SquadOptions), settings_from(args))
+
+
+def cmd_ner(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    settings = replace(NER_DEFAULTS, **given_settings(args))
+    settings.validate()  # a mistake is told at once, before torch loads
+    from .recipes.ner import NerOptions, finetune_ner
+
+    tune_training_process()
+    finetune_ner(options_from(args, NerOptions), settings)
+
+
+def cmd_tag(args: argparse.Namespace) -> None:
+    from . import inference
+
+    if not args.text.strip():  # told before the model loads
+        raise DataError("the text is empty")
+    run = load_for(args, "tag")
+    (entities,) = inference.tag(run, [args.text], args.aggregation)
+    say_precision(args, run)
+    if not entities:
+        print("(no entities)")
+    for e in entities:
+        print(f"{e['start']}\t{e['end']}\t{e.get('entity_group', e.get('entity'))}\t{e['score']:.4f}\t"
+              f"{args.text[e['start']:e['end']]}")
 
 
 def cmd_evaluate_squad(args: argparse.Namespace) -> None:
@@ -402,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["test", "dev"], default="test", help="test: leaderboard files; dev: "
                                                                            "predictions to inspect")
     p.add_argument("--data-dir", help="GLUE folder with the split's file (default: the run's own, else the hub)")
+    p.add_argument("--input-file", help="`bertfit ner` runs: a CoNLL, CoNLL-U or JSONL file to tag (tags optional; "
+                                        "when every word has one, the predictions are scored)")
     p.add_argument("--output-dir", help="where the files go (default: RUN_DIR/predictions)")
     add_engine_option(p)
     add_precision_option(p)
@@ -477,6 +522,39 @@ def build_parser() -> argparse.ArgumentParser:
                         "--validation-file, else 0)")
     add_training_options(p, SQUAD_DEFAULTS)
     p.set_defaults(func=cmd_squad)
+
+    p = command("ner", "fine-tune and evaluate a tagger: named entities (BIO, IOB1, BIOES) or part of speech, from "
+                       "CoNLL, CoNLL-U or JSONL files; entity scores as seqeval's")
+    p.add_argument("--train-file", required=True, help="CoNLL (token ... tag a line, blank line between sentences), "
+                                                       ".conllu, or .jsonl ({\"tokens\": [...], \"tags\": [...]})")
+    p.add_argument("--eval-file", required=True, help="a file of the same kind, scored with the model kept; its "
+                                                      "predictions go to RUN/predictions.conll")
+    p.add_argument("--validation-file", help="a file to choose the best epoch on (default: none: the final "
+                                             "epoch's model)")
+    p.add_argument("--max-seq-length", type=int, help="tokens per window; longer sentences are read in "
+                                                       "overlapping windows (default: 128)")
+    p.add_argument("--stride", type=int, help="sub-tokens consecutive windows share (default: 32)")
+    p.add_argument("--label-all-subtokens", action="store_true",
+                   help="train every sub-token of a word on its label; without it, the first sub-token alone, as "
+                        "run_ner")
+    p.add_argument("--tag-scheme", choices=["auto", "bio", "iob1", "bioes", "none"],
+                   help="the tags' scheme (auto: read off the training file); none: tags without entities "
+                        "(part of speech), scored by accuracy (default: auto)")
+    p.add_argument("--bad-tags", choices=["refuse", "repair"],
+                   help="an entity run that does not parse (I- after O): refuse, naming the line, or repair "
+                        "(start the entity there) (default: refuse)")
+    p.add_argument("--pos-column", choices=["upos", "xpos"], help="CoNLL-U: the tag column (default: upos)")
+    add_training_options(p, NER_DEFAULTS)
+    p.set_defaults(func=cmd_ner)
+
+    p = command("tag", "label the words of a text with a `bertfit ner` run: entities with character offsets")
+    p.add_argument("run_dir", help="run dir of `bertfit ner` (or its model/ folder)")
+    p.add_argument("text", help="the text to label")
+    p.add_argument("--aggregation", choices=["none", "simple", "first", "average", "max"], default="first",
+                   help="how sub-tokens become entities, as transformers' aggregation_strategy")
+    add_engine_option(p)
+    add_precision_option(p)
+    p.set_defaults(func=cmd_tag)
 
     p = command("evaluate-squad", "score a predictions file with the official SQuAD definitions")
     p.add_argument("data_file", help="official SQuAD JSON with the answers")

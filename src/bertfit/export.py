@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import embedding, tokenization
+from . import embedding, heads, tokenization
 from .errors import CheckpointError, ConfigError
 from .files import replace_folder, temporary_folder
 from .inference import FILL_MASK_HEADS, MASK_TOKEN, load_run
@@ -155,7 +155,7 @@ def _write_export(run, folder: Path, quantize: str | None, source: str) -> dict:
     extra = {**run.extra, "max_seq_length": run.max_seq_length} if run.head == "embedding" else run.extra
     inputs = check_inputs(run.head, run.tokenizer, extra)
     fp32 = folder / FILES[None]
-    per_token = {0: "batch"} if run.head in ("classification", "embedding") else {0: "batch", 1: "sequence"}
+    per_token = {0: "batch", 1: "sequence"} if heads.HEADS[run.head].per_token else {0: "batch"}
     with torch.no_grad(), warnings.catch_warnings():
         # the tracer warns at each shortcut the trace fixes (see the module docstring); the check below decides
         warnings.simplefilter("ignore")
@@ -222,27 +222,28 @@ def check_inputs(head: str, tokenizer, extra: dict) -> list[dict[str, np.ndarray
     all of them padded together, and each alone (no padding)."""
     from .tasks import glue, glue_encoding, squad
 
+    setting = lambda name: heads.setting(head, extra, name)
     if head == "classification":
         rows = []
         for a, b in CHECK_SENTENCES:
             examples = glue.Examples(texts_a=[a], texts_b=[b] if b else None, labels=None, indices=[0], source="check")
-            features, _ = glue_encoding.encode(examples, tokenizer, extra.get("max_seq_length", 128))
+            features, _ = glue_encoding.encode(examples, tokenizer, setting("max_seq_length"))
             rows.append((features.input_ids(0), features.token_type_ids(0)))
     elif head == "embedding":
         texts = [t for pair in CHECK_SENTENCES for t in pair if t]
-        ids, _ = embedding.encode_texts(tokenizer, texts, extra.get("max_seq_length", 128))
+        ids, _ = embedding.encode_texts(tokenizer, texts, setting("max_seq_length"))
         rows = [(row, [0] * len(row)) for row in ids]
-    elif head in FILL_MASK_HEADS:
+    elif head in FILL_MASK_HEADS or head == "tagging":  # [CLS] text [SEP]: masked texts, or texts to tag
         special = tokenization.special_ids(tokenizer)
         rows = []
-        for text in CHECK_MASKED:
+        for text in CHECK_MASKED if head in FILL_MASK_HEADS else [a for a, _ in CHECK_SENTENCES]:
             ids = [special.cls, *tokenizer.encode(text, add_special_tokens=False).ids, special.sep]
-            rows.append((ids[: extra.get("max_seq_length", 128)], [0] * len(ids)))
+            rows.append((ids[: setting("max_seq_length") or len(ids)], [0] * len(ids)))
     else:
         questions = [squad.SquadQuestion(id=str(i), title="", question=q, context=CHECK_PASSAGE, answers=[])
                      for i, q in enumerate(CHECK_QUESTIONS)]
-        features, _ = squad.make_windows(questions, tokenizer, extra.get("max_seq_length", 384),
-                                         extra.get("doc_stride", 128), extra.get("max_query_length", 64))
+        features, _ = squad.make_windows(questions, tokenizer, setting("max_seq_length"), setting("doc_stride"),
+                                         setting("max_query_length"))
         rows = [(features.input_ids(i), features.token_type_ids(i)) for i in range(len(features))]
     pad = tokenization.special_ids(tokenizer).pad
     return [_pad(rows, pad)] + [_pad([row], pad) for row in rows]
@@ -285,7 +286,7 @@ def check(path: Path, model: nn.Module, head: str, inputs: list[dict[str, np.nda
         mask = batch["attention_mask"].astype(bool)
         for e, g in zip(expected, got):
             e, g = e.numpy(), g.numpy()
-            if head not in ("classification", "embedding"):  # logits at pads are never read
+            if heads.HEADS[head].per_token:  # logits at pads are never read
                 e, g = e[mask], g[mask]
             if not np.isfinite(g).all():
                 raise CheckpointError(f"{path}: ONNX Runtime returned non-finite outputs")

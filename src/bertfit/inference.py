@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import devices, embedding, onnx_engine, predicting
+from . import devices, embedding, heads, onnx_engine, predicting
 from .batching import Features, collate, eval_batches
 from .checkpoints.hf import read_config_json
 from .errors import CheckpointError, ConfigError, DataError
@@ -29,22 +29,18 @@ from .files import write_atomic
 from .pretrained import load_pretrained
 from .runs import model_folder
 from .settings import PRECISIONS
-from .tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv, squad
+from .tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv, squad, tag_decoding, tagging
 from .tokenization import special_ids
 
 ENGINES = ("torch", "onnx")
-FILL_MASK_HEADS = ("mlm", "pretraining")  # masked-language models: they fill [MASK]s
+FILL_MASK_HEADS = heads.heads_answering("fill-mask")  # masked-language models: they fill [MASK]s
 MASK_TOKEN = "[MASK]"
 # What each question asks of a run: the heads that answer it (`load_run(..., need=...)`)
-NEEDS = {"classify": ("classification",), "predict": ("classification",), "answer": ("qa",),
-         "fill-mask": FILL_MASK_HEADS, "embed": ("embedding",)}
+NEEDS = heads.NEEDS
 # A head is there when the weights file holds its tensors (Hugging Face names), whatever config.json says:
 # a base model's config often names labels, and a head missing from the file would start from random weights.
-HEAD_TENSORS = {"classification": ("classifier.weight",), "qa": ("qa_outputs.weight",),
-                "mlm": ("cls.predictions.transform.dense.weight",),
-                "pretraining": ("cls.predictions.transform.dense.weight", "cls.seq_relationship.weight")}
-ARCHITECTURES = {"BertForSequenceClassification": "classification", "BertForQuestionAnswering": "qa",
-                 "BertForMaskedLM": "mlm", "BertForPreTraining": "pretraining"}
+HEAD_TENSORS = {name: head.tensors for name, head in heads.WEIGHTED.items()}
+ARCHITECTURES = {head.architecture: name for name, head in heads.WEIGHTED.items()}
 
 
 @dataclass
@@ -67,22 +63,23 @@ class Run:
     def task(self) -> str:
         if self.head in FILL_MASK_HEADS:
             return "fill-mask"
-        if self.head == "embedding":
-            return "embedding"
-        return self.extra.get("task") or ("classification" if self.head == "classification" else "squad")
+        return self.extra.get("task") or heads.HEADS[self.head].task
 
     @property
     def max_seq_length(self) -> int:
         if self.sentence is not None:
             return self.sentence.max_seq_length
-        default = {"classification": 128, "qa": 384}.get(self.head) or self.model_positions
-        return self.extra.get("max_seq_length", default)
+        return self.setting("max_seq_length") or self.model_positions
 
     @property
     def model_positions(self) -> int:
         if self.engine == "onnx":
             return json.loads((self.folder / "config.json").read_text()).get("max_position_embeddings", 512)
         return self.model.bert.config.max_position_embeddings
+
+    def setting(self, name: str):
+        """An encoding setting of the run: its own, else its head's default (heads.py)."""
+        return heads.setting(self.head, self.extra, name)
 
     @property
     def pad_id(self) -> int:
@@ -94,14 +91,16 @@ class Run:
                 "max_seq_length": self.max_seq_length}
         if self.head == "classification":
             info.update(labels=self.labels, regression=self.labels == ["score"],
-                        long_texts=self.extra.get("long_texts", "truncate"))
+                        long_texts=self.setting("long_texts"))
         elif self.head in FILL_MASK_HEADS:
             info.update(mask_token=MASK_TOKEN)
         elif self.head == "embedding":
             info.update(self.sentence.describe())
+        elif self.head == "tagging":
+            info.update(labels=self.labels, scheme=self.setting("scheme"), stride=self.setting("stride"))
         else:
-            info.update(version=self.extra.get("version", "1.1"), null_threshold=self.extra.get("null_threshold", 0.0),
-                        doc_stride=self.extra.get("doc_stride", 128))
+            info.update(version=self.setting("version"), null_threshold=self.setting("null_threshold"),
+                        doc_stride=self.setting("doc_stride"))
         if self.engine == "onnx":
             info["file"] = self.model.path.name
         return info
@@ -141,7 +140,7 @@ def head_of(config: dict, names: set[str], source: Path) -> str:
         raise CheckpointError(f"{source}: config.json names {named[0]} weights, but the weights file holds no "
                               f"{HEAD_TENSORS[named[0]][0]}: the head was never trained; fine-tune it first "
                               f"with `bertfit glue` or `bertfit squad`")
-    for head in ("qa", "classification", "pretraining", "mlm"):
+    for head in heads.HEADS:  # in the order heads.py tries them
         if head in held:
             return head
     raise CheckpointError(f"{source}: a base model: its weights hold no trained head (no classifier, span head "
@@ -159,8 +158,14 @@ def refuse_unless(run: Run, need: str, run_dir: str | Path) -> None:
                           f"sentence-transformers folder (modules.json, 1_Pooling/config.json), e.g. the embedded model")
     if run.head == "embedding":
         raise ConfigError(f"{run_dir}: a sentence-embedding model: it holds no "
-                          f"{'classifier' if need in ('classify', 'predict') else 'span head' if need == 'answer' else 'masked-language head'}"
+                          f"{ {'answer': 'span head', 'fill-mask': 'masked-language head', 'tag': 'token classifier'}.get(need, 'classifier')}"
                           f", so it can only embed texts (`bertfit embed {run_dir} TEXT`)")
+    if need == "tag":
+        raise ConfigError(f"{run_dir}: a {run.task} run, not a token-classification run; `bertfit tag` needs a model "
+                          f"from `bertfit ner`")
+    if run.head == "tagging":
+        raise ConfigError(f"{run_dir}: a token-classification run ({run.task}); it labels each word of a text: "
+                          f"`bertfit tag {run_dir} TEXT`")
     if run.head in FILL_MASK_HEADS:
         raise ConfigError(f"{run_dir}: a pretraining run (a masked-language model): it holds no "
                           f"{'classifier' if need in ('classify', 'predict') else 'span head'}, so it can only fill "
@@ -229,7 +234,7 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
     if head == "embedding":  # its files are read, and refused, before the weights load
         sentence = embedding.read_sentence_config(folder, config.get("hidden_size", 768),
                                                   config.get("max_position_embeddings", 512))
-    labels = labels_of(config, config_path) if head == "classification" else []
+    labels = labels_of(config, config_path) if heads.HEADS[head].labelled else []
     extra = config.get("bertfit") or {}
     if need is not None:  # before the weights load: a wrong kind of run is told at once
         refuse_unless(Run(folder, head, None, None, labels, extra, engine, precision, sentence=sentence), need, run_dir)
@@ -264,6 +269,8 @@ class Prepared:
     windows: squad.Windows | None = None  # qa
     null_threshold: float | None = None  # qa, v2.0: None is the run's own
     normalize: bool | None = None  # embeddings: unit length; None: as the model's folder says
+    pieces: list[tag_decoding.TextPieces] = field(default_factory=list)  # tagging: each text's sub-tokens
+    aggregation: str = "first"  # tagging: how sub-tokens become entities (tag_decoding.STRATEGIES)
 
     @property
     def num_tokens(self) -> int:
@@ -274,9 +281,8 @@ def prepare_texts(run: Run, texts_a: list[str], texts_b: list[str] | None = None
     """Encode texts (or pairs) as `bertfit glue` encoded the run's data: its max length, truncation or windows."""
     examples = glue.Examples(texts_a=list(texts_a), texts_b=list(texts_b) if texts_b is not None else None,
                              labels=None, indices=list(range(len(texts_a))), source="request")
-    max_len = run.extra.get("max_seq_length", 128)
-    long_texts = run.extra.get("long_texts", "truncate")
-    features, stats = glue_encoding.encode(examples, run.tokenizer, max_len, long_texts, run.extra.get("stride", 64))
+    max_len, long_texts = run.setting("max_seq_length"), run.setting("long_texts")
+    features, stats = glue_encoding.encode(examples, run.tokenizer, max_len, long_texts, run.setting("stride"))
     truncated = [False] * len(texts_a)
     if stats.num_truncated:
         truncated = _truncated(run, examples, max_len, long_texts)
@@ -299,8 +305,8 @@ def prepare_questions(run: Run, pairs: list[tuple[str, str]], null_threshold: fl
     `null_threshold` (v2.0): answer empty when null minus best span exceeds it; None: the run's own."""
     questions = [squad.SquadQuestion(id=str(i), title="", question=q, context=c, answers=[])
                  for i, (q, c) in enumerate(pairs)]
-    features, windows = squad.make_windows(questions, run.tokenizer, run.extra.get("max_seq_length", 384),
-                                           run.extra.get("doc_stride", 128), run.extra.get("max_query_length", 64))
+    features, windows = squad.make_windows(questions, run.tokenizer, run.setting("max_seq_length"),
+                                           run.setting("doc_stride"), run.setting("max_query_length"))
     return Prepared(features, len(pairs), questions=questions, windows=windows, null_threshold=null_threshold)
 
 
@@ -321,6 +327,44 @@ def prepare_embed(run: Run, texts: list[str], normalize: bool | None = None, tru
                         f"{run.max_seq_length}: send a shorter text, or ask for truncation")
     return Prepared(Features.from_lists(ids, [[0] * len(x) for x in ids]), len(texts), truncated=truncated,
                     normalize=normalize)
+
+
+def prepare_tags(run: Run, texts: list[str], aggregation: str = "first") -> Prepared:
+    """Encode raw texts for tagging: each text's sub-tokens, in overlapping windows when it is longer than the
+    run's max_seq_length (each sub-token read in the window where it has the most context)."""
+    tag_decoding.check_strategy(aggregation)
+    special = special_ids(run.tokenizer)
+    room, stride = run.max_seq_length - 2, run.setting("stride")
+    pieces, ids, example_index, token_rows = [], [], [], []
+    for t, text in enumerate(texts):
+        if not text.strip():
+            raise DataError(f"text {t + 1} is empty")
+        found = tag_decoding.text_pieces(run.tokenizer, text)
+        pieces.append(found)
+        spans = tagging.windows([True] * len(found.ids), room, stride)
+        owner = tagging.owners(list(range(len(found.ids))), spans)
+        for k, (start, end) in enumerate(spans):
+            ids.append([special.cls, *found.ids[start:end], special.sep])
+            example_index.append(t)
+            row = np.full(len(ids[-1]), -1, np.int32)
+            for p in range(start, end):
+                if owner[p] == k:
+                    row[p - start + 1] = p
+            token_rows.append(row)
+    width = run.max_seq_length  # one width for every request, so that a batch of them joins
+    word_ids = np.stack([np.pad(r, (0, width - len(r)), constant_values=-1) for r in token_rows])
+    features = Features.from_lists(ids, [[0] * len(x) for x in ids], example_index=np.asarray(example_index, np.int64),
+                                   word_ids=word_ids)
+    return Prepared(features, len(texts), pieces=pieces, aggregation=aggregation)
+
+
+def _entities(run: Run, prepared: Prepared, outputs: list) -> list[list[dict]]:
+    """Each text's entities (tag_decoding.aggregate) from its windows' logits, each sub-token read once."""
+    counts = [len(p.ids) for p in prepared.pieces]
+    per_token = tagging.word_logits(prepared.features, outputs, counts) if outputs else []
+    decoder = run.tokenizer.decoder
+    return [tag_decoding.aggregate(p, tag_decoding.softmax(np.asarray(logits, np.float64)), run.labels,
+                                   prepared.aggregation, decoder) for p, logits in zip(prepared.pieces, per_token)]
 
 
 def mask_id(tokenizer, source: str | Path = "tokenizer") -> int:
@@ -365,7 +409,7 @@ def run_model(run: Run, features: Features, batch_size: int = 128) -> list:
     if run.head in FILL_MASK_HEADS:
         return _mask_logits(run, features, batch_size)
     outputs = predicting.predict(run.model, features, run.pad_id, run.device, batch_size, run.precision,
-                               per_token=run.head == "qa")
+                               per_token=heads.HEADS[run.head].per_token)
     if run.head == "qa":
         return list(zip(*outputs))
     return list(outputs[0])
@@ -403,6 +447,8 @@ def finish(run: Run, prepared: Prepared, outputs: list) -> list:
         tokens = prepared.features.lengths
         return [{"embedding": vector, "truncated": truncated, "tokens": int(n)}
                 for vector, truncated, n in zip(vectors, prepared.truncated, tokens)]
+    if run.head == "tagging":
+        return _entities(run, prepared, outputs)
     logits = np.stack(outputs) if outputs else np.zeros((0, len(run.labels)), np.float32)
     if len(prepared.features) != prepared.num_inputs:  # long texts as windows: average each input's windows
         logits = glue_encoding.average_by_example(logits, prepared.features.columns["example_index"], prepared.num_inputs)
@@ -435,10 +481,10 @@ def _candidates(run: Run, logits: np.ndarray, top_k: int) -> list[list[dict]]:
 def _answers(run: Run, prepared: Prepared, outputs: list) -> list[dict]:
     starts = [start for start, _ in outputs]
     ends = [end for _, end in outputs]
-    version_2 = run.extra.get("version", "1.1") == "2.0"
-    threshold = prepared.null_threshold if prepared.null_threshold is not None else run.extra.get("null_threshold", 0.0)
-    predictions = squad.decode(prepared.questions, prepared.windows, starts, ends, run.extra.get("n_best", 20),
-                               run.extra.get("max_answer_length", 30), version_2, threshold)
+    version_2 = run.setting("version") == "2.0"
+    threshold = prepared.null_threshold if prepared.null_threshold is not None else run.setting("null_threshold")
+    predictions = squad.decode(prepared.questions, prepared.windows, starts, ends, run.setting("n_best"),
+                               run.setting("max_answer_length"), version_2, threshold)
     counts = np.bincount(prepared.windows.example_index, minlength=len(prepared.questions))
     results = []
     for question, windows in zip(prepared.questions, counts):
@@ -500,6 +546,12 @@ def answer(run: Run, pairs: list[tuple[str, str]], null_threshold: float | None 
         if not context.strip():
             raise DataError(f"the context{where} is empty")
     return run_many(run, [prepare_questions(run, pairs, null_threshold)])[0]
+
+
+def tag(run: Run, texts: list[str], aggregation: str = "first") -> list[list[dict]]:
+    """Each text's entities with character offsets, as transformers' token-classification pipeline gives them
+    under `aggregation` (none, simple, first, average, max): entity_group (none: entity), score, word, start, end."""
+    return run_many(run, [prepare_tags(run, texts, aggregation)])[0]
 
 
 def fill_mask(run: Run, texts: list[str], top_k: int = 5) -> list[list[list[dict]]]:
@@ -575,8 +627,8 @@ def predict(run: Run, split: str = "test", data_dir: str | None = None, out_dir:
     written = []
     for name in splits:
         examples = glue_tsv.read_glue_split(task, data_dir, name) if data_dir else glue_hub.load_hub_split(task, name)
-        features, _ = glue_encoding.encode(examples, run.tokenizer, run.extra.get("max_seq_length", 128),
-                                           run.extra.get("long_texts", "truncate"), run.extra.get("stride", 64))
+        features, _ = glue_encoding.encode(examples, run.tokenizer, run.setting("max_seq_length"),
+                                           run.setting("long_texts"), run.setting("stride"))
         (logits,) = predicting.predict(run.model, features, run.pad_id, run.device, batch_size, run.precision)
         if len(features) != len(examples):
             logits = glue_encoding.average_by_example(logits, features.columns["example_index"], len(examples))

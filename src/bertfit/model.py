@@ -312,6 +312,23 @@ class BertForQuestionAnswering(nn.Module):
         return start_logits, end_logits
 
 
+class BertForTokenClassification(nn.Module):
+    """Label logits for every token (batch, length, labels): the tagger of NER and part-of-speech tagging."""
+
+    def __init__(self, config: BertConfig, num_labels: int = 2):
+        super().__init__()
+        self.num_labels = num_labels
+        self.bert = BertModel(config, pooler=False)  # nothing reads a pooler here (as in transformers)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = FastDropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
+                attention_mask: Tensor | None = None) -> Tensor:
+        sequence, _ = self.bert(input_ids, token_type_ids, attention_mask)
+        return self.classifier(self.dropout(sequence))
+
+
 class BertLMHead(nn.Module):
     """Scores over the vocabulary for hidden states: dense, GELU, LayerNorm, then the word embedding
     matrix (tied, as in the paper) plus an output bias of its own.

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, ConfigError
+from .heads import HEADS
 from .pretrained import load_tokenizer
 
 MANIFEST = "onnx.json"
 # The graph's outputs, by head, with Hugging Face's names. A masked-language model's graph gives the
 # logits of every position; the engine picks the [MASK] positions out of them, as the model does in PyTorch.
-OUTPUT_NAMES = {"classification": ["logits"], "qa": ["start_logits", "end_logits"], "mlm": ["logits"],
-                "pretraining": ["logits"], "embedding": ["sentence_embedding"]}  # the pooled vector, not normalised
+OUTPUT_NAMES = {name: list(head.outputs) for name, head in HEADS.items()}
 
 
 class OnnxModel(nn.Module):
@@ -48,7 +48,7 @@ class OnnxModel(nn.Module):
                  "token_type_ids": token_type_ids.cpu().numpy().astype(np.int64),
                  "attention_mask": attention_mask.cpu().numpy().astype(np.int64)}
         outputs = [torch.from_numpy(o) for o in self.session.run(None, feeds)]
-        if self.head == "qa":
+        if len(outputs) > 1:  # the span head's start and end logits
             return tuple(outputs)
         if positions is not None:  # the masked-language model: (n_selected, vocab), as ours gives it
             return outputs[0][positions.cpu()]

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
+from .. import heads
 from ..errors import CheckpointError, ConfigError
-from ..model import BertConfig, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification
+from ..model import BertConfig, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification
 from .names import NameTable, short_list
 
 # Hugging Face name (after the "bert." prefix a head's encoder has) <-> ours. Query, key and value are three
@@ -32,7 +33,7 @@ HF_NAMES = NameTable([
     ("cls.predictions.bias", "cls.bias"),
     ("cls.seq_relationship.{kind}", "seq_relationship.{kind}"),
 ])
-HEAD_MODULES = ("classifier", "qa_outputs", "cls", "seq_relationship")  # each loads whole or starts afresh
+HEAD_MODULES = heads.HEAD_MODULES  # each loads whole or starts afresh
 HF_QKV = re.compile(r"encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.(weight|bias)")
 OUR_QKV = re.compile(r"layers\.(\d+)\.attention\.qkv\.(weight|bias)")
 # The LM decoder is the word embedding matrix itself (tied): the copy older files hold of it is dropped, as
@@ -190,20 +191,17 @@ def hf_config(model: torch.nn.Module, labels: list[str] | None = None, extra: di
     encoder = model.bert if hasattr(model, "bert") else model
     config = {k: v for k, v in vars(encoder.config).items()}
     config.update(model_type="bert", hidden_act="gelu", position_embedding_type="absolute")
-    if isinstance(model, BertForSequenceClassification):
-        config["architectures"] = ["BertForSequenceClassification"]
+    head = next((h for h in heads.WEIGHTED.values() if isinstance(model, h.model_class)), None)
+    config["architectures"] = [head.architecture if head else "BertModel"]
+    if head is not None and head.labelled:
         names = labels or [f"LABEL_{i}" for i in range(model.num_labels)]
         config["id2label"] = {str(i): name for i, name in enumerate(names)}
         config["label2id"] = {name: i for i, name in enumerate(names)}
+    if isinstance(model, BertForSequenceClassification):
         config["problem_type"] = "regression" if model.num_labels == 1 else "single_label_classification"
-    elif isinstance(model, BertForQuestionAnswering):
-        config["architectures"] = ["BertForQuestionAnswering"]
     elif isinstance(model, (BertForMaskedLM, BertForPreTraining)):
         # the file holds no decoder weight: transformers ties it to the word embeddings, as we do
-        config["architectures"] = [type(model).__name__]
         config["tie_word_embeddings"] = True
-    else:
-        config["architectures"] = ["BertModel"]
     if extra:
         config["bertfit"] = extra
     return config

@@ -9,16 +9,15 @@ import torch
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
-from .. import hub, tokenization
+from .. import heads, hub, tokenization
 from ..errors import CheckpointError
-from ..model import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering,
-                     BertForSequenceClassification, BertModel, init_weights)
+from ..model import BertConfig, BertModel, init_weights
 from .hf import HEAD_MODULES, hf_to_ours, is_head, read_config
 from .names import short_list
 from .tokenizer_files import load_tokenizer
 from .tutorial import config_from_shapes, tutorial_to_ours, tutorial_tokenizer_path
 
-HEADS = ("base", "classification", "qa", "mlm", "pretraining")
+HEADS = ("base", *heads.WEIGHTED)
 
 
 def embedded_model_path() -> Path:
@@ -97,15 +96,10 @@ def download_from_hub(repo_id: str) -> Path:
 
 
 def build_model(config: BertConfig, head: str = "base", num_labels: int = 2) -> torch.nn.Module:
-    if head == "classification":
-        return BertForSequenceClassification(config, num_labels)
-    if head == "qa":
-        return BertForQuestionAnswering(config)
-    if head == "mlm":
-        return BertForMaskedLM(config)
-    if head == "pretraining":
-        return BertForPreTraining(config)
-    return BertModel(config)
+    if head == "base":
+        return BertModel(config)
+    spec = heads.WEIGHTED[head]
+    return spec.model_class(config, num_labels) if spec.labelled else spec.model_class(config)
 
 
 # ---- reading files -------------------------------------------------------------------------

@@ -65,6 +65,8 @@ def describe_task(results: dict) -> tuple[str, str | None, str | None, str, str]
         sources = [s for s in settings.get("train_files") or () if not Path(s).exists()]
         dataset_id, config = hub_dataset(sources[0]) if len(sources) == 1 else (None, None)
         return "fill-mask", dataset_id, config, "held-out text", "held-out"
+    if task in ("ner", "pos"):
+        return "token-classification", None, None, f"your own files ({task})", "evaluation file"
     if task in GLUE_NAMES:
         return "text-classification", "nyu-mll/glue", task, f"GLUE {GLUE_NAMES[task]}", "validation"
     return "text-classification", None, None, f"your own files ({task})", "evaluation file"

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from .. import inference
+from .. import heads, inference
 from ..errors import BertfitError, DataError
 from ..serve_settings import ServeSettings
 from . import schemas
@@ -25,9 +25,8 @@ from .guard import DISCONNECTED, ERROR_TYPE, Guard
 from .metrics import CONTENT_TYPE, Metrics
 
 PAGE = Path(__file__).parent / "static" / "page.html"
-# the routes each kind of run answers, its own first (a classification run also reranks, as a cross-encoder)
-ROUTES = {"classification": ("/v1/classify", "/rerank"), "qa": ("/v1/answer",), "mlm": ("/v1/fill-mask",),
-          "pretraining": ("/v1/fill-mask",), "embedding": ("/v1/embeddings", "/embed")}
+# the routes each kind of run answers, its own first (heads.py)
+ROUTES = {name: head.routes for name, head in heads.HEADS.items()}
 log = logging.getLogger("bertfit.serve")
 
 

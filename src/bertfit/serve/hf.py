@@ -12,18 +12,18 @@ import math
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from .. import inference
+from .. import heads, inference
 from . import schemas
 from .errors import RequestError
 from .routes import ERRORS, check_masked, check_questions, check_texts, check_top_k
 
-TASKS = {"classification": "text-classification", "qa": "question-answering", "mlm": "fill-mask",
-         "pretraining": "fill-mask", "embedding": "feature-extraction"}
+TASKS = {name: head.hf_task for name, head in heads.HEADS.items()}
 FEATURE_EXTRACTION = ("normalize", "truncate", "truncation_direction", "prompt_name", "dimensions", "encoding_format")
 PARAMETERS = {"text-classification": {"top_k", "function_to_apply"},
               "question-answering": {"top_k", "align_to_words", "doc_stride", "handle_impossible_answer",
                                      "max_answer_len", "max_question_len", "max_seq_len"},
-              "fill-mask": {"top_k", "targets"}, "feature-extraction": set()}
+              "fill-mask": {"top_k", "targets"}, "feature-extraction": set(),
+              "token-classification": {"aggregation_strategy", "ignore_labels", "stride"}}
 
 
 def add_routes(app: FastAPI, service) -> None:
@@ -70,6 +70,8 @@ async def infer(service, batcher, body, request: Request) -> JSONResponse:
                            "inputs")
     if task == "text-classification":
         return JSONResponse(await classify(service, batcher, items, one, parameters, request))
+    if task == "token-classification":
+        return JSONResponse(await tag(service, batcher, items, one, parameters, request))
     return JSONResponse(await fill_mask(service, batcher, items, one, parameters, request))
 
 
@@ -106,10 +108,10 @@ async def answer(service, batcher, items, one: bool, parameters: dict, request: 
     if any(not isinstance(item, schemas.QuestionInput) for item in items):
         raise RequestError(422, f"model {batcher.name!r} does question-answering: inputs is "
                                 f'{{"question": ..., "context": ...}}', "inputs")
-    version_2 = run.extra.get("version", "1.1") == "2.0"
+    version_2 = run.setting("version") == "2.0"
     fixed = {"top_k": 1, "align_to_words": True, "handle_impossible_answer": version_2,
-             "doc_stride": run.extra.get("doc_stride", 128), "max_answer_len": run.extra.get("max_answer_length", 30),
-             "max_question_len": run.extra.get("max_query_length", 64), "max_seq_len": run.max_seq_length}
+             "doc_stride": run.setting("doc_stride"), "max_answer_len": run.setting("max_answer_length"),
+             "max_question_len": run.setting("max_query_length"), "max_seq_len": run.max_seq_length}
     for name, value in parameters.items():
         if value != fixed[name]:
             raise RequestError(422, f"parameters.{name}: model {batcher.name!r} answers with {name} "
@@ -149,6 +151,24 @@ async def fill_mask(service, batcher, items, one: bool, parameters: dict, reques
                     "token_str": c["token"]} for c in candidates] for i, candidates in enumerate(masks)]
         results.append(filled[0] if len(filled) == 1 else filled)
     return results[0] if one else results
+
+
+async def tag(service, batcher, items, one: bool, parameters: dict, request: Request) -> list:
+    """The entities of a text, as the token-classification pipeline gives them (entity_group, score, word, start,
+    end; with aggregation_strategy none: entity, score, index, word, start, end); a list of those per text."""
+    if any(isinstance(item, schemas.TextPair) for item in items):
+        raise RequestError(422, f"model {batcher.name!r} does token-classification: inputs is text", "inputs")
+    if parameters.get("ignore_labels", ["O"]) != ["O"]:
+        raise RequestError(422, "parameters.ignore_labels: this server leaves out O alone; leave it out or give "
+                                '["O"]', "parameters.ignore_labels")
+    stride = batcher.run.setting("stride")
+    if parameters.get("stride", stride) != stride:
+        raise RequestError(422, f"parameters.stride: model {batcher.name!r} reads long texts in windows that share "
+                                f"{stride} tokens, as it was trained and evaluated; leave it out", "parameters.stride")
+    check_texts("inputs", items, service.settings, one)
+    answers = await service.answer(request, batcher, "inputs", inference.prepare_tags, items,
+                                   parameters.get("aggregation_strategy", "simple"))
+    return answers[0] if one else answers
 
 
 def fill(text: str, index: int, token: str) -> str:

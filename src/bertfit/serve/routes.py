@@ -1,4 +1,4 @@
-"""bertfit's own routes: POST /v1/classify, /v1/answer and /v1/fill-mask. Each validates its request, names
+"""bertfit's own routes: POST /v1/classify, /v1/answer, /v1/fill-mask and /v1/token-classification. Each validates its request, names
 the field at fault, and hands the inputs to `Service.answer`; none touches the model."""
 # No `from __future__ import annotations`: FastAPI reads the request schemas off the handlers' annotations.
 from fastapi import FastAPI, Request
@@ -59,6 +59,21 @@ def add_routes(app: FastAPI, service) -> None:
         check_masked(name, texts, settings, one)
         check_top_k(batcher.run, body.top_k, "top_k")
         answers = await service.answer(request, batcher, name, inference.prepare_masked, texts, body.top_k)
+        return JSONResponse({"model": batcher.name, "predictions": answers[0] if one else answers})
+
+
+    @app.post("/v1/token-classification", response_model=schemas.TagResponse, responses=ERRORS,
+              summary="The entities (or tags) of texts with a `bertfit ner` run, with character offsets")
+    async def tag(body: schemas.TagRequest, request: Request):
+        batcher = service.pick(body.model, "/v1/token-classification")
+        if (body.text is None) == (body.texts is None):
+            raise RequestError(422, "give text (a string) or texts (a list of them)",
+                               "texts" if body.texts is not None else "text")
+        one = body.texts is None
+        texts, name = ([body.text], "text") if one else (body.texts, "texts")
+        check_texts(name, texts, settings, one)
+        answers = await service.answer(request, batcher, name, inference.prepare_tags, texts,
+                                       body.aggregation_strategy)
         return JSONResponse({"model": batcher.name, "predictions": answers[0] if one else answers})
 
 

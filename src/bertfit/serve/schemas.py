@@ -120,6 +120,33 @@ class FillMaskResponse(BaseModel):
     predictions: list[list[Candidate]] | list[list[list[Candidate]]]
 
 
+Aggregation = Literal["none", "simple", "first", "average", "max"]  # tag_decoding.STRATEGIES
+
+
+class TagRequest(Strict):
+    text: Text | None = None
+    texts: list[Text] | None = None
+    aggregation_strategy: Aggregation = "first"
+    model: Text | None = None
+
+
+class TokenEntity(BaseModel):
+    """An entity (entity_group) or, with aggregation_strategy none, a sub-token (entity, index)."""
+    entity_group: str | None = None
+    entity: str | None = None
+    index: int | None = None
+    score: float
+    word: str
+    start: int
+    end: int
+
+
+class TagResponse(BaseModel):
+    model: str
+    # text: its entities; texts: a list of those per text
+    predictions: list[TokenEntity] | list[list[TokenEntity]]
+
+
 class Health(BaseModel):
     status: str
     models: list[str]
@@ -173,6 +200,9 @@ class Parameters(Strict):
     max_answer_len: int | None = None
     max_question_len: int | None = None
     max_seq_len: int | None = None
+    aggregation_strategy: Aggregation | None = None
+    ignore_labels: list[Text] | None = None
+    stride: int | None = None
 
 
 class InferenceRequest(Strict):
@@ -211,4 +241,5 @@ InferenceResponse = (list[list[ClassificationOutput]] | QuestionAnsweringOutput 
                      | list[FillMaskOutput] | list[list[FillMaskOutput]] | list[list[list[FillMaskOutput]]]
                      # several texts, one with a [MASK] and another with more
                      | list[list[FillMaskOutput] | list[list[FillMaskOutput]]]
-                     | list[list[float]] | list[float])  # feature-extraction; sentence-similarity
+                     | list[list[float]] | list[float]  # feature-extraction; sentence-similarity
+                     | list[TokenEntity] | list[list[TokenEntity]])
