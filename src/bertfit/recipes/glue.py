@@ -73,6 +73,8 @@ def custom_task(options: GlueOptions) -> glue.GlueTask:
         raise ConfigError("with --train-file, name the text columns (--text-columns a[,b]) and --label-column")
     probe = table_files.read_table_file(options.train_file, options.text_columns, options.label_column,
                                         skip_bad=options.skip_bad_examples)
+    # the label set and regression are read off the examples: none is the empty set finetune_glue refuses
+    require_examples(len(probe), probe.source, "examples to train on", probe.num_read, probe.num_skipped)
     labels = probe.label_names
     return glue.GlueTask(name="custom", folder="", text_columns=tuple(options.text_columns),
                          label_column=options.label_column, labels=labels,
