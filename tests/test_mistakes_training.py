@@ -145,6 +145,20 @@ def test_glue_refuses_own_rows_with_a_lone_surrogate_by_line_or_skips_and_counts
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("task, labels, message", [
+    ("custom", "1", "--labels needs two or more different labels, not 1"),
+    ("custom", "0,1,0", "--labels needs two or more different labels, not 0, 1, 0"),
+    ("custom", "pos,neg", "train.csv: 12 bad rows: line 2: label '0' is not one of pos, neg; line 3: "),
+    ("sst2", "0,1", "--labels goes with --train-file"),
+])
+def test_glue_refuses_labels_it_cannot_use_and_rows_outside_them(tmp_path, data, tiny_model, capsys, task, labels,
+                                                                   message):
+    argv = (own_files(data, data / "train.csv", tmp_path / "out", tiny_model, "--labels", labels) if task == "custom"
+            else glue(data, tmp_path / "out", tiny_model, "--labels", labels))
+    assert message in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
 def test_glue_names_every_bad_row_of_a_file_in_one_error(tmp_path, data, tiny_model, capsys):
     rows = "".join(f"film {i}\t{i % 2}\n" if i % 3 else f"film {i}\tmaybe\n" for i in range(1, 12))
     (data / "SST-2" / "train.tsv").write_text("sentence\tlabel\n" + rows)

@@ -362,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-file", help="your own evaluation file")
     p.add_argument("--text-columns", type=column_names, help="with --train-file: one or two column names, comma-separated")
     p.add_argument("--label-column", help="with --train-file: the label column")
+    p.add_argument("--labels", type=column_names, metavar="A,B,...",
+                   help="with --train-file: the labels a row may have, comma-separated, in id order (e.g. "
+                        "negative,positive); a row with another is refused, or skipped with --skip-bad-examples "
+                        "(default: every label the training file holds)")
     p.add_argument("--long-texts", choices=["truncate", "window"],
                    help="window: classify overlapping windows of long texts and average their logits "
                         "(default: truncate)")
