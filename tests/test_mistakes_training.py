@@ -122,6 +122,14 @@ def test_glue_refuses_an_evaluation_file_of_a_header_alone_in_the_documented_wor
     assert "dev.tsv: no examples to evaluate on (0 read, 0 skipped as bad)" in message
 
 
+@pytest.mark.timeout(120)
+def test_glue_refuses_a_validation_fraction_that_holds_out_nothing_before_the_model_loads(tmp_path, data, capsys):
+    """The model named does not exist: the empty held-out set is what the user hears, as reliability.md says."""
+    message = refused(glue(data, tmp_path / "out", tmp_path / "no-model", "--validation-fraction", "0.01"),
+                      watch=[data, tmp_path / "out"], capsys=capsys)
+    assert "--validation-fraction 0.01 of 12 training examples holds out 0: nothing to choose on" in message
+
+
 def own_files(data, train, out, model, *more):
     return ["glue", "custom", "--train-file", train, "--eval-file", data / "dev.csv", "--text-columns", "text",
             "--label-column", "label", "--model", model, "--output-dir", out, *FAST, *more]

@@ -188,8 +188,16 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = 
         if examples.labels is None:
             raise ConfigError(f"{examples.source}: has no labels; training and evaluation need labelled files")
     # the seed and all but the table's settings are known now; the table's row waits for the training set's size
-    run = start_run(options.output_dir or f"runs/glue-{task.name}",
-                    TrainSettings(**chosen) if chosen is not None else settings, options.model,
+    given = TrainSettings(**chosen) if chosen is not None else settings
+    labels_said = None if task.is_regression else (label_counts(task, train_examples),
+                                                   rare_label_warning(task, train_examples, bool(options.labels)))
+    # the defaults table goes by the training set before holding out: the settings of the same command without it
+    table_size = len(train_examples)
+    held_examples = None
+    if options.validation_fraction:  # before the model loads: a fraction that holds out none (or all) is refused
+        train_examples, held_examples = hold_out(train_examples, options.validation_fraction, given.seed,
+                                                 stratify=not task.is_regression)
+    run = start_run(options.output_dir or f"runs/glue-{task.name}", given, options.model,
                     head="classification", num_labels=task.num_labels, tokenizer=options.tokenizer,
                     num_heads=options.num_heads, overwrite=options.overwrite, quiet=options.quiet)
     say, tokenizer = run.say, run.tokenizer
@@ -198,17 +206,11 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = 
         if examples.num_skipped:
             say(f"{examples.source}: skipped {examples.num_skipped} of {examples.num_read} rows "
                 f"({'; '.join(examples.skip_reasons[:3])})")
-    if not task.is_regression:
-        say(f"{train_examples.source}: labels {label_counts(task, train_examples)}")
-        if run.main and (warning := rare_label_warning(task, train_examples, bool(options.labels))):
+    if labels_said:
+        counts, warning = labels_said
+        say(f"{train_examples.source}: labels {counts}")
+        if warning and run.main:
             print(f"warning: {warning}", file=sys.stderr)
-
-    # the defaults table goes by the training set before holding out: the settings of the same command without it
-    table_size = len(train_examples)
-    held_examples = None
-    if options.validation_fraction:
-        train_examples, held_examples = hold_out(train_examples, options.validation_fraction, run.settings.seed,
-                                                 stratify=not task.is_regression)
     if chosen is not None:
         settings = glue_settings(task.name, table_size, chosen)
         settings.validate()
