@@ -347,13 +347,27 @@ def test_read_jsonl_with_float_labels_is_regression(tmp_path):
     ("d.csv", "a,y\nx,1\nz\n", ["a"], "y", "line 3: expected 2 columns, found 1"),
     ("d.csv", "a,y\nx,1\nz,\n", ["a"], "y", "line 3: 'y' is empty"),
     ("d.tsv", "a\ty\nx\tpos\nz\tneg\n", ["a", "b"], "y", "line 1: no 'b' column; found a, y"),
-        ("d.csv", "a,y\nx,pos\n", ["a"], "label", "line 1: no 'label' column; found a, y"),
+    ("d.csv", "a,y\nx,pos\n", ["a"], "label", "line 1: no 'label' column; found a, y"),
 ])
 def test_table_file_errors_name_file_and_line(tmp_path, name, content, columns, label, message):
     path = write(tmp_path / name, content)
     with pytest.raises(DataError) as error:
         read_table_file(path, columns, label)
     assert str(error.value).startswith(f"{path}, {message}")
+
+
+@pytest.mark.parametrize("content, columns, message", [
+    (b"", ["a"], ": the file is empty"),
+    (b"a,y\nx,1\ncaf\xe9,0\n", ["a"], ", line 3: not UTF-8"),
+    (b"a,y\n" + b"x" * 200_000 + b",1\nz,0\n", ["a"], ", line 2: field larger than field limit"),
+    (b"a,y\nx,1\n", ["a", "b"], ", line 1: no 'b' column"),
+])
+def test_a_csv_that_cannot_be_cut_into_records_is_one_error_even_when_skipping(tmp_path, content, columns, message):
+    path = write(tmp_path / "d.csv", content)
+    for skip_bad in (False, True):
+        with pytest.raises(DataError) as error:
+            read_table_file(path, columns, "y", skip_bad=skip_bad)
+        assert str(error.value).startswith(f"{path}{message}"), str(error.value)
 
 
 def test_table_file_label_outside_the_given_list(tmp_path):

@@ -293,6 +293,21 @@ def test_a_body_past_the_limit_sent_by_urllib_gets_the_413_json(server):
     assert call(server, "GET", "/health")[0] == 200
 
 
+def test_a_body_past_the_limit_announced_with_expect_100_continue_gets_the_413_before_it_is_sent(server):
+    """Declared past --max-body-bytes (1 MiB) but within what the server would read and discard: the client
+    asked before sending, so it is told at once, and no byte of the body is sent."""
+    head = (b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 2000000\r\nExpect: 100-continue\r\n\r\n")
+    with socket.create_connection((server.host, server.port), timeout=30) as connection:
+        connection.sendall(head)
+        response = b""
+        while b"\r\n\r\n" not in response and (chunk := connection.recv(4096)):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert b"connection: close" in response.lower()
+    assert call(server, "GET", "/health")[0] == 200
+
+
 def test_the_start_line_and_models_name_the_precision_auto_resolved_to(server):
     import torch
 
