@@ -283,8 +283,8 @@ def test_squad_refuses_numbers_out_of_range_and_unknown_versions(tmp_path, data,
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("content, message", [
     (None, "no such file"),
-    ("", "no text to tokenize"),
-    ("\n\n = Title = \n\n", "no text to tokenize"),
+    ("", "corpus.txt: no text to tokenize (read 0 documents, 0 paragraphs, 0 words, 0 characters; 0 title/heading"),
+    ("\n\n = Title = \n\n", "no text to tokenize (read 0 documents, 0 paragraphs, 0 words, 0 characters; 1 title"),
 ])
 def test_pretrain_refuses_missing_or_empty_text(tmp_path, data, capsys, content, message):
     train = data / "corpus.txt"
@@ -340,7 +340,8 @@ def test_pretrain_refuses_numbers_out_of_range_and_unknown_sizes(tmp_path, data,
 # ---- tokenizer -----------------------------------------------------------------------------------
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("content, message", [(None, "no such file"), ("\n \n", "no text to train a tokenizer on")])
+@pytest.mark.parametrize("content, message", [(None, "no such file"),
+                                              ("\n \n", "corpus.txt: no text to train a tokenizer on (read 0 documents")])
 def test_tokenizer_refuses_missing_or_empty_text(tmp_path, data, capsys, content, message):
     train = data / "corpus.txt"
     if content is not None:
