@@ -358,7 +358,7 @@ def test_table_file_errors_name_file_and_line(tmp_path, name, content, columns, 
 
 @pytest.mark.parametrize("content, columns, message", [
     (b"", ["a"], ": the file is empty"),
-    (b"a,y\nx,1\ncaf\xe9,0\n", ["a"], ", line 3: not UTF-8"),
+    (b"a,\xffy\nx,1\n", ["a"], ", line 1: the header is not UTF-8 (byte 0xff)"),
     (b"a,y\n" + b"x" * 200_000 + b",1\nz,0\n", ["a"], ", line 2: field larger than field limit"),
     (b"a,y\nx,1\n", ["a", "b"], ", line 1: no 'b' column"),
 ])
@@ -368,6 +368,16 @@ def test_a_csv_that_cannot_be_cut_into_records_is_one_error_even_when_skipping(t
         with pytest.raises(DataError) as error:
             read_table_file(path, columns, "y", skip_bad=skip_bad)
         assert str(error.value).startswith(f"{path}{message}"), str(error.value)
+
+
+def test_a_csv_row_that_is_not_utf8_is_one_bad_row_with_its_line_even_inside_quotes(tmp_path):
+    path = write(tmp_path / "d.csv", b'a,y\nx,1\n"caf\xe9\nau lait",0\nz,1\n"\xed\xa0\x80",0\n')
+    with pytest.raises(DataError) as error:
+        read_table_file(path, ["a"], "y")
+    assert str(error.value).startswith(f"{path}: 2 bad rows: line 4: not UTF-8 (byte 0xe9); line 6: not UTF-8 "
+                                       f"(byte 0xed)"), str(error.value)
+    examples = read_table_file(path, ["a"], "y", skip_bad=True)
+    assert examples.texts_a == ["x", "z"] and examples.num_read == 4 and examples.num_skipped == 2
 
 
 def test_table_file_label_outside_the_given_list(tmp_path):

@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..characters import lone_surrogate
+from ..characters import SURROGATE, lone_surrogate
 from ..errors import ConfigError, DataError
 from .bad_rows import BadRows
 from .glue import Examples
@@ -124,20 +124,22 @@ def _table_records(path: Path, wanted: list[str]) -> Iterator[tuple[int, dict | 
                 except BadRow as bad:
                     yield line_no, bad
         return
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:  # CSV quoting may span lines: the file cannot be cut into records safely
-        line_no = data[: e.start].count(b"\n") + 1
-        raise DataError(f"{path}, line {line_no}: not UTF-8") from None
+    # bytes that are not UTF-8 are kept as lone surrogates (U+DC80-U+DCFF), which the CSV parser passes through
+    # like any character: the record holding one is one bad row, found after the quoting has cut the records
+    text = path.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
         if header is None:
             raise DataError(f"{path}: the file is empty")
+        if _undecoded(header):
+            raise DataError(f"{path}, line 1: the header is not UTF-8 ({_undecoded(header)})")
         _check_header(path, header, wanted)
         for fields in reader:
             if not fields:
+                continue
+            if _undecoded(fields):
+                yield reader.line_num, BadRow(f"not UTF-8 ({_undecoded(fields)})")
                 continue
             if len(fields) != len(header):
                 yield reader.line_num, BadRow(f"expected {len(header)} columns, found {len(fields)}")
@@ -145,6 +147,14 @@ def _table_records(path: Path, wanted: list[str]) -> Iterator[tuple[int, dict | 
             yield reader.line_num, dict(zip(header, fields))
     except csv.Error as e:
         raise DataError(f"{path}, line {reader.line_num}: {e}") from None
+
+
+def _undecoded(fields: list[str]) -> str | None:
+    """The first byte of `fields` that was not UTF-8 (decoded with surrogateescape), said as `byte 0xe9`."""
+    for field in fields:
+        if found := SURROGATE.search(field):
+            return f"byte {ord(found.group()) - 0xDC00:#04x}"
+    return None
 
 
 def _check_header(path: Path, header: list[str], wanted: list[str]) -> None:
