@@ -27,6 +27,29 @@ RUNNABLE_PAGES = [ROOT / "README.md", ROOT / "docs" / "getting-started.md"]
 FENCE = re.compile(r"^```(sh|python)\n(.*?)^```", re.S | re.M)
 
 
+# ---- promises kept by tests ---------------------------------------------------------------------
+
+KEPT_PAGES = [ROOT / "docs" / "reliability.md"]  # pages whose every promise names the test that keeps it
+KEPT_BY = re.compile(r"tests/(test_\w+\.py)(?:::(test_\w+))?")
+
+
+@pytest.mark.parametrize("page", KEPT_PAGES, ids=lambda page: page.name)
+def test_every_promise_of_the_page_names_a_test_that_exists(page):
+    """Each row of the page's table says `(kept by tests/test_x.py::test_y)`, and each test named is there: a
+    renamed or deleted test breaks this, not the promise silently."""
+    text = page.read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| fault")]
+    assert rows, f"{page.name} has no table of promises"
+    unkept = [row[:80] for row in rows if "(kept by `tests/" not in row]
+    assert not unkept, f"rows of {page.name} that name no test: {unkept}"
+    for file, name in KEPT_BY.findall(text):
+        source = ROOT / "tests" / file
+        assert source.is_file(), f"{page.name} names {file}, which is not in tests/"
+        if name:
+            assert re.search(rf"^(async )?def {name}\(", source.read_text(encoding="utf-8"), re.M), \
+                f"{page.name} names {file}::{name}, which is not a test there"
+
+
 # ---- the tables ---------------------------------------------------------------------------------
 
 def test_every_checked_in_table_is_what_the_render_script_makes():

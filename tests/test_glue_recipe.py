@@ -26,9 +26,10 @@ from bertfit.demo import write_sentiment_data
 from bertfit.errors import CheckpointError, ConfigError
 from bertfit.model import BertConfig, BertForSequenceClassification
 from bertfit.pretrained import load_pretrained, save_pretrained
-from bertfit.recipes.glue import GlueOptions, finetune_glue, hold_out, loss_fn
+from bertfit.recipes.glue import (GlueOptions, finetune_glue, hold_out, label_counts, loss_fn,
+                                  rare_label_warning)
 from bertfit.settings import TrainSettings
-from bertfit.tasks.glue import GLUE_TASKS, Examples
+from bertfit.tasks.glue import GLUE_TASKS, Examples, GlueTask
 
 FAST = TrainSettings(epochs=1, lr=1e-3, batch_size=8, eval_batch_size=64, precision="fp32", seed=0, log_every=1)
 FAST_FLAGS = ["--epochs", "1", "--lr", "1e-3", "--batch-size", "8", "--eval-batch-size", "64",
@@ -412,6 +413,65 @@ def test_own_files_skip_bad_rows_with_skip_bad_examples_and_count_them_in_result
     out = capsys.readouterr().out
     assert "train.csv: skipped 2 of 18 rows (line 18: 'review' is empty; line 19: expected 2 columns, found 3)" in out
     assert "eval.csv: skipped 1 of 17 rows (line 18: label 'maybe' is not one of neg, pos)" in out
+
+
+def examples_labelled(counts: dict[str, int]) -> tuple[GlueTask, Examples]:
+    names = tuple(counts)
+    labels = [k for k, n in enumerate(counts.values()) for _ in range(n)]
+    task = GlueTask("custom", "", ("text",), "label", names, ("accuracy",), {}, {})
+    return task, Examples([f"text {i}" for i in range(len(labels))], None, labels, list(range(len(labels))),
+                          "train.csv", label_names=names)
+
+
+@pytest.mark.parametrize("counts, rare", [
+    ({"negative": 500, "neutral": 1, "positive": 500}, ["'neutral' has 1 training example"]),
+    ({"negative": 2000, "neutral": 9, "positive": 1500}, ["'neutral' has 9 training examples"]),
+    ({"a": 900, "b": 0, "c": 3}, ["'b' has 0 training examples", "'c' has 3 training examples"]),
+    ({"negative": 2000, "neutral": 10, "positive": 2000}, []),  # RARE_COUNT examples: a class, if a small one
+    ({"negative": 50, "neutral": 1, "positive": 50}, []),  # 2% of the most common: the counts are said, no warning
+    ({"negative": 100_000, "neutral": 500}, []),  # a small class of a large set
+])
+def test_a_label_far_rarer_than_the_most_common_is_warned_of(counts, rare):
+    task, examples = examples_labelled(counts)
+    warning = rare_label_warning(task, examples)
+    assert label_counts(task, examples) == ", ".join(f"{name} {n:,}" for name, n in counts.items())
+    if not rare:
+        assert warning is None
+        return
+    assert warning.startswith("train.csv: rare label") and all(r in warning for r in rare), warning
+    common = [name for name, n in counts.items() if f"'{name}' has" not in warning]
+    assert f"--labels {','.join(common)} declares the label set" in warning
+    assert "--labels" not in rare_label_warning(task, examples, declared=True)
+
+
+@pytest.mark.timeout(300)
+def test_a_label_seen_once_is_counted_and_warned_of_at_the_start_and_labels_refuse_it(tmp_path, tiny_model, capsys):
+    """A typo in one row of 203 became a third class without a word; the counts and a warning now say so, and
+    --labels declares the set: the row is refused by line, or skipped and counted with --skip-bad-examples."""
+    rows = [(text, "positive" if y else "negative") for text, y in reviews(202)] + [("an okay film .", "neutral")]
+    (tmp_path / "train.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    (tmp_path / "dev.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows[:8]))
+    argv = ["glue", "custom", "--train-file", str(tmp_path / "train.csv"), "--eval-file", str(tmp_path / "dev.csv"),
+            "--text-columns", "text", "--label-column", "label", "--model", tiny_model, *FAST_FLAGS,
+            "--max-steps", "1", "--max-seq-length", "16"]
+    assert main([*argv, "--output-dir", str(tmp_path / "typo")]) == 0
+    captured = capsys.readouterr()
+    assert "train.csv: labels negative 101, neutral 1, positive 101" in captured.out
+    assert ("rare label: 'neutral' has 1 training example, against 101 of 'negative': a typo? --labels "
+            "negative,positive declares the label set") in captured.err
+
+    assert main([*argv, "--output-dir", str(tmp_path / "declared"), "--labels", "positive,negative"]) == 2
+    assert "train.csv, line 204: label 'neutral' is not one of positive, negative" in capsys.readouterr().err
+    assert not (tmp_path / "declared").exists()
+
+    assert main([*argv, "--output-dir", str(tmp_path / "declared"), "--labels", "positive,negative",
+                 "--skip-bad-examples"]) == 0
+    captured = capsys.readouterr()
+    assert "labels positive 101, negative 101" in captured.out and "rare label" not in captured.err
+    results = json.loads((tmp_path / "declared" / "results.json").read_text())
+    assert results["skipped_examples"] == 1 and results["train_examples"] == 202
+    config = json.loads((tmp_path / "declared" / "model" / "config.json").read_text())
+    assert config["id2label"] == {"0": "positive", "1": "negative"}  # in the declared order
 
 
 def test_own_regression_files_score_whole_number_eval_scores_as_scores(tmp_path, tiny_model):

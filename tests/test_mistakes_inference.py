@@ -44,6 +44,8 @@ COMMANDS = {
                                                     "squad": "a squad-v2.0 model, not a masked-language model"}),
 }
 
+NOT_UTF8 = b"\xed\xa0\x80abc".decode("utf-8", "surrogateescape")  # `bertfit classify RUN $'\xed\xa0\x80abc'`
+
 CASES = {}
 for command, (rest, right, wrong) in COMMANDS.items():
     for name, (folder, says) in RUN_DIRS.items():
@@ -85,6 +87,26 @@ CASES.update({
     "predict: a ner run without --input-file": (["predict", "ner"], "give the words to tag with --input-file"),
     "predict: a ner run, a missing --input-file": (["predict", "ner", "--input-file", "none.txt"],
                                                   "none.txt: file not found"),
+    # bytes that are not UTF-8, as a shell passes them (Python keeps them as lone surrogates), and a surrogate
+    # given from Python: refused by name before the run is read, never the tokenizer's TypeError
+    "classify: text not UTF-8": (["classify", "glue-sst2", NOT_UTF8], "text 1 is not UTF-8 (byte 0xed at byte 1"),
+    "classify: second text not UTF-8": (["classify", "glue-sst2", "a fine film", NOT_UTF8],
+                                        "pair 1: its second text is not UTF-8 (byte 0xed"),
+    "classify: a lone surrogate": (["classify", "glue-sst2", "a \ud800 film"],
+                                   "text 1 holds a lone surrogate ('\\ud800' at character 3)"),
+    "qa: question not UTF-8": (["qa", "squad", "--question", NOT_UTF8, "--context", runs.PASSAGE],
+                               "the question is not UTF-8"),
+    "qa: context not UTF-8": (["qa", "squad", "--question", "Who won?", "--context", NOT_UTF8],
+                              "the context is not UTF-8"),
+    "fill-mask: text not UTF-8": (["fill-mask", "pretrain", "The [MASK] sat.", "The [MASK] " + NOT_UTF8],
+                                  "text 2 is not UTF-8"),
+    # a text is checked before the run is read: the missing run is not what the user hears first
+    "classify: empty text, before the run": (["classify", "nowhere", " "], "text 1 is empty"),
+    "classify: text not UTF-8, before the run": (["classify", "nowhere", NOT_UTF8], "text 1 is not UTF-8"),
+    "qa: empty question, before the run": (["qa", "nowhere", "--question", " ", "--context", "a"],
+                                           "the question is empty"),
+    "fill-mask: empty text, before the run": (["fill-mask", "nowhere", " "], "text 1 is empty"),
+    "fill-mask: text not UTF-8, before the run": (["fill-mask", "nowhere", NOT_UTF8], "text 1 is not UTF-8"),
     "export: missing run dir": (["export", "nowhere"], "nowhere: no fine-tuned model here"),
     "export: empty folder": (["export", "empty"], "empty: no fine-tuned model here"),
     "export: base model folder": (["export", "base"], "a base model: its weights hold no trained head"),
@@ -124,3 +146,15 @@ def test_export_output_dot_is_refused_where_the_working_folder_holds_files(root,
     monkeypatch.chdir(root / "myfiles")
     message = refused(["export", str(root / "glue-sst2"), "--output", "."], watch=[root], capsys=capsys)
     assert ".: the current folder or one above it" in message
+
+
+@pytest.mark.timeout(120)
+def test_a_text_argument_of_bytes_that_are_not_utf8_is_one_line_from_a_real_shell(tmp_path):
+    """The bytes reach Python as a shell passes them (os.fsencode), not as a test builds a str."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "bertfit", "classify", str(tmp_path / "nowhere"), b"\xed\xa0\x80abc"],
+                          capture_output=True, timeout=100)
+    assert done.returncode == 2 and b"Traceback" not in done.stderr, done.stderr
+    assert done.stderr.decode() == "bertfit: error: text 1 is not UTF-8 (byte 0xed at byte 1 of 6); give the text as UTF-8\n"

@@ -103,7 +103,7 @@ def test_glue_refuses_a_training_or_evaluation_set_whose_every_row_is_skipped(tm
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("train, message", [
     ("missing.csv", "missing.csv: file not found"),
-    ("header.csv", "header.csv: no examples"),
+    ("header.csv", "header.csv: no examples to train on (0 read, 0 skipped as bad)"),  # fine-tuning.md's words
     ("bad.csv", "bad.csv: no examples to train on (2 read, 2 skipped as bad)"),
 ])
 def test_glue_refuses_own_files_missing_empty_or_all_bad(tmp_path, data, tiny_model, capsys, train, message):
@@ -113,6 +113,66 @@ def test_glue_refuses_own_files_missing_empty_or_all_bad(tmp_path, data, tiny_mo
             "--label-column", "label", "--model", tiny_model, "--output-dir", tmp_path / "out", "--skip-bad-examples",
             *FAST]
     assert message in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+def test_glue_refuses_an_evaluation_file_of_a_header_alone_in_the_documented_words(tmp_path, data, tiny_model, capsys):
+    (data / "SST-2" / "dev.tsv").write_text("sentence\tlabel\n")
+    message = refused(glue(data, tmp_path / "out", tiny_model), watch=[data, tmp_path / "out"], capsys=capsys)
+    assert "dev.tsv: no examples to evaluate on (0 read, 0 skipped as bad)" in message
+
+
+@pytest.mark.timeout(120)
+def test_glue_refuses_a_validation_fraction_that_holds_out_nothing_before_the_model_loads(tmp_path, data, capsys):
+    """The model named does not exist: the empty held-out set is what the user hears, as reliability.md says."""
+    message = refused(glue(data, tmp_path / "out", tmp_path / "no-model", "--validation-fraction", "0.01"),
+                      watch=[data, tmp_path / "out"], capsys=capsys)
+    assert "--validation-fraction 0.01 of 12 training examples holds out 0: nothing to choose on" in message
+
+
+def own_files(data, train, out, model, *more):
+    return ["glue", "custom", "--train-file", train, "--eval-file", data / "dev.csv", "--text-columns", "text",
+            "--label-column", "label", "--model", model, "--output-dir", out, *FAST, *more]
+
+
+SURROGATE_ROW = '{"text": "a \\ud800 film", "label": "1"}\n'  # a JSON escape: the one way a file holds one
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("skip, message", [
+    ([], "train.jsonl, line 2: 'text' holds a lone surrogate ('\\ud800' at character 3), which is no character"),
+    (["--skip-bad-examples"], "train.jsonl: no examples to train on (2 read, 2 skipped as bad)"),
+])
+def test_glue_refuses_own_rows_with_a_lone_surrogate_by_line_or_skips_and_counts_them(tmp_path, data, tiny_model,
+                                                                                       capsys, skip, message):
+    train = data / "train.jsonl"
+    train.write_text('{"text": "", "label": "0"}\n' + SURROGATE_ROW if skip else '{"text": "a", "label": "0"}\n'
+                     + SURROGATE_ROW)
+    assert message in refused(own_files(data, train, tmp_path / "out", tiny_model, *skip),
+                              watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("task, labels, message", [
+    ("custom", "1", "--labels needs two or more different labels, not 1"),
+    ("custom", "0,1,0", "--labels needs two or more different labels, not 0, 1, 0"),
+    ("custom", "pos,neg", "train.csv: 12 bad rows: line 2: label '0' is not one of pos, neg; line 3: "),
+    ("sst2", "0,1", "--labels goes with --train-file"),
+])
+def test_glue_refuses_labels_it_cannot_use_and_rows_outside_them(tmp_path, data, tiny_model, capsys, task, labels,
+                                                                   message):
+    argv = (own_files(data, data / "train.csv", tmp_path / "out", tiny_model, "--labels", labels) if task == "custom"
+            else glue(data, tmp_path / "out", tiny_model, "--labels", labels))
+    assert message in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+def test_glue_names_every_bad_row_of_a_file_in_one_error(tmp_path, data, tiny_model, capsys):
+    rows = "".join(f"film {i}\t{i % 2}\n" if i % 3 else f"film {i}\tmaybe\n" for i in range(1, 12))
+    (data / "SST-2" / "train.tsv").write_text("sentence\tlabel\n" + rows)
+    message = refused(glue(data, tmp_path / "out", tiny_model), watch=[data, tmp_path / "out"], capsys=capsys)
+    assert "train.tsv: 3 bad rows: line 4: label 'maybe' is not one of 0, 1; line 7: " in message
+    assert "line 10: label 'maybe'" in message and "--skip-bad-examples" in message
 
 
 @pytest.mark.timeout(120)
@@ -178,6 +238,15 @@ def test_squad_refuses_an_evaluation_file_without_questions(tmp_path, data, tiny
 
 
 @pytest.mark.timeout(120)
+def test_squad_refuses_a_question_with_a_lone_surrogate_naming_it(tmp_path, data, tiny_model, capsys):
+    bad = data / "bad.json"
+    bad.write_text((data / "squad.json").read_text().replace("where does person 2 live ?", "where \\udc80 ?"))
+    message = refused(squad(bad, data / "squad.json", tmp_path / "out", tiny_model), watch=[data, tmp_path / "out"],
+                      capsys=capsys)
+    assert "bad.json: question 'q2' (article 't'): the question holds a lone surrogate" in message
+
+
+@pytest.mark.timeout(120)
 def test_squad_refuses_a_missing_training_file(tmp_path, data, tiny_model, capsys):
     message = refused(squad(data / "missing.json", data / "squad.json", tmp_path / "out", tiny_model),
                       watch=[data, tmp_path / "out"], capsys=capsys)
@@ -214,14 +283,29 @@ def test_squad_refuses_numbers_out_of_range_and_unknown_versions(tmp_path, data,
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("content, message", [
     (None, "no such file"),
-    ("", "no text to tokenize"),
-    ("\n\n = Title = \n\n", "no text to tokenize"),
+    ("", "corpus.txt: no text to tokenize (read 0 documents, 0 paragraphs, 0 words, 0 characters; 0 title/heading"),
+    ("\n\n = Title = \n\n", "no text to tokenize (read 0 documents, 0 paragraphs, 0 words, 0 characters; 1 title"),
 ])
 def test_pretrain_refuses_missing_or_empty_text(tmp_path, data, capsys, content, message):
     train = data / "corpus.txt"
     if content is not None:
         train.write_text(content)
     assert message in refused(pretrain(train, tmp_path / "out"), watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name, content, message", [
+    ("corpus.jsonl", '{"text": "a river"}\n{"text": "a \\ud800 river"}\n',
+     "corpus.jsonl, line 2: 'text' holds a lone surrogate ('\\ud800' at character 3)"),
+    ("corpus.txt", b"a river .\n\xff river .\nthe sea .\n\xc3 sea .\n",
+     "corpus.txt: 2 bad lines: line 2: not UTF-8 text (byte 0 of the line); give a UTF-8 text file; line 4: "),
+])
+def test_pretrain_and_tokenizer_name_every_bad_line_of_their_text(tmp_path, data, capsys, name, content, message):
+    train = data / name
+    train.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert message in refused(pretrain(train, tmp_path / "out"), watch=[data, tmp_path / "out"], capsys=capsys)
+    argv = ["tokenizer", "--train-file", train, "--output", tmp_path / "out" / "t.json", "--quiet"]
+    assert message in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)
 
 
 @pytest.mark.timeout(120)
@@ -256,7 +340,8 @@ def test_pretrain_refuses_numbers_out_of_range_and_unknown_sizes(tmp_path, data,
 # ---- tokenizer -----------------------------------------------------------------------------------
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("content, message", [(None, "no such file"), ("\n \n", "no text to train a tokenizer on")])
+@pytest.mark.parametrize("content, message", [(None, "no such file"),
+                                              ("\n \n", "corpus.txt: no text to train a tokenizer on (read 0 documents")])
 def test_tokenizer_refuses_missing_or_empty_text(tmp_path, data, capsys, content, message):
     train = data / "corpus.txt"
     if content is not None:

@@ -3,11 +3,15 @@
 the file, never another exception and never a hang.
 
 Readers: GLUE TSV (tasks/glue_tsv.py), a user's CSV/TSV/JSONL (tasks/table_files.py), SQuAD JSON
-(tasks/squad), pretraining text and JSONL (tasks/text.py), token-tagged CoNLL, CoNLL-U and JSONL with their tag
-schemes (tasks/tagged_files.py, tasks/tag_schemes.py).
+(tasks/squad), pretraining text and JSONL (tasks/text.py), tokenizer training (tokenizer_training.py),
+token-tagged CoNLL, CoNLL-U and JSONL with their tag schemes (tasks/tagged_files.py, tasks/tag_schemes.py), texts
+to embed (embedding_files.py). Each also meets texts drawn from awkward characters (lone surrogates, NUL, BOM, bidi
+marks, combining marks, a 10,000-character word), which byte mutations cannot make.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import tempfile
@@ -17,11 +21,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bertfit.characters import lone_surrogate
 from bertfit.errors import DataError
+from bertfit.pretrained import embedded_model_path, load_tokenizer
 from bertfit.tasks.glue_tsv import read_glue_split
 from bertfit.tasks.squad import read_squad
 from bertfit.tasks.table_files import read_table_file
 from bertfit.tasks.text import CorpusStats, heading_level, read_documents
+from bertfit.tokenizer_training import train_wordpiece
 
 BOUNDED = settings(max_examples=120, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
 
@@ -136,8 +143,8 @@ def test_table_files_skip_bad_records_counted_with_their_lines(tmp_path):
     examples = read_table_file(path, ["text"], "label", labels=("neg", "pos"), skip_bad=True)
     assert examples.texts_a == ["good", "bad"] and examples.labels == [1, 0]
     assert examples.num_read == 7 and examples.num_skipped == 5
-    assert [reason.split(":")[0] for reason in examples.skip_reasons] == ["line 2", "line 3", "line 5", "line 6",
-                                                                         "line 4"]
+    assert [reason.split(":")[0] for reason in examples.skip_reasons] == ["line 2", "line 3", "line 4", "line 5",
+                                                                         "line 6"]  # in file order
 
 
 def test_a_label_past_floats_range_is_a_label_not_a_traceback(tmp_path):
@@ -351,3 +358,161 @@ def test_conll_and_jsonl_read_back_the_sentences_written(sentences):
             if path == conll and any(w == "-DOCSTART-" for s in expected_words for w in s):
                 continue  # a line whose token is -DOCSTART- separates documents
             assert read.words == expected_words and read.tags == [[t for _, t in s] for s in sentences]
+
+
+# ---- texts, not bytes ----------------------------------------------------------------------------
+# The byte mutations above cannot make a lone surrogate (only a JSON `\ud800` escape can), nor a 10,000-character
+# word: texts drawn from awkward characters, written in each reader's format, reach the readers' text checks.
+# A text a reader hands on must be one the tokenizer can take (a lone surrogate is a TypeError there).
+
+AWKWARD = ["\ud800", "\udfff", "\udc80", "\x00", "\ufeff", "\u200f", "\u202e", "\u2066", "\u0301", "e\u0301",
+           "\u2028", "\u00a0", " ", ",", '"', "a", "film", "w" * 10_000]
+awkward_texts = st.lists(st.sampled_from(AWKWARD) | st.text(max_size=4), min_size=1, max_size=5).map("".join)
+TEXT_BOUNDED = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def whole(text: str) -> bool:
+    return lone_surrogate(text) is None
+
+
+_TOKENIZER = []
+
+
+def tokenizes(texts) -> None:
+    """The embedded tokenizer takes every text (it raises a TypeError on a lone surrogate)."""
+    if not _TOKENIZER:
+        _TOKENIZER.append(load_tokenizer(embedded_model_path()))
+    _TOKENIZER[0].encode_batch([t for t in texts if t is not None])
+
+
+def through_json(text: str) -> str:
+    """The text a JSON reader gets back: two lone surrogates that make a pair come back as one character."""
+    return json.loads(json.dumps(text))
+
+
+def one_line(text: str) -> str:
+    """A text as one TSV field: no tab, no line break."""
+    return re.sub("[\t\r\n]", " ", text)
+
+
+def in_bytes(text: str) -> bytes:
+    """As a program that does not check would write it: a surrogate as the three bytes UTF-8 forbids."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+@pytest.mark.timeout(300)
+@TEXT_BOUNDED
+@given(texts=st.lists(awkward_texts, min_size=1, max_size=4), skip_bad=st.booleans())
+def test_jsonl_tables_keep_every_whole_text_and_name_every_other(texts, skip_bad):
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(folder, "data.jsonl", "".join(json.dumps({"text": t, "label": k % 2}) + "\n"
+                                                   for k, t in enumerate(texts)).encode())
+        texts = list(map(through_json, texts))
+        good = [t for t in texts if t.strip() and whole(t)]
+        bad_lines = [k + 1 for k, t in enumerate(texts) if not (t.strip() and whole(t))]
+        examples = loads_or_names_the_file(lambda: read_table_file(path, ["text"], "label", skip_bad=skip_bad), path)
+        if examples is None:
+            assert bad_lines and not skip_bad
+            with pytest.raises(DataError) as error:
+                read_table_file(path, ["text"], "label")
+            assert all(f"line {n}: " in str(error.value) for n in bad_lines), str(error.value)
+            return
+        assert examples.texts_a == good and examples.num_skipped == len(bad_lines)
+        tokenizes(examples.texts_a)
+
+
+@pytest.mark.timeout(300)
+@TEXT_BOUNDED
+@given(texts=st.lists(awkward_texts, min_size=1, max_size=4), kind=st.sampled_from(["csv", "tsv"]),
+       skip_bad=st.booleans())
+def test_csv_and_tsv_tables_give_whole_texts_or_a_data_error(texts, kind, skip_bad):
+    with tempfile.TemporaryDirectory() as folder:
+        if kind == "csv":
+            buffer = io.StringIO()
+            csv.writer(buffer).writerows([["text", "label"], *([t, k % 2] for k, t in enumerate(texts))])
+            content = in_bytes(buffer.getvalue())
+        else:
+            content = in_bytes("text\tlabel\n" + "".join(f"{one_line(t)}\t{k % 2}\n" for k, t in enumerate(texts)))
+        path = write(folder, f"data.{kind}", content)
+        examples = loads_or_names_the_file(lambda: read_table_file(path, ["text"], "label", skip_bad=skip_bad), path)
+        if examples is not None:
+            assert all(whole(t) and t.strip() for t in examples.texts_a)
+            assert len(examples) == examples.num_read - examples.num_skipped
+            tokenizes(examples.texts_a)
+
+
+@pytest.mark.timeout(300)
+@TEXT_BOUNDED
+@given(texts=st.lists(awkward_texts, min_size=1, max_size=4), skip_bad=st.booleans())
+def test_glue_tsv_gives_whole_texts_or_a_data_error(texts, skip_bad):
+    with tempfile.TemporaryDirectory() as folder:
+        rows = "".join(f"{k}\t{one_line(t)}\ta hypothesis\tentailment\n" for k, t in enumerate(texts))
+        path = write(folder, "RTE/train.tsv", in_bytes("index\tsentence1\tsentence2\tlabel\n" + rows))
+        examples = loads_or_names_the_file(lambda: read_glue_split("rte", folder, "train", skip_bad=skip_bad), path)
+        if examples is not None:
+            assert all(whole(t) for t in examples.texts_a) and len(examples) == examples.num_read - examples.num_skipped
+            tokenizes(examples.texts_a)
+
+
+@pytest.mark.timeout(300)
+@TEXT_BOUNDED
+@given(questions=st.lists(st.tuples(awkward_texts, awkward_texts), min_size=1, max_size=3), skip_bad=st.booleans())
+def test_squad_keeps_every_whole_question_and_names_every_other(questions, skip_bad):
+    paragraphs = [{"context": f"{before} Paris", "qas": [{"id": f"q{k}", "question": question, "answers": [
+        {"text": "Paris", "answer_start": len(before) + 1}]}]} for k, (question, before) in enumerate(questions)]
+    seen = [(through_json(question), through_json(before)) for question, before in questions]
+    good = [f"q{k}" for k, (question, before) in enumerate(seen) if question.strip() and whole(question + before)]
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(folder, "train.json", json.dumps({"version": "1.1", "data": [
+            {"title": "t", "paragraphs": paragraphs}]}).encode())
+        read = loads_or_names_the_file(lambda: read_squad(path, skip_bad=skip_bad), path)
+        if read is None:
+            assert len(good) < len(questions) and not skip_bad
+            return
+        assert [q.id for q in read[0]] == good and len(read[1].skipped) == len(questions) - len(good)
+        tokenizes([q.question for q in read[0]] + [q.context for q in read[0]])
+
+
+@pytest.mark.timeout(300)
+@TEXT_BOUNDED
+@given(texts=st.lists(awkward_texts, min_size=1, max_size=4), kind=st.sampled_from(["txt", "jsonl"]))
+def test_pretraining_text_keeps_every_whole_paragraph_or_names_every_bad_line(texts, kind):
+    with tempfile.TemporaryDirectory() as folder:
+        if kind == "jsonl":
+            path = write(folder, "corpus.jsonl", "".join(json.dumps({"text": t}) + "\n" for t in texts).encode())
+            texts = list(map(through_json, texts))
+            bad_lines = [k + 1 for k, t in enumerate(texts) if not whole(t)]
+        else:
+            path = write(folder, "corpus.txt", in_bytes("".join(t.replace("\r", " ") + "\n\n" for t in texts)))
+            bad_lines = None  # a text's own line breaks move the lines
+        documents = loads_or_names_the_file(lambda: list(read_documents(str(path))), path)
+        if documents is None:
+            assert not all(map(whole, texts))
+            if bad_lines:
+                with pytest.raises(DataError) as error:
+                    list(read_documents(str(path)))
+                assert all(f"line {n}: " in str(error.value) for n in bad_lines), str(error.value)
+            return
+        assert all(map(whole, texts))
+        if kind == "jsonl":
+            expected = [[p.strip() for p in t.splitlines() if p.strip()] for t in texts]
+            assert documents == [d for d in expected if d]
+        tokenizes([p for document in documents for p in document])
+
+
+@pytest.mark.timeout(300)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=st.lists(awkward_texts, min_size=1, max_size=4))
+def test_tokenizer_training_trains_on_whole_texts_or_names_the_file(texts):
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(folder, "corpus.jsonl", "".join(json.dumps({"text": t}) + "\n" for t in texts).encode())
+        texts = list(map(through_json, texts))
+        output = Path(folder) / "out" / "tokenizer.json"
+        trained = loads_or_names_the_file(lambda: train_wordpiece([str(path)], output, vocab_size=60, quiet=True),
+                                          path)
+        if trained is None:
+            assert not output.exists()
+            assert not all(map(whole, texts)) or not any(t.strip() for t in texts)
+            return
+        assert all(map(whole, texts))
+        trained[0].encode_batch(texts)

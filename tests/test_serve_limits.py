@@ -268,6 +268,38 @@ def test_an_api_key_that_is_not_printable_ascii_is_refused_at_start():
     ServeSettings(api_key="Ab9-._~+/=!").validate()
 
 
+SERVE_AND_STOP = """
+import os, signal, sys, torch
+from bertfit.serve import serve
+from bertfit.serve_settings import ServeSettings
+
+mine = lambda number, frame: None
+for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, mine)
+torch.set_num_threads(2)
+
+def say(text, **more):
+    print(text, **more)
+    if text.startswith("serving on"):
+        os.kill(os.getpid(), signal.SIGTERM)  # a clean stop, from inside, once the server listens
+
+serve([sys.argv[1]], ServeSettings(port=0, precision="fp32"), say=say)
+print("after:", signal.getsignal(signal.SIGTERM) is mine, signal.getsignal(signal.SIGINT) is mine,
+      torch.get_num_threads())
+"""
+
+
+def test_serve_called_from_python_gives_back_the_signal_handlers_and_threads_it_found(run_dirs):
+    """reliability.md: a library call leaves the process as it found it (signals, threads)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SERVE_AND_STOP, str(run_dirs["sentiment"])], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "after: True True 2", done.stdout
+
+
 def test_a_lone_surrogate_is_a_422_naming_the_field(server):
     for raw, field in [(b'{"texts": ["fine", "\\ud800"], "model": "sentiment"}', "texts[1]"),
                        (b'{"question": "Who?\\udfff", "context": "Ann won."}', "question"),
@@ -290,6 +322,21 @@ def test_a_body_past_the_limit_sent_by_urllib_gets_the_413_json(server):
     assert refused.value.code == 413
     error = json.loads(refused.value.read())
     assert error["error"]["type"] == "too_large" and "--max-body-bytes" in error["error"]["message"]
+    assert call(server, "GET", "/health")[0] == 200
+
+
+def test_a_body_past_the_limit_announced_with_expect_100_continue_gets_the_413_before_it_is_sent(server):
+    """Declared past --max-body-bytes (1 MiB) but within what the server would read and discard: the client
+    asked before sending, so it is told at once, and no byte of the body is sent."""
+    head = (b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 2000000\r\nExpect: 100-continue\r\n\r\n")
+    with socket.create_connection((server.host, server.port), timeout=30) as connection:
+        connection.sendall(head)
+        response = b""
+        while b"\r\n\r\n" not in response and (chunk := connection.recv(4096)):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert b"connection: close" in response.lower()
     assert call(server, "GET", "/health")[0] == 200
 
 

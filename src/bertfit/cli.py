@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
+from .characters import argument_problem
 from .errors import BertfitError, DataError, Interrupted
 from .settings import NER_DEFAULTS, PRETRAIN_DEFAULTS, SQUAD_DEFAULTS, TrainSettings, glue_defaults_table
 
@@ -192,9 +193,22 @@ def cmd_predict_tags(args: argparse.Namespace, run) -> None:
     print(f"wrote {written}")
 
 
+def check_text_argument(text: str, name: str) -> None:
+    """Refuse an empty text argument, or one whose bytes are not UTF-8, before any run is loaded."""
+    if not text.strip():
+        raise DataError(f"{name} is empty")
+    if why := argument_problem(text):
+        raise DataError(f"{name} {why}")
+
+
 def cmd_classify(args: argparse.Namespace) -> None:
     from . import inference
 
+    if args.text_pair is None:
+        check_text_argument(args.text, "text 1")
+    else:
+        check_text_argument(args.text, "pair 1: its first text")
+        check_text_argument(args.text_pair, "pair 1: its second text")
     run = load_for(args, "classify")
     pairs = [(args.text, args.text_pair)] if args.text_pair is not None else None
     (result,) = inference.classify(run, [args.text], pairs)
@@ -208,6 +222,8 @@ def cmd_classify(args: argparse.Namespace) -> None:
 def cmd_fill_mask(args: argparse.Namespace) -> None:
     from . import inference
 
+    for i, text in enumerate(args.texts, 1):
+        check_text_argument(text, f"text {i}")
     run = load_for(args, "fill-mask")
     results = inference.fill_mask(run, args.texts, args.top_k)
     say_precision(args, run)
@@ -321,10 +337,8 @@ def cmd_qa(args: argparse.Namespace) -> None:
     from . import inference
 
     context = args.context if args.context is not None else read_context_file(args.context_file)
-    if not args.question.strip():  # told before the model loads
-        raise DataError("the question is empty")
-    if not context.strip():
-        raise DataError("the context is empty")
+    check_text_argument(args.question, "the question")  # told before the model loads
+    check_text_argument(context, "the context")
     run = load_for(args, "answer")
     (result,) = inference.answer(run, [(args.question, context)], args.null_threshold)
     say_precision(args, run)
@@ -428,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-file", help="your own evaluation file")
     p.add_argument("--text-columns", type=column_names, help="with --train-file: one or two column names, comma-separated")
     p.add_argument("--label-column", help="with --train-file: the label column")
+    p.add_argument("--labels", type=column_names, metavar="A,B,...",
+                   help="with --train-file: the labels a row may have, comma-separated, in id order (e.g. "
+                        "negative,positive); a row with another is refused, or skipped with --skip-bad-examples "
+                        "(default: every label the training file holds)")
     p.add_argument("--long-texts", choices=["truncate", "window"],
                    help="window: classify overlapping windows of long texts and average their logits "
                         "(default: truncate)")

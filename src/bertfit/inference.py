@@ -23,8 +23,9 @@ import torch
 
 from . import devices, embedding, heads, onnx_engine, predicting
 from .batching import Features, collate, eval_batches
+from .characters import lone_surrogate
 from .checkpoints.hf import read_config_json
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError, require_examples
 from .files import write_atomic
 from .pretrained import load_pretrained
 from .runs import model_folder
@@ -526,9 +527,11 @@ def run_many(run: Run, requests: list[Prepared], batch_size: int = 128) -> list[
 def classify(run: Run, texts: list[str], pairs: list[tuple[str, str]] | None = None) -> list[dict]:
     """Label texts, or text pairs: label, probability and every label's probability (regression: score)."""
     for i, text in enumerate(texts if pairs is None else [t for pair in pairs for t in pair]):
+        name = f"text {i + 1}" if pairs is None else f"pair {i // 2 + 1}: its {'first' if i % 2 == 0 else 'second'} text"
         if not text.strip():
-            raise DataError(f"text {i + 1} is empty" if pairs is None else
-                            f"pair {i // 2 + 1}: its {'first' if i % 2 == 0 else 'second'} text is empty")
+            raise DataError(f"{name} is empty")
+        if why := lone_surrogate(text):  # the tokenizer would raise a TypeError
+            raise DataError(f"{name} {why}")
     if pairs is not None:
         prepared = prepare_texts(run, [a for a, _ in pairs], [b for _, b in pairs])
     else:
@@ -541,10 +544,11 @@ def answer(run: Run, pairs: list[tuple[str, str]], null_threshold: float | None 
     `null_threshold` (v2.0): None is the run's own."""
     for i, (question, context) in enumerate(pairs):
         where = "" if len(pairs) == 1 else f" of pair {i + 1}"
-        if not question.strip():
-            raise DataError(f"the question{where} is empty")
-        if not context.strip():
-            raise DataError(f"the context{where} is empty")
+        for name, text in (("question", question), ("context", context)):
+            if not text.strip():
+                raise DataError(f"the {name}{where} is empty")
+            if why := lone_surrogate(text):
+                raise DataError(f"the {name}{where} {why}")
     return run_many(run, [prepare_questions(run, pairs, null_threshold)])[0]
 
 
@@ -627,6 +631,7 @@ def predict(run: Run, split: str = "test", data_dir: str | None = None, out_dir:
     written = []
     for name in splits:
         examples = glue_tsv.read_glue_split(task, data_dir, name) if data_dir else glue_hub.load_hub_split(task, name)
+        require_examples(len(examples), examples.source, "examples to predict", examples.num_read, examples.num_skipped)
         features, _ = glue_encoding.encode(examples, run.tokenizer, run.setting("max_seq_length"),
                                            run.setting("long_texts"), run.setting("stride"))
         (logits,) = predicting.predict(run.model, features, run.pad_id, run.device, batch_size, run.precision)

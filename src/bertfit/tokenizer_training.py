@@ -55,7 +55,7 @@ def train_wordpiece(sources: Sequence[str], output: str | Path, vocab_size: int 
     stats = CorpusStats()
     tokenizer.train_from_iterator(_batches(read_paragraphs(sources, text_field, stats)), trainer)
     if not stats.paragraphs:
-        raise DataError(f"{', '.join(map(str, sources))}: no text to train a tokenizer on")
+        raise DataError(f"{', '.join(map(str, sources))}: no text to train a tokenizer on (read {stats.summary()})")
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])

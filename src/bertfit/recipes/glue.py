@@ -35,6 +35,9 @@ class GlueOptions:
     eval_file: str | None = None
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
+    # The labels a row of the own files may have, in id order; a row with another is bad. None: every distinct
+    # label of the training file is a class (a typo too: `label_counts` and `rare_label_warning` tell).
+    labels: tuple[str, ...] | None = None
     long_texts: str = "truncate"
     stride: int = 64
     skip_bad_examples: bool = False
@@ -72,8 +75,10 @@ def custom_task(options: GlueOptions) -> glue.GlueTask:
     if not options.text_columns or not options.label_column:
         raise ConfigError("with --train-file, name the text columns (--text-columns a[,b]) and --label-column")
     probe = table_files.read_table_file(options.train_file, options.text_columns, options.label_column,
-                                        skip_bad=options.skip_bad_examples)
-    labels = probe.label_names
+                                        labels=options.labels, skip_bad=options.skip_bad_examples)
+    # the label set and regression are read off the examples: none is the empty set finetune_glue refuses
+    require_examples(len(probe), probe.source, "examples to train on", probe.num_read, probe.num_skipped)
+    labels = tuple(options.labels) if options.labels else probe.label_names
     return glue.GlueTask(name="custom", folder="", text_columns=tuple(options.text_columns),
                          label_column=options.label_column, labels=labels,
                          metrics=("accuracy", "f1") if labels and len(labels) == 2 else
@@ -151,6 +156,11 @@ def check_options(options: GlueOptions) -> None:
         raise ConfigError(f"--long-texts must be truncate or window, not {options.long_texts!r}")
     if options.stride < 0:
         raise ConfigError(f"--stride must be zero or positive, not {options.stride}")
+    if options.labels is not None:
+        if not options.train_file:
+            raise ConfigError("--labels goes with --train-file: an official GLUE task's labels are fixed")
+        if len(options.labels) < 2 or len(set(options.labels)) != len(options.labels):
+            raise ConfigError(f"--labels needs two or more different labels, not {', '.join(options.labels) or 'none'}")
     if options.validation_fraction is not None and not 0 < options.validation_fraction < 1:
         raise ConfigError(f"--validation-fraction must be between 0 and 1, not {options.validation_fraction:g}")
 
@@ -178,8 +188,16 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = 
         if examples.labels is None:
             raise ConfigError(f"{examples.source}: has no labels; training and evaluation need labelled files")
     # the seed and all but the table's settings are known now; the table's row waits for the training set's size
-    run = start_run(options.output_dir or f"runs/glue-{task.name}",
-                    TrainSettings(**chosen) if chosen is not None else settings, options.model,
+    given = TrainSettings(**chosen) if chosen is not None else settings
+    labels_said = None if task.is_regression else (label_counts(task, train_examples),
+                                                   rare_label_warning(task, train_examples, bool(options.labels)))
+    # the defaults table goes by the training set before holding out: the settings of the same command without it
+    table_size = len(train_examples)
+    held_examples = None
+    if options.validation_fraction:  # before the model loads: a fraction that holds out none (or all) is refused
+        train_examples, held_examples = hold_out(train_examples, options.validation_fraction, given.seed,
+                                                 stratify=not task.is_regression)
+    run = start_run(options.output_dir or f"runs/glue-{task.name}", given, options.model,
                     head="classification", num_labels=task.num_labels, tokenizer=options.tokenizer,
                     num_heads=options.num_heads, overwrite=options.overwrite, quiet=options.quiet)
     say, tokenizer = run.say, run.tokenizer
@@ -188,13 +206,11 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = 
         if examples.num_skipped:
             say(f"{examples.source}: skipped {examples.num_skipped} of {examples.num_read} rows "
                 f"({'; '.join(examples.skip_reasons[:3])})")
-
-    # the defaults table goes by the training set before holding out: the settings of the same command without it
-    table_size = len(train_examples)
-    held_examples = None
-    if options.validation_fraction:
-        train_examples, held_examples = hold_out(train_examples, options.validation_fraction, run.settings.seed,
-                                                 stratify=not task.is_regression)
+    if labels_said:
+        counts, warning = labels_said
+        say(f"{train_examples.source}: labels {counts}")
+        if warning and run.main:
+            print(f"warning: {warning}", file=sys.stderr)
     if chosen is not None:
         settings = glue_settings(task.name, table_size, chosen)
         settings.validate()
@@ -268,6 +284,33 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = 
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)
     return results
+
+
+# A label is rare, and likely a typo, with fewer than RARE_COUNT examples and under RARE_SHARE of the most
+# common label's: both, so that a small class of a large set (500 of 100,000) is not taken for one.
+RARE_COUNT, RARE_SHARE = 10, 0.01
+
+
+def label_counts(task: glue.GlueTask, examples: glue.Examples) -> str:
+    """Each label with its count in `examples`, as the run says it: `negative 480, positive 520`."""
+    counts = np.bincount(np.asarray(examples.labels, dtype=np.int64), minlength=task.num_labels)
+    return ", ".join(f"{name} {count:,}" for name, count in zip(task.label_names, counts.tolist()))
+
+
+def rare_label_warning(task: glue.GlueTask, examples: glue.Examples, declared: bool = False) -> str | None:
+    """What to say when a label of the training set is rare next to the most common (see RARE_COUNT), else None.
+    `declared`: the labels were given with --labels; only own files' undeclared labels may be typos."""
+    counts = np.bincount(np.asarray(examples.labels, dtype=np.int64), minlength=task.num_labels)
+    names, most = task.label_names, int(counts.argmax())
+    rare = [k for k, count in enumerate(counts.tolist()) if count < RARE_COUNT and count < RARE_SHARE * counts[most]]
+    if not rare:
+        return None
+    said = ", ".join(f"{names[k]!r} has {counts[k]:,} training example{'s' if counts[k] != 1 else ''}" for k in rare)
+    hint = ("a class the model can hardly learn" if declared or task.name != "custom" else
+            f"a typo? --labels {','.join(n for k, n in enumerate(names) if k not in rare)} declares the label set "
+            f"and refuses rows with other labels")
+    return (f"{examples.source}: rare label{'s' if len(rare) > 1 else ''}: {said}, against "
+            f"{counts[most]:,} of {names[most]!r}: {hint}")
 
 
 HELD_OUT = "held_out_"  # the prefix of the held-out part's scores in an evaluation

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-import re
 
-SURROGATES = re.compile("[\ud800-\udfff]")
+from ..characters import SURROGATE as SURROGATES  # the one check of whole characters, as the readers and CLI
 
 
 class RequestError(Exception):

@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
+from .bad_rows import BadRows
 from .glue import Examples, GlueTask, resolve_split, resolve_task
 from .table_files import tsv_header, tsv_lines
 
 # Other places the official-looking AX file turns up, relative to the GLUE root.
 AX_CANDIDATES = ("diagnostic/diagnostic.tsv", "AX/AX.tsv", "AX/test.tsv")
-MAX_SKIP_REASONS = 10
 
 
 class _BadRow(Exception):
@@ -25,7 +25,9 @@ def glue_file_candidates(task: GlueTask, data_dir: str | Path, split: str) -> li
 
 
 def read_glue_split(task: str | GlueTask, data_dir: str | Path, split: str, skip_bad: bool = False) -> Examples:
-    """Read one split of the official GLUE download; bad rows raise DataError, or are counted skips with skip_bad."""
+    """Read one split of the official GLUE download; bad rows raise one DataError naming each (`bad_rows`), or are
+    counted skips with skip_bad. A file without data rows gives no examples, for the caller to refuse
+    (`errors.require_examples`)."""
     task = resolve_task(task)
     split = resolve_split(task, split)
     candidates = glue_file_candidates(task, data_dir, split)
@@ -82,16 +84,15 @@ def read_glue_split(task: str | GlueTask, data_dir: str | Path, split: str, skip
 
     examples = Examples([], [] if len(task.text_columns) == 2 else None, [] if labeled else None, [], str(path),
                         label_names=task.labels if labeled else None)
+    bad = BadRows(path, skip_bad)
     for line_no, raw in lines:
         examples.num_read += 1
         try:
             texts, label, index = parse(line_no, raw)
-        except _BadRow as bad:
-            if not skip_bad:
-                raise DataError(f"{path}, line {line_no}: {bad}") from None
-            examples.num_skipped += 1
-            if len(examples.skip_reasons) < MAX_SKIP_REASONS:
-                examples.skip_reasons.append(f"line {line_no}: {bad}")
+        except _BadRow as why:
+            bad.add(f"line {line_no}", str(why))
+            continue
+        if bad.failing():  # the read is bound to fail: only the bad rows are of use
             continue
         examples.texts_a.append(texts[0])
         if examples.texts_b is not None:
@@ -99,9 +100,8 @@ def read_glue_split(task: str | GlueTask, data_dir: str | Path, split: str, skip
         if examples.labels is not None:
             examples.labels.append(label)
         examples.indices.append(index)
-    if examples.num_read == 0:
-        why = "no examples after the header" if first_data_line == 2 else "the file is empty"
-        raise DataError(f"{path}: {why}")
+    bad.check()
+    examples.num_skipped, examples.skip_reasons = bad.count, bad.reasons
     return examples
 
 

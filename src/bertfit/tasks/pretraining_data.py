@@ -171,7 +171,7 @@ def _write_token_file(folder: Path, sources: Sequence[str], tokenizer: Tokenizer
         if pending:
             write(pending, sizes)
     if not totals["tokens"]:
-        raise DataError(f"{', '.join(map(str, sources))}: no text to tokenize")
+        raise DataError(f"{', '.join(map(str, sources))}: no text to tokenize (read {corpus.summary()})")
     write_json(folder / "stats.json", {
         "format": FORMAT_VERSION, "digest": digest, "dtype": dtype.name, "vocab_size": vocab_size,
         "documents": corpus.documents, "paragraphs": corpus.paragraphs, "tokens": totals["tokens"],

@@ -12,11 +12,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ..characters import SURROGATE, lone_surrogate
 from ..errors import ConfigError, DataError
+from .bad_rows import BadRows
 from .glue import Examples
-
-
-MAX_SKIP_REASONS = 10  # the reasons an Examples keeps; every skip is counted
 
 
 class BadRow(Exception):
@@ -27,11 +26,13 @@ def read_table_file(path: str | Path, text_columns: Sequence[str], label_column:
                     labels: Sequence[str] | None = None, skip_bad: bool = False) -> Examples:
     """Read a CSV, TSV (tabs, no quoting) or JSONL file with 1 or 2 named text columns and an optional label column.
 
-    Labels map to ids through `labels` when given, else through their sorted distinct values (numerically
-    when all are integers). Labels that are all numbers, some written with a fraction (2.5, "3.0"), make a
-    regression task; float labels come back as floats with `label_names` None. A malformed record raises
-    DataError naming the file and line; with skip_bad it is skipped and counted (num_skipped, skip_reasons).
-    A file that cannot be read at all (no header, unknown format, broken CSV quoting) always raises.
+    Labels map to ids through `labels` when given (a row with another label is bad), else through their sorted
+    distinct values (numerically when all are integers). Labels that are all numbers, some written with a
+    fraction (2.5, "3.0"), make a regression task; float labels come back as floats with `label_names` None.
+    Malformed records raise one DataError naming the file and each bad line (`bad_rows`); with skip_bad they
+    are skipped and counted (num_skipped, skip_reasons). A file that cannot be read at all (no header, unknown
+    format, broken CSV quoting) always raises. A file without records gives no examples, for the caller to
+    refuse with what it needed them for (`errors.require_examples`).
     """
     path = Path(path)
     text_columns = [text_columns] if isinstance(text_columns, str) else list(text_columns)
@@ -40,32 +41,24 @@ def read_table_file(path: str | Path, text_columns: Sequence[str], label_column:
     wanted = text_columns + ([label_column] if label_column else [])
     rows: list[tuple[int, list[str], object]] = []  # (line, texts, raw label)
     examples = Examples([], [] if len(text_columns) == 2 else None, None, [], str(path))
-
-    def skip(line_no: int, reason: str) -> None:
-        if not skip_bad:
-            raise DataError(f"{path}, line {line_no}: {reason}")
-        examples.num_skipped += 1
-        if len(examples.skip_reasons) < MAX_SKIP_REASONS:
-            examples.skip_reasons.append(f"line {line_no}: {reason}")
-
-    for line_no, record in _table_records(path):
+    bad = BadRows(path, skip_bad)
+    for line_no, record in _table_records(path, wanted):
         examples.num_read += 1
         try:
             if isinstance(record, BadRow):
                 raise record
-            rows.append((line_no, *_table_row(record, text_columns, label_column, wanted)))
-        except BadRow as bad:
-            skip(line_no, str(bad))
-    if not examples.num_read:
-        raise DataError(f"{path}: no examples")
+            texts, label = _table_row(record, text_columns, label_column, wanted)
+            if label_column and labels is not None and str(label) not in labels:
+                raise BadRow(f"label {str(label)!r} is not one of {', '.join(labels)}")
+            if not bad.failing():  # once the read is bound to fail, only the bad rows are of use
+                rows.append((line_no, texts, label))
+        except BadRow as why:
+            bad.add(f"line {line_no}", str(why))
+    bad.check()
+    examples.num_skipped, examples.skip_reasons = bad.count, bad.reasons
     label_ids, label_names = ([] if label_column else None), None
     if label_column and rows:
-        raw = [label for _, _, label in rows]
-        label_ids, label_names, bad = _table_labels(raw, labels)
-        for k in bad:
-            skip(rows[k][0], f"label {str(raw[k])!r} is not one of {', '.join(label_names)}")
-        keep = sorted(set(range(len(rows))) - set(bad))
-        rows, label_ids = [rows[k] for k in keep], [label_ids[k] for k in keep]
+        label_ids, label_names = _table_labels([label for _, _, label in rows], labels)
     for _, texts, _ in rows:
         examples.texts_a.append(texts[0])
         if examples.texts_b is not None:
@@ -77,7 +70,7 @@ def read_table_file(path: str | Path, text_columns: Sequence[str], label_column:
 
 
 def _table_row(record: dict, text_columns: list[str], label_column: str | None, wanted: list[str]):
-    """(texts, raw label) of one record; BadRow when a column is missing or empty."""
+    """(texts, raw label) of one record; BadRow when a column is missing or empty, or holds no whole characters."""
     missing = [c for c in wanted if c not in record]
     if missing:
         raise BadRow(f"no {' or '.join(map(repr, missing))} column; found {', '.join(map(str, record))}")
@@ -85,14 +78,19 @@ def _table_row(record: dict, text_columns: list[str], label_column: str | None, 
     for name, text in zip(text_columns, texts):
         if not isinstance(text, str) or not text.strip():
             raise BadRow(f"{name!r} is {'empty' if isinstance(text, str) else 'not text'}")
+        if why := lone_surrogate(text):
+            raise BadRow(f"{name!r} {why}")
     label = record[label_column] if label_column else None
     if label_column and (label is None or not str(label).strip()):
         raise BadRow(f"{label_column!r} is empty")
+    if isinstance(label, str) and (why := lone_surrogate(label)):
+        raise BadRow(f"{label_column!r} {why}")
     return texts, label
 
 
-def _table_records(path: Path) -> Iterator[tuple[int, dict | BadRow]]:
-    """(line number, {column: value}, or the BadRow that line is) for each record of a .csv, .tsv or .jsonl file."""
+def _table_records(path: Path, wanted: list[str]) -> Iterator[tuple[int, dict | BadRow]]:
+    """(line number, {column: value}, or the BadRow that line is) for each record of a .csv, .tsv or .jsonl file.
+    A header without a `wanted` column is the file's mistake, not every row's: it raises."""
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".tsv", ".jsonl"):
         raise ConfigError(f"{path}: unknown table format {suffix!r}; use .csv, .tsv or .jsonl")
@@ -101,6 +99,7 @@ def _table_records(path: Path) -> Iterator[tuple[int, dict | BadRow]]:
     if suffix == ".tsv":
         lines = tsv_lines(path)
         header = tsv_header(path, lines)
+        _check_header(path, header, wanted)
         for line_no, raw in lines:
             try:
                 fields = raw.decode("utf-8").split("\t")
@@ -125,19 +124,22 @@ def _table_records(path: Path) -> Iterator[tuple[int, dict | BadRow]]:
                 except BadRow as bad:
                     yield line_no, bad
         return
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:  # CSV quoting may span lines: the file cannot be cut into records safely
-        line_no = data[: e.start].count(b"\n") + 1
-        raise DataError(f"{path}, line {line_no}: not UTF-8") from None
+    # bytes that are not UTF-8 are kept as lone surrogates (U+DC80-U+DCFF), which the CSV parser passes through
+    # like any character: the record holding one is one bad row, found after the quoting has cut the records
+    text = path.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
         if header is None:
             raise DataError(f"{path}: the file is empty")
+        if _undecoded(header):
+            raise DataError(f"{path}, line 1: the header is not UTF-8 ({_undecoded(header)})")
+        _check_header(path, header, wanted)
         for fields in reader:
             if not fields:
+                continue
+            if _undecoded(fields):
+                yield reader.line_num, BadRow(f"not UTF-8 ({_undecoded(fields)})")
                 continue
             if len(fields) != len(header):
                 yield reader.line_num, BadRow(f"expected {len(header)} columns, found {len(fields)}")
@@ -147,10 +149,24 @@ def _table_records(path: Path) -> Iterator[tuple[int, dict | BadRow]]:
         raise DataError(f"{path}, line {reader.line_num}: {e}") from None
 
 
+def _undecoded(fields: list[str]) -> str | None:
+    """The first byte of `fields` that was not UTF-8 (decoded with surrogateescape), said as `byte 0xe9`."""
+    for field in fields:
+        if found := SURROGATE.search(field):
+            return f"byte {ord(found.group()) - 0xDC00:#04x}"
+    return None
+
+
+def _check_header(path: Path, header: list[str], wanted: list[str]) -> None:
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise DataError(f"{path}, line 1: no {' or '.join(map(repr, missing))} column; found {', '.join(header)}")
+
+
 def _table_labels(values: list, labels: Sequence[str] | None):
-    """(label ids or float scores, the id -> name table, the positions whose label is not in `labels`)."""
+    """(label ids or float scores, the id -> name table); every value is one of `labels` when they are given."""
     if labels is None and all(_number(v) is not None for v in values) and any(map(_is_fractional, values)):
-        return [_number(v) for v in values], None, []
+        return [_number(v) for v in values], None
     names = [str(v) for v in values]
     if labels is None:
         distinct = set(names)
@@ -158,7 +174,7 @@ def _table_labels(values: list, labels: Sequence[str] | None):
         integers = all(n.removeprefix("-").isdecimal() and len(n) < 1000 for n in distinct)
         labels = sorted(distinct, key=int) if integers else sorted(distinct)
     ids = {name: i for i, name in enumerate(labels)}
-    return [ids.get(n, -1) for n in names], tuple(labels), [k for k, n in enumerate(names) if n not in ids]
+    return [ids[n] for n in names], tuple(labels)
 
 
 def _number(value) -> float | None:
@@ -209,14 +225,6 @@ def tsv_header(path: Path, lines: Iterator[tuple[int, bytes]]) -> list[str]:
         return raw.decode("utf-8").split("\t")
     except UnicodeDecodeError:
         raise DataError(f"{path}, line 1: header is not UTF-8") from None
-
-
-def jsonl_record(path, line_no: int, line: str) -> dict:
-    """One line of a JSONL file as its JSON object; anything else is an error naming the file and line."""
-    try:
-        return json_object(line)
-    except BadRow as bad:
-        raise DataError(f"{path}, line {line_no}: {bad}") from None
 
 
 def json_object(line: str) -> dict:

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from .. import hub
+from ..characters import lone_surrogate
 from ..errors import DataError
-from .table_files import jsonl_record
+from .bad_rows import BadRows
+from .table_files import BadRow, json_object
 
 WIKITEXT = "Salesforce/wikitext"
 WIKITEXT_CONFIGS = {"wikitext": "wikitext-103-raw-v1", "wikitext-2-raw-v1": "wikitext-2-raw-v1",
@@ -68,9 +70,13 @@ def is_hub_name(source: str) -> bool:
 
 
 def read_documents(source: str, text_field: str = "text", stats: CorpusStats | None = None) -> Iterator[list[str]]:
-    """The documents of one source, each a list of paragraphs (non-empty stripped lines), read as a stream."""
+    """The documents of one source, each a list of paragraphs (non-empty stripped lines), read as a stream.
+
+    A bad line (not UTF-8; in JSONL, not a JSON object, no text field, text that is not whole characters) ends
+    the stream: the rest of the file is only searched for more bad lines, and one DataError names each."""
     stats = stats if stats is not None else CorpusStats()
     stats.sources.append(str(source))
+    bad = BadRows(source, what="lines", hint=None)  # no option skips them: the text is for the user to mend
     if is_hub_name(source):
         documents = _hub_documents(source, text_field, stats)
     else:
@@ -79,14 +85,17 @@ def read_documents(source: str, text_field: str = "text", stats: CorpusStats | N
             raise DataError(f"{path}: no such file")
         if not path.is_file():
             raise DataError(f"{path}: is a folder, not a text file")
-        documents = _jsonl_documents(path, text_field, stats) if path.suffix.lower() == ".jsonl" \
-            else _line_documents(_file_lines(path), stats)
+        documents = _jsonl_documents(path, text_field, stats, bad) if path.suffix.lower() == ".jsonl" \
+            else _line_documents(_file_lines(path, bad), stats)
     for document in documents:
+        if bad.failing():  # the read is bound to fail: only the bad lines are of use
+            continue
         stats.documents += 1
         stats.paragraphs += len(document)
         stats.words += sum(len(p.split()) for p in document)
         stats.characters += sum(map(len, document))
         yield document
+    bad.check()
 
 
 def read_paragraphs(sources: Sequence[str], text_field: str = "text",
@@ -119,15 +128,15 @@ def hub_dataset(source: str) -> tuple[str, str | None]:
     return name, config or None
 
 
-def _file_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a UTF-8 file, read line by line; a byte that is not UTF-8 names its line."""
+def _file_lines(path: Path, bad: BadRows) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file, read line by line; a line that is not UTF-8 goes to `bad`."""
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(f"{path}, line {line_no}: not UTF-8 text (byte {exc.start} of the line); "
-                                f"give a UTF-8 text file") from None
+                bad.add(f"line {line_no}", f"not UTF-8 text (byte {exc.start} of the line); give a UTF-8 text file")
+                continue
             yield line_no, line
 
 
@@ -154,22 +163,33 @@ def _line_documents(lines: Iterable[tuple[int, str]], stats: CorpusStats) -> Ite
         yield document
 
 
-def _jsonl_documents(path: Path, text_field: str, stats: CorpusStats) -> Iterator[list[str]]:
-    for line_no, line in _file_lines(path):
+def _jsonl_documents(path: Path, text_field: str, stats: CorpusStats, bad: BadRows) -> Iterator[list[str]]:
+    for line_no, line in _file_lines(path, bad):
         if not line.strip():
             continue
-        record = jsonl_record(path, line_no, line)
-        if text_field not in record:
-            raise DataError(f"{path}, line {line_no}: no {text_field!r} field; found {', '.join(map(str, record))} "
-                            f"(--text-field names the field)")
-        text = record[text_field]
-        if not isinstance(text, str):
-            raise DataError(f"{path}, line {line_no}: {text_field!r} is {type(text).__name__}, not text")
+        try:
+            text = _jsonl_text(line, text_field)
+        except BadRow as why:
+            bad.add(f"line {line_no}", str(why))
+            continue
         paragraphs = [p.strip() for p in text.splitlines() if p.strip()]
         if paragraphs:
             yield paragraphs
         else:
             stats.skipped_lines += 1
+
+
+def _jsonl_text(line: str, text_field: str) -> str:
+    """The text field of one JSONL line; BadRow saying what is wrong with the line."""
+    record = json_object(line)
+    if text_field not in record:
+        raise BadRow(f"no {text_field!r} field; found {', '.join(map(str, record))} (--text-field names the field)")
+    text = record[text_field]
+    if not isinstance(text, str):
+        raise BadRow(f"{text_field!r} is {type(text).__name__}, not text")
+    if why := lone_surrogate(text):
+        raise BadRow(f"{text_field!r} {why}")
+    return text
 
 
 def _hub_documents(source: str, text_field: str, stats: CorpusStats) -> Iterator[list[str]]:

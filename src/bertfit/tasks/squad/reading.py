@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ... import hub
+from ...characters import lone_surrogate
 from ...errors import ConfigError, DataError
+from ..bad_rows import BadRows
 
 HUB_NAMES = {"1.1": "rajpurkar/squad", "2.0": "rajpurkar/squad_v2"}
 
@@ -40,9 +42,10 @@ class ReadStats:
 def read_squad(path: str | Path, skip_bad: bool = False) -> tuple[list[SquadQuestion], ReadStats]:
     """Read an official SQuAD v1.1 or v2.0 JSON file; v2.0 is recognised by `is_impossible` keys.
 
-    A file that is not JSON or not SQuAD-shaped always raises DataError. With skip_bad=True a bad
-    question (empty text, answer not found at answer_start, duplicate id, ...) is skipped and its
-    reason kept in stats.skipped instead, so loaded + skipped = every question in the file.
+    A file that is not JSON or not SQuAD-shaped always raises DataError. A bad question (empty text, answer
+    not found at answer_start, duplicate id, ...) raises one DataError naming each bad question (`bad_rows`);
+    with skip_bad=True it is skipped and its reason kept in stats.skipped instead, so loaded + skipped = every
+    question in the file.
     """
     path = Path(path)
     paragraphs = list(_paragraphs(_load_json(path), path))
@@ -50,18 +53,20 @@ def read_squad(path: str | Path, skip_bad: bool = False) -> tuple[list[SquadQues
                     for _, _, qas in paragraphs for qa in qas)
     questions: list[SquadQuestion] = []
     stats = ReadStats(version_2=version_2)
+    bad = BadRows(path, skip_bad, what="questions", separator=": ")
     seen: dict[str, str] = {}  # id -> title of the article where it first appeared
     for title, context, qas in paragraphs:
         for qa in qas:
             try:
                 question = _parse_question(qa, title, context, path, seen)
             except DataError as error:
-                if not skip_bad:
-                    raise
                 stats.skipped.append(str(error))
+                where, _, why = str(error).removeprefix(f"{path}: ").partition(": ")
+                bad.add(where, why)
                 continue
             questions.append(question)
             stats.unanswerable += question.is_impossible
+    bad.check()
     stats.questions = len(questions)
     return questions, stats
 
@@ -119,8 +124,9 @@ def _parse_question(qa, title: str, context: str, path: Path, seen: dict[str, st
         raise DataError(f"{where}: empty question text")
     if not context.strip():
         raise DataError(f"{where}: empty context")
-    if not _is_unicode(question) or not _is_unicode(context):
-        raise DataError(f"{where}: text holds an unpaired surrogate escape (\\udXXX), which is not a character")
+    for name, text in (("question", question), ("context", context)):
+        if why := lone_surrogate(text):
+            raise DataError(f"{where}: the {name} {why}")
     is_impossible = qa.get("is_impossible", False)
     if not isinstance(is_impossible, bool):
         raise DataError(f"{where}: is_impossible must be true or false, got {is_impossible!r}")
@@ -150,14 +156,6 @@ def _parse_answer(record, context: str, where: str) -> Answer:
         hint = f"; the text occurs at {found}" if found >= 0 else "; the text is not in the context"
         raise DataError(f"{where}: answer_start {start} does not point at {text!r} in the context{hint}")
     return Answer(text, start)
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def load_hub_squad(version: str, split: str) -> list[SquadQuestion]:
