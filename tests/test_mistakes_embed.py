@@ -42,6 +42,7 @@ def root(tmp_path_factory) -> Path:
     (root / "texts.txt").write_text("one\n\nthree\n")
     (root / "empty.txt").write_text("")
     (root / "texts.jsonl").write_text('{"body": "a"}\n')
+    (root / "surrogate.jsonl").write_text('{"text": "a"}\n{"text": "b \\ud800"}\n')
     (root / "mine.npy").write_bytes(b"the user's own file")
     shutil.copy(root / "texts.txt", root / "copy.txt")
     return root
@@ -55,6 +56,9 @@ CASES = {
     "an unknown pooling mode": (["unknown-pooling", "a text"], "pooling median; the modes are cls, max, mean"),
     "a classification run": (["glue-sst2", "a text"], "a sst2 run, not a sentence-embedding model"),
     "an empty text": (["good", "a text", " "], "text 2 is empty"),
+    "a text not UTF-8": (["good", "a text", "caf\udce9"], "text 2 is not UTF-8 (byte 0xe9 at byte 4 of 4)"),
+    "a lone surrogate in the file": (["good", "--input-file", "surrogate.jsonl"],
+                                     "surrogate.jsonl, line 2: the text holds a lone surrogate"),
     "no texts": (["good"], "give texts on the command line or --input-file"),
     "texts and a file": (["good", "a", "--input-file", "texts.txt"], "give texts on the command line or --input-file"),
     "a blank line in the file": (["good", "--input-file", "texts.txt"], "texts.txt, line 2: a blank line"),
@@ -97,7 +101,7 @@ TRAIN_CASES = {
                                         "--loss cosent needs scored pairs"),
     "scores that are labels": (["--train-file", "labelled.csv", "--label-column", "label"],
                                "must hold numbers (gold similarity scores)"),
-    "an empty training file": (["--train-file", "header.csv"], "header.csv: no examples"),
+    "an empty training file": (["--train-file", "header.csv"], "header.csv: no pairs to train on (0 read, 0 skipped as bad)"),
     "one text column": (["--train-file", "pairs.csv", "--text-columns", "sentence1"], "give two columns"),
     "an evaluation file without scores": (["--train-file", "pairs.csv", "--eval-file", "pairs.csv"],
                                           "evaluation needs scored pairs"),

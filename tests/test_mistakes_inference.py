@@ -77,6 +77,8 @@ CASES.update({
     "fill-mask: empty text": (["fill-mask", "pretrain", " "], "text 1 is empty"),
     "fill-mask: no [MASK]": (["fill-mask", "pretrain", "a fine film"], "has no [MASK]"),
     "tag: empty text": (["tag", "ner", " "], "the text is empty"),
+    "tag: text not UTF-8": (["tag", "ner", NOT_UTF8], "the text is not UTF-8 (byte 0xed"),
+    "tag: empty text, before the run": (["tag", "nowhere", " "], "the text is empty"),
     "tag: a glue-sst2 run": (["tag", "glue-sst2", "Paris"], "a sst2 run, not a token-classification run"),
     "tag: a squad run": (["tag", "squad", "Paris"], "a squad-v2.0 run, not a token-classification run"),
     "tag: a pretraining run": (["tag", "pretrain", "Paris"], "a fill-mask run, not a token-classification run"),

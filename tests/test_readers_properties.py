@@ -516,3 +516,44 @@ def test_tokenizer_training_trains_on_whole_texts_or_names_the_file(texts):
             return
         assert all(map(whole, texts))
         trained[0].encode_batch(texts)
+
+
+@pytest.mark.timeout(300)
+@TEXT_BOUNDED
+@given(words=st.lists(awkward_texts, min_size=1, max_size=4), skip_bad=st.booleans())
+def test_tagged_jsonl_keeps_every_whole_sentence_and_names_every_other(words, skip_bad):
+    from bertfit.tasks.tagged_files import read_tagged_file
+
+    sentences = [[w] for w in words]  # a sentence a word, so that a bad word names its own line
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(folder, "data.jsonl", "".join(json.dumps({"tokens": s, "tags": ["O"] * len(s)}) + "\n"
+                                                   for s in sentences).encode())
+        seen = [through_json(w) for w in words]
+        bad_lines = [k + 1 for k, w in enumerate(seen) if not (w and whole(w))]
+        read = loads_or_names_the_file(lambda: read_tagged_file(path, skip_bad=skip_bad), path)
+        if read is None:
+            assert bad_lines and not skip_bad
+            with pytest.raises(DataError) as error:
+                read_tagged_file(path)
+            assert all(f"line {n}: " in str(error.value) for n in bad_lines[:20]), str(error.value)
+            return
+        assert read.words == [[w] for w in seen if w and whole(w)] and read.num_skipped == len(bad_lines)
+        tokenizes([w for s in read.words for w in s])
+
+
+@pytest.mark.timeout(300)
+@TEXT_BOUNDED
+@given(texts=st.lists(awkward_texts, min_size=1, max_size=4), kind=st.sampled_from(["txt", "jsonl"]))
+def test_texts_to_embed_are_whole_texts_or_a_data_error(texts, kind):
+    from bertfit.embedding_files import read_texts
+
+    with tempfile.TemporaryDirectory() as folder:
+        if kind == "jsonl":
+            path = write(folder, "texts.jsonl", "".join(json.dumps({"text": t}) + "\n" for t in texts).encode())
+        else:
+            path = write(folder, "texts.txt", in_bytes("".join(re.sub("[\r\n\u2028\u2029\x0b\x0c\x1c-\x1e\x85]", " ", t)
+                                                               + "\n" for t in texts)))
+        read = loads_or_names_the_file(lambda: read_texts(path), path)
+        if read is not None:
+            assert all(whole(t) and t.strip() for t in read)
+            tokenizes(read)

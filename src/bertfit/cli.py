@@ -251,9 +251,8 @@ def cmd_embed(args: argparse.Namespace) -> None:
     if bool(args.texts) == bool(args.input_file):
         raise DataError("give texts on the command line or --input-file, one of them")
     texts = args.texts or read_texts(args.input_file, args.text_field)
-    for i, text in enumerate(texts):  # told before the model loads
-        if not text.strip():
-            raise DataError(f"text {i + 1} is empty")
+    for i, text in enumerate(args.texts, 1):  # told before the model loads
+        check_text_argument(text, f"text {i}")
     if args.output:
         check_output(args.output)
     run = load_for(args, "embed")
@@ -299,8 +298,7 @@ def cmd_ner(args: argparse.Namespace) -> None:
 def cmd_tag(args: argparse.Namespace) -> None:
     from . import inference
 
-    if not args.text.strip():  # told before the model loads
-        raise DataError("the text is empty")
+    check_text_argument(args.text, "the text")  # told before the model loads
     run = load_for(args, "tag")
     (entities,) = inference.tag(run, [args.text], args.aggregation)
     say_precision(args, run)

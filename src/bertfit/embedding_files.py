@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .characters import lone_surrogate
 from .errors import ConfigError, DataError
 from .files import open_atomic
-from .tasks.table_files import jsonl_record
+from .tasks.bad_rows import BadRows
+from .tasks.table_files import BadRow, json_object
 from .tasks.text import _file_lines
 
 OUTPUT_SUFFIXES = (".npy", ".jsonl")
@@ -17,29 +19,42 @@ OUTPUT_SUFFIXES = (".npy", ".jsonl")
 
 def read_texts(path: str | Path, text_field: str = "text") -> list[str]:
     """The texts of a file, in order: a .jsonl file's `text_field` of each record, else each line of a text file.
-    A blank line or empty text is refused, naming its line: row i of the output must be line i's text."""
+    A blank line or empty text is refused, naming its line: row i of the output must be line i's text. Every bad
+    line is named in the one error (bad_rows)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'} (--input-file)")
     jsonl = path.suffix.lower() == ".jsonl"
+    bad = BadRows(path, what="lines", hint=None)
     texts = []
-    for line_no, line in _file_lines(path):
+    for line_no, line in _file_lines(path, bad):
+        where = f"line {line_no}"
         if jsonl:
             if not line.strip():
                 continue  # JSONL readers skip blank lines between records
-            record = jsonl_record(path, line_no, line)
+            try:
+                record = json_object(line)
+            except BadRow as why:
+                bad.add(where, str(why))
+                continue
+            text = record.get(text_field)
             if text_field not in record:
-                raise DataError(f"{path}, line {line_no}: no {text_field!r} field; found "
-                                f"{', '.join(map(str, record)) or 'none'} (--text-field names the field)")
-            text = record[text_field]
+                bad.add(where, f"no {text_field!r} field; found {', '.join(map(str, record)) or 'none'} "
+                               f"(--text-field names the field)")
+                continue
             if not isinstance(text, str):
-                raise DataError(f"{path}, line {line_no}: {text_field!r} is {type(text).__name__}, not text")
+                bad.add(where, f"{text_field!r} is {type(text).__name__}, not text")
+                continue
         else:
             text = line.rstrip("\r\n")
         if not text.strip():
-            raise DataError(f"{path}, line {line_no}: {'the text is empty' if jsonl else 'a blank line'}; "
-                            f"one text a {'record' if jsonl else 'line'}, none empty")
-        texts.append(text)
+            bad.add(where, f"{'the text is empty' if jsonl else 'a blank line'}; one text a "
+                           f"{'record' if jsonl else 'line'}, none empty")
+        elif why := lone_surrogate(text):
+            bad.add(where, f"the text {why}")
+        else:
+            texts.append(text)
+    bad.check()
     if not texts:
         raise DataError(f"{path}: no texts to embed (the file is empty)")
     return texts

@@ -318,8 +318,7 @@ def prepare_embed(run: Run, texts: list[str], normalize: bool | None = None, tru
     if run.head != "embedding":
         raise ConfigError(f"{run.folder}: a {run.task} model, not a sentence-embedding model")
     for i, text in enumerate(texts):
-        if not text.strip():
-            raise DataError(f"text {i + 1} is empty")
+        check_text(text, f"text {i + 1}")
     ids, truncated = embedding.encode_texts(run.tokenizer, texts, run.max_seq_length)
     if not truncate and any(truncated):
         i = truncated.index(True)
@@ -338,8 +337,7 @@ def prepare_tags(run: Run, texts: list[str], aggregation: str = "first") -> Prep
     room, stride = run.max_seq_length - 2, run.setting("stride")
     pieces, ids, example_index, token_rows = [], [], [], []
     for t, text in enumerate(texts):
-        if not text.strip():
-            raise DataError(f"text {t + 1} is empty")
+        check_text(text, f"text {t + 1}")
         found = tag_decoding.text_pieces(run.tokenizer, text)
         pieces.append(found)
         spans = tagging.windows([True] * len(found.ids), room, stride)
@@ -366,6 +364,14 @@ def _entities(run: Run, prepared: Prepared, outputs: list) -> list[list[dict]]:
     decoder = run.tokenizer.decoder
     return [tag_decoding.aggregate(p, tag_decoding.softmax(np.asarray(logits, np.float64)), run.labels,
                                    prepared.aggregation, decoder) for p, logits in zip(prepared.pieces, per_token)]
+
+
+def check_text(text: str, name: str) -> None:
+    """Refuse an empty text, or one the tokenizer cannot take (a lone surrogate: a TypeError there), by `name`."""
+    if not text.strip():
+        raise DataError(f"{name} is empty")
+    if why := lone_surrogate(text):
+        raise DataError(f"{name} {why}")
 
 
 def mask_id(tokenizer, source: str | Path = "tokenizer") -> int:
@@ -527,11 +533,8 @@ def run_many(run: Run, requests: list[Prepared], batch_size: int = 128) -> list[
 def classify(run: Run, texts: list[str], pairs: list[tuple[str, str]] | None = None) -> list[dict]:
     """Label texts, or text pairs: label, probability and every label's probability (regression: score)."""
     for i, text in enumerate(texts if pairs is None else [t for pair in pairs for t in pair]):
-        name = f"text {i + 1}" if pairs is None else f"pair {i // 2 + 1}: its {'first' if i % 2 == 0 else 'second'} text"
-        if not text.strip():
-            raise DataError(f"{name} is empty")
-        if why := lone_surrogate(text):  # the tokenizer would raise a TypeError
-            raise DataError(f"{name} {why}")
+        check_text(text, f"text {i + 1}" if pairs is None else
+                   f"pair {i // 2 + 1}: its {'first' if i % 2 == 0 else 'second'} text")
     if pairs is not None:
         prepared = prepare_texts(run, [a for a, _ in pairs], [b for _, b in pairs])
     else:
@@ -545,10 +548,7 @@ def answer(run: Run, pairs: list[tuple[str, str]], null_threshold: float | None 
     for i, (question, context) in enumerate(pairs):
         where = "" if len(pairs) == 1 else f" of pair {i + 1}"
         for name, text in (("question", question), ("context", context)):
-            if not text.strip():
-                raise DataError(f"the {name}{where} is empty")
-            if why := lone_surrogate(text):
-                raise DataError(f"the {name}{where} {why}")
+            check_text(text, f"the {name}{where}")
     return run_many(run, [prepare_questions(run, pairs, null_threshold)])[0]
 
 

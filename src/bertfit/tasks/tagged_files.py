@@ -15,7 +15,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..characters import lone_surrogate
 from ..errors import ConfigError, DataError
+from .bad_rows import BadRows
 
 MAX_SKIP_REASONS = 10
 FORMATS = ("conll", "conllu", "jsonl")
@@ -80,17 +82,23 @@ def read_tagged_file(path: str | Path, pos_column: str = "upos", skip_bad: bool 
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     sentences = TaggedSentences(source=str(path))
+    bad = BadRows(path, skip_bad, what="sentences")
     reader = {"conll": _conll_sentences, "conllu": _conllu_sentences, "jsonl": _jsonl_sentences}[file_format(path)]
     for sentence in reader(text.splitlines(), pos_column, words_only):
         sentences.num_read += 1
+        if not isinstance(sentence, BadSentence):
+            problem = next(((line, why) for word, line in zip(sentence[0], sentence[2])
+                            if (why := lone_surrogate(word))), None)
+            if problem:
+                sentence = BadSentence(problem[0], f"a token {problem[1]}")
         if isinstance(sentence, BadSentence):
-            if not skip_bad:
-                raise DataError(f"{path}, line {sentence.line}: {sentence}")
-            sentences.num_skipped += 1
-            if len(sentences.skip_reasons) < MAX_SKIP_REASONS:
-                sentences.skip_reasons.append(f"line {sentence.line}: {sentence}")
+            bad.add(f"line {sentence.line}", str(sentence))
             continue
-        sentences.add(*sentence)
+        if not bad.failing():
+            sentences.add(*sentence)
+    bad.check()
+    sentences.num_skipped = bad.count
+    sentences.skip_reasons = bad.reasons[:MAX_SKIP_REASONS]
     if not sentences.num_read:
         raise DataError(f"{path}: no sentences (the file is empty)")
     return sentences
