@@ -128,7 +128,8 @@ async def fill_mask(service, batcher, items, one: bool, parameters: dict, reques
         raise RequestError(422, f"model {batcher.name!r} does fill-mask: inputs is a text with [MASK]s", "inputs")
     check_masked("inputs", items, service.settings, one)
     check_top_k(batcher.run, top_k, "parameters.top_k")
-    answers = await service.answer(request, batcher, "inputs", inference.prepare_masked, items, top_k)
+    answers = await service.answer(request, batcher, "inputs", inference.prepare_masked, items, top_k,
+                                   service.settings.max_masks)
     results = []
     for text, masks in zip(items, answers):
         filled = [[{"sequence": fill(text, i, c["token"]), "score": c["probability"], "token": c["token_id"],
