@@ -131,6 +131,13 @@ def test_a_bad_inference_request_is_a_4xx_in_the_one_error_shape(server, what, p
     assert set(error) == {"error"} and error["error"]["status"] == status and error["error"].get("field") == field
 
 
+@pytest.mark.parametrize("name", ["sentiment", "reader", "filler"])
+def test_an_empty_list_of_inputs_is_refused_as_empty(server, name):
+    got, error = post(server, f"/models/{name}", {"inputs": []})
+    assert (got, error["error"]["field"]) == (422, "inputs")
+    assert error["error"]["message"] == "inputs is an empty list; give at least one"
+
+
 def test_lists_of_inputs_get_a_list_of_answers(server, loaded):
     texts = ["a fine film", "a dull film"]
     status, body = post(server, "/models/sentiment", {"inputs": texts, "parameters": {"top_k": 1}})

@@ -47,8 +47,10 @@ async def infer(service, batcher, body, request: Request) -> JSONResponse:
             raise RequestError(422, f"parameters.{name} is not a parameter of {task} (model {batcher.name!r} is a "
                                     f"{run.task} run); its parameters: {', '.join(sorted(PARAMETERS[task]))}",
                                f"parameters.{name}")
-    inputs, one = (body.inputs, True) if not isinstance(body.inputs, list) else (body.inputs, False)
-    items = [inputs] if one else inputs
+    one = not isinstance(body.inputs, list)
+    items = [body.inputs] if one else body.inputs
+    if not items:
+        raise RequestError(422, "inputs is an empty list; give at least one", "inputs")
     if task == "question-answering":
         return JSONResponse(await answer(service, batcher, items, one, parameters, request))
     if any(isinstance(item, schemas.QuestionInput) for item in items):
