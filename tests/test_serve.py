@@ -158,11 +158,22 @@ def test_models_describes_each_run(server):
     assert {m["precision"] for m in body["models"]} == {"fp32"}
 
 
-def test_openapi_document_lists_the_routes(server):
+def test_openapi_document_says_what_this_server_accepts(server):
     status, _, body = call(server, "GET", "/openapi.json", headers=AUTH)
     assert status == 200
-    assert {"/v1/classify", "/v1/answer", "/v1/models", "/health"} <= set(body["paths"])
-    assert "ClassifyRequest" in body["components"]["schemas"]
+    paths = body["paths"]
+    # no masked-language model served: no /v1/fill-mask; one Hugging Face path per run; POST / only with one run
+    assert set(paths) == {"/", "/health", "/v1/models", "/metrics", "/v1/classify", "/v1/answer", "/models/sentiment",
+                          "/models/similarity", "/models/reader"}
+    assert set(paths["/"]) == {"get"} and "text/html" in paths["/"]["get"]["responses"]["200"]["content"]
+    classify = paths["/v1/classify"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert classify["properties"]["model"] == {"enum": ["sentiment", "similarity"]} and classify["required"] == ["model"]
+    texts = classify["properties"]["texts"]["anyOf"][0]
+    assert (texts["minItems"], texts["maxItems"], texts["items"]["maxLength"]) == (1, 8, 2000)  # the server's limits
+    reader = paths["/models/reader"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    parameters = reader["properties"]["parameters"]["anyOf"][0]["properties"]
+    assert parameters["doc_stride"] == {"enum": [16, None]} and parameters["function_to_apply"] == {"type": "null"}
+    assert paths["/v1/answer"]["post"]["security"] == [{"bearer": []}] and "security" not in paths["/health"]["get"]
 
 
 def test_concurrent_requests_each_get_their_own_answers(server):

@@ -100,7 +100,7 @@ def post(server, path: str, body, key: str | None = KEY):
 HF_MISTAKES = [
     # (what, path, body, status, field)
     ("an unknown model", "/models/nope", {"inputs": "a film"}, 404, "name"),
-    ("POST / with several models served", "/", {"inputs": "a film"}, 422, "name"),
+    ("POST / with several models served", "/", {"inputs": "a film"}, 405, None),
     ("no inputs", "/models/sentiment", {"parameters": {}}, 422, "inputs"),
     ("an empty text", "/models/sentiment", {"inputs": "  "}, 422, "inputs"),
     ("a question for a classifier", "/models/sentiment", {"inputs": {"question": "Who?", "context": "Ann."}}, 422,
@@ -154,8 +154,32 @@ def test_post_slash_answers_when_one_model_is_served(run_dirs, tmp_path):
     try:
         labels = hub.InferenceClient(f"http://{served.host}:{served.port}", timeout=120).text_classification("a film")
         assert {item.label for item in labels} == {"negative", "positive"}
+        # the page and the model share the path: the document and Allow both say GET and POST
+        document = json.loads(urllib.request.urlopen(f"http://{served.host}:{served.port}/openapi.json").read())
+        assert set(document["paths"]["/"]) == {"get", "post"}
+        status, headers = options(served, "/")
+        assert status == 405 and headers["Allow"] == "GET, POST"
     finally:
         assert served.stop() == 0
+
+
+def options(server, path: str):
+    """(status, headers) of OPTIONS `path`; the headers are read in any case."""
+    request = urllib.request.Request(f"http://{server.host}:{server.port}{path}", method="OPTIONS",
+                                     headers={"Authorization": f"Bearer {KEY}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers
+
+
+def test_post_slash_with_several_models_served_is_not_allowed_and_names_them(server):
+    got, error = post(server, "/", {"inputs": "a film"})
+    assert got == 405 and error["error"]["message"] == ("POST is not allowed on /: several models are served "
+                                                        "(sentiment, reader, filler); POST /models/NAME names one")
+    status, headers = options(server, "/")
+    assert status == 405 and headers["Allow"] == "GET"
 
 
 # ---- /metrics -----------------------------------------------------------------------------------

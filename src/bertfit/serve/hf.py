@@ -32,8 +32,12 @@ def add_routes(app: FastAPI, service) -> None:
     async def named(name: str, body: schemas.InferenceRequest, request: Request):
         return await infer(service, service.pick(name, "*", "name"), body, request)
 
+    if len(service.runs) != 1:
+        return  # POST / answers for the one model served; with several, POST /models/NAME names one
+    (name,) = service.runs
+
     @app.post("/", response_model=schemas.InferenceResponse, responses=ERRORS,
-              summary=summary + "; the one model served (with several, POST /models/{name})")
+              summary=summary + f"; the one model served ({name})")
     async def only(body: schemas.InferenceRequest, request: Request):
         return await infer(service, service.pick(None, "*", "name"), body, request)
 
