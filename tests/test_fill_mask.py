@@ -91,6 +91,44 @@ def test_fill_mask_refuses_a_bad_top_k_and_a_run_that_is_no_masked_language_mode
         inference.fill_mask(classifier, ["a [MASK] film"])
 
 
+def test_a_fill_mask_pass_keeps_top_k_tokens_per_mask_not_the_vocabulary(mlm_run):
+    run = inference.load_run(mlm_run, precision="fp32")
+    texts = TEXTS + [" ".join(["[MASK]"] * 100)]
+    prepared = inference.prepare_masked(run, texts, top_k=3)
+    outputs = inference.run_model(run, prepared.features, top_k=3)
+    masks = [1, 2, 1, 1, 100]
+    assert [o.token_ids.shape for o in outputs] == [(m, 3) for m in masks]
+    assert [o.probabilities.shape for o in outputs] == [(m, 3) for m in masks]
+    kept = sum(o.token_ids.nbytes + o.probabilities.nbytes for o in outputs)
+    assert kept == sum(masks) * 3 * 16  # a vocabulary row would be 30,522 x 4 bytes per mask
+    answers = inference.finish(run, prepared, outputs)
+    assert [len(m) for m in answers] == masks and all(len(c) == 3 for m in answers for c in m)
+
+
+@pytest.mark.parametrize("k", [1, 5, 50])
+def test_top_tokens_are_a_stable_sort_of_the_whole_rows_softmax_ties_included(k):
+    generator = torch.Generator().manual_seed(0)
+    logits = (3 * torch.randn(40, 2000, generator=generator)).bfloat16().float()  # bf16 logits: many ties
+    logits[0] = 0.0  # every token tied
+    logits[1, :] = -1.0
+    logits[1, [7, 3, 1999, 500]] = 2.0  # ties at the top, in no order of id
+    ids, probabilities = inference.top_tokens(logits, k)
+    for row, got_ids, got in zip(logits.double().numpy(), ids, probabilities):
+        reference = np.exp(row - row.max())
+        reference /= reference.sum()
+        best = np.argsort(-reference, kind="stable")[:k]
+        assert got_ids.tolist() == best.tolist()
+        np.testing.assert_allclose(got, reference[best], rtol=1e-6, atol=0)
+    assert ids[1][: min(k, 4)].tolist() == [3, 7, 500, 1999][:k]
+
+
+def test_fill_mask_refuses_more_masks_than_max_masks_counting_every_text(mlm_run):
+    run = inference.load_run(mlm_run, precision="fp32")
+    with pytest.raises(DataError, match=r"the texts hold 3 \[MASK\]s; at most 2 in one request \(--max-masks\)"):
+        inference.fill_mask(run, ["a [MASK] film", "[MASK] and [MASK]"], max_masks=2)
+    assert len(inference.fill_mask(run, ["a [MASK] film", "[MASK] and [MASK]"], max_masks=3)) == 2
+
+
 def test_models_description_says_fill_mask(mlm_run):
     info = inference.load_run(mlm_run, precision="fp32").describe()
     assert info == {"task": "fill-mask", "head": "mlm", "engine": "torch", "precision": "fp32", "max_seq_length": 128,

@@ -28,6 +28,7 @@ CASES = [
     ("an API key with a space", ["--api-key", "two words"], "printable ASCII"),
     ("an empty API key", ["--api-key", " "], "is empty"),
     ("no windows per request", ["--max-windows", "0"], "--max-windows must be at least 1"),
+    ("no [MASK]s per request", ["--max-masks", "0"], "--max-masks must be at least 1"),
     ("no tokens per request", ["--max-request-tokens", "0"], "--max-request-tokens must be at least 1"),
     ("no question characters", ["--max-question-chars", "0"], "--max-question-chars must be at least 1"),
     ("no tokenizer threads", ["--tokenizer-threads", "0"], "--tokenizer-threads must be at least 1"),

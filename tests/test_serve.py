@@ -158,11 +158,22 @@ def test_models_describes_each_run(server):
     assert {m["precision"] for m in body["models"]} == {"fp32"}
 
 
-def test_openapi_document_lists_the_routes(server):
+def test_openapi_document_says_what_this_server_accepts(server):
     status, _, body = call(server, "GET", "/openapi.json", headers=AUTH)
     assert status == 200
-    assert {"/v1/classify", "/v1/answer", "/v1/models", "/health"} <= set(body["paths"])
-    assert "ClassifyRequest" in body["components"]["schemas"]
+    paths = body["paths"]
+    # no masked-language model served: no /v1/fill-mask; one Hugging Face path per run; POST / only with one run
+    assert set(paths) == {"/", "/health", "/v1/models", "/metrics", "/v1/classify", "/v1/answer", "/models/sentiment",
+                          "/models/similarity", "/models/reader"}
+    assert set(paths["/"]) == {"get"} and "text/html" in paths["/"]["get"]["responses"]["200"]["content"]
+    classify = paths["/v1/classify"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert classify["properties"]["model"] == {"enum": ["sentiment", "similarity"]} and classify["required"] == ["model"]
+    texts = classify["properties"]["texts"]["anyOf"][0]
+    assert (texts["minItems"], texts["maxItems"], texts["items"]["maxLength"]) == (1, 8, 2000)  # the server's limits
+    reader = paths["/models/reader"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    parameters = reader["properties"]["parameters"]["anyOf"][0]["properties"]
+    assert parameters["doc_stride"] == {"enum": [16, None]} and parameters["function_to_apply"] == {"type": "null"}
+    assert paths["/v1/answer"]["post"]["security"] == [{"bearer": []}] and "security" not in paths["/health"]["get"]
 
 
 def test_concurrent_requests_each_get_their_own_answers(server):
@@ -311,6 +322,9 @@ BAD_FILL_MASK_REQUESTS = [
     ("one of the texts too long for the model", "/v1/fill-mask", {"texts": ["[MASK]", "[MASK] " + "word " * 200]},
      422, "texts"),
     ("too many texts", "/v1/fill-mask", {"texts": ["[MASK]"] * 9}, 422, "texts"),
+    ("more [MASK]s than --max-masks", "/v1/fill-mask", {"texts": ["[MASK] " * 65] * 2}, 422, "texts"),
+    ("more [MASK]s than --max-masks in the Hugging Face format", "/models/filler", {"inputs": ["[MASK] " * 65] * 2},
+     422, "inputs"),
     ("a classifier asked to fill masks", "/v1/fill-mask", {"text": "a [MASK] film", "model": "sentiment"}, 422, "model"),
     ("the masked-language model asked to classify", "/v1/classify", {"texts": ["a film"], "model": "filler"}, 422,
      "model"),
@@ -335,6 +349,8 @@ def test_fill_mask_routes_say_which_route_a_model_answers(fill_mask_server):
     assert "model 'filler' is a fill-mask run; it answers /v1/fill-mask" in error["error"]["message"]
     _, _, error = post(fill_mask_server, "/v1/fill-mask", {"text": "[MASK] " + "word " * 200})
     assert "is 203 tokens long" in error["error"]["message"]
+    _, _, error = post(fill_mask_server, "/v1/fill-mask", {"texts": ["[MASK] " * 65] * 2})  # each fits the model
+    assert error["error"]["message"].startswith("texts hold 130 [MASK]s; at most 128 in one request (--max-masks)")
 
 
 # ---- the bearer token ---------------------------------------------------------------------------
@@ -442,6 +458,20 @@ def test_waiting_fill_mask_requests_share_one_pass_and_each_gets_its_own_candida
     for texts, got in zip(requests, answers):
         expected = inference.fill_mask(filler, texts)
         assert len(got) == len(expected) == len(texts)
+        for served, want in zip(got, expected):
+            assert_same_fills(served, want)
+
+
+def test_fill_mask_requests_of_different_top_k_share_one_pass_and_each_gets_its_own_count(run_dirs, tmp_path):
+    filler = inference.load_run(runs.masked_lm_run(tmp_path / "pretrain"), precision="fp32")
+    top_ks = [2, 7, 1]
+    requests = [[text] for text in MASKED]
+    prepared = iter([inference.prepare_masked(filler, texts, k) for texts, k in zip(requests, top_ks)])
+    answers, counters = batch_in_process(filler, requests, lambda run, texts: next(prepared))
+    assert counters.passes == 1
+    for texts, k, got in zip(requests, top_ks, answers):
+        expected = inference.fill_mask(filler, texts, top_k=k)
+        assert [len(c) for m in got for c in m] == [k] * sum(t.count("[MASK]") for t in texts)
         for served, want in zip(got, expected):
             assert_same_fills(served, want)
 

@@ -100,8 +100,14 @@ def post(server, path: str, body, key: str | None = KEY):
 HF_MISTAKES = [
     # (what, path, body, status, field)
     ("an unknown model", "/models/nope", {"inputs": "a film"}, 404, "name"),
-    ("POST / with several models served", "/", {"inputs": "a film"}, 422, "name"),
+    ("POST / with several models served", "/", {"inputs": "a film"}, 405, None),
     ("no inputs", "/models/sentiment", {"parameters": {}}, 422, "inputs"),
+    ("an empty list of inputs", "/models/sentiment", {"inputs": []}, 422, "inputs"),
+    ("more [MASK]s than --max-masks", "/models/filler", {"inputs": ["[MASK] " * 65] * 2}, 422, "inputs"),
+    ("true for top_k", "/models/filler", {"inputs": "a [MASK]", "parameters": {"top_k": True}}, 422, "parameters.top_k"),
+    ("a string for a flag", "/models/reader", {"inputs": {"question": "Who?", "context": "Ann won."},
+                                               "parameters": {"align_to_words": "yes"}}, 422,
+     "parameters.align_to_words"),
     ("an empty text", "/models/sentiment", {"inputs": "  "}, 422, "inputs"),
     ("a question for a classifier", "/models/sentiment", {"inputs": {"question": "Who?", "context": "Ann."}}, 422,
      "inputs"),
@@ -131,6 +137,13 @@ def test_a_bad_inference_request_is_a_4xx_in_the_one_error_shape(server, what, p
     assert set(error) == {"error"} and error["error"]["status"] == status and error["error"].get("field") == field
 
 
+@pytest.mark.parametrize("name", ["sentiment", "reader", "filler"])
+def test_an_empty_list_of_inputs_is_refused_as_empty(server, name):
+    got, error = post(server, f"/models/{name}", {"inputs": []})
+    assert (got, error["error"]["field"]) == (422, "inputs")
+    assert error["error"]["message"] == "inputs is an empty list; give at least one"
+
+
 def test_lists_of_inputs_get_a_list_of_answers(server, loaded):
     texts = ["a fine film", "a dull film"]
     status, body = post(server, "/models/sentiment", {"inputs": texts, "parameters": {"top_k": 1}})
@@ -147,8 +160,32 @@ def test_post_slash_answers_when_one_model_is_served(run_dirs, tmp_path):
     try:
         labels = hub.InferenceClient(f"http://{served.host}:{served.port}", timeout=120).text_classification("a film")
         assert {item.label for item in labels} == {"negative", "positive"}
+        # the page and the model share the path: the document and Allow both say GET and POST
+        document = json.loads(urllib.request.urlopen(f"http://{served.host}:{served.port}/openapi.json").read())
+        assert set(document["paths"]["/"]) == {"get", "post"}
+        status, headers = options(served, "/")
+        assert status == 405 and headers["Allow"] == "GET, POST"
     finally:
         assert served.stop() == 0
+
+
+def options(server, path: str):
+    """(status, headers) of OPTIONS `path`; the headers are read in any case."""
+    request = urllib.request.Request(f"http://{server.host}:{server.port}{path}", method="OPTIONS",
+                                     headers={"Authorization": f"Bearer {KEY}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers
+
+
+def test_post_slash_with_several_models_served_is_not_allowed_and_names_them(server):
+    got, error = post(server, "/", {"inputs": "a film"})
+    assert got == 405 and error["error"]["message"] == ("POST is not allowed on /: several models are served "
+                                                        "(sentiment, reader, filler); POST /models/NAME names one")
+    status, headers = options(server, "/")
+    assert status == 405 and headers["Allow"] == "GET"
 
 
 # ---- /metrics -----------------------------------------------------------------------------------

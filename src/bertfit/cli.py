@@ -225,7 +225,7 @@ def cmd_fill_mask(args: argparse.Namespace) -> None:
     for i, text in enumerate(args.texts, 1):
         check_text_argument(text, f"text {i}")
     run = load_for(args, "fill-mask")
-    results = inference.fill_mask(run, args.texts, args.top_k)
+    results = inference.fill_mask(run, args.texts, args.top_k, args.max_masks)
     say_precision(args, run)
     for text, masks in zip(args.texts, results):
         print(text)
@@ -476,11 +476,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_precision_option(p)
     p.set_defaults(func=cmd_classify)
 
+    from .serve_settings import ServeSettings
+
     p = command("fill-mask", "fill the [MASK]s of texts with a masked-language model (a pretraining run)")
     p.add_argument("run_dir", help="run dir of a pretraining run (or its model/ folder), or a BertForMaskedLM folder")
     p.add_argument("texts", nargs="+", metavar="TEXT", help="texts with one [MASK] or more, e.g. 'Paris is the [MASK] "
                                                             "of France.'")
     p.add_argument("--top-k", type=int, default=5, help="candidates shown for each [MASK]")
+    p.add_argument("--max-masks", type=int, default=ServeSettings.max_masks,
+                   help="[MASK]s the texts may hold together (as `serve --max-masks`)")
     add_engine_option(p)
     add_precision_option(p)
     p.set_defaults(func=cmd_fill_mask)

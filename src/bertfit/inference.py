@@ -381,14 +381,17 @@ def mask_id(tokenizer, source: str | Path = "tokenizer") -> int:
     return token_id
 
 
-def prepare_masked(run: Run, texts: list[str], top_k: int = 5) -> Prepared:
-    """Encode texts as `[CLS] text [SEP]` for filling their [MASK]s; each needs one at least, and must fit whole."""
+def prepare_masked(run: Run, texts: list[str], top_k: int = 5, max_masks: int | None = None) -> Prepared:
+    """Encode texts as `[CLS] text [SEP]` for filling their [MASK]s; each needs one at least, and must fit whole.
+    `max_masks`: the most [MASK]s the texts may hold together (None: no limit)."""
     if run.head not in FILL_MASK_HEADS:
         raise ConfigError(f"{run.folder}: a {run.task} model, not a masked-language model; filling masks needs a "
                           f"pretraining run (architectures BertForMaskedLM or BertForPreTraining)")
     if not 1 <= top_k <= run.tokenizer.get_vocab_size():
         raise ConfigError(f"top_k must be between 1 and the vocabulary's {run.tokenizer.get_vocab_size()} tokens, "
                           f"not {top_k}")
+    if max_masks is not None and max_masks < 1:
+        raise ConfigError(f"--max-masks must be at least 1, not {max_masks}")
     special, mask = special_ids(run.tokenizer), mask_id(run.tokenizer, run.folder)
     ids = []
     for i, (text, encoding) in enumerate(zip(texts, run.tokenizer.encode_batch(list(texts), add_special_tokens=False))):
@@ -401,6 +404,10 @@ def prepare_masked(run: Run, texts: list[str], top_k: int = 5) -> Prepared:
             raise DataError(f"{name} is {len(encoding.ids) + 2} tokens long with [CLS] and [SEP]; the model "
                             f"reads at most {run.max_seq_length}, and cutting it could drop a {MASK_TOKEN}")
         ids.append([special.cls, *encoding.ids, special.sep])
+    masks = sum(sequence.count(mask) for sequence in ids)
+    if max_masks is not None and masks > max_masks:
+        raise DataError(f"the {'text holds' if len(texts) == 1 else 'texts hold'} {masks} {MASK_TOKEN}s; at most "
+                        f"{max_masks} in one request (--max-masks): send fewer, or split them over requests")
     return Prepared(Features.from_lists(ids, [[0] * len(x) for x in ids]), len(texts), top_k=top_k)
 
 
@@ -408,13 +415,13 @@ def _clip(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
-def run_model(run: Run, features: Features, batch_size: int = 128) -> list:
+def run_model(run: Run, features: Features, batch_size: int = 128, top_k: int = 5) -> list:
     """The model over every feature, one output per feature in order: a logits row, (start, end) logits,
-    or (fill-mask) a (masks, vocabulary) array of logits at its [MASK]s."""
+    or (fill-mask) the `top_k` candidates of each of its [MASK]s (`MaskCandidates`)."""
     if not len(features):
         return []
     if run.head in FILL_MASK_HEADS:
-        return _mask_logits(run, features, batch_size)
+        return _mask_candidates(run, features, batch_size, top_k)
     outputs = predicting.predict(run.model, features, run.pad_id, run.device, batch_size, run.precision,
                                per_token=heads.HEADS[run.head].per_token)
     if run.head == "qa":
@@ -422,23 +429,66 @@ def run_model(run: Run, features: Features, batch_size: int = 128) -> list:
     return list(outputs[0])
 
 
+# Vocabulary scores one fill-mask batch may hold at once (64 MiB of float32): the LM head scores a whole
+# vocabulary per [MASK] (the ONNX graph per token), so a batch of 2,048 masks would hold 250 MiB.
+MASK_BATCH_SCORES = 1 << 24
+# Rows whose softmax is summed in float64 at a time: the float64 copy of a row stays small
+SOFTMAX_ROWS = 64
+
+
+@dataclass
+class MaskCandidates:
+    """One sequence's [MASK]s, each with its most probable tokens, best first: what a fill-mask pass keeps."""
+
+    token_ids: np.ndarray  # (masks, k) int64
+    probabilities: np.ndarray  # (masks, k) float64: softmax over the whole vocabulary
+
+
 @torch.inference_mode()
-def _mask_logits(run: Run, features: Features, batch_size: int) -> list[np.ndarray]:
-    """The LM head on the [MASK] positions alone: scoring the whole vocabulary at every token would cost
-    more than the encoder. Batches as `predicting.predict` cuts them (longest first, within a token budget)."""
+def _mask_candidates(run: Run, features: Features, batch_size: int, top_k: int) -> list[MaskCandidates]:
+    """The LM head on the [MASK] positions alone (scoring the whole vocabulary at every token would cost more
+    than the encoder), and of each mask's vocabulary row only its `top_k` tokens kept: the row itself is
+    dropped in the pass, so a request's answer holds k tokens per mask, not the vocabulary."""
     device, mask = run.device, mask_id(run.tokenizer)
     dtype = devices.resolve_precision(run.precision, device)
+    max_tokens = max(1, MASK_BATCH_SCORES // run.tokenizer.get_vocab_size())
     outputs: list = [None] * len(features)
-    for indices in eval_batches(features.lengths, batch_size, predicting.CPU_INFERENCE_TOKENS):
+    for indices in eval_batches(features.lengths, batch_size, max_tokens):
         batch = {k: v.to(device) for k, v in collate(features, indices, run.pad_id).items()}
         positions = batch["input_ids"] == mask
         with devices.autocast(device, dtype):
             logits = run.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], positions=positions)
-        logits = (logits[0] if isinstance(logits, tuple) else logits).float().cpu().numpy()
+        token_ids, probabilities = top_tokens((logits[0] if isinstance(logits, tuple) else logits).float().cpu(), top_k)
+        del logits
         # the rows come in row-major order of `positions`: each sequence's masks together, in order
-        for i, rows in zip(indices, np.split(logits, np.cumsum(positions.sum(1).cpu().numpy())[:-1])):
-            outputs[i] = rows
+        cuts = np.cumsum(positions.sum(1).cpu().numpy())[:-1]
+        for i, ids, probs in zip(indices, np.split(token_ids, cuts), np.split(probabilities, cuts)):
+            outputs[i] = MaskCandidates(ids, probs)
     return outputs
+
+
+def top_tokens(logits: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's `k` most probable tokens, best first, and their softmax probabilities over the whole row:
+    (ids, probabilities), each (rows, k). Equal scores keep the lower id first, as a stable sort of the row does
+    (bf16 logits tie often); `topk` alone orders ties, and picks among ties at the k-th place, as it likes."""
+    k = min(k, logits.shape[-1])
+    if not len(logits):
+        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float64)
+    log_total = torch.cat([torch.logsumexp(rows.double(), -1) for rows in logits.split(SOFTMAX_ROWS)])
+    values, ids = logits.topk(k, -1)
+    ids, values = ids.numpy(), values.numpy()
+    order = np.argsort(ids, axis=1)  # by id, then stably by score: ties keep the lower id first
+    ids, values = np.take_along_axis(ids, order, 1), np.take_along_axis(values, order, 1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    ids, values = np.take_along_axis(ids, order, 1), np.take_along_axis(values, order, 1)
+    # a tie at the k-th place: topk chose among the tied tokens; the stable sort takes the lowest ids
+    tied = ((logits >= torch.from_numpy(values[:, -1:])).sum(-1) > k).nonzero().flatten().tolist()
+    for row in tied:
+        kept = (logits[row] >= float(values[row, -1])).nonzero().flatten().numpy()  # ascending ids
+        best = kept[np.argsort(-logits[row, kept].numpy(), kind="stable")[:k]]
+        ids[row], values[row] = best, logits[row, best].numpy()
+    probabilities = np.exp(values.astype(np.float64) - log_total.numpy()[:, None])
+    return ids.astype(np.int64), probabilities
 
 
 def finish(run: Run, prepared: Prepared, outputs: list) -> list:
@@ -446,7 +496,7 @@ def finish(run: Run, prepared: Prepared, outputs: list) -> list:
     if run.head == "qa":
         return _answers(run, prepared, outputs)
     if run.head in FILL_MASK_HEADS:
-        return [_candidates(run, logits, prepared.top_k) for logits in outputs]
+        return [_candidates(run, candidates, prepared.top_k) for candidates in outputs]
     if run.head == "embedding":
         vectors = np.stack(outputs) if outputs else np.zeros((0, run.sentence.dimensions), np.float32)
         if run.sentence.normalize if prepared.normalize is None else prepared.normalize:
@@ -473,16 +523,11 @@ def finish(run: Run, prepared: Prepared, outputs: list) -> list:
     return results
 
 
-def _candidates(run: Run, logits: np.ndarray, top_k: int) -> list[list[dict]]:
+def _candidates(run: Run, candidates: MaskCandidates, top_k: int) -> list[list[dict]]:
     """For each [MASK] of one text, its top_k tokens, most probable first, with their softmax probabilities."""
-    results = []
-    for row in np.asarray(logits, dtype=np.float64):
-        probabilities = np.exp(row - row.max())
-        probabilities /= probabilities.sum()
-        best = np.argsort(-probabilities, kind="stable")[:top_k]
-        results.append([{"token": run.tokenizer.id_to_token(int(i)), "token_id": int(i),
-                         "probability": float(probabilities[i])} for i in best])
-    return results
+    return [[{"token": run.tokenizer.id_to_token(int(i)), "token_id": int(i), "probability": float(p)}
+             for i, p in zip(ids[:top_k], probabilities[:top_k])]
+            for ids, probabilities in zip(candidates.token_ids, candidates.probabilities)]
 
 
 def _answers(run: Run, prepared: Prepared, outputs: list) -> list[dict]:
@@ -522,7 +567,7 @@ def join(parts: list[Features]) -> Features:
 
 def run_many(run: Run, requests: list[Prepared], batch_size: int = 128) -> list[list]:
     """Answers for several prepared requests from one pass of the model over all their features."""
-    outputs = run_model(run, join([r.features for r in requests]), batch_size)
+    outputs = run_model(run, join([r.features for r in requests]), batch_size, max(r.top_k for r in requests))
     results, start = [], 0
     for request in requests:
         results.append(finish(run, request, outputs[start : start + len(request.features)]))
@@ -558,9 +603,10 @@ def tag(run: Run, texts: list[str], aggregation: str = "first") -> list[list[dic
     return run_many(run, [prepare_tags(run, texts, aggregation)])[0]
 
 
-def fill_mask(run: Run, texts: list[str], top_k: int = 5) -> list[list[list[dict]]]:
-    """For each text, for each of its [MASK]s in order, the top_k tokens: token, token_id and probability."""
-    return run_many(run, [prepare_masked(run, texts, top_k)])[0]
+def fill_mask(run: Run, texts: list[str], top_k: int = 5, max_masks: int | None = None) -> list[list[list[dict]]]:
+    """For each text, for each of its [MASK]s in order, the top_k tokens: token, token_id and probability.
+    `max_masks`: refuse texts holding more [MASK]s than this, together (None: no limit)."""
+    return run_many(run, [prepare_masked(run, texts, top_k, max_masks)])[0]
 
 
 @dataclass

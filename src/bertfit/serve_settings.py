@@ -39,6 +39,8 @@ class ServeSettings:
     timeout: float = limit(30.0, "seconds a request may take, tokenizing and queue included, before 504")
     max_body_bytes: int = limit(1 << 20, "largest request body; a larger one gets 413")
     max_inputs: int = limit(64, "texts, pairs or questions in one request")
+    max_masks: int = limit(128, "[MASK]s in one fill-mask request, its texts together (each keeps top_k candidates "
+                                "until the answer is sent)")
     max_text_chars: int = limit(20_000, "characters of one text to classify or fill (the model reads its first "
                                         "tokens anyway)")
     max_question_chars: int = limit(2_000, "characters of one question (the model reads its first tokens)")
@@ -51,7 +53,7 @@ class ServeSettings:
 
     def validate(self) -> None:
         """Refuse settings the server cannot start with, before any run is loaded."""
-        positive = ["max_batch_tokens", "max_queue", "max_body_bytes", "max_inputs", "max_text_chars",
+        positive = ["max_batch_tokens", "max_queue", "max_body_bytes", "max_inputs", "max_masks", "max_text_chars",
                     "max_question_chars", "max_context_chars", "max_windows", "max_request_tokens", "batch_size",
                     "tokenizer_threads"]
         for name in positive:

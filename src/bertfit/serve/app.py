@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -145,7 +145,7 @@ def describe(name: str, run: inference.Run) -> dict:
 def create_app(runs: dict[str, inference.Run], settings: ServeSettings) -> FastAPI:
     """The ASGI app serving `runs` by name; batchers start with the app and stop after the last request."""
     from .. import __version__
-    from . import embedding_routes, hf, routes
+    from . import embedding_routes, hf, openapi, routes
 
     service = Service(runs, settings)
     app = FastAPI(title="bertfit", version=__version__, lifespan=service.running, redoc_url=None,
@@ -174,14 +174,26 @@ def create_app(runs: dict[str, inference.Run], settings: ServeSettings) -> FastA
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
         message = {404: f"no route {request.url.path}",
                    405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
-        return error(request, exc.status_code, message, kind=kind, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # every route on the path, not only the first that matched it (GET / is the page, POST / a model)
+            allowed = sorted({m for r in service.routes if getattr(r, "methods", None)
+                              and r.matches(request.scope)[0] != Match.NONE for m in r.methods})
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            if request.method == "POST" and request.url.path == "/" and len(service.runs) > 1:
+                message += (f": several models are served ({', '.join(service.runs)}); POST /models/NAME "
+                            f"names one")
+        return error(request, exc.status_code, message, kind=kind, headers=headers)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):
         log.error("request %s failed:\n%s", request.url.path, traceback.format_exc())
         return error(request, 500, "internal error; the server log has the details", kind="internal")
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", response_class=HTMLResponse, summary="The page: classify, answer or fill masks in a browser (no "
+                                                       "API key needed to load it; it asks for one)",
+             responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The page"},
+                        **schemas.error_responses(503)})
     async def page():
         return FileResponse(PAGE, media_type="text/html")
 
@@ -210,6 +222,14 @@ def create_app(runs: dict[str, inference.Run], settings: ServeSettings) -> FastA
     embedding_routes.add_routes(app, service)
     hf.add_routes(app, service)
     service.routes = list(app.routes)
+
+    def document() -> dict:
+        """What this server accepts: its models, their tasks and its limits (`openapi.tighten`)."""
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi.tighten(FastAPI.openapi(app), runs, settings)
+        return app.openapi_schema
+
+    app.openapi = document
     return app
 
 

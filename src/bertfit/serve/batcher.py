@@ -165,8 +165,10 @@ class Batcher:
         self.counters.passes += 1
         started = time.perf_counter()
         try:
+            # fill-mask: the pass keeps as many candidates per [MASK] as its most demanding request asks for
+            top_k = max(job.prepared.top_k for job, _, _ in segments)
             outputs = await loop.run_in_executor(self.model_thread, inference.run_model, self.run, features,
-                                                 self.settings.batch_size)
+                                                 self.settings.batch_size, top_k)
         except Exception:
             log.error("a model pass of %s failed:\n%s", self.name, traceback.format_exc())
             for job, _, _ in segments:

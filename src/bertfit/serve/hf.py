@@ -34,8 +34,12 @@ def add_routes(app: FastAPI, service) -> None:
     async def named(name: str, body: schemas.InferenceRequest, request: Request):
         return await infer(service, service.pick(name, "*", "name"), body, request)
 
+    if len(service.runs) != 1:
+        return  # POST / answers for the one model served; with several, POST /models/NAME names one
+    (name,) = service.runs
+
     @app.post("/", response_model=schemas.InferenceResponse, responses=ERRORS,
-              summary=summary + "; the one model served (with several, POST /models/{name})")
+              summary=summary + f"; the one model served ({name})")
     async def only(body: schemas.InferenceRequest, request: Request):
         return await infer(service, service.pick(None, "*", "name"), body, request)
 
@@ -54,8 +58,10 @@ async def infer(service, batcher, body, request: Request) -> JSONResponse:
             raise RequestError(422, f"parameters.{name} is not a parameter of {task} (model {batcher.name!r} is a "
                                     f"{run.task} run); its parameters: {', '.join(sorted(PARAMETERS[task])) or 'none'}",
                                f"parameters.{name}")
-    inputs, one = (body.inputs, True) if not isinstance(body.inputs, list) else (body.inputs, False)
-    items = [inputs] if one else inputs
+    one = not isinstance(body.inputs, list)
+    items = [body.inputs] if one else body.inputs
+    if not items:
+        raise RequestError(422, "inputs is an empty list; give at least one", "inputs")
     if task == "question-answering":
         return JSONResponse(await answer(service, batcher, items, one, parameters, request))
     if task == "feature-extraction":
@@ -144,7 +150,8 @@ async def fill_mask(service, batcher, items, one: bool, parameters: dict, reques
         raise RequestError(422, f"model {batcher.name!r} does fill-mask: inputs is a text with [MASK]s", "inputs")
     check_masked("inputs", items, service.settings, one)
     check_top_k(batcher.run, top_k, "parameters.top_k")
-    answers = await service.answer(request, batcher, "inputs", inference.prepare_masked, items, top_k)
+    answers = await service.answer(request, batcher, "inputs", inference.prepare_masked, items, top_k,
+                                   service.settings.max_masks)
     results = []
     for text, masks in zip(items, answers):
         filled = [[{"sequence": fill(text, i, c["token"]), "score": c["probability"], "token": c["token_id"],

@@ -58,7 +58,8 @@ def add_routes(app: FastAPI, service) -> None:
         name = "text" if one else "texts"
         check_masked(name, texts, settings, one)
         check_top_k(batcher.run, body.top_k, "top_k")
-        answers = await service.answer(request, batcher, name, inference.prepare_masked, texts, body.top_k)
+        answers = await service.answer(request, batcher, name, inference.prepare_masked, texts, body.top_k,
+                                       settings.max_masks)
         return JSONResponse({"model": batcher.name, "predictions": answers[0] if one else answers})
 
 
@@ -95,12 +96,19 @@ def check_texts(name: str, values: list, settings: ServeSettings, one: bool = Fa
 
 
 def check_masked(name: str, texts: list[str], settings: ServeSettings, one: bool = False) -> None:
+    """Texts to fill: as check_texts, each with a [MASK], and at most --max-masks of them together (each mask
+    keeps its candidates until the answer is sent)."""
     check_texts(name, texts, settings, one)
     for i, text in enumerate(texts):
         if inference.MASK_TOKEN not in text:
             where = name if one else f"{name}[{i}]"
             raise RequestError(422, f"{where} has no {inference.MASK_TOKEN}; write {inference.MASK_TOKEN} where a "
                                     f"word is to be filled in", where)
+    masks = sum(text.count(inference.MASK_TOKEN) for text in texts)
+    if masks > settings.max_masks:
+        raise RequestError(422, f"{name} {'holds' if one else 'hold'} {masks} {inference.MASK_TOKEN}s; at most "
+                                f"{settings.max_masks} in one request (--max-masks): send fewer, or split them over "
+                                f"requests", name)
 
 
 def check_top_k(run: inference.Run, top_k: int, field: str) -> None:

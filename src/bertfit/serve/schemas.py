@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from .errors import SURROGATES
 
@@ -18,7 +18,15 @@ def whole_characters(text: str) -> str:
     return text
 
 
+def json_number(value):
+    """What JSON calls a number: pydantic would also read true as 1 and "3" as 3, which the document forbids."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a whole number")
+    return value
+
+
 Text = Annotated[str, AfterValidator(whole_characters)]
+Integer = Annotated[int, BeforeValidator(json_number)]  # 5 or 5.0; not true, not "5"
 
 
 class Strict(BaseModel):
@@ -104,7 +112,7 @@ class AnswersResponse(BaseModel):
 class FillMaskRequest(Strict):
     text: Text | None = None
     texts: list[Text] | None = None
-    top_k: int = Field(5, ge=1, le=50)
+    top_k: Integer = Field(5, ge=1, le=50)
     model: Text | None = None
 
 
@@ -191,18 +199,18 @@ class SimilarityInput(Strict):
 class Parameters(Strict):
     """The parameters of the text-classification, question-answering and fill-mask tasks; each task reads its own
     and refuses the others'."""
-    top_k: int | None = Field(None, ge=1)
+    top_k: Integer | None = Field(None, ge=1)
     function_to_apply: Literal["softmax", "sigmoid", "none"] | None = None
     targets: list[Text] | None = None
-    align_to_words: bool | None = None
-    doc_stride: int | None = None
-    handle_impossible_answer: bool | None = None
-    max_answer_len: int | None = None
-    max_question_len: int | None = None
-    max_seq_len: int | None = None
+    align_to_words: StrictBool | None = None
+    doc_stride: Integer | None = None
+    handle_impossible_answer: StrictBool | None = None
+    max_answer_len: Integer | None = None
+    max_question_len: Integer | None = None
+    max_seq_len: Integer | None = None
     aggregation_strategy: Aggregation | None = None
     ignore_labels: list[Text] | None = None
-    stride: int | None = None
+    stride: Integer | None = None
 
 
 class InferenceRequest(Strict):
