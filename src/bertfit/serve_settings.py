@@ -34,9 +34,10 @@ class ServeSettings:
     max_batch_tokens: int = limit(4096, "tokens in one model pass; a larger request is run over several passes, "
                                         "taking turns with the other models")
     max_wait_ms: float = limit(5.0, "how long the first request of a pass waits for others to share it")
-    max_queue: int = limit(256, "requests in flight (being tokenized, waiting for or in the model), every model "
-                                "together; one more gets 503")
-    timeout: float = limit(30.0, "seconds a request may take, tokenizing and queue included, before 504")
+    max_queue: int = limit(256, "requests in flight (their body arriving, being tokenized, waiting for or in the "
+                                "model), every model together; one more gets 503")
+    timeout: float = limit(30.0, "seconds a request may take from its headers on: 408 while its body is still "
+                                 "arriving, 504 once it is in (tokenizing and queue included)")
     max_body_bytes: int = limit(1 << 20, "largest request body; a larger one gets 413")
     max_inputs: int = limit(64, "texts, pairs or questions in one request")
     max_text_chars: int = limit(20_000, "characters of one text to classify or fill (the model reads its first "

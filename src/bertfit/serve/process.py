@@ -1,11 +1,13 @@
 """Running the server: load the runs, listen, answer until SIGTERM or Ctrl-C, then finish what is in flight.
 
-uvicorn stops on SIGTERM the standard way: it stops accepting, lets every request in flight finish, then
-exits. It notices the signal at its next tick; from the signal on, the guard refuses every new request with
-503, so that nothing sent after SIGTERM is answered as though the server stayed up.
+On SIGTERM the server keeps listening while the requests begun before the signal are answered, and the guard
+refuses every new one with 503 `shutting_down` (`Connection: close` on every answer from then on). Once the last is
+answered (or --timeout + 5 s have passed), uvicorn's own graceful stop follows: it stops listening, closes the
+idle connections, and the process exits 0.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -51,8 +53,6 @@ def serve(paths: list[str], settings: ServeSettings | None = None, say=print) ->
     """Load the runs, listen, answer until SIGTERM or Ctrl-C, then finish what is in flight and return."""
     settings = with_key_from_environment(settings or ServeSettings())
     settings.validate()
-    import uvicorn
-
     from .app import create_app
 
     runs = load_runs(paths, settings)
@@ -62,22 +62,40 @@ def serve(paths: list[str], settings: ServeSettings | None = None, say=print) ->
     except (OSError, OverflowError) as exc:
         raise ConfigError(f"cannot listen on {settings.host}:{settings.port} ({getattr(exc, 'strerror', None) or exc}); "
                           f"pick another --host or --port") from None
-    host, port = listener.getsockname()[:2]
-    for name, run in runs.items():
+    try:
+        run_server(app, listener, settings, say)
+    finally:
+        listener.close()
+
+
+def run_server(app, listener: socket.socket, settings: ServeSettings, say) -> None:
+    """Answer on `listener` until SIGTERM or Ctrl-C; then answer what was begun before it, and return."""
+    import uvicorn
+
+    service = app.state.service
+    for name, run in service.runs.items():
         chosen = f" from --precision {settings.precision}" if settings.precision == "auto" and run.engine == "torch" else ""
         say(f"{name}: {run.task} ({run.head}, {run.engine}, {run.precision}{chosen}) from {run.folder}")
-    service = app.state.service
+    host, port = listener.getsockname()[:2]
+    address = f"http://{host}:{port}"
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
-            service.stopping = True  # at once: uvicorn itself stops accepting only at its next tick
+            service.stopping = True  # at once: the guard refuses every request that begins from now on
             super().handle_exit(sig, frame)
 
         async def startup(self, sockets=None):
             await super().startup(sockets=sockets)
             # said once uvicorn's signal handlers are in place: a SIGTERM from then on is a clean stop
-            say(f"serving on http://{host}:{port} (page at /, API docs at /docs, metrics at /metrics, "
+            say(f"serving on {address} (page at /, API docs at /docs, metrics at /metrics, "
                 f"{'API key required' if settings.api_key else 'no API key'})", flush=True)
+
+        async def shutdown(self, sockets=None):
+            # still listening, so that a request sent meanwhile gets the guard's 503 rather than a refused connection
+            deadline = time.monotonic() + self.config.timeout_graceful_shutdown
+            while service.answering and not self.force_exit and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            await super().shutdown(sockets=sockets)
 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=int(settings.timeout) + 5)
@@ -93,5 +111,4 @@ def serve(paths: list[str], settings: ServeSettings | None = None, say=print) ->
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        listener.close()
     say(f"stopped after {time.monotonic() - started:.0f} s", file=sys.stderr)
