@@ -411,6 +411,20 @@ def test_a_body_past_the_limit_that_stops_arriving_gets_408_not_a_hang(run_dirs,
         assert served.stop() == 0
 
 
+def test_serves_on_ipv6_loopback(run_dirs, tmp_path):
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    served = runs.Server([str(run_dirs["sentiment"])], "--precision", "fp32", "--host", "::1", log=tmp_path / "log")
+    try:
+        assert served.host == "::1" and any(f"serving on http://[::1]:{served.port}" in line for line in served.lines)
+        status, _, answer = post(served, "/v1/classify", {"texts": ["a fine film"]}, headers={})
+        assert status == 200 and len(answer["predictions"]) == 1
+    finally:
+        assert served.stop() == 0
+
+
 def test_top_k_beyond_a_small_vocabulary_is_refused_naming_the_field_each_route_reads():
     from types import SimpleNamespace
 

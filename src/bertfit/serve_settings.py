@@ -23,7 +23,8 @@ def limit(default, help: str, **argparse_options):
 class ServeSettings:
     """Everything `bertfit serve` can be told; the defaults live here and nowhere else."""
 
-    host: str = option("127.0.0.1", "address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    host: str = option("127.0.0.1", "address to listen on, IPv4 or IPv6 (127.0.0.1 or ::1: this machine only; 0.0.0.0 "
+                                    "or [::]: every interface)")
     port: int = option(8000, "port to listen on, 1-65535 (0 picks a free one)")
     engine: str = option("torch", "onnx: serve each run's export (`bertfit export`) with ONNX Runtime", choices=ENGINES)
     precision: str = option("auto", "torch engine: auto is bf16 where the CPU runs it fast, else fp32 (as "

@@ -1,4 +1,8 @@
-"""Running the server: load the runs, listen, answer until SIGTERM or Ctrl-C, then finish what is in flight.
+"""Running the server: bind the address, load the runs, listen, answer until SIGTERM or Ctrl-C, then finish what
+is in flight.
+
+The address is bound before any run is loaded, so that a bad --host or a port in use fails at once, and listened
+on only once the runs are loaded, so that nobody connects to a server that cannot answer yet.
 
 On SIGTERM the server keeps listening while the requests begun before the signal are answered, and the guard
 refuses every new one with 503 `shutting_down` (`Connection: close` on every answer from then on). Once the last is
@@ -49,21 +53,43 @@ def with_key_from_environment(settings: ServeSettings) -> ServeSettings:
     return settings
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, IPv4 or IPv6 as the host resolves, not yet listening."""
+    host = host.strip()
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1], as in a URL
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        listener = socket.socket(family, kind, proto)
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise ConfigError(f"cannot listen on {shown} ({getattr(exc, 'strerror', None) or exc}); give --host as an "
+                          f"address of this machine (127.0.0.1, 0.0.0.0, ::1, ::) or a name it resolves") from None
+    try:
+        if os.name == "posix":  # as asyncio does: a port left in TIME_WAIT by a server just stopped is free
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+    except OSError as exc:
+        listener.close()
+        raise ConfigError(f"cannot listen on {shown} ({exc.strerror or exc}); pick another --host or --port") from None
+    return listener
+
+
+def url(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"http://[{host}]:{port}" if listener.family == socket.AF_INET6 else f"http://{host}:{port}"
+
+
 def serve(paths: list[str], settings: ServeSettings | None = None, say=print) -> None:
     """Load the runs, listen, answer until SIGTERM or Ctrl-C, then finish what is in flight and return."""
     settings = with_key_from_environment(settings or ServeSettings())
     settings.validate()
     from .app import create_app
 
-    runs = load_runs(paths, settings)
-    app = create_app(runs, settings)
+    listener = bind(settings.host, settings.port)
     try:
-        listener = socket.create_server((settings.host, settings.port), reuse_port=False)
-    except (OSError, OverflowError) as exc:
-        raise ConfigError(f"cannot listen on {settings.host}:{settings.port} ({getattr(exc, 'strerror', None) or exc}); "
-                          f"pick another --host or --port") from None
-    try:
-        run_server(app, listener, settings, say)
+        runs = load_runs(paths, settings)
+        run_server(create_app(runs, settings), listener, settings, say)
     finally:
         listener.close()
 
@@ -76,8 +102,7 @@ def run_server(app, listener: socket.socket, settings: ServeSettings, say) -> No
     for name, run in service.runs.items():
         chosen = f" from --precision {settings.precision}" if settings.precision == "auto" and run.engine == "torch" else ""
         say(f"{name}: {run.task} ({run.head}, {run.engine}, {run.precision}{chosen}) from {run.folder}")
-    host, port = listener.getsockname()[:2]
-    address = f"http://{host}:{port}"
+    address = url(listener)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
