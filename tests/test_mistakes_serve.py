@@ -55,6 +55,12 @@ def test_a_missing_run_is_refused(tmp_path, capsys):
     assert "no-such-run" in line and "no fine-tuned model here" in line
 
 
+def test_a_base_model_with_no_trained_head_is_refused(tmp_path, capsys):
+    base = runs.base_model_folder(tmp_path / "base")
+    line = refused(["serve", base], watch=[tmp_path], capsys=capsys)
+    assert "a base model: its weights hold no trained head" in line
+
+
 def test_a_folder_with_no_model_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     line = refused(["serve", tmp_path / "empty"], watch=[tmp_path], capsys=capsys)

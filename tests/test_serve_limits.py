@@ -243,6 +243,8 @@ def test_a_client_that_closes_its_connection_has_its_request_dropped_unrun(run_d
             sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         wait_until(lambda: b'reason="disconnected"} 1.0' in metrics_text(served), "the request dropped")
+        wait_until(lambda: b'bertfit_requests_total{method="POST",route="/v1/classify",status="499"} 1.0'
+                   in metrics_text(served), "the request counted as 499")
         status, _, answer = post(served, "/v1/classify", {"texts": alone}, headers={})
         assert status == 200 and len(answer["predictions"]) == 1
         assert f'bertfit_tokens_total{{model="glue-sst2"}} {float(tokens)}'.encode() in metrics_text(served)
@@ -287,6 +289,15 @@ def test_a_body_past_the_limit_sent_by_urllib_gets_the_413_json(server):
     error = json.loads(refused.value.read())
     assert error["error"]["type"] == "too_large" and "--max-body-bytes" in error["error"]["message"]
     assert call(server, "GET", "/health")[0] == 200
+
+
+def test_a_body_past_the_limit_announced_with_expect_100_continue_gets_413_before_it_is_sent(server):
+    with socket.create_connection((server.host, server.port), timeout=60) as sock:
+        sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                     % (KEY.encode(), 2 << 20))  # and no body: the client waits for the go-ahead
+        status, headers, answer = response_of(sock)
+    assert status == 413 and answer["error"]["type"] == "too_large" and headers["Connection"] == "close"
 
 
 def test_the_start_line_and_models_name_the_precision_auto_resolved_to(server):
