@@ -422,6 +422,25 @@ def test_a_body_past_the_limit_that_stops_arriving_gets_408_not_a_hang(run_dirs,
         assert served.stop() == 0
 
 
+def test_a_connection_that_does_not_send_its_headers_whole_is_closed_at_the_timeout(run_dirs, tmp_path):
+    served = runs.Server([str(run_dirs["sentiment"])], "--precision", "fp32", "--timeout", "2", log=tmp_path / "log")
+    try:
+        silent = socket.create_connection((served.host, served.port), timeout=60)
+        partial = socket.create_connection((served.host, served.port), timeout=60)
+        partial.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-")
+        kept = http.client.HTTPConnection(served.host, served.port, timeout=60)
+        for _ in range(2):  # answered, a kept-alive connection has the time again for its next request
+            status, _, _ = one_request(served, kept, "GET", "/health", None)
+            assert status == 200
+        kept.sock.sendall(b"GET /health HTTP/1.1\r\nHo")
+        for sock in (silent, partial, kept.sock):
+            with sock:
+                assert sock.recv(1) == b""  # closed by the server, not by the 60 s of the socket's own timeout
+        assert call(served, "GET", "/health")[0] == 200
+    finally:
+        assert served.stop() == 0
+
+
 def test_serves_on_ipv6_loopback(run_dirs, tmp_path):
     try:
         socket.create_server(("::1", 0), family=socket.AF_INET6).close()

@@ -2,7 +2,8 @@
 is in flight.
 
 The address is bound before any run is loaded, so that a bad --host or a port in use fails at once, and listened
-on only once the runs are loaded, so that nobody connects to a server that cannot answer yet.
+on only once the runs are loaded, so that nobody connects to a server that cannot answer yet. A connection has
+--timeout to send a request's headers (`headers_deadline`); from then on the guard's deadline runs.
 
 On SIGTERM the server keeps listening while the requests begun before the signal are answered, and the guard
 refuses every new one with 503 `shutting_down` (`Connection: close` on every answer from then on). Once the last is
@@ -80,6 +81,49 @@ def url(listener: socket.socket) -> str:
     return f"http://[{host}]:{port}" if listener.family == socket.AF_INET6 else f"http://{host}:{port}"
 
 
+def headers_deadline(settings: ServeSettings):
+    """uvicorn's HTTP/1.1 protocol (h11), closing a connection that has not sent a request's headers whole within
+    --timeout of its opening or of its last answer. uvicorn has no such limit: a connection that sent nothing, or
+    half a request line, was held for ever (the guard's deadline starts only once the headers are in)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        waiting = None  # the timer of the headers awaited
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self.await_headers()
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self.await_headers()
+
+        def handle_events(self):
+            super().handle_events()
+            if self.waiting is not None and self.conn.their_state is not h11.IDLE:  # a request's headers are in
+                self.waiting.cancel()
+                self.waiting = None
+
+        def connection_lost(self, exc):
+            if self.waiting is not None:
+                self.waiting.cancel()
+            super().connection_lost(exc)
+
+        def await_headers(self):
+            if self.waiting is not None:
+                self.waiting.cancel()
+            self.waiting = self.loop.call_later(settings.timeout, self.headers_too_slow)
+
+        def headers_too_slow(self):
+            self.waiting = None
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self.transport.close()
+
+    return Protocol
+
+
 def serve(paths: list[str], settings: ServeSettings | None = None, say=print) -> None:
     """Load the runs, listen, answer until SIGTERM or Ctrl-C, then finish what is in flight and return."""
     settings = with_key_from_environment(settings or ServeSettings())
@@ -122,7 +166,7 @@ def run_server(app, listener: socket.socket, settings: ServeSettings, say) -> No
                 await asyncio.sleep(0.02)
             await super().shutdown(sockets=sockets)
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http=headers_deadline(settings),
                             timeout_graceful_shutdown=int(settings.timeout) + 5)
     server = Server(config)
     # uvicorn turns SIGTERM and SIGINT into a graceful stop, then raises the signal again under the
