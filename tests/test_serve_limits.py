@@ -338,6 +338,8 @@ def test_after_sigterm_new_requests_get_503_until_the_last_one_in_flight_is_answ
         assert status == 200 and len(answer["predictions"]) == 1 and headers["Connection"] == "close"
     finally:
         kept.close()
+        if served.process.poll() is None:  # a failure above never leaves the server running
+            served.stop()
     assert served.process.wait(60) == 0
     with pytest.raises(ConnectionRefusedError):  # the last answer given, the server stopped listening
         socket.create_connection((served.host, served.port), timeout=10).close()
@@ -356,6 +358,8 @@ def test_sigterm_with_nothing_in_flight_stops_at_once_and_idle_connections_are_c
             kept.getresponse()
     finally:
         kept.close()
+        if served.process.poll() is None:
+            served.stop()
 
 
 # ---- a body that is slow to come ----------------------------------------------------------------
