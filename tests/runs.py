@@ -153,9 +153,9 @@ class Server:
             if not line:
                 break
             self.lines.append(line)
-            found = re.search(r"serving on http://([\d.]+):(\d+)", line)
+            found = re.search(r"serving on http://([\d.]+|\[[0-9a-f:]+\]):(\d+)", line)
             if found:
-                self.host, self.port = found.group(1), int(found.group(2))
+                self.host, self.port = found.group(1).strip("[]"), int(found.group(2))  # ::1 as http.client takes it
                 return
         self.process.kill()
         errors = log.read_text() if log else ""

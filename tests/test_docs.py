@@ -141,6 +141,25 @@ def test_the_int8_tolerance_the_docs_state_is_the_codes():
     assert f"{render.number(export.FP32_TOLERANCE)} × the largest logit" in text
 
 
+NAMED_TEST = re.compile(r"`(tests/[\w/]+\.py)::(test_\w+)`")
+
+
+def missing_tests(text: str) -> list[str]:
+    """The tests `text` names (`tests/FILE.py::test_NAME`) that the file does not define."""
+    return [f"{file}::{name}" for file, name in NAMED_TEST.findall(text)
+            if not (ROOT / file).is_file()
+            or not re.search(rf"^(async )?def {name}\(", (ROOT / file).read_text(encoding="utf-8"), re.M)]
+
+
+def test_every_test_the_docs_name_as_keeping_a_promise_exists():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    serving = (ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
+    assert len(NAMED_TEST.findall(serving)) > 50  # serving.md names the tests that keep its promises
+    assert {page.name: missing_tests(page.read_text(encoding="utf-8")) for page in pages} == {p.name: [] for p in pages}
+    assert missing_tests("`tests/test_docs.py::test_no_such_test`, `tests/no_such_file.py::test_x`") == [
+        "tests/test_docs.py::test_no_such_test", "tests/no_such_file.py::test_x"]
+
+
 # ---- the examples -------------------------------------------------------------------------------
 
 def blocks(page: Path) -> list[tuple[str, str]]:

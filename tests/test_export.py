@@ -261,3 +261,25 @@ def test_a_pretraining_run_exports_and_fills_masks_on_onnx_as_on_torch(tmp_path,
     assert main(["fill-mask", str(run), MASKED[0], "--precision", "fp32"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[: len(out) // 2] == out[len(out) // 2 :]
+
+
+@pytest.mark.parametrize("flags, widest", [({"avx2", "avx512f"}, 64), ({"avx2", "avx512_vnni"}, 127)],
+                         ids=["no VNNI: 7 bits", "VNNI: 8 bits"])
+def test_int8_weights_take_7_bits_on_cpus_without_vnni(tmp_path, monkeypatch, flags, widest):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bertfit import devices, export
+
+    weight = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "one-matmul",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64])],
+                              [numpy_helper.from_array(weight, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "model.onnx")
+    monkeypatch.setattr(devices, "cpu_flags", lambda: set(flags))
+    export.quantize_int8(tmp_path / "model.onnx", tmp_path / "model.int8.onnx")
+    quantized = [numpy_helper.to_array(t) for t in onnx.load(tmp_path / "model.int8.onnx").graph.initializer
+                 if t.data_type == TensorProto.INT8 and t.dims == [64, 64]]
+    assert len(quantized) == 1
+    assert np.abs(quantized[0].astype(np.int32)).max() == widest  # per channel, the largest weight at the widest

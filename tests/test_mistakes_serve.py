@@ -36,6 +36,8 @@ CASES = [
     ("a timeout that is not a number", ["--timeout", "nan"], "--timeout must be more than 0"),
     ("a negative wait", ["--max-wait-ms", "-1"], "--max-wait-ms must be 0 or more"),
     ("an empty host", ["--host", ""], "--host is empty"),
+    ("an address not of this machine", ["--host", "192.0.2.1"], "cannot listen on 192.0.2.1:8000"),
+    ("an IPv6 address not of this machine", ["--host", "2001:db8::1"], "cannot listen on [2001:db8::1]:8000"),
     ("fp16 on a CPU", ["--precision", "fp16"], "needs a GPU"),
     ("an unknown precision", ["--precision", "fp8"], "invalid choice"),
     ("an unknown engine", ["--engine", "tensorrt"], "invalid choice"),
@@ -52,6 +54,12 @@ def test_a_bad_serve_option_is_refused_in_one_line(run, tmp_path, capsys, what, 
 def test_a_missing_run_is_refused(tmp_path, capsys):
     line = refused(["serve", tmp_path / "no-such-run"], watch=[tmp_path], capsys=capsys)
     assert "no-such-run" in line and "no fine-tuned model here" in line
+
+
+def test_a_base_model_with_no_trained_head_is_refused(tmp_path, capsys):
+    base = runs.base_model_folder(tmp_path / "base")
+    line = refused(["serve", base], watch=[tmp_path], capsys=capsys)
+    assert "a base model: its weights hold no trained head" in line
 
 
 def test_a_folder_with_no_model_is_refused(tmp_path, capsys):
@@ -83,3 +91,15 @@ def test_a_port_in_use_is_refused(run, tmp_path, capsys):
         taken.listen()
         line = refused(["serve", run, "--port", taken.getsockname()[1]], watch=[run, tmp_path], capsys=capsys)
     assert "cannot listen on 127.0.0.1" in line
+
+
+def test_a_bad_host_or_port_is_refused_before_any_run_is_loaded(tmp_path, capsys):
+    # the run does not exist: had it been loaded first, the error would name it
+    line = refused(["serve", tmp_path / "no-such-run", "--host", "192.0.2.1"], watch=[tmp_path], capsys=capsys)
+    assert "cannot listen on 192.0.2.1" in line and "no-such-run" not in line
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = refused(["serve", tmp_path / "no-such-run", "--port", port], watch=[tmp_path], capsys=capsys)
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "no-such-run" not in line

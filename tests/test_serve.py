@@ -500,9 +500,9 @@ def test_a_full_queue_refuses_with_503(sentiment):
 
 def test_a_request_that_times_out_gets_504_and_is_never_run(sentiment):
     async def main():
-        counters = Counters()
+        counters, metrics = Counters(), Metrics()
         with ThreadPoolExecutor(1) as worker:
-            batcher = Batcher("m", sentiment, ServeSettings(timeout=0.01), counters, Metrics(), worker, worker)
+            batcher = Batcher("m", sentiment, ServeSettings(timeout=0.01), counters, metrics, worker, worker)
             late = batcher.submit(inference.prepare_texts(sentiment, ["too late"]))
             with pytest.raises(RequestError) as timed_out:
                 await batcher.result(late)  # the batcher has not started: nothing can answer it
@@ -511,10 +511,11 @@ def test_a_request_that_times_out_gets_504_and_is_never_run(sentiment):
             batcher.settings.timeout = 60
             answers = await batcher.result(on_time)
             task.cancel()
-        return timed_out.value, counters, answers
+        return timed_out.value, counters, answers, metrics
 
-    timed_out, counters, answers = asyncio.run(main())
+    timed_out, counters, answers, metrics = asyncio.run(main())
     assert timed_out.status == 504 and counters.queued == 0
+    assert metrics.dropped.labels("m", "timeout")._value.get() == 1
     assert counters.passes == 1 and len(answers) == 1  # one pass, for the request still waited for
 
 

@@ -232,6 +232,18 @@ def test_metrics_count_real_traffic_in_the_prometheus_text_format(server, loaded
     assert after["bertfit_request_duration_seconds"].type == "histogram"
 
 
+def test_every_metric_the_docs_list_is_served(server):
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()
+    table = page[page.index("### Metrics"):page.index("## How a request is answered")]
+    documented = {name for row in re.findall(r"^\| (`bertfit_.*?) \|", table, re.M)
+                  for name in re.findall(r"`(bertfit_\w+)`", row)}
+    assert len(documented) >= 10
+    assert {name.removesuffix("_total") for name in documented} <= set(scrape(server)), documented
+
+
 def test_metrics_need_the_key_and_health_does_not(server):
     with pytest.raises(urllib.error.HTTPError) as refused:
         scrape(server, key=None)

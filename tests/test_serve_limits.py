@@ -3,11 +3,13 @@ event loop and the model thread, work whose client timed out or went away is dro
 request does not hold the model thread from another model. And the small defects around the edges: the API
 key, lone surrogates, a body past the limit sent by an ordinary client, requests after SIGTERM, precision."""
 import asyncio
+import http.client
 import json
 import os
 import signal
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -112,28 +114,22 @@ def test_requests_are_tokenized_off_the_event_loop_and_off_the_model_thread(load
     assert len(threads) == 1 and threads[0] != loop_thread and threads[0].startswith("bertfit-prepare")
 
 
-def test_requests_waiting_to_be_tokenized_count_against_max_queue_and_the_timeout(loaded):
+def test_the_time_a_request_waits_to_be_tokenized_counts_against_its_timeout(loaded):
     release = threading.Event()
 
-    def slow(run, texts):  # a tokenizer thread held up: the requests behind it wait before the queue
+    def slow(run, texts):  # a tokenizer thread held up: the request waits before the queue
         release.wait(10)
         return inference.prepare_texts(run, texts)
 
     async def body(service):
-        batcher = service.batchers["sentiment"]
-        first = asyncio.create_task(service.answer(Scope(), batcher, "texts", slow, ["a fine film"]))
-        await asyncio.sleep(0.05)
         try:
-            with pytest.raises(RequestError) as busy:  # max_queue 1, and one request is in flight
-                await service.answer(Scope(), batcher, "texts", slow, ["a fine film"])
             with pytest.raises(RequestError) as late:
-                await first
+                await service.answer(Scope(), service.batchers["sentiment"], "texts", slow, ["a fine film"])
         finally:
             release.set()
-        return busy.value, late.value
+        return late.value
 
-    busy, late = in_service({"sentiment": loaded["sentiment"]}, ServeSettings(max_queue=1, timeout=0.5), body)
-    assert busy.status == 503 and busy.headers == {"Retry-After": "1"}
+    late = in_service({"sentiment": loaded["sentiment"]}, ServeSettings(timeout=0.5), body)
     assert late.status == 504 and "tokenizing" in late.message
 
 
@@ -247,6 +243,8 @@ def test_a_client_that_closes_its_connection_has_its_request_dropped_unrun(run_d
             sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         wait_until(lambda: b'reason="disconnected"} 1.0' in metrics_text(served), "the request dropped")
+        wait_until(lambda: b'bertfit_requests_total{method="POST",route="/v1/classify",status="499"} 1.0'
+                   in metrics_text(served), "the request counted as 499")
         status, _, answer = post(served, "/v1/classify", {"texts": alone}, headers={})
         assert status == 200 and len(answer["predictions"]) == 1
         assert f'bertfit_tokens_total{{model="glue-sst2"}} {float(tokens)}'.encode() in metrics_text(served)
@@ -325,19 +323,13 @@ def test_a_body_past_the_limit_sent_by_urllib_gets_the_413_json(server):
     assert call(server, "GET", "/health")[0] == 200
 
 
-def test_a_body_past_the_limit_announced_with_expect_100_continue_gets_the_413_before_it_is_sent(server):
-    """Declared past --max-body-bytes (1 MiB) but within what the server would read and discard: the client
-    asked before sending, so it is told at once, and no byte of the body is sent."""
-    head = (b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-            b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 2000000\r\nExpect: 100-continue\r\n\r\n")
-    with socket.create_connection((server.host, server.port), timeout=30) as connection:
-        connection.sendall(head)
-        response = b""
-        while b"\r\n\r\n" not in response and (chunk := connection.recv(4096)):
-            response += chunk
-    assert response.startswith(b"HTTP/1.1 413"), response[:200]
-    assert b"connection: close" in response.lower()
-    assert call(server, "GET", "/health")[0] == 200
+def test_a_body_past_the_limit_announced_with_expect_100_continue_gets_413_before_it_is_sent(server):
+    with socket.create_connection((server.host, server.port), timeout=60) as sock:
+        sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                     % (KEY.encode(), 2 << 20))  # and no body: the client waits for the go-ahead
+        status, headers, answer = response_of(sock)
+    assert status == 413 and answer["error"]["type"] == "too_large" and headers["Connection"] == "close"
 
 
 def test_the_start_line_and_models_name_the_precision_auto_resolved_to(server):
@@ -355,28 +347,148 @@ def test_models_say_whether_a_classifier_reads_pairs(server):
     assert {m["name"]: m.get("pairs") for m in body["models"]} == {"sentiment": False, "reader": None}
 
 
-def test_a_request_sent_after_sigterm_is_refused_not_answered(run_dirs, tmp_path):
+def test_after_sigterm_new_requests_get_503_until_the_last_one_in_flight_is_answered(run_dirs, tmp_path):
     served = runs.Server([str(run_dirs["sentiment"])], "--precision", "fp32", log=tmp_path / "log")
-    import http.client
-
-    connection = http.client.HTTPConnection(served.host, served.port, timeout=60)
+    kept = http.client.HTTPConnection(served.host, served.port, timeout=60)
     try:
-        connection.request("GET", "/health")
-        assert connection.getresponse().read() and True  # the connection is open and kept alive
+        kept.request("GET", "/health")
+        assert kept.getresponse().read()  # the connection is open, and kept alive
+        body = json.dumps({"texts": ["a fine film"]}).encode()
+        held = half_sent(served, body)  # begun before the signal: in flight until the rest of its body comes
+        wait_until(lambda: call(served, "GET", "/health")[2]["in_flight"] == 1, "the request in flight")
         os.kill(served.process.pid, signal.SIGTERM)
-        body = json.dumps({"texts": ["sent after the signal"]})
-        try:
-            connection.request("POST", "/v1/classify", body=body, headers={"Content-Type": "application/json"})
-            response = connection.getresponse()
-            status, answer = response.status, json.loads(response.read())
-        except (ConnectionError, http.client.RemoteDisconnected):
-            status, answer = None, None  # closed: also not accepted
-        assert status in (503, None), answer
-        if status == 503:
-            assert answer["error"]["type"] == "shutting_down"
+        wait_until(lambda: call(served, "GET", "/health")[0] == 503, "the signal handled")  # fresh connections
+        time.sleep(0.5)  # past uvicorn's next tick (every 0.1 s), where its own stop would close the listener
+        for connection in (kept, None):  # a kept-alive connection, then a new one: 503, never a closed connection
+            status, headers, answer = one_request(served, connection, "POST", "/v1/classify", body)
+            assert status == 503 and answer["error"]["type"] == "shutting_down", answer
+            assert headers["Connection"] == "close"
+        status, headers, answer = call(served, "GET", "/health")
+        assert status == 503 and answer["error"]["type"] == "shutting_down"
+        held.sendall(body[len(body) // 2:])
+        status, headers, answer = response_of(held)
+        assert status == 200 and len(answer["predictions"]) == 1 and headers["Connection"] == "close"
     finally:
-        connection.close()
+        kept.close()
+        if served.process.poll() is None:  # a failure above never leaves the server running
+            served.stop()
     assert served.process.wait(60) == 0
+    with pytest.raises(ConnectionRefusedError):  # the last answer given, the server stopped listening
+        socket.create_connection((served.host, served.port), timeout=10).close()
+
+
+def test_sigterm_with_nothing_in_flight_stops_at_once_and_idle_connections_are_closed(run_dirs, tmp_path):
+    served = runs.Server([str(run_dirs["sentiment"])], "--precision", "fp32", log=tmp_path / "log")
+    kept = http.client.HTTPConnection(served.host, served.port, timeout=60)
+    try:
+        kept.request("GET", "/health")
+        assert kept.getresponse().read()
+        os.kill(served.process.pid, signal.SIGTERM)
+        assert served.process.wait(60) == 0
+        with pytest.raises((ConnectionError, http.client.RemoteDisconnected)):  # closed by the server, unanswered
+            kept.request("GET", "/health")
+            kept.getresponse()
+    finally:
+        kept.close()
+        if served.process.poll() is None:
+            served.stop()
+
+
+# ---- a body that is slow to come ----------------------------------------------------------------
+
+def half_sent(server, body: bytes, path: str = "/v1/classify") -> socket.socket:
+    """A connection that sent a POST's headers and the first half of its body, and holds the rest."""
+    sock = socket.create_connection((server.host, server.port), timeout=60)
+    sock.sendall(b"POST %s HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                 % (path.encode(), len(body), body[:len(body) // 2]))
+    return sock
+
+
+def response_of(sock: socket.socket):
+    """(status, headers, JSON body) of the answer on a raw connection."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    data = response.read()
+    return response.status, response.headers, json.loads(data) if data else None
+
+
+def one_request(server, connection, method: str, path: str, body: bytes | None):
+    """One request on `connection` (a new one when None); what the server answered."""
+    connection = connection or http.client.HTTPConnection(server.host, server.port, timeout=60)
+    connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    data = response.read()
+    return response.status, response.headers, json.loads(data) if data else None
+
+
+def test_a_body_that_stops_halfway_counts_against_max_queue_and_gets_408_at_the_timeout(run_dirs, tmp_path):
+    served = runs.Server([str(run_dirs["sentiment"])], "--precision", "fp32", "--timeout", "2", "--max-queue", "3",
+                         log=tmp_path / "log")
+    body = json.dumps({"texts": ["a body sent by half"]}).encode()
+    try:
+        held = [half_sent(served, body) for _ in range(3)]
+        wait_until(lambda: call(served, "GET", "/health")[2]["in_flight"] == 3, "three bodies in flight", limit=30)
+        status, headers, answer = post(served, "/v1/classify", {"texts": ["one too many"]}, headers={})
+        assert status == 503 and answer["error"]["type"] == "overloaded" and headers["Retry-After"] == "1"
+        for sock in held:
+            with sock:
+                status, headers, answer = response_of(sock)  # sent when --timeout ran out
+                assert status == 408 and answer["error"]["type"] == "timeout", answer
+                assert "--timeout" in answer["error"]["message"] and headers["Connection"] == "close"
+                assert sock.recv(1) == b""  # and closed
+        assert call(served, "GET", "/health")[2]["in_flight"] == 0
+        status, _, answer = post(served, "/v1/classify", {"texts": ["sent whole"]}, headers={})
+        assert status == 200 and len(answer["predictions"]) == 1
+        assert b'bertfit_request_errors_total{route="/v1/classify",status="408",type="timeout"} 3.0' in \
+            metrics_text(served)
+    finally:
+        assert served.stop() == 0
+
+
+def test_a_body_past_the_limit_that_stops_arriving_gets_408_not_a_hang(run_dirs, tmp_path):
+    served = runs.Server([str(run_dirs["sentiment"])], "--precision", "fp32", "--timeout", "2",
+                         "--max-body-bytes", "100", log=tmp_path / "log")
+    body = json.dumps({"texts": ["word " * 100]}).encode()  # its first half is past the limit already
+    try:
+        with half_sent(served, body) as sock:
+            status, _, answer = response_of(sock)
+        assert status == 408 and answer["error"]["type"] == "timeout"
+        assert call(served, "GET", "/health")[2]["in_flight"] == 0
+    finally:
+        assert served.stop() == 0
+
+
+def test_a_connection_that_does_not_send_its_headers_whole_is_closed_at_the_timeout(run_dirs, tmp_path):
+    served = runs.Server([str(run_dirs["sentiment"])], "--precision", "fp32", "--timeout", "2", log=tmp_path / "log")
+    try:
+        silent = socket.create_connection((served.host, served.port), timeout=60)
+        partial = socket.create_connection((served.host, served.port), timeout=60)
+        partial.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-")
+        kept = http.client.HTTPConnection(served.host, served.port, timeout=60)
+        for _ in range(2):  # answered, a kept-alive connection has the time again for its next request
+            status, _, _ = one_request(served, kept, "GET", "/health", None)
+            assert status == 200
+        kept.sock.sendall(b"GET /health HTTP/1.1\r\nHo")
+        for sock in (silent, partial, kept.sock):
+            with sock:
+                assert sock.recv(1) == b""  # closed by the server, not by the 60 s of the socket's own timeout
+        assert call(served, "GET", "/health")[0] == 200
+    finally:
+        assert served.stop() == 0
+
+
+def test_serves_on_ipv6_loopback(run_dirs, tmp_path):
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    served = runs.Server([str(run_dirs["sentiment"])], "--precision", "fp32", "--host", "::1", log=tmp_path / "log")
+    try:
+        assert served.host == "::1" and any(f"serving on http://[::1]:{served.port}" in line for line in served.lines)
+        status, _, answer = post(served, "/v1/classify", {"texts": ["a fine film"]}, headers={})
+        assert status == 200 and len(answer["predictions"]) == 1
+    finally:
+        assert served.stop() == 0
 
 
 def test_top_k_beyond_a_small_vocabulary_is_refused_naming_the_field_each_route_reads():

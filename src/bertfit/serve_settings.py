@@ -23,7 +23,8 @@ def limit(default, help: str, **argparse_options):
 class ServeSettings:
     """Everything `bertfit serve` can be told; the defaults live here and nowhere else."""
 
-    host: str = option("127.0.0.1", "address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    host: str = option("127.0.0.1", "address to listen on, IPv4 or IPv6 (127.0.0.1 or ::1: this machine only; 0.0.0.0 "
+                                    "or [::]: every interface)")
     port: int = option(8000, "port to listen on, 1-65535 (0 picks a free one)")
     engine: str = option("torch", "onnx: serve each run's export (`bertfit export`) with ONNX Runtime", choices=ENGINES)
     precision: str = option("auto", "torch engine: auto is bf16 where the CPU runs it fast, else fp32 (as "
@@ -34,9 +35,10 @@ class ServeSettings:
     max_batch_tokens: int = limit(4096, "tokens in one model pass; a larger request is run over several passes, "
                                         "taking turns with the other models")
     max_wait_ms: float = limit(5.0, "how long the first request of a pass waits for others to share it")
-    max_queue: int = limit(256, "requests in flight (being tokenized, waiting for or in the model), every model "
-                                "together; one more gets 503")
-    timeout: float = limit(30.0, "seconds a request may take, tokenizing and queue included, before 504")
+    max_queue: int = limit(256, "requests in flight (their body arriving, being tokenized, waiting for or in the "
+                                "model), every model together; one more gets 503")
+    timeout: float = limit(30.0, "seconds a request may take from its headers on: 408 while its body is still "
+                                 "arriving, 504 once it is in (tokenizing and queue included)")
     max_body_bytes: int = limit(1 << 20, "largest request body; a larger one gets 413")
     max_inputs: int = limit(64, "texts, pairs or questions in one request")
     max_masks: int = limit(128, "[MASK]s in one fill-mask request, its texts together (each keeps top_k candidates "

@@ -21,7 +21,7 @@ from ..serve_settings import ServeSettings
 from . import schemas
 from .batcher import Batcher, Counters
 from .errors import RequestError, error_body
-from .guard import DISCONNECTED, ERROR_TYPE, Guard
+from .guard import DEADLINE, DISCONNECTED, ERROR_TYPE, Guard
 from .metrics import CONTENT_TYPE, Metrics
 
 PAGE = Path(__file__).parent / "static" / "page.html"
@@ -38,6 +38,7 @@ class Service:
         self.counters, self.metrics = Counters(), Metrics()
         self.batchers: dict[str, Batcher] = {}
         self.stopping = False  # set on SIGTERM: every new request is refused with 503 from then on
+        self.answering = 0  # requests begun before SIGTERM and not yet answered: the server waits for them
         self.routes: list = []  # the app's routes, to name a request's route in the metrics
         self.model_thread: ThreadPoolExecutor | None = None
         self.preparing: ThreadPoolExecutor | None = None
@@ -91,32 +92,25 @@ class Service:
                                 f"({'POST /models/NAME' if route == '*' else 'in the model field'})", field)
 
     async def answer(self, request: Request, batcher: Batcher, field: str, prepare, *args) -> list:
-        """Encode on the preparing threads, check the request's size, queue it, and wait for its answers."""
+        """Encode on the preparing threads, check the request's size, queue it, and wait for its answers, by the
+        deadline the guard set when the request's headers arrived (--timeout: its body counts too)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.timeout
-        if self.counters.in_flight >= self.settings.max_queue:
-            # bodies waiting to be tokenized count too: without this bound they would pile up in memory
-            raise RequestError(503, f"the server is busy ({self.counters.in_flight} requests in flight); retry "
-                                    f"shortly", kind="overloaded", headers={"Retry-After": "1"})
-        self.counters.in_flight += 1
+        deadline = request.scope.get(DEADLINE) or loop.time() + self.settings.timeout
         try:
-            try:
-                prepared = await asyncio.wait_for(loop.run_in_executor(self.preparing, prepare, batcher.run, *args),
-                                                  max(0.0, deadline - loop.time()))
-            except DataError as exc:  # what the inputs of `field` hold: the message says which one
-                raise RequestError(422, str(exc), field) from None
-            except BertfitError as exc:  # the request meets the model's own settings: no one field is at fault
-                raise RequestError(422, str(exc)) from None
-            except asyncio.TimeoutError:
-                raise RequestError(504, f"no answer within {self.settings.timeout:g} s (--timeout); tokenizing "
-                                        f"took it all", kind="timeout") from None
-            self.check_size(prepared, field)
-            job = batcher.submit(prepared)
-            answers = await batcher.result(job, deadline, request.scope.get(DISCONNECTED))
-            self.counters.served += 1
-            return answers
-        finally:
-            self.counters.in_flight -= 1
+            prepared = await asyncio.wait_for(loop.run_in_executor(self.preparing, prepare, batcher.run, *args),
+                                              max(0.0, deadline - loop.time()))
+        except DataError as exc:  # what the inputs of `field` hold: the message says which one
+            raise RequestError(422, str(exc), field) from None
+        except BertfitError as exc:  # the request meets the model's own settings: no one field is at fault
+            raise RequestError(422, str(exc)) from None
+        except asyncio.TimeoutError:
+            raise RequestError(504, f"no answer within {self.settings.timeout:g} s (--timeout); receiving and "
+                                    f"tokenizing the request took it all", kind="timeout") from None
+        self.check_size(prepared, field)
+        job = batcher.submit(prepared)
+        answers = await batcher.result(job, deadline, request.scope.get(DISCONNECTED))
+        self.counters.served += 1
+        return answers
 
     def check_size(self, prepared: inference.Prepared, field: str) -> None:
         """A request's work is bounded: its sequences (windows of long inputs included) and their tokens."""

@@ -45,7 +45,7 @@ class Job:
 @dataclass
 class Counters:
     queued: int = 0  # requests with sequences waiting for a pass, every model together
-    in_flight: int = 0  # requests being answered
+    in_flight: int = 0  # POST requests from their headers to their answer, bodies arriving included (the guard)
     passes: int = 0
     served: int = 0
 

@@ -9,7 +9,7 @@ from ..serve_settings import ServeSettings
 from . import schemas
 from .errors import RequestError
 
-ERRORS = schemas.error_responses(400, 401, 404, 413, 415, 422, 503, 504)
+ERRORS = schemas.error_responses(400, 401, 404, 408, 413, 415, 422, 503, 504)
 
 
 def add_routes(app: FastAPI, service) -> None:

@@ -49,6 +49,7 @@ class ErrorResponse(BaseModel):
 def error_responses(*statuses: int) -> dict:
     """The `responses` of a route: its error statuses, each with the one error shape."""
     meaning = {400: "The body is not valid JSON", 401: "No API key, or a wrong one", 404: "No such model",
+               408: "The body did not arrive within --timeout",
                413: "The body is larger than --max-body-bytes", 415: "The body is not application/json",
                422: "A field is missing, of the wrong type, empty, or past a limit; `field` names it",
                499: "The client closed the connection (never received)",
