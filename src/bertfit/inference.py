@@ -75,7 +75,7 @@ class Run:
     def model_positions(self) -> int:
         if self.engine == "onnx":
             return json.loads((self.folder / "config.json").read_text()).get("max_position_embeddings", 512)
-        return self.model.bert.config.max_position_embeddings
+        return self.model.bert.config.max_length
 
     @property
     def pad_id(self) -> int:
