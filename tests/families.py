@@ -51,8 +51,8 @@ def byte_level_bpe() -> Tokenizer:
 def sentencepiece_unigram() -> Tokenizer:
     """XLM-R's and CamemBERT's kind: a SentencePiece-style Unigram (▁ marks a word's start), <s> a </s></s> b </s>."""
     tokenizer = Tokenizer(models.Unigram())
-    tokenizer.normalizer = normalizers.NFKC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    # runs of spaces count once, as in XLM-R's files (and in the pipeline transformers builds for it)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace()])
     tokenizer.decoder = decoders.Metaspace()
     tokenizer.train_from_iterator(CORPUS, trainers.UnigramTrainer(
         vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], unk_token="<unk>"))
@@ -100,6 +100,11 @@ def save_with_tokenizer(model, tokenizer: Tokenizer, family: str, folder: Path) 
     """transformers' save_pretrained, with the tokenizer files its AutoTokenizer reads."""
     model.save_pretrained(str(folder))
     tokenizer.save(str(folder / "tokenizer.json"))
+    return save_with_tokenizer_files(tokenizer, family, folder)
+
+
+def save_with_tokenizer_files(tokenizer: Tokenizer, family: str, folder: Path) -> Path:
+    """tokenizer_config.json as the family's tokenizer has it, beside tokenizer.json."""
     roles = {"cls_token": ("[CLS]", "<s>"), "sep_token": ("[SEP]", "</s>"), "pad_token": ("[PAD]", "<pad>"),
              "unk_token": ("[UNK]", "<unk>"), "mask_token": ("[MASK]", "<mask>")}
     special = {role: next(n for n in names if tokenizer.token_to_id(n) is not None) for role, names in roles.items()}

@@ -105,3 +105,76 @@ def test_the_families_table_names_every_family_and_model_type():
         assert f"| {family.name} |" in table
         for model_type in family.model_types:
             assert f"`{model_type}`" in table
+
+
+# ---- tokenization: the family's own template, as its fast tokenizer in transformers encodes ---------------------
+
+def many_strings(n: int = 300, seed: int = 0) -> list[str]:
+    """Short and long texts with accents, emoji, CJK, numbers and very long words."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["the", "cat", "Café", "naïve", "façade", "crème", "brûlée", "😀", "👍🏽", "東京タワー", "¥500",
+             "señor", "García's", "piñata", "Question", "answering", "don't", "U.S.A.", "3.14", "e-mail",
+             "supercalifragilisticexpialidocious" * 3, "Ünter", "\u00e9t\u00e9", "e\u0301te\u0301", "ß", "İstanbul"]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 30))) + rng.choice(["", ".", " !", "  "])
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES + ["camembert"])
+def test_glue_encoding_equals_the_families_fast_tokenizer_on_pairs_with_truncation(family, tmp_path):
+    from bertfit.pretrained import load_tokenizer
+    from bertfit.tasks import glue_encoding
+    from bertfit.tasks.glue import Examples
+
+    tokenizer = families.TOKENIZER_OF[family]()
+    folder = tmp_path / family
+    folder.mkdir()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    families.save_with_tokenizer_files(tokenizer, family, folder)
+    fast = transformers.AutoTokenizer.from_pretrained(str(folder))
+    ours = load_tokenizer(folder)
+    texts = many_strings()
+    firsts, seconds = texts[:150], texts[150:]
+    for max_length in (16, 40):
+        for pair in (False, True):
+            examples = Examples(texts_a=firsts, texts_b=seconds if pair else None, labels=None,
+                                indices=list(range(len(firsts))), source="strings")
+            features, stats = glue_encoding.encode(examples, ours, max_length)
+            encoded = fast(firsts, seconds if pair else None, truncation=True, max_length=max_length,
+                           return_token_type_ids=True)
+            assert stats.num_truncated > 0
+            for i in range(len(firsts)):
+                assert features.input_ids(i).tolist() == encoded["input_ids"][i]
+                if FAMILIES[family].name in ("bert", "electra"):  # token types where the family has them
+                    assert features.token_type_ids(i).tolist() == encoded["token_type_ids"][i]
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta"])
+def test_squad_windows_point_at_the_answers_characters_with_each_kind_of_tokenizer(family, tmp_path):
+    """Byte-level BPE's tokens carry their leading space (Ġ) and SentencePiece's its ▁: the offsets the answer
+    positions come from must still cover the answer's characters alone. The windows are the fast tokenizer's pair
+    encoding of question and context."""
+    from bertfit.pretrained import load_tokenizer
+    from bertfit.tasks.squad import Answer, SquadQuestion, make_windows
+
+    tokenizer = families.TOKENIZER_OF[family]()
+    folder = tmp_path / family
+    folder.mkdir()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    families.save_with_tokenizer_files(tokenizer, family, folder)
+    fast = transformers.AutoTokenizer.from_pretrained(str(folder))
+    ours = load_tokenizer(folder)
+    context = "Café Müller served crème brûlée in Paris today; naïve guests paid ¥500 for señor García's piñata 😀."
+    questions = []
+    for i, answer in enumerate(["crème brûlée", "Paris", "¥500", "señor García's piñata", "Café"]):
+        questions.append(SquadQuestion(str(i), "t", f"What about {answer}?", context,
+                                       [Answer(answer, context.index(answer))]))
+    features, windows = make_windows(questions, ours, max_seq_length=128, doc_stride=32, max_query_length=32,
+                                     training=True)
+    assert len(windows) == len(questions)  # one window each: the whole context fits
+    for w, question in enumerate(questions):
+        assert features.input_ids(w).tolist() == fast(question.question, context)["input_ids"]
+        start, end = features.columns["start_positions"][w], features.columns["end_positions"][w]
+        offsets = windows.token_offsets(w)
+        assert context[offsets[start][0]:offsets[end][1]] == question.answers[0].text
