@@ -2,6 +2,8 @@
 states and logits, padded and packed; bertfit's saved model loads in transformers' Auto class, equal again."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -178,3 +180,88 @@ def test_squad_windows_point_at_the_answers_characters_with_each_kind_of_tokeniz
         start, end = features.columns["start_positions"][w], features.columns["end_positions"][w]
         offsets = windows.token_offsets(w)
         assert context[offsets[start][0]:offsets[end][1]] == question.answers[0].text
+
+
+# ---- every command for each family, from a masked-language model transformers saved ----------------------------
+
+CLI_FAMILIES = ["distilbert", "roberta", "xlm-roberta", "electra"]
+
+
+@pytest.fixture(scope="module", params=CLI_FAMILIES)
+def family_mlm(request, tmp_path_factory):
+    """(family, folder) of a tiny masked-language model of the family, as transformers saves it."""
+    folder, _, _ = transformers_model(request.param, "mlm", tmp_path_factory.mktemp(request.param))
+    return request.param, folder
+
+
+def their_probabilities(folder, auto: str, texts: list[str], max_length: int = 128) -> torch.Tensor:
+    fast = transformers.AutoTokenizer.from_pretrained(str(folder))
+    model = getattr(transformers, auto).from_pretrained(str(folder)).eval()
+    with torch.no_grad():
+        inputs = fast(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+        return torch.softmax(model(**inputs).logits, -1)
+
+
+def test_fill_mask_of_each_family_gives_transformers_probabilities(family_mlm, capsys):
+    from bertfit import inference
+    from bertfit.cli import main
+
+    family, folder = family_mlm
+    text = "The cat sat on the [MASK] and watched the dog."
+    assert main(["fill-mask", str(folder), text]) == 0
+    run = inference.load_run(folder, precision="fp32", need="fill-mask")
+    (masks,) = inference.fill_mask(run, [text], top_k=3)
+    fast = transformers.AutoTokenizer.from_pretrained(str(folder))
+    their_text = text.replace("[MASK]", fast.mask_token)
+    theirs = their_probabilities(folder, "AutoModelForMaskedLM", [their_text])[0]
+    position = fast(their_text)["input_ids"].index(fast.mask_token_id)
+    top = theirs[position].topk(3)
+    assert [m["token_id"] for m in masks[0]] == top.indices.tolist()
+    torch.testing.assert_close(torch.tensor([m["probability"] for m in masks[0]]), top.values, atol=1e-5, rtol=0)
+
+
+def test_glue_classify_and_export_work_for_each_family(family_mlm, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from bertfit import inference
+    from bertfit.cli import main
+    from bertfit.demo import write_sentiment_data
+
+    family, folder = family_mlm
+    data = write_sentiment_data(tmp_path / "glue", 24, 8)
+    run = tmp_path / "run"
+    assert main(["glue", "sst2", "--model", str(folder), "--data-dir", str(data), "--output-dir", str(run),
+                 "--epochs", "1", "--batch-size", "8", "--max-seq-length", "32", "--precision", "fp32",
+                 "--quiet"]) == 0
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["model_type"] == FAMILIES[family].model_types[0]
+    assert config["architectures"] == [FAMILIES[family].architecture("classification")]
+    texts = ["a fine film", "Two hours of nothing: slow, loud, and far too pleased with itself."]
+    assert main(["classify", str(run), *texts]) == 0
+    answers = inference.classify(inference.load_run(run, precision="fp32", need="classify"), texts)
+    theirs = their_probabilities(run / "model", "AutoModelForSequenceClassification", texts, max_length=32)
+    torch.testing.assert_close(torch.tensor([list(a["probabilities"].values()) for a in answers]), theirs,
+                               atol=1e-5, rtol=0)
+    assert main(["export", str(run), "--output", str(tmp_path / "onnx")]) == 0
+    onnx = inference.classify(inference.load_run(tmp_path / "onnx", engine="onnx", need="classify"), texts)
+    torch.testing.assert_close(torch.tensor([list(a["probabilities"].values()) for a in onnx]), theirs,
+                               atol=1e-4, rtol=0)
+
+
+def test_squad_trains_and_answers_for_each_family(family_mlm, tmp_path, capsys):
+    from test_squad_recipe import WINDOWS, people_file
+
+    from bertfit.cli import main
+
+    family, folder = family_mlm
+    train = people_file(tmp_path / "train.json", 16, seed=1, long_every=5)
+    dev = people_file(tmp_path / "dev.json", 8, seed=2, long_every=4)
+    run = tmp_path / "run"
+    assert main(["squad", "--train-file", str(train), "--eval-file", str(dev), "--model", str(folder),
+                 "--output-dir", str(run), "--epochs", "1", "--batch-size", "8", "--precision", "fp32", "--quiet",
+                 *WINDOWS]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["eval_examples"] == 8
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["architectures"] == [FAMILIES[family].architecture("qa")]
+    assert main(["qa", str(run), "--question", "where does alice live ?",
+                 "--context", "alice lives in paris and works as a baker ."]) == 0

@@ -220,10 +220,10 @@ def check_inputs(head: str, tokenizer, extra: dict) -> list[dict[str, np.ndarray
             features, _ = glue_encoding.encode(examples, tokenizer, extra.get("max_seq_length", 128))
             rows.append((features.input_ids(0), features.token_type_ids(0)))
     elif head in FILL_MASK_HEADS:
-        special = tokenization.special_ids(tokenizer)
+        layout, own = tokenization.template(tokenizer), tokenization.mask_token(tokenizer)
         rows = []
         for text in CHECK_MASKED:
-            ids = [special.cls, *tokenizer.encode(text, add_special_tokens=False).ids, special.sep]
+            ids, _ = layout.apply(tokenizer.encode(text.replace(MASK_TOKEN, own), add_special_tokens=False).ids)
             rows.append((ids[: extra.get("max_seq_length", 128)], [0] * len(ids)))
     else:
         questions = [squad.SquadQuestion(id=str(i), title="", question=q, context=CHECK_PASSAGE, answers=[])

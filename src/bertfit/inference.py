@@ -21,6 +21,7 @@ import torch
 
 from . import devices, onnx_engine, predicting
 from .batching import Features, collate, eval_batches
+from .checkpoints.families import BERT, BY_MODEL_TYPE, FAMILIES, HEAD_TENSORS
 from .checkpoints.hf import read_config_json
 from .errors import CheckpointError, ConfigError, DataError
 from .files import write_atomic
@@ -28,21 +29,18 @@ from .pretrained import load_pretrained
 from .runs import model_folder
 from .settings import PRECISIONS
 from .tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv, squad
-from .tokenization import special_ids
+from .tokenization import mask_token, special_ids, template
 
 ENGINES = ("torch", "onnx")
 FILL_MASK_HEADS = ("mlm", "pretraining")  # masked-language models: they fill [MASK]s
-MASK_TOKEN = "[MASK]"
+MASK_TOKEN = "[MASK]"  # what texts write for every family; RoBERTa's tokenizer reads it as its own <mask>
 # What each question asks of a run: the heads that answer it (`load_run(..., need=...)`)
 NEEDS = {"classify": ("classification",), "predict": ("classification",), "answer": ("qa",),
          "fill-mask": FILL_MASK_HEADS}
-# A head is there when the weights file holds its tensors (Hugging Face names), whatever config.json says:
+# A head is there when the weights file holds its tensors (the family's names), whatever config.json says:
 # a base model's config often names labels, and a head missing from the file would start from random weights.
-HEAD_TENSORS = {"classification": ("classifier.weight",), "qa": ("qa_outputs.weight",),
-                "mlm": ("cls.predictions.transform.dense.weight",),
-                "pretraining": ("cls.predictions.transform.dense.weight", "cls.seq_relationship.weight")}
-ARCHITECTURES = {"BertForSequenceClassification": "classification", "BertForQuestionAnswering": "qa",
-                 "BertForMaskedLM": "mlm", "BertForPreTraining": "pretraining"}
+ARCHITECTURES = {family.architecture(head): head for family in FAMILIES.values() for head in family.heads
+                 if head in HEAD_TENSORS}
 
 
 @dataclass
@@ -121,7 +119,10 @@ def weight_names(folder: Path) -> set[str]:
 def head_of(config: dict, names: set[str], source: Path) -> str:
     """The head a checkpoint holds trained weights for: the one config.json names when the weights file has
     its tensors, else the one the weights hold. A folder whose weights hold none is a base model."""
-    held = [head for head, tensors in HEAD_TENSORS.items() if all(t in names for t in tensors)]
+    family = BY_MODEL_TYPE.get(config.get("model_type"), BERT) if isinstance(config.get("model_type"), str) else BERT
+    head_tensors = {head: [family.names.theirs(t) for t in tensors] for head, tensors in HEAD_TENSORS.items()
+                    if all(family.names.theirs(t) for t in tensors)}
+    held = [head for head, tensors in head_tensors.items() if all(t in names for t in tensors)]
     named = [ARCHITECTURES[a] for a in config.get("architectures") or [] if a in ARCHITECTURES]
     for head in named:
         if head in held:
@@ -130,7 +131,7 @@ def head_of(config: dict, names: set[str], source: Path) -> str:
             return "mlm"
     if named and not held:
         raise CheckpointError(f"{source}: config.json names {named[0]} weights, but the weights file holds no "
-                              f"{HEAD_TENSORS[named[0]][0]}: the head was never trained; fine-tune it first "
+                              f"{head_tensors[named[0]][0]}: the head was never trained; fine-tune it first "
                               f"with `bertfit glue` or `bertfit squad`")
     for head in ("qa", "classification", "pretraining", "mlm"):
         if head in held:
@@ -212,7 +213,7 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
     if head in FILL_MASK_HEADS:
         mask_id(tokenizer, folder)
         # a tokenizer built from vocab.txt has [MASK] as a word only: split it never, as transformers does
-        tokenizer.add_special_tokens([MASK_TOKEN])
+        tokenizer.add_special_tokens([mask_token(tokenizer)])
     return Run(folder, head, model.eval(), tokenizer, labels, extra, engine, precision, Path(run_dir), device)
 
 
@@ -270,7 +271,7 @@ def prepare_questions(run: Run, pairs: list[tuple[str, str]], null_threshold: fl
 
 
 def mask_id(tokenizer, source: str | Path = "tokenizer") -> int:
-    token_id = tokenizer.token_to_id(MASK_TOKEN)
+    token_id = special_ids(tokenizer).mask
     if token_id is None:
         raise CheckpointError(f"{source}: the tokenizer has no {MASK_TOKEN} token, so there is nothing to fill")
     return token_id
@@ -284,18 +285,21 @@ def prepare_masked(run: Run, texts: list[str], top_k: int = 5) -> Prepared:
     if not 1 <= top_k <= run.tokenizer.get_vocab_size():
         raise ConfigError(f"top_k must be between 1 and the vocabulary's {run.tokenizer.get_vocab_size()} tokens, "
                           f"not {top_k}")
-    special, mask = special_ids(run.tokenizer), mask_id(run.tokenizer, run.folder)
+    layout, mask = template(run.tokenizer), mask_id(run.tokenizer, run.folder)
+    own = mask_token(run.tokenizer)
     ids = []
-    for i, (text, encoding) in enumerate(zip(texts, run.tokenizer.encode_batch(list(texts), add_special_tokens=False))):
+    for i, (text, encoding) in enumerate(zip(texts, run.tokenizer.encode_batch(
+            [text.replace(MASK_TOKEN, own) for text in texts], add_special_tokens=False))):
         name = f"text {i + 1} ({_clip(text)})"
         if not text.strip():
             raise DataError(f"text {i + 1} is empty")
         if mask not in encoding.ids:
             raise DataError(f"{name} has no {MASK_TOKEN}: write {MASK_TOKEN} where a word is to be filled in")
-        if len(encoding.ids) + 2 > run.max_seq_length:
-            raise DataError(f"{name} is {len(encoding.ids) + 2} tokens long with [CLS] and [SEP]; the model "
+        length = len(encoding.ids) + layout.num_special(pair=False)
+        if length > run.max_seq_length:
+            raise DataError(f"{name} is {length} tokens long with [CLS] and [SEP]; the model "
                             f"reads at most {run.max_seq_length}, and cutting it could drop a {MASK_TOKEN}")
-        ids.append([special.cls, *encoding.ids, special.sep])
+        ids.append(layout.apply(encoding.ids)[0])
     return Prepared(Features.from_lists(ids, [[0] * len(x) for x in ids]), len(texts), top_k=top_k)
 
 

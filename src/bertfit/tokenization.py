@@ -82,6 +82,11 @@ def special_ids(tokenizer: Tokenizer, source: str | Path = "tokenizer") -> Speci
     return SpecialIds(**found)
 
 
+def mask_token(tokenizer: Tokenizer) -> str | None:
+    """The tokenizer's mask token, [MASK] or RoBERTa's <mask>; None without one."""
+    return next((name for name in TOKEN_NAMES["mask"] if tokenizer.token_to_id(name) is not None), None)
+
+
 def template(tokenizer: Tokenizer) -> Template:
     """The tokenizer's own layout of special tokens (its post-processor's: whatever kind the file declares), or
     BERT's for a tokenizer without one (the tutorial's WordPiece file)."""
