@@ -15,7 +15,7 @@ from bertfit.pretrained import load_pretrained, save_pretrained
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FAMILY_NAMES = ["bert", "distilbert", "roberta", "xlm-roberta", "electra"]
+FAMILY_NAMES = ["bert", "distilbert", "roberta", "xlm-roberta", "camembert", "electra"]
 AUTO = {"base": "AutoModel", "classification": "AutoModelForSequenceClassification",
         "qa": "AutoModelForQuestionAnswering", "mlm": "AutoModelForMaskedLM"}
 TEXTS = [("The cat sat on the mat.", None),
@@ -123,7 +123,7 @@ def many_strings(n: int = 300, seed: int = 0) -> list[str]:
             for _ in range(n)]
 
 
-@pytest.mark.parametrize("family", FAMILY_NAMES + ["camembert"])
+@pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_glue_encoding_equals_the_families_fast_tokenizer_on_pairs_with_truncation(family, tmp_path):
     from bertfit.pretrained import load_tokenizer
     from bertfit.tasks import glue_encoding
@@ -237,12 +237,15 @@ def test_glue_classify_and_export_work_for_each_family(family_mlm, tmp_path, cap
     assert config["architectures"] == [FAMILIES[family].architecture("classification")]
     texts = ["a fine film", "Two hours of nothing: slow, loud, and far too pleased with itself."]
     assert main(["classify", str(run), *texts]) == 0
-    answers = inference.classify(inference.load_run(run, precision="fp32", need="classify"), texts)
+    torch_run = inference.load_run(run, precision="fp32", need="classify")
+    answers = inference.classify(torch_run, texts)
     theirs = their_probabilities(run / "model", "AutoModelForSequenceClassification", texts, max_length=32)
     torch.testing.assert_close(torch.tensor([list(a["probabilities"].values()) for a in answers]), theirs,
                                atol=1e-5, rtol=0)
     assert main(["export", str(run), "--output", str(tmp_path / "onnx")]) == 0
-    onnx = inference.classify(inference.load_run(tmp_path / "onnx", engine="onnx", need="classify"), texts)
+    onnx_run = inference.load_run(tmp_path / "onnx", engine="onnx", need="classify")
+    assert onnx_run.model_positions == torch_run.model_positions == 128  # RoBERTa's table: 130 rows, 2 unused
+    onnx = inference.classify(onnx_run, texts)
     torch.testing.assert_close(torch.tensor([list(a["probabilities"].values()) for a in onnx]), theirs,
                                atol=1e-4, rtol=0)
 
@@ -265,3 +268,12 @@ def test_squad_trains_and_answers_for_each_family(family_mlm, tmp_path, capsys):
     assert config["architectures"] == [FAMILIES[family].architecture("qa")]
     assert main(["qa", str(run), "--question", "where does alice live ?",
                  "--context", "alice lives in paris and works as a baker ."]) == 0
+
+
+def test_a_head_the_family_lacks_is_refused_naming_the_heads_it_has(tmp_path):
+    from bertfit.errors import CheckpointError
+
+    folder, _, _ = transformers_model("roberta", "mlm", tmp_path)
+    with pytest.raises(CheckpointError, match=r"a roberta model has no pretraining head in bertfit \(heads: base, "
+                                              r"classification, qa, mlm\); .* without --nsp"):
+        load_pretrained(folder, head="pretraining")

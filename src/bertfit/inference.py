@@ -12,7 +12,6 @@ request's share of the outputs into answers (windows averaged, softmax; or `task
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 from . import devices, onnx_engine, predicting
 from .batching import Features, collate, eval_batches
 from .checkpoints.families import BERT, BY_MODEL_TYPE, FAMILIES, HEAD_TENSORS
-from .checkpoints.hf import read_config_json
+from .checkpoints.hf import read_config, read_config_json
 from .errors import CheckpointError, ConfigError, DataError
 from .files import write_atomic
 from .pretrained import load_pretrained
@@ -72,7 +71,7 @@ class Run:
     @property
     def model_positions(self) -> int:
         if self.engine == "onnx":
-            return json.loads((self.folder / "config.json").read_text()).get("max_position_embeddings", 512)
+            return read_config(self.folder / "config.json").max_length  # RoBERTa's table holds 2 rows more
         return self.model.bert.config.max_length
 
     @property

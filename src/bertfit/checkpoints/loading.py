@@ -53,6 +53,11 @@ def load_pretrained(path: str | os.PathLike | None = None, head: str = "base", n
         config = config_from_shapes(state, source, num_heads)
         config.pad_token_id = tokenization.special_ids(tokenizer, source).pad
         config_path = source
+    family = FAMILIES[config.family]
+    if head not in family.heads:
+        raise CheckpointError(f"{config_path}: a {family.name} model has no {head} head in bertfit (heads: "
+                              f"{', '.join(family.heads)}); next-sentence prediction is BERT's alone, so pretrain "
+                              f"it without --nsp")
     if tokenizer.get_vocab_size() > config.vocab_size:
         raise CheckpointError(
             f"{config_path}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model's "
