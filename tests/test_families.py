@@ -277,3 +277,42 @@ def test_a_head_the_family_lacks_is_refused_naming_the_heads_it_has(tmp_path):
     with pytest.raises(CheckpointError, match=r"a roberta model has no pretraining head in bertfit \(heads: base, "
                                               r"classification, qa, mlm\); .* without --nsp"):
         load_pretrained(folder, head="pretraining")
+
+
+def test_serve_answers_a_roberta_classifier_and_masked_lm_as_the_inference_layer_does(tmp_path):
+    """A server of a RoBERTa classifier and a RoBERTa masked-language model, as transformers saved them."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    import http.client
+
+    import runs
+
+    from bertfit import inference
+
+    classifier, _, _ = transformers_model("roberta", "classification", tmp_path / "c")
+    filler, _, _ = transformers_model("roberta", "mlm", tmp_path / "f")
+    server = runs.Server([f"sentiment={classifier}", f"filler={filler}"], "--precision", "fp32",
+                         log=tmp_path / "server.log")
+
+    def post(path: str, body: dict) -> dict:
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=120)
+        try:
+            connection.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            assert response.status == 200
+            return json.loads(response.read())
+        finally:
+            connection.close()
+
+    try:
+        texts = ["a fine film", "The cat sat on the mat and watched the dog."]
+        served = post("/v1/classify", {"texts": texts, "model": "sentiment"})["predictions"]
+        expected = inference.classify(inference.load_run(classifier, precision="fp32", need="classify"), texts)
+        for got, want in zip(served, expected):
+            assert got["label"] == want["label"] and got["probability"] == pytest.approx(want["probability"], abs=1e-5)
+        text = "The cat sat on the [MASK] and watched the dog."
+        served = post("/v1/fill-mask", {"text": text, "top_k": 3, "model": "filler"})["predictions"]
+        (expected,) = inference.fill_mask(inference.load_run(filler, precision="fp32", need="fill-mask"), [text], 3)
+        assert [c["token_id"] for c in served[0]] == [c["token_id"] for c in expected[0]]
+    finally:
+        assert server.stop() == 0
