@@ -242,6 +242,14 @@ def test_glue_classify_and_export_work_for_each_family(family_mlm, tmp_path, cap
     theirs = their_probabilities(run / "model", "AutoModelForSequenceClassification", texts, max_length=32)
     torch.testing.assert_close(torch.tensor([list(a["probabilities"].values()) for a in answers]), theirs,
                                atol=1e-5, rtol=0)
+    # a pair's truncation is told by the family's own count of special tokens (RoBERTa's pairs have 4)
+    fast = transformers.AutoTokenizer.from_pretrained(str(run / "model"))
+    pairs = [("the cat sat " * n, "on the mat " * m + "dog" + "!" * k) for n in range(1, 8) for m in range(1, 8)
+             for k in range(3)]
+    lengths = [len(fast(a, b)["input_ids"]) for a, b in pairs]
+    assert {32, 33} <= set(lengths)  # one token either side of the limit
+    told = [a["truncated"] for a in inference.classify(torch_run, [], pairs)]
+    assert told == [length > 32 for length in lengths]
     assert main(["export", str(run), "--output", str(tmp_path / "onnx")]) == 0
     onnx_run = inference.load_run(tmp_path / "onnx", engine="onnx", need="classify")
     assert onnx_run.model_positions == torch_run.model_positions == 128  # RoBERTa's table: 130 rows, 2 unused

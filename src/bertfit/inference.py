@@ -250,7 +250,7 @@ def prepare_texts(run: Run, texts_a: list[str], texts_b: list[str] | None = None
 
 def _truncated(run: Run, examples: glue.Examples, max_len: int, long_texts: str) -> list[bool]:
     """Which inputs lost tokens, by the rule `glue.encode` applies (it counts them; this names them)."""
-    special = 3 if examples.texts_b is not None else 2
+    special = template(run.tokenizer).num_special(pair=examples.texts_b is not None)  # 4 in RoBERTa's pairs
     lengths_a = [len(e.ids) for e in run.tokenizer.encode_batch(examples.texts_a, add_special_tokens=False)]
     lengths_b = ([len(e.ids) for e in run.tokenizer.encode_batch(examples.texts_b, add_special_tokens=False)]
                  if examples.texts_b is not None else [0] * len(lengths_a))
