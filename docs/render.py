@@ -555,6 +555,12 @@ def render_pretrain_sizes(_: Path) -> str:
     return "\n".join(markdown_table(["--size", "layers", "hidden", "heads", "intermediate"], rows))
 
 
+def render_families(_: Path) -> str:
+    from bertfit.checkpoints.families import families_table
+
+    return families_table()
+
+
 RENDERERS: dict[str, Callable[[Path], str]] = {
     "figures:headline": render_headline, "figures:speed": render_speed,
     "figures:glue-side-by-side": render_glue_side_by_side, "figures:small-glue": render_small_glue,
@@ -564,7 +570,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "code:glue-defaults": render_glue_defaults, "code:train-settings": render_train_settings,
     "code:squad-defaults": render_squad_defaults, "code:serve-settings": render_serve_settings,
     "code:export-tolerances": render_export_tolerances, "code:fast-path": render_fast_path,
-    "code:pretrain-sizes": render_pretrain_sizes,
+    "code:pretrain-sizes": render_pretrain_sizes, "code:families": render_families,
 }
 
 

@@ -233,11 +233,12 @@ def check_inputs(head: str, tokenizer, extra: dict) -> list[dict[str, np.ndarray
         texts = [t for pair in CHECK_SENTENCES for t in pair if t]
         ids, _ = embedding.encode_texts(tokenizer, texts, setting("max_seq_length"))
         rows = [(row, [0] * len(row)) for row in ids]
-    elif head in FILL_MASK_HEADS or head == "tagging":  # [CLS] text [SEP]: masked texts, or texts to tag
-        special = tokenization.special_ids(tokenizer)
-        rows = []
-        for text in CHECK_MASKED if head in FILL_MASK_HEADS else [a for a, _ in CHECK_SENTENCES]:
-            ids = [special.cls, *tokenizer.encode(text, add_special_tokens=False).ids, special.sep]
+    elif head in FILL_MASK_HEADS or head == "tagging":  # the template around masked texts, or texts to tag
+        layout, rows = tokenization.template(tokenizer), []
+        texts = ([t.replace(MASK_TOKEN, tokenization.mask_token(tokenizer)) for t in CHECK_MASKED]
+                 if head in FILL_MASK_HEADS else [a for a, _ in CHECK_SENTENCES])
+        for text in texts:
+            ids, _ = layout.apply(tokenizer.encode(text, add_special_tokens=False).ids)
             rows.append((ids[: setting("max_seq_length") or len(ids)], [0] * len(ids)))
     else:
         questions = [squad.SquadQuestion(id=str(i), title="", question=q, context=CHECK_PASSAGE, answers=[])

@@ -19,8 +19,8 @@ from . import model
 class Head:
     name: str  # how runs, manifests and `load_pretrained(head=...)` call it
     model_class: type[nn.Module]  # built over one shared encoder: model_class(config[, num_labels])
-    architecture: str  # config.json's `architectures`, as transformers names the class
-    tensors: tuple[str, ...]  # Hugging Face names a weights file holds when the head was trained
+    architecture: str  # config.json's `architectures`, as transformers names BERT's class (each family's: families.py)
+    tensors: tuple[str, ...]  # our names of the tensors a weights file holds when the head was trained
     modules: tuple[str, ...]  # our module names of its weights (each loads whole or starts afresh)
     answers: tuple[str, ...]  # the questions it answers: `load_run(..., need=...)`
     task: str  # the task a run of it is, when its config.json names none
@@ -47,7 +47,7 @@ HEADS: dict[str, Head] = {head.name: head for head in (
                    "max_answer_length": 30, "null_threshold": 0.0, "version": "1.1"}),
     # a classification run also reranks (/rerank), as a cross-encoder
     Head("classification", model.BertForSequenceClassification, "BertForSequenceClassification",
-         ("classifier.weight",), ("classifier",), answers=("classify", "predict"), task="classification",
+         ("classifier.weight",), ("pre_classifier", "classifier"), answers=("classify", "predict"), task="classification",
          routes=("/v1/classify", "/rerank"), hf_task="text-classification", outputs=("logits",),
          encoding={"max_seq_length": 128, "long_texts": "truncate", "stride": 64}, labelled=True, per_token=False),
     # the tagger's classifier has the sequence classifier's name: config.json's architectures tells them apart
@@ -58,10 +58,10 @@ HEADS: dict[str, Head] = {head.name: head for head in (
          labelled=True),
     # a masked-language model reads as far as its positions when its run recorded no length (None)
     Head("pretraining", model.BertForPreTraining, "BertForPreTraining",
-         ("cls.predictions.transform.dense.weight", "cls.seq_relationship.weight"), ("cls", "seq_relationship"),
+         ("cls.dense.weight", "seq_relationship.weight"), ("cls", "seq_relationship"),
          answers=("fill-mask",), task="fill-mask", routes=("/v1/fill-mask",), hf_task="fill-mask", outputs=("logits",),
          encoding={"max_seq_length": None}),
-    Head("mlm", model.BertForMaskedLM, "BertForMaskedLM", ("cls.predictions.transform.dense.weight",), ("cls",),
+    Head("mlm", model.BertForMaskedLM, "BertForMaskedLM", ("cls.dense.weight",), ("cls",),
          answers=("fill-mask",), task="fill-mask", routes=("/v1/fill-mask",), hf_task="fill-mask", outputs=("logits",),
          encoding={"max_seq_length": None}),
     # a sentence-transformers folder (the embedded model's included): the encoder and the pooling its files declare

@@ -14,7 +14,6 @@ A sentence-embedding model (a sentence-transformers folder, the embedded model's
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,24 +23,25 @@ import torch
 from . import devices, embedding, heads, onnx_engine, predicting
 from .batching import Features, collate, eval_batches
 from .characters import lone_surrogate
-from .checkpoints.hf import read_config_json
+from .checkpoints.families import BERT, BY_MODEL_TYPE, FAMILIES, HEAD_TENSORS
+from .checkpoints.hf import read_config, read_config_json
 from .errors import CheckpointError, ConfigError, DataError, require_examples
 from .files import write_atomic
 from .pretrained import load_pretrained
 from .runs import model_folder
 from .settings import PRECISIONS
 from .tasks import glue, glue_encoding, glue_hub, glue_leaderboard, glue_tsv, squad, tag_decoding, tagging
-from .tokenization import special_ids
+from .tokenization import mask_token, special_ids, template
 
 ENGINES = ("torch", "onnx")
 FILL_MASK_HEADS = heads.heads_answering("fill-mask")  # masked-language models: they fill [MASK]s
-MASK_TOKEN = "[MASK]"
+MASK_TOKEN = "[MASK]"  # what texts write for every family; RoBERTa's tokenizer reads it as its own <mask>
 # What each question asks of a run: the heads that answer it (`load_run(..., need=...)`)
 NEEDS = heads.NEEDS
-# A head is there when the weights file holds its tensors (Hugging Face names), whatever config.json says:
+# A head is there when the weights file holds its tensors (the family's names), whatever config.json says:
 # a base model's config often names labels, and a head missing from the file would start from random weights.
-HEAD_TENSORS = {name: head.tensors for name, head in heads.WEIGHTED.items()}
-ARCHITECTURES = {head.architecture: name for name, head in heads.WEIGHTED.items()}
+ARCHITECTURES = {family.architecture(head): head for family in FAMILIES.values() for head in family.heads
+                 if head in HEAD_TENSORS}
 
 
 @dataclass
@@ -75,8 +75,8 @@ class Run:
     @property
     def model_positions(self) -> int:
         if self.engine == "onnx":
-            return json.loads((self.folder / "config.json").read_text()).get("max_position_embeddings", 512)
-        return self.model.bert.config.max_position_embeddings
+            return read_config(self.folder / "config.json").max_length  # RoBERTa's table holds 2 rows more
+        return self.model.bert.config.max_length
 
     def setting(self, name: str):
         """An encoding setting of the run: its own, else its head's default (heads.py)."""
@@ -127,10 +127,22 @@ def weight_names(folder: Path) -> set[str]:
     raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
 
 
+def head_tensors(config: dict) -> dict[str, list[str]]:
+    """The tensors that show each head trained, by the names config.json's family gives them in a weights file."""
+    family = BY_MODEL_TYPE.get(config.get("model_type"), BERT) if isinstance(config.get("model_type"), str) else BERT
+    return {head: [family.names.theirs(t) for t in tensors] for head, tensors in HEAD_TENSORS.items()
+            if all(family.names.theirs(t) for t in tensors)}
+
+
+def held_heads(config: dict, names: set[str]) -> list[str]:
+    """The heads whose tensors the weights file (tensor `names`) holds."""
+    return [head for head, tensors in head_tensors(config).items() if all(t in names for t in tensors)]
+
+
 def head_of(config: dict, names: set[str], source: Path) -> str:
     """The head a checkpoint holds trained weights for: the one config.json names when the weights file has
     its tensors, else the one the weights hold. A folder whose weights hold none is a base model."""
-    held = [head for head, tensors in HEAD_TENSORS.items() if all(t in names for t in tensors)]
+    held = held_heads(config, names)
     named = [ARCHITECTURES[a] for a in config.get("architectures") or [] if a in ARCHITECTURES]
     for head in named:
         if head in held:
@@ -139,7 +151,7 @@ def head_of(config: dict, names: set[str], source: Path) -> str:
             return "mlm"
     if named and not held:
         raise CheckpointError(f"{source}: config.json names {named[0]} weights, but the weights file holds no "
-                              f"{HEAD_TENSORS[named[0]][0]}: the head was never trained; fine-tune it first "
+                              f"{head_tensors(config)[named[0]][0]}: the head was never trained; fine-tune it first "
                               f"with `bertfit glue` or `bertfit squad`")
     for head in heads.HEADS:  # in the order heads.py tries them
         if head in held:
@@ -226,7 +238,7 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
     if engine == "torch":
         names = weight_names(folder)
         # a sentence-transformers folder holds a base encoder; one with a trained head answers for the head
-        held = any(all(t in names for t in tensors) for tensors in HEAD_TENSORS.values())
+        held = bool(held_heads(config, names))
         sentence_folder = embedding.is_sentence_folder(folder)
         if need == "embed" and not sentence_folder and not held:  # a base model: say what is missing
             raise CheckpointError(embedding.no_pooling_message(folder))
@@ -251,7 +263,7 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
     if head in FILL_MASK_HEADS:
         mask_id(tokenizer, folder)
         # a tokenizer built from vocab.txt has [MASK] as a word only: split it never, as transformers does
-        tokenizer.add_special_tokens([MASK_TOKEN])
+        tokenizer.add_special_tokens([mask_token(tokenizer)])
     return Run(folder, head, model.eval(), tokenizer, labels, extra, engine, precision, Path(run_dir), device,
                sentence)
 
@@ -292,7 +304,7 @@ def prepare_texts(run: Run, texts_a: list[str], texts_b: list[str] | None = None
 
 def _truncated(run: Run, examples: glue.Examples, max_len: int, long_texts: str) -> list[bool]:
     """Which inputs lost tokens, by the rule `glue.encode` applies (it counts them; this names them)."""
-    special = 3 if examples.texts_b is not None else 2
+    special = template(run.tokenizer).num_special(pair=examples.texts_b is not None)  # 4 in RoBERTa's pairs
     lengths_a = [len(e.ids) for e in run.tokenizer.encode_batch(examples.texts_a, add_special_tokens=False)]
     lengths_b = ([len(e.ids) for e in run.tokenizer.encode_batch(examples.texts_b, add_special_tokens=False)]
                  if examples.texts_b is not None else [0] * len(lengths_a))
@@ -375,7 +387,7 @@ def check_text(text: str, name: str) -> None:
 
 
 def mask_id(tokenizer, source: str | Path = "tokenizer") -> int:
-    token_id = tokenizer.token_to_id(MASK_TOKEN)
+    token_id = special_ids(tokenizer).mask
     if token_id is None:
         raise CheckpointError(f"{source}: the tokenizer has no {MASK_TOKEN} token, so there is nothing to fill")
     return token_id
@@ -392,18 +404,21 @@ def prepare_masked(run: Run, texts: list[str], top_k: int = 5, max_masks: int | 
                           f"not {top_k}")
     if max_masks is not None and max_masks < 1:
         raise ConfigError(f"--max-masks must be at least 1, not {max_masks}")
-    special, mask = special_ids(run.tokenizer), mask_id(run.tokenizer, run.folder)
+    layout, mask = template(run.tokenizer), mask_id(run.tokenizer, run.folder)
+    own = mask_token(run.tokenizer)
     ids = []
-    for i, (text, encoding) in enumerate(zip(texts, run.tokenizer.encode_batch(list(texts), add_special_tokens=False))):
+    for i, (text, encoding) in enumerate(zip(texts, run.tokenizer.encode_batch(
+            [text.replace(MASK_TOKEN, own) for text in texts], add_special_tokens=False))):
         name = f"text {i + 1} ({_clip(text)})"
         if not text.strip():
             raise DataError(f"text {i + 1} is empty")
         if mask not in encoding.ids:
             raise DataError(f"{name} has no {MASK_TOKEN}: write {MASK_TOKEN} where a word is to be filled in")
-        if len(encoding.ids) + 2 > run.max_seq_length:
-            raise DataError(f"{name} is {len(encoding.ids) + 2} tokens long with [CLS] and [SEP]; the model "
+        length = len(encoding.ids) + layout.num_special(pair=False)
+        if length > run.max_seq_length:
+            raise DataError(f"{name} is {length} tokens long with [CLS] and [SEP]; the model "
                             f"reads at most {run.max_seq_length}, and cutting it could drop a {MASK_TOKEN}")
-        ids.append([special.cls, *encoding.ids, special.sep])
+        ids.append(layout.apply(encoding.ids)[0])
     masks = sum(sequence.count(mask) for sequence in ids)
     if max_masks is not None and masks > max_masks:
         raise DataError(f"the {'text holds' if len(texts) == 1 else 'texts hold'} {masks} {MASK_TOKEN}s; at most "

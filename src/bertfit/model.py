@@ -1,7 +1,10 @@
 """BERT in plain PyTorch: a config, one module per idea, and thin task heads over one encoder.
 
 Numerically this is the BERT of the paper and of the original checkpoints (post-norm blocks,
-erf GELU, the config's LayerNorm epsilon); attention goes through
+erf GELU, the config's LayerNorm epsilon). The families built on it (DistilBERT, RoBERTa, ELECTRA)
+differ from it in a few parts, which the config picks: no token types, positions numbered after the
+padding id, narrower embeddings projected up, and a sentence head with its own dense layer; which
+family uses which is one table (`checkpoints.families`). Attention goes through
 `scaled_dot_product_attention` so PyTorch picks its fused kernel for the hardware, except for short
 sequences on CPU, where plain matmul-softmax-matmul is faster (`explicit_attention`).
 """
@@ -34,6 +37,13 @@ class BertConfig:
     classifier_dropout: float | None = None  # None: the hidden dropout, as in BERT
     pad_token_id: int = 0
     initializer_range: float = 0.02
+    # The parts, BERT's by default; another family picks its own (checkpoints/families.py). type_vocab_size 0:
+    # no token types (DistilBERT).
+    family: str = "bert"  # whose weight names, heads and config.json these are
+    position_offset: int = 0  # the first position's row in the position table (RoBERTa's: pad_token_id + 1)
+    embedding_size: int | None = None  # ELECTRA: embeddings this wide, projected up to hidden_size
+    sentence_head: str = "pooler"  # "pooler": BERT's tanh pooler in the encoder; "dense": the head's own on <s>
+    sentence_activation: str = "tanh"  # of the "dense" sentence head: tanh, relu (DistilBERT) or gelu (ELECTRA)
 
     @classmethod
     def fields(cls) -> set[str]:
@@ -43,6 +53,18 @@ class BertConfig:
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
+        if self.sentence_head not in ("pooler", "dense") or self.sentence_activation not in ACTIVATIONS:
+            raise ConfigError(f"sentence_head must be pooler or dense and sentence_activation one of "
+                              f"{', '.join(ACTIVATIONS)}, not {self.sentence_head!r} and {self.sentence_activation!r}")
+
+    @property
+    def max_length(self) -> int:
+        """The longest sequence the position table holds."""
+        return self.max_position_embeddings - self.position_offset
+
+
+# BERT's GELU is the exact erf form, not the tanh approximation
+ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
 
 
 class FastDropout(nn.Dropout):
@@ -63,27 +85,34 @@ class FastDropout(nn.Dropout):
 
 
 class BertEmbeddings(nn.Module):
-    """Word + position + token-type embeddings, then LayerNorm and dropout."""
+    """Word + position (+ token-type) embeddings, then LayerNorm and dropout (then, ELECTRA's, a projection up
+    to the hidden size)."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        width = config.embedding_size or config.hidden_size
+        self.position_offset = config.position_offset
+        self.word_embeddings = nn.Embedding(config.vocab_size, width, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width) if config.type_vocab_size else None
+        self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.dropout = FastDropout(config.hidden_dropout_prob)
+        self.project = nn.Linear(width, config.hidden_size) if width != config.hidden_size else None
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor, packing: Packing | None = None) -> Tensor:
         """(batch, length, hidden); with `packing`, (real tokens, hidden) for the real tokens alone."""
         if packing is not None:
-            index = packing.index
-            positions = index % input_ids.shape[1]
-            x = (self.word_embeddings(input_ids.flatten()[index]) + self.position_embeddings(positions)
-                 + self.token_type_embeddings(token_type_ids.flatten()[index]))
-            return self.dropout(self.norm(x))
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings(token_type_ids)
-        return self.dropout(self.norm(x))
+            input_ids, token_type_ids = input_ids.flatten()[packing.index], token_type_ids.flatten()[packing.index]
+            positions = packing.index % packing.length
+        else:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        # RoBERTa numbers a sequence's tokens from pad_token_id + 1 on (padding sits on the right, so this is
+        # its count of the real tokens before each one)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions + self.position_offset)
+        if self.token_type_embeddings is not None:
+            x = x + self.token_type_embeddings(token_type_ids)
+        x = self.dropout(self.norm(x))
+        return self.project(x) if self.project is not None else x
 
 
 class Packing:
@@ -224,7 +253,6 @@ class BertLayer(nn.Module):
         with `packing`, for the real tokens alone (see Packing)."""
         attended = self.attention(x, attn_mask, first_only, packing)
         x = self.attention_norm((first_tokens(x, packing) if first_only else x) + self.dropout(attended))
-        # BERT's GELU is the exact erf form, not the tanh approximation
         return self.output_norm(x + self.dropout(self.output(F.gelu(self.intermediate(x)))))
 
 
@@ -242,7 +270,8 @@ class BertPooler(nn.Module):
 class BertModel(nn.Module):
     """The encoder: embeddings, N blocks, pooler. Returns (sequence_output, pooled_output).
 
-    `pooler=False` (the span head's, as in transformers): no pooler, and pooled_output is None.
+    `pooler=False` (the span head's, as in transformers), or a family whose sentence head is its own
+    (`sentence_head="dense"`): no pooler, and pooled_output is None.
     """
 
     def __init__(self, config: BertConfig, pooler: bool = True):
@@ -250,7 +279,7 @@ class BertModel(nn.Module):
         self.config = config
         self.embeddings = BertEmbeddings(config)
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
-        self.pooler = BertPooler(config) if pooler else None
+        self.pooler = BertPooler(config) if pooler and config.sentence_head == "pooler" else None
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None, first_token_only: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -258,10 +287,10 @@ class BertModel(nn.Module):
         [CLS] position alone (keys and values still come from every token); sequence_output is then
         (batch, 1, hidden). The results are the same, and a sentence classifier skips about 14% of a
         6-layer encoder's matmul work."""
-        if input_ids.shape[1] > self.config.max_position_embeddings:
+        if input_ids.shape[1] > self.config.max_length:
             raise ConfigError(
                 f"sequence of {input_ids.shape[1]} tokens is longer than the model's "
-                f"{self.config.max_position_embeddings} positions; lower --max-seq-length")
+                f"{self.config.max_length} positions; lower --max-seq-length")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         if attention_mask is None:
@@ -279,7 +308,13 @@ class BertModel(nn.Module):
 
 
 class BertForSequenceClassification(nn.Module):
-    """Linear classifier on the pooled [CLS] vector; one output means regression (STS-B)."""
+    """Linear classifier on the first token's sentence vector; one output means regression (STS-B).
+
+    The sentence vector is BERT's pooled [CLS] vector, or (`sentence_head="dense"`) the head's own dense layer
+    and activation on the first token: RoBERTa's dense-tanh, DistilBERT's pre-classifier and ReLU, ELECTRA's
+    dense-GELU. Dropout comes before the dense layer and after it, as RoBERTa and ELECTRA have it (DistilBERT's
+    comes after it alone).
+    """
 
     def __init__(self, config: BertConfig, num_labels: int = 2):
         super().__init__()
@@ -287,11 +322,16 @@ class BertForSequenceClassification(nn.Module):
         self.bert = BertModel(config)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = FastDropout(dropout)
+        self.pre_classifier = nn.Linear(config.hidden_size, config.hidden_size) \
+            if config.sentence_head == "dense" else None
+        self.activation = ACTIVATIONS[config.sentence_activation]
         self.classifier = nn.Linear(config.hidden_size, num_labels)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None) -> Tensor:
-        _, pooled = self.bert(input_ids, token_type_ids, attention_mask, first_token_only=True)
+        sequence, pooled = self.bert(input_ids, token_type_ids, attention_mask, first_token_only=True)
+        if self.pre_classifier is not None:
+            pooled = self.activation(self.pre_classifier(self.dropout(sequence[:, 0])))
         return self.classifier(self.dropout(pooled))
 
 
@@ -331,7 +371,8 @@ class BertForTokenClassification(nn.Module):
 
 class BertLMHead(nn.Module):
     """Scores over the vocabulary for hidden states: dense, GELU, LayerNorm, then the word embedding
-    matrix (tied, as in the paper) plus an output bias of its own.
+    matrix (tied, as in the paper) plus an output bias of its own. (ELECTRA's dense maps down to its
+    narrower embeddings.)
 
     The decoder weight is the encoder's embedding Parameter itself, passed in at each call rather than
     held here, so the state dict, the optimizer and checkpoints see the one tensor once.
@@ -339,8 +380,9 @@ class BertLMHead(nn.Module):
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        width = config.embedding_size or config.hidden_size
+        self.dense = nn.Linear(config.hidden_size, width)
+        self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:

@@ -38,6 +38,8 @@ class OnnxModel(nn.Module):
         except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable files
             raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({exc})") from None
         self.path, self.head = Path(path), head
+        # a family without token types (DistilBERT) exports no token_type_ids input
+        self.input_names = {i.name for i in self.session.get_inputs()}
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, positions=None):
         if token_type_ids is None:
@@ -47,6 +49,7 @@ class OnnxModel(nn.Module):
         feeds = {"input_ids": input_ids.cpu().numpy().astype(np.int64),
                  "token_type_ids": token_type_ids.cpu().numpy().astype(np.int64),
                  "attention_mask": attention_mask.cpu().numpy().astype(np.int64)}
+        feeds = {name: value for name, value in feeds.items() if name in self.input_names}
         outputs = [torch.from_numpy(o) for o in self.session.run(None, feeds)]
         if len(outputs) > 1:  # the span head's start and end logits
             return tuple(outputs)

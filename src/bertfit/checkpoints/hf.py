@@ -11,83 +11,73 @@ import torch
 from .. import heads
 from ..errors import CheckpointError, ConfigError
 from ..model import BertConfig, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification
-from .names import NameTable, short_list
+from .families import BERT, BY_MODEL_TYPE, FAMILIES, HEAD_MODULES, Family, supported
+from .names import short_list
 
-# Hugging Face name (after the "bert." prefix a head's encoder has) <-> ours. Query, key and value are three
-# tensors there and one here (QKV, below). The heads come last; their names have no "bert." prefix.
-HF_NAMES = NameTable([
-    ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
-    ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"),
-    ("embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.weight"),
-    ("embeddings.LayerNorm.{kind}", "embeddings.norm.{kind}"),
-    ("encoder.layer.{layer}.attention.output.dense.{kind}", "layers.{layer}.attention.out.{kind}"),
-    ("encoder.layer.{layer}.attention.output.LayerNorm.{kind}", "layers.{layer}.attention_norm.{kind}"),
-    ("encoder.layer.{layer}.intermediate.dense.{kind}", "layers.{layer}.intermediate.{kind}"),
-    ("encoder.layer.{layer}.output.dense.{kind}", "layers.{layer}.output.{kind}"),
-    ("encoder.layer.{layer}.output.LayerNorm.{kind}", "layers.{layer}.output_norm.{kind}"),
-    ("pooler.dense.{kind}", "pooler.dense.{kind}"),
-    ("classifier.{kind}", "classifier.{kind}"),
-    ("qa_outputs.{kind}", "qa_outputs.{kind}"),
-    ("cls.predictions.transform.dense.{kind}", "cls.dense.{kind}"),
-    ("cls.predictions.transform.LayerNorm.{kind}", "cls.norm.{kind}"),
-    ("cls.predictions.bias", "cls.bias"),
-    ("cls.seq_relationship.{kind}", "seq_relationship.{kind}"),
-])
-HEAD_MODULES = heads.HEAD_MODULES  # each loads whole or starts afresh
+# BERT's table (the tutorial's format reads through it too); each family has its own (families.py). Query, key
+# and value are three tensors there and one here (qkv).
+HF_NAMES = BERT.names
 HF_QKV = re.compile(r"encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.(weight|bias)")
 OUR_QKV = re.compile(r"layers\.(\d+)\.attention\.qkv\.(weight|bias)")
-# The LM decoder is the word embedding matrix itself (tied): the copy older files hold of it is dropped, as
-# transformers does for a config that ties them (BERT's always do); the decoder's bias is cls.predictions.bias.
-HF_TIED_DECODER = "cls.predictions.decoder.weight"
-HF_TIED_DECODER_BIAS = "cls.predictions.decoder.bias"
 
 
-def is_head(name: str) -> bool:
+def _qkv_pattern(family: Family) -> re.Pattern:
+    parts = re.split(r"\{(\w+)\}", family.qkv)
+    groups = {"layer": r"(?P<layer>\d+)", "which": f"(?P<which>{'|'.join(family.qkv_names)})",
+              "kind": "(?P<kind>weight|bias)"}
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else groups[p] for i, p in enumerate(parts)))
+
+
+def is_head(name: str, family: Family = BERT) -> bool:
     """One of our heads' tensors (classifier, span head, LM head, NSP head), by our name."""
-    return name.split(".", 1)[0] in HEAD_MODULES and HF_NAMES.theirs(name) is not None
+    return name.split(".", 1)[0] in HEAD_MODULES and family.names.theirs(name) is not None
 
 
-def hf_to_ours(weights: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:
-    """Map Hugging Face BERT names onto ours: encoder keys get no prefix, heads their names in our modules."""
+def hf_to_ours(weights: dict[str, torch.Tensor], source: Path, family: Family = BERT) -> dict[str, torch.Tensor]:
+    """Map a family's Hugging Face names onto ours: encoder keys get no prefix, heads their names in our modules."""
     state, qkv, unexpected = {}, {}, []
+    qkv_pattern = _qkv_pattern(family)
     for key, tensor in weights.items():
-        name = key.removeprefix("bert.").replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
-        if name in ("embeddings.position_ids", HF_TIED_DECODER):
-            continue  # a buffer, and a copy of the word embeddings
-        if name == HF_TIED_DECODER_BIAS:
-            state.setdefault("cls.bias", tensor)  # cls.predictions.bias, where the file has it, wins
-        elif match := HF_QKV.fullmatch(name):
-            layer, which, kind = match.groups()
-            qkv.setdefault((layer, kind), {})[which] = tensor
-        elif (ours := HF_NAMES.ours(name)) is not None:
+        name = key.removeprefix(family.prefix).replace("LayerNorm.gamma", "LayerNorm.weight").replace(
+            "LayerNorm.beta", "LayerNorm.bias")
+        if family.is_ignored(name):
+            continue  # a buffer, a copy of the word embeddings, a head bertfit has no use for
+        if name == family.tied_bias:
+            state.setdefault("cls.bias", tensor)  # the LM head's own bias, where the file has it, wins
+        elif match := qkv_pattern.fullmatch(name):
+            qkv.setdefault((match["layer"], match["kind"]), {})[family.qkv_names.index(match["which"])] = tensor
+        elif (ours := family.names.ours(name)) is not None:
             state[ours] = tensor
         else:
             unexpected.append(key)
     for (layer, kind), parts in qkv.items():
-        if set(parts) != {"query", "key", "value"}:
-            missing = sorted({"query", "key", "value"} - set(parts))
+        if len(parts) < 3:
+            missing = [n for i, n in enumerate(family.qkv_names) if i not in parts]
             raise CheckpointError(f"{source}: layer {layer} lacks attention {'/'.join(missing)} {kind}")
-        state[f"layers.{layer}.attention.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+        state[f"layers.{layer}.attention.qkv.{kind}"] = torch.cat([parts[0], parts[1], parts[2]])
     if unexpected:
         raise CheckpointError(f"{source}: unexpected tensors {short_list(unexpected)}")
     return state
 
 
 def ours_to_hf(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Our state dict under Hugging Face names (heads' encoders under `bert.`, as transformers has it)."""
+    """Our state dict under its family's Hugging Face names (heads' encoders under the family's prefix, as
+    transformers has it)."""
+    encoder = model.bert if hasattr(model, "bert") else model
+    family = FAMILIES[encoder.config.family]
     out = {}
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu").contiguous()
-        if is_head(key):
-            out[HF_NAMES.theirs(key)] = tensor
+        if is_head(key, family):
+            out[family.names.theirs(key)] = tensor
             continue
-        prefix = "bert." if key.startswith("bert.") else ""
+        prefix = family.prefix if key.startswith("bert.") else ""
         name = key.removeprefix("bert.")
         if match := OUR_QKV.fullmatch(name):
             layer, kind = match.groups()
-            for which, part in zip(("query", "key", "value"), tensor.chunk(3)):
-                out[f"{prefix}encoder.layer.{layer}.attention.self.{which}.{kind}"] = part.contiguous()
-        elif (hf := HF_NAMES.theirs(name)) is not None:
+            for which, part in zip(family.qkv_names, tensor.chunk(3)):
+                out[prefix + family.qkv.format(layer=layer, which=which, kind=kind)] = part.contiguous()
+        elif (hf := family.names.theirs(name)) is not None:
             out[prefix + hf] = tensor
         else:
             raise AssertionError(f"no Hugging Face name for {key}")
@@ -138,28 +128,44 @@ def read_config_json(path: Path) -> dict:
     return raw
 
 
+def family_of(raw: dict, path: Path) -> Family:
+    """The family a config.json's model_type names (BERT without one); one line naming those bertfit builds
+    for any other."""
+    model_type = raw.get("model_type", "bert")
+    if not isinstance(model_type, str) or model_type not in BY_MODEL_TYPE:
+        raise CheckpointError(f"{path}: model_type is {model_type!r}; bertfit builds {supported()}")
+    return BY_MODEL_TYPE[model_type]
+
+
 def read_config(path: Path) -> BertConfig:
-    """BertConfig from a Hugging Face config.json, refusing fields that would build another network."""
+    """BertConfig from a Hugging Face config.json of a family bertfit builds, refusing fields that would build
+    another network."""
     raw = read_config_json(path)
+    family = family_of(raw, path)
     problems = []
-    if raw.get("model_type", "bert") != "bert":
-        problems.append(f"model_type is {raw['model_type']!r}, bertfit builds 'bert'")
-    if raw.get("hidden_act", "gelu") != "gelu":
-        problems.append(f"hidden_act {raw['hidden_act']!r} is not supported (BERT uses 'gelu')")
+    activation = family.their_field("hidden_act") if "hidden_act" in family.written else "activation"
+    if raw.get(activation, "gelu") != "gelu":
+        problems.append(f"{activation} {raw[activation]!r} is not supported (these encoders use 'gelu')")
     if raw.get("position_embedding_type", "absolute") != "absolute":
         problems.append(f"position_embedding_type {raw['position_embedding_type']!r} is not supported")
+    if raw.get("sinusoidal_pos_embds"):
+        problems.append("sinusoidal_pos_embds (fixed sine positions) is not supported")
     if raw.get("is_decoder") or raw.get("add_cross_attention"):
-        problems.append("decoder / cross-attention configs are not BERT encoders")
-    known = BertConfig.fields()
-    unknown = sorted(k for k in raw if k not in known and k not in HF_CONFIG_IGNORED)
+        problems.append("decoder / cross-attention configs are not encoders")
+    known = {family.their_field(f) for f in family.fields}
+    ignored = HF_CONFIG_IGNORED | family.config_ignored | set(family.written)
+    unknown = sorted(k for k in raw if k not in known and k not in ignored)
     if unknown:
         problems.append(f"unknown fields {', '.join(k if k.isidentifier() else repr(k) for k in unknown)}")
-    fields = {k: v for k, v in raw.items() if k in known}
+    fields = {family.config_names.get(k, k): v for k, v in raw.items() if k in known}
     for name, value in fields.items():
         problem = _field_problem(name, value)
         if problem:
             problems.append(problem)
     if not problems:
+        fields = {**family.defaults, **fields, **family.parts, "family": family.name}
+        if family.positions_after_padding:
+            fields["position_offset"] = fields["pad_token_id"] + 1
         try:
             config = BertConfig(**fields)
         except (TypeError, ConfigError) as exc:
@@ -187,13 +193,15 @@ def _field_problem(name: str, value) -> str | None:
 
 
 def hf_config(model: torch.nn.Module, labels: list[str] | None = None, extra: dict | None = None) -> dict:
-    """config.json of a model: its BertConfig, the architecture transformers builds, its labels, bertfit's section."""
+    """config.json of a model: its family's fields under their names, the architecture transformers builds, its
+    labels, bertfit's section."""
     encoder = model.bert if hasattr(model, "bert") else model
-    config = {k: v for k, v in vars(encoder.config).items()}
-    config.update(model_type="bert", hidden_act="gelu", position_embedding_type="absolute")
-    head = next((h for h in heads.WEIGHTED.values() if isinstance(model, h.model_class)), None)
-    config["architectures"] = [head.architecture if head else "BertModel"]
-    if head is not None and head.labelled:
+    family = FAMILIES[encoder.config.family]
+    config = {family.their_field(f): getattr(encoder.config, f) for f in family.fields}
+    config.update(family.written, model_type=family.model_types[0])
+    head = next((name for name, h in heads.WEIGHTED.items() if type(model) is h.model_class), "base")
+    config["architectures"] = [family.architecture(head)]
+    if head != "base" and heads.WEIGHTED[head].labelled:
         names = labels or [f"LABEL_{i}" for i in range(model.num_labels)]
         config["id2label"] = {str(i): name for i, name in enumerate(names)}
         config["label2id"] = {name: i for i, name in enumerate(names)}

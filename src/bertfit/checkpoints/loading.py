@@ -11,8 +11,10 @@ from tokenizers import Tokenizer
 
 from .. import heads, hub, tokenization
 from ..errors import CheckpointError
-from ..model import BertConfig, BertModel, init_weights
-from .hf import HEAD_MODULES, hf_to_ours, is_head, read_config
+from ..model import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering,
+                     BertForSequenceClassification, BertModel, init_weights)
+from .families import FAMILIES, HEAD_MODULES
+from .hf import hf_to_ours, is_head, read_config
 from .names import short_list
 from .tokenizer_files import load_tokenizer
 from .tutorial import config_from_shapes, tutorial_to_ours, tutorial_tokenizer_path
@@ -42,7 +44,7 @@ def load_pretrained(path: str | os.PathLike | None = None, head: str = "base", n
     if source.is_dir():
         config, weights, folder_tokenizer = read_hf_folder(source)
         tokenizer = load_tokenizer(tokenizer_path) if tokenizer_path else folder_tokenizer
-        state = hf_to_ours(weights, source / "model.safetensors")
+        state = hf_to_ours(weights, source / "model.safetensors", FAMILIES[config.family])
         config_path = source / "config.json"
     else:
         weights = read_weights(source)
@@ -51,6 +53,11 @@ def load_pretrained(path: str | os.PathLike | None = None, head: str = "base", n
         config = config_from_shapes(state, source, num_heads)
         config.pad_token_id = tokenization.special_ids(tokenizer, source).pad
         config_path = source
+    family = FAMILIES[config.family]
+    if head not in family.heads:
+        raise CheckpointError(f"{config_path}: a {family.name} model has no {head} head in bertfit (heads: "
+                              f"{', '.join(family.heads)}); next-sentence prediction is BERT's alone, so pretrain "
+                              f"it without --nsp")
     if tokenizer.get_vocab_size() > config.vocab_size:
         raise CheckpointError(
             f"{config_path}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model's "
@@ -139,7 +146,7 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: P
     """The encoder strictly; each head whole when the checkpoint has all of it in the right shapes, else fresh."""
     encoder = model if head == "base" else model.bert
     init_weights(model, encoder.config)
-    head_state = {k: v for k, v in state.items() if is_head(k)}
+    head_state = {k: v for k, v in state.items() if is_head(k, FAMILIES[encoder.config.family])}
     encoder_state = {k: v for k, v in state.items() if k not in head_state}
     if encoder.pooler is None:  # the span head has none: a checkpoint's pooler goes unused
         encoder_state = {k: v for k, v in encoder_state.items() if not k.startswith("pooler.")}

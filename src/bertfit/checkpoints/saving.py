@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
 from ..files import open_atomic, replace_folder, temporary_folder, write_atomic
+from .families import FAMILIES
 from .hf import hf_config, ours_to_hf
 from .tokenizer_files import save_tokenizer
 from .tutorial import ours_to_tutorial
@@ -27,7 +28,8 @@ def save_pretrained(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | 
     tmp = temporary_folder(folder)  # this run's own: nothing of anyone else's is removed or mixed in
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     save_file(ours_to_hf(model), tmp / "model.safetensors", metadata={"format": "pt"})
-    save_tokenizer(tokenizer, tmp)
+    encoder = model.bert if hasattr(model, "bert") else model
+    save_tokenizer(tokenizer, tmp, FAMILIES[encoder.config.family].tokenizer_class)
     return replace_folder(tmp, folder, marker="config.json")
 
 

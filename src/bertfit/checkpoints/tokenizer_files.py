@@ -58,8 +58,9 @@ def wordpiece_from_vocab(vocab_path: Path, config_path: Path) -> Tokenizer:
     return tokenization.prepare(tokenizer)
 
 
-def save_tokenizer(tokenizer: Tokenizer, folder: Path) -> None:
-    """tokenizer.json, vocab.txt, tokenizer_config.json and special_tokens_map.json into `folder`."""
+def save_tokenizer(tokenizer: Tokenizer, folder: Path, tokenizer_class: str = "BertTokenizer") -> None:
+    """tokenizer.json, tokenizer_config.json, special_tokens_map.json (and a WordPiece model's vocab.txt) into
+    `folder`; `tokenizer_class`: the family's, as transformers' AutoTokenizer reads it."""
     from tokenizers import processors
 
     ids = tokenization.special_ids(tokenizer)
@@ -69,14 +70,17 @@ def save_tokenizer(tokenizer: Tokenizer, folder: Path) -> None:
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
             special_tokens=[("[CLS]", ids.cls), ("[SEP]", ids.sep)])
     tokenizer.save(str(folder / "tokenizer.json"))
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
-    (folder / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
-    normalizer = json.loads(tokenizer.to_str()).get("normalizer") or {}
-    lowercase = bool(normalizer.get("lowercase", False))
-    special = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "unk_token": "[UNK]",
-               "mask_token": "[MASK]"}
-    special = {k: v for k, v in special.items() if tokenizer.token_to_id(v) is not None}
+    described = json.loads(tokenizer.to_str())
+    if (described.get("model") or {}).get("type") == "WordPiece":
+        vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+        (folder / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
+    lowercase = bool((described.get("normalizer") or {}).get("lowercase", False))
+    roles = {"cls_token": ids.cls, "sep_token": ids.sep, "pad_token": ids.pad, "unk_token": ids.unk,
+             "mask_token": ids.mask}
+    special = {role: tokenizer.id_to_token(i) for role, i in roles.items() if i is not None}
+    if special["cls_token"] == "<s>":  # RoBERTa's: its first token is also its beginning and end of text
+        special.update(bos_token="<s>", eos_token=special["sep_token"])
     (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "BertTokenizer", "do_lower_case": lowercase, "model_max_length": 512, **special},
+        {"tokenizer_class": tokenizer_class, "do_lower_case": lowercase, "model_max_length": 512, **special},
         indent=2) + "\n")
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")

@@ -201,7 +201,7 @@ def finetune_glue(options: GlueOptions, settings: TrainSettings | dict | None = 
                     head="classification", num_labels=task.num_labels, tokenizer=options.tokenizer,
                     num_heads=options.num_heads, overwrite=options.overwrite, quiet=options.quiet)
     say, tokenizer = run.say, run.tokenizer
-    max_len = min(options.max_seq_length, run.model.bert.config.max_position_embeddings)
+    max_len = min(options.max_seq_length, run.model.bert.config.max_length)
     for examples in (train_examples, *eval_examples.values()):
         if examples.num_skipped:
             say(f"{examples.source}: skipped {examples.num_skipped} of {examples.num_read} rows "

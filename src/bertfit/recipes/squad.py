@@ -172,7 +172,7 @@ def finetune_squad(options: SquadOptions, settings: TrainSettings | None = None)
     for note in notes:
         say(note)
     threshold = options.null_threshold if options.null_threshold is not None else 0.0  # decoding, before a search
-    positions = run.model.bert.config.max_position_embeddings
+    positions = run.model.bert.config.max_length
     if options.max_seq_length > positions:
         raise ConfigError(f"--max-seq-length {options.max_seq_length} exceeds the model's {positions} positions")
     start = time.perf_counter()

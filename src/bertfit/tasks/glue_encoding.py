@@ -1,4 +1,4 @@
-"""Encoding GLUE examples: `[CLS] a [SEP] b [SEP]` features, truncated or cut into windows, and cached."""
+"""Encoding GLUE examples: `[CLS] a [SEP] b [SEP]` features (in the tokenizer's own template), truncated or cut into windows, and cached."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 from ..batching import Features
 from ..errors import ConfigError, DataError
 from ..files import write_atomic
-from ..tokenization import longest_first, special_ids
+from ..tokenization import longest_first, template
 from .glue import Examples
 
 CACHE_FORMAT = 1  # bump when encode() changes what it writes
@@ -29,7 +29,8 @@ class EncodeStats:
 
 def encode(examples: Examples, tokenizer: Tokenizer, max_seq_length: int, long_texts: str = "truncate",
            stride: int = 64) -> tuple[Features, EncodeStats]:
-    """Encode as `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]` (token types 0, then 1 for b [SEP]).
+    """Encode as `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]` (token types 0, then 1 for b [SEP]), or in the
+    tokenizer's own template (RoBERTa's `<s> a </s></s> b </s>`, types all 0).
 
     long_texts="truncate" cuts pairs longest-first exactly as Hugging Face's fast tokenizers do.
     long_texts="window" splits text a into windows overlapping by `stride` tokens, each a feature with
@@ -40,9 +41,9 @@ def encode(examples: Examples, tokenizer: Tokenizer, max_seq_length: int, long_t
         raise ConfigError(f"long_texts must be 'truncate' or 'window', not {long_texts!r}")
     if tokenizer.truncation or tokenizer.padding:
         raise ConfigError("the tokenizer truncates or pads by itself; pass it through tokenization.prepare first")
-    special = special_ids(tokenizer)
+    layout = template(tokenizer)
     pair = examples.texts_b is not None
-    num_special = 3 if pair else 2
+    num_special = layout.num_special(pair)
     budget = max_seq_length - num_special
     if budget < (2 if pair else 1):
         raise ConfigError(f"max_seq_length {max_seq_length} leaves no room for text")
@@ -67,11 +68,7 @@ def encode(examples: Examples, tokenizer: Tokenizer, max_seq_length: int, long_t
             pieces = [(window, b_kept) for window in _windows(a, budget - len(b_kept), stride)]
             num_truncated += len(b_kept) < len(b)
         for piece_a, piece_b in pieces:
-            ids = [special.cls, *piece_a, special.sep]
-            types = [0] * len(ids)
-            if pair:
-                ids += [*piece_b, special.sep]
-                types += [1] * (len(piece_b) + 1)
+            ids, types = layout.apply(piece_a, piece_b if pair else None)
             input_ids.append(ids)
             type_ids.append(types)
             example_index.append(i)

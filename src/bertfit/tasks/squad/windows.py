@@ -9,27 +9,29 @@ from tokenizers import Tokenizer
 
 from ...batching import Features
 from ...errors import ConfigError
-from ...tokenization import prepare, special_ids
+from ...tokenization import prepare, template
 from .reading import SquadQuestion
 
 
-def check_window_settings(max_seq_length: int, doc_stride: int, max_query_length: int) -> None:
-    """Raise ConfigError unless every window has room for context and consecutive windows overlap."""
+def check_window_settings(max_seq_length: int, doc_stride: int, max_query_length: int, num_special: int = 3) -> None:
+    """Raise ConfigError unless every window has room for context and consecutive windows overlap; `num_special`:
+    the special tokens of a window (3 in BERT's `[CLS] question [SEP] context [SEP]`, 4 in RoBERTa's)."""
     for name, value in (("max_seq_length", max_seq_length), ("doc_stride", doc_stride),
                         ("max_query_length", max_query_length)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    room = max_seq_length - max_query_length - 3  # [CLS] question [SEP] context [SEP]
+    room = max_seq_length - max_query_length - num_special  # [CLS] question [SEP] context [SEP]
     if room < 1:
         raise ConfigError(
-            f"max_seq_length {max_seq_length} leaves no room for the context: [CLS], a question of up to "
-            f"max_query_length {max_query_length} tokens and two [SEP] already take {max_query_length + 3}; "
-            f"raise max_seq_length above {max_query_length + 3} or lower max_query_length")
+            f"max_seq_length {max_seq_length} leaves no room for the context: a question of up to "
+            f"max_query_length {max_query_length} tokens and {num_special} special tokens ([CLS], [SEP]) already "
+            f"take {max_query_length + num_special}; raise max_seq_length above {max_query_length + num_special} "
+            f"or lower max_query_length")
     if doc_stride >= room:
         raise ConfigError(
             f"doc_stride {doc_stride} must be smaller than the {room} context tokens that fit in a window "
             f"with a maximal question (max_seq_length {max_seq_length} - max_query_length {max_query_length} "
-            f"- 3), or windows would not overlap; use doc_stride <= {room - 1}")
+            f"- {num_special}), or windows would not overlap; use doc_stride <= {room - 1}")
 
 
 @dataclass
@@ -91,9 +93,11 @@ def make_windows(questions: list[SquadQuestion], tokenizer: Tokenizer, max_seq_l
     the features carry start_positions / end_positions of the first answer; a window that does not
     hold the whole answer, and every unanswerable question, points at 0 ([CLS]).
     """
-    check_window_settings(max_seq_length, doc_stride, max_query_length)
     prepare(tokenizer)
-    special = special_ids(tokenizer)
+    layout = template(tokenizer)
+    # [CLS] question [SEP] window [SEP] in BERT, <s> question </s></s> window </s> in RoBERTa
+    num_special = layout.num_special(pair=True)
+    check_window_settings(max_seq_length, doc_stride, max_query_length, num_special)
 
     # Many questions share a paragraph: tokenize each distinct context once.
     context_index: dict[str, int] = {}
@@ -114,16 +118,17 @@ def make_windows(questions: list[SquadQuestion], tokenizer: Tokenizer, max_seq_l
         c = context_index[question.context]
         ids, offsets = context_ids[c], context_offsets[c]
         query = question_encodings[i].ids[:max_query_length]
-        spans = _window_spans(len(ids), max_seq_length - len(query) - 3, doc_stride)
+        spans = _window_spans(len(ids), max_seq_length - len(query) - num_special, doc_stride)
         answer_tokens = None
         if training and not question.is_impossible:
             answer = question.answers[0]
             answer_tokens = _answer_tokens(offsets, answer.start, answer.start + len(answer.text))
         answer_found = False
         for (doc_start, length), flags in zip(spans, _max_context_flags(spans, len(ids))):
-            prefix = len(query) + 2
-            input_ids.append([special.cls, *query, special.sep, *ids[doc_start : doc_start + length], special.sep])
-            type_ids.append([0] * prefix + [1] * (length + 1))
+            prefix = len(query) + layout.before("B")
+            window_ids, window_types = layout.apply(query, ids[doc_start : doc_start + length])
+            input_ids.append(window_ids)
+            type_ids.append(window_types)
             example_index.append(i)
             context_start.append(prefix)
             context_length.append(length)

@@ -1,0 +1,326 @@
+"""Each family against transformers: a tiny model transformers builds and saves loads in bertfit with equal hidden
+states and logits, padded and packed; bertfit's saved model loads in transformers' Auto class, equal again."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import families
+from bertfit import model as model_module
+from bertfit.checkpoints.families import FAMILIES, families_table
+from bertfit.pretrained import load_pretrained, save_pretrained
+
+transformers = pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FAMILY_NAMES = ["bert", "distilbert", "roberta", "xlm-roberta", "camembert", "electra"]
+AUTO = {"base": "AutoModel", "classification": "AutoModelForSequenceClassification",
+        "qa": "AutoModelForQuestionAnswering", "mlm": "AutoModelForMaskedLM"}
+TEXTS = [("The cat sat on the mat.", None),
+         ("A much longer sentence about the weather in Paris today, which was grey and wet.", "Was it sunny?"),
+         ("hi", None),
+         ("Stocks fell sharply on Monday after the announcement.", "Markets dropped at the start of the week.")]
+
+
+def transformers_model(family: str, head: str, tmp_path):
+    """(folder, their model, fast tokenizer) of a tiny random model of `family` with `head`, saved by transformers."""
+    tokenizer = families.TOKENIZER_OF[family]()
+    config = families.transformers_config(family, tokenizer.get_vocab_size(), num_labels=3 if head == "classification" else 2)
+    theirs = families.randomise(getattr(transformers, AUTO[head]).from_config(config))
+    folder = families.save_with_tokenizer(theirs, tokenizer, family, tmp_path / f"{family}-{head}")
+    return folder, theirs, transformers.AutoTokenizer.from_pretrained(str(folder))
+
+
+def batch(fast_tokenizer) -> dict:
+    firsts, seconds = zip(*[(a, b or "") for a, b in TEXTS])
+    rows = [fast_tokenizer(a, b) if b else fast_tokenizer(a) for a, b in TEXTS]
+    encoded = fast_tokenizer.pad(rows, return_tensors="pt")
+    return dict(encoded)
+
+
+def outputs(model, head: str, inputs: dict, ours: bool) -> list[torch.Tensor]:
+    with torch.no_grad():
+        if ours:
+            types = inputs.get("token_type_ids", torch.zeros_like(inputs["input_ids"]))
+            result = model(inputs["input_ids"], types, inputs["attention_mask"].bool())
+            if head == "base":
+                return [result[0]] + ([result[1]] if result[1] is not None else [])
+            return list(result) if isinstance(result, tuple) else [result]
+        result = model(**inputs)
+        if head == "base":  # RoBERTa's pooler feeds no head (ours has none): BERT's is compared
+            pooled = getattr(result, "pooler_output", None) if "Roberta" not in type(model).__name__ else None
+            return [result.last_hidden_state] + ([pooled] if pooled is not None else [])
+        if head == "qa":
+            return [result.start_logits, result.end_logits]
+        return [result.logits]
+
+
+def assert_equal_at_real_tokens(ours: list[torch.Tensor], theirs: list[torch.Tensor], mask: torch.Tensor):
+    for a, b in zip(ours, theirs):
+        if a.dim() >= 2 and a.shape[:2] == mask.shape:  # per token: padding positions are nobody's business
+            a, b = a[mask.bool()], b[mask.bool()]
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+@pytest.mark.parametrize("head", list(AUTO))
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_a_transformers_model_of_each_family_and_head_gives_the_same_outputs_in_bertfit(
+        family, head, layout, tmp_path, monkeypatch):
+    folder, theirs, fast = transformers_model(family, head, tmp_path)
+    # the packed path runs on every padded batch, or on none
+    monkeypatch.setattr(model_module, "PACK_BELOW", {False: 1.0 if layout == "packed" else 0, True: 0})
+    ours, _ = load_pretrained(folder, head=head, num_labels=3)
+    ours.eval()
+    assert (ours.bert if head != "base" else ours).config.family == FAMILIES[family].name
+    inputs = batch(fast)
+    assert not inputs["attention_mask"].all()  # mixed lengths: padding in the batch
+    assert_equal_at_real_tokens(outputs(ours, head, inputs, True), outputs(theirs, head, inputs, False),
+                                inputs["attention_mask"])
+
+
+@pytest.mark.parametrize("head", list(AUTO))
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_bertfits_saved_model_of_each_family_loads_in_transformers_auto_class_with_the_same_outputs(
+        family, head, tmp_path):
+    folder, _, fast = transformers_model(family, head, tmp_path)
+    ours, tokenizer = load_pretrained(folder, head=head, num_labels=3)
+    ours.eval()
+    saved = save_pretrained(ours, tokenizer, tmp_path / "saved")
+    theirs, info = getattr(transformers, AUTO[head]).from_pretrained(str(saved), output_loading_info=True)
+    theirs.eval()
+    assert type(theirs).__name__ == FAMILIES[family].architecture(head)
+    missing = [k for k in info["missing_keys"] if not k.startswith(("pooler.", "roberta.pooler."))]
+    assert not missing and not info["unexpected_keys"] and not info["mismatched_keys"]
+    inputs = batch(transformers.AutoTokenizer.from_pretrained(str(saved)))
+    assert inputs["input_ids"].tolist() == batch(fast)["input_ids"].tolist()
+    assert_equal_at_real_tokens(outputs(ours, head, inputs, True)[:2 if head == "qa" else 1],
+                                outputs(theirs, head, inputs, False)[:2 if head == "qa" else 1],
+                                inputs["attention_mask"])
+
+
+def test_the_families_table_names_every_family_and_model_type():
+    table = families_table()
+    for family in FAMILIES.values():
+        assert f"| {family.name} |" in table
+        for model_type in family.model_types:
+            assert f"`{model_type}`" in table
+
+
+# ---- tokenization: the family's own template, as its fast tokenizer in transformers encodes ---------------------
+
+def many_strings(n: int = 300, seed: int = 0) -> list[str]:
+    """Short and long texts with accents, emoji, CJK, numbers and very long words."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["the", "cat", "Café", "naïve", "façade", "crème", "brûlée", "😀", "👍🏽", "東京タワー", "¥500",
+             "señor", "García's", "piñata", "Question", "answering", "don't", "U.S.A.", "3.14", "e-mail",
+             "supercalifragilisticexpialidocious" * 3, "Ünter", "\u00e9t\u00e9", "e\u0301te\u0301", "ß", "İstanbul"]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 30))) + rng.choice(["", ".", " !", "  "])
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_glue_encoding_equals_the_families_fast_tokenizer_on_pairs_with_truncation(family, tmp_path):
+    from bertfit.pretrained import load_tokenizer
+    from bertfit.tasks import glue_encoding
+    from bertfit.tasks.glue import Examples
+
+    tokenizer = families.TOKENIZER_OF[family]()
+    folder = tmp_path / family
+    folder.mkdir()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    families.save_with_tokenizer_files(tokenizer, family, folder)
+    fast = transformers.AutoTokenizer.from_pretrained(str(folder))
+    ours = load_tokenizer(folder)
+    texts = many_strings()
+    firsts, seconds = texts[:150], texts[150:]
+    for max_length in (16, 40):
+        for pair in (False, True):
+            examples = Examples(texts_a=firsts, texts_b=seconds if pair else None, labels=None,
+                                indices=list(range(len(firsts))), source="strings")
+            features, stats = glue_encoding.encode(examples, ours, max_length)
+            encoded = fast(firsts, seconds if pair else None, truncation=True, max_length=max_length,
+                           return_token_type_ids=True)
+            assert stats.num_truncated > 0
+            for i in range(len(firsts)):
+                assert features.input_ids(i).tolist() == encoded["input_ids"][i]
+                if FAMILIES[family].name in ("bert", "electra"):  # token types where the family has them
+                    assert features.token_type_ids(i).tolist() == encoded["token_type_ids"][i]
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta"])
+def test_squad_windows_point_at_the_answers_characters_with_each_kind_of_tokenizer(family, tmp_path):
+    """Byte-level BPE's tokens carry their leading space (Ġ) and SentencePiece's its ▁: the offsets the answer
+    positions come from must still cover the answer's characters alone. The windows are the fast tokenizer's pair
+    encoding of question and context."""
+    from bertfit.pretrained import load_tokenizer
+    from bertfit.tasks.squad import Answer, SquadQuestion, make_windows
+
+    tokenizer = families.TOKENIZER_OF[family]()
+    folder = tmp_path / family
+    folder.mkdir()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    families.save_with_tokenizer_files(tokenizer, family, folder)
+    fast = transformers.AutoTokenizer.from_pretrained(str(folder))
+    ours = load_tokenizer(folder)
+    context = "Café Müller served crème brûlée in Paris today; naïve guests paid ¥500 for señor García's piñata 😀."
+    questions = []
+    for i, answer in enumerate(["crème brûlée", "Paris", "¥500", "señor García's piñata", "Café"]):
+        questions.append(SquadQuestion(str(i), "t", f"What about {answer}?", context,
+                                       [Answer(answer, context.index(answer))]))
+    features, windows = make_windows(questions, ours, max_seq_length=128, doc_stride=32, max_query_length=32,
+                                     training=True)
+    assert len(windows) == len(questions)  # one window each: the whole context fits
+    for w, question in enumerate(questions):
+        assert features.input_ids(w).tolist() == fast(question.question, context)["input_ids"]
+        start, end = features.columns["start_positions"][w], features.columns["end_positions"][w]
+        offsets = windows.token_offsets(w)
+        assert context[offsets[start][0]:offsets[end][1]] == question.answers[0].text
+
+
+# ---- every command for each family, from a masked-language model transformers saved ----------------------------
+
+CLI_FAMILIES = ["distilbert", "roberta", "xlm-roberta", "electra"]
+
+
+@pytest.fixture(scope="module", params=CLI_FAMILIES)
+def family_mlm(request, tmp_path_factory):
+    """(family, folder) of a tiny masked-language model of the family, as transformers saves it."""
+    folder, _, _ = transformers_model(request.param, "mlm", tmp_path_factory.mktemp(request.param))
+    return request.param, folder
+
+
+def their_probabilities(folder, auto: str, texts: list[str], max_length: int = 128) -> torch.Tensor:
+    fast = transformers.AutoTokenizer.from_pretrained(str(folder))
+    model = getattr(transformers, auto).from_pretrained(str(folder)).eval()
+    with torch.no_grad():
+        inputs = fast(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+        return torch.softmax(model(**inputs).logits, -1)
+
+
+def test_fill_mask_of_each_family_gives_transformers_probabilities(family_mlm, capsys):
+    from bertfit import inference
+    from bertfit.cli import main
+
+    family, folder = family_mlm
+    text = "The cat sat on the [MASK] and watched the dog."
+    assert main(["fill-mask", str(folder), text]) == 0
+    run = inference.load_run(folder, precision="fp32", need="fill-mask")
+    (masks,) = inference.fill_mask(run, [text], top_k=3)
+    fast = transformers.AutoTokenizer.from_pretrained(str(folder))
+    their_text = text.replace("[MASK]", fast.mask_token)
+    theirs = their_probabilities(folder, "AutoModelForMaskedLM", [their_text])[0]
+    position = fast(their_text)["input_ids"].index(fast.mask_token_id)
+    top = theirs[position].topk(3)
+    assert [m["token_id"] for m in masks[0]] == top.indices.tolist()
+    torch.testing.assert_close(torch.tensor([m["probability"] for m in masks[0]]), top.values, atol=1e-5, rtol=0)
+
+
+def test_glue_classify_and_export_work_for_each_family(family_mlm, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from bertfit import inference
+    from bertfit.cli import main
+    from bertfit.demo import write_sentiment_data
+
+    family, folder = family_mlm
+    data = write_sentiment_data(tmp_path / "glue", 24, 8)
+    run = tmp_path / "run"
+    assert main(["glue", "sst2", "--model", str(folder), "--data-dir", str(data), "--output-dir", str(run),
+                 "--epochs", "1", "--batch-size", "8", "--max-seq-length", "32", "--precision", "fp32",
+                 "--quiet"]) == 0
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["model_type"] == FAMILIES[family].model_types[0]
+    assert config["architectures"] == [FAMILIES[family].architecture("classification")]
+    texts = ["a fine film", "Two hours of nothing: slow, loud, and far too pleased with itself."]
+    assert main(["classify", str(run), *texts]) == 0
+    torch_run = inference.load_run(run, precision="fp32", need="classify")
+    answers = inference.classify(torch_run, texts)
+    theirs = their_probabilities(run / "model", "AutoModelForSequenceClassification", texts, max_length=32)
+    torch.testing.assert_close(torch.tensor([list(a["probabilities"].values()) for a in answers]), theirs,
+                               atol=1e-5, rtol=0)
+    # a pair's truncation is told by the family's own count of special tokens (RoBERTa's pairs have 4)
+    fast = transformers.AutoTokenizer.from_pretrained(str(run / "model"))
+    pairs = [("the cat sat " * n, "on the mat " * m + "dog" + "!" * k) for n in range(1, 8) for m in range(1, 8)
+             for k in range(3)]
+    lengths = [len(fast(a, b)["input_ids"]) for a, b in pairs]
+    assert {32, 33} <= set(lengths)  # one token either side of the limit
+    told = [a["truncated"] for a in inference.classify(torch_run, [], pairs)]
+    assert told == [length > 32 for length in lengths]
+    assert main(["export", str(run), "--output", str(tmp_path / "onnx")]) == 0
+    onnx_run = inference.load_run(tmp_path / "onnx", engine="onnx", need="classify")
+    assert onnx_run.model_positions == torch_run.model_positions == 128  # RoBERTa's table: 130 rows, 2 unused
+    onnx = inference.classify(onnx_run, texts)
+    torch.testing.assert_close(torch.tensor([list(a["probabilities"].values()) for a in onnx]), theirs,
+                               atol=1e-4, rtol=0)
+
+
+def test_squad_trains_and_answers_for_each_family(family_mlm, tmp_path, capsys):
+    from test_squad_recipe import WINDOWS, people_file
+
+    from bertfit.cli import main
+
+    family, folder = family_mlm
+    train = people_file(tmp_path / "train.json", 16, seed=1, long_every=5)
+    dev = people_file(tmp_path / "dev.json", 8, seed=2, long_every=4)
+    run = tmp_path / "run"
+    assert main(["squad", "--train-file", str(train), "--eval-file", str(dev), "--model", str(folder),
+                 "--output-dir", str(run), "--epochs", "1", "--batch-size", "8", "--precision", "fp32", "--quiet",
+                 *WINDOWS]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["eval_examples"] == 8
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["architectures"] == [FAMILIES[family].architecture("qa")]
+    assert main(["qa", str(run), "--question", "where does alice live ?",
+                 "--context", "alice lives in paris and works as a baker ."]) == 0
+
+
+def test_a_head_the_family_lacks_is_refused_naming_the_heads_it_has(tmp_path):
+    from bertfit.errors import CheckpointError
+
+    folder, _, _ = transformers_model("roberta", "mlm", tmp_path)
+    with pytest.raises(CheckpointError, match=r"a roberta model has no pretraining head in bertfit \(heads: base, "
+                                              r"classification, qa, mlm\); .* without --nsp"):
+        load_pretrained(folder, head="pretraining")
+
+
+def test_serve_answers_a_roberta_classifier_and_masked_lm_as_the_inference_layer_does(tmp_path):
+    """A server of a RoBERTa classifier and a RoBERTa masked-language model, as transformers saved them."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    import http.client
+
+    import runs
+
+    from bertfit import inference
+
+    classifier, _, _ = transformers_model("roberta", "classification", tmp_path / "c")
+    filler, _, _ = transformers_model("roberta", "mlm", tmp_path / "f")
+    server = runs.Server([f"sentiment={classifier}", f"filler={filler}"], "--precision", "fp32",
+                         log=tmp_path / "server.log")
+
+    def post(path: str, body: dict) -> dict:
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=120)
+        try:
+            connection.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            assert response.status == 200
+            return json.loads(response.read())
+        finally:
+            connection.close()
+
+    try:
+        texts = ["a fine film", "The cat sat on the mat and watched the dog."]
+        served = post("/v1/classify", {"texts": texts, "model": "sentiment"})["predictions"]
+        expected = inference.classify(inference.load_run(classifier, precision="fp32", need="classify"), texts)
+        for got, want in zip(served, expected):
+            assert got["label"] == want["label"] and got["probability"] == pytest.approx(want["probability"], abs=1e-5)
+        text = "The cat sat on the [MASK] and watched the dog."
+        served = post("/v1/fill-mask", {"text": text, "top_k": 3, "model": "filler"})["predictions"]
+        (expected,) = inference.fill_mask(inference.load_run(filler, precision="fp32", need="fill-mask"), [text], 3)
+        assert [c["token_id"] for c in served[0]] == [c["token_id"] for c in expected[0]]
+    finally:
+        assert server.stop() == 0
