@@ -16,7 +16,6 @@ real sentences of other lengths before the files are kept.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import warnings
@@ -28,7 +27,7 @@ from torch import nn
 
 from . import tokenization
 from .errors import CheckpointError, ConfigError
-from .files import replace_folder, temporary_folder
+from .files import folder_in_progress, replace_folder
 from .inference import FILL_MASK_HEADS, MASK_TOKEN, load_run
 # the engine's reading side lives in onnx_engine; these names stay importable from here
 from .onnx_engine import (MANIFEST, OUTPUT_NAMES, OnnxModel, find_onnx_dir, load_onnx_model,  # noqa: F401
@@ -97,18 +96,10 @@ def export_onnx(run_dir: str | Path, output_dir: str | Path | None = None, quant
     source = str(run.folder.resolve())
     check_output(out, source, run_dir)
     target = out.resolve()  # `--output .` has no name of its own to put a temporary folder beside
-    made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
-    tmp = temporary_folder(target)  # this run's own, so that cleaning up after a failure removes nothing else
-    try:
+    with folder_in_progress(target) as tmp:  # this run's own, so that cleaning up after a failure removes nothing else
         manifest = _write_export(run, tmp, quantize, source)
         load_run(tmp, engine="onnx")  # the folder serves as the inference layer reads it
         replace_folder(tmp, target, marker=MANIFEST)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for folder in made:  # innermost first
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
     for name, figures in manifest["files"].items():
         size = figures["bytes"] / 2**20
         share = f", {figures['fraction_of_fp32_size']:.0%} of float32" if "fraction_of_fp32_size" in figures else ""
