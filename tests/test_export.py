@@ -107,7 +107,7 @@ def test_span_logits_equal_torch_on_every_window(reader):
 
 def test_check_refuses_a_file_that_is_not_the_model(sentiment, tmp_path):
     other = inference.load_run(runs.classification_run(tmp_path / "other", seed=1), precision="fp32")
-    inputs = check_inputs("classification", other.tokenizer, other.extra)
+    inputs = check_inputs(other)
     with pytest.raises(CheckpointError, match="differs from the PyTorch model"):
         check(sentiment[0] / "onnx" / "model.onnx", other.model, "classification", inputs, 1e-4)
 

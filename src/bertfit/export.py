@@ -136,7 +136,7 @@ def check_output(out: Path, source: str, run_dir: str | Path) -> None:
 def _write_export(run, folder: Path, quantize: str | None, source: str) -> dict:
     """The model's ONNX file(s), each checked against PyTorch, with the config, tokenizer and onnx.json."""
     model = run.model.eval()
-    inputs = check_inputs(run.head, run.tokenizer, run.extra)
+    inputs = check_inputs(run)
     fp32 = folder / FILES[None]
     per_token = {0: "batch"} if run.head == "classification" else {0: "batch", 1: "sequence"}
     with torch.no_grad(), warnings.catch_warnings():
@@ -199,27 +199,29 @@ def quantize_int8(fp32: Path, int8: Path) -> None:
         root.setLevel(level)
 
 
-def check_inputs(head: str, tokenizer, extra: dict) -> list[dict[str, np.ndarray]]:
-    """Real sentences (or questions over a passage) encoded as the run encodes them, one batch each:
-    all of them padded together, and each alone (no padding)."""
+def check_inputs(run) -> list[dict[str, np.ndarray]]:
+    """Real sentences (or questions over a passage) encoded as the run encodes them, at the length it was
+    trained at, one batch each: all of them padded together, and each alone (no padding)."""
     from .tasks import glue, glue_encoding, squad
+
+    head, tokenizer, extra, max_len = run.head, run.tokenizer, run.extra, run.max_seq_length
 
     if head == "classification":
         rows = []
         for a, b in CHECK_SENTENCES:
             examples = glue.Examples(texts_a=[a], texts_b=[b] if b else None, labels=None, indices=[0], source="check")
-            features, _ = glue_encoding.encode(examples, tokenizer, extra.get("max_seq_length", 128))
+            features, _ = glue_encoding.encode(examples, tokenizer, max_len)
             rows.append((features.input_ids(0), features.token_type_ids(0)))
     elif head in FILL_MASK_HEADS:
         special = tokenization.special_ids(tokenizer)
         rows = []
         for text in CHECK_MASKED:
-            ids = [special.cls, *tokenizer.encode(text, add_special_tokens=False).ids, special.sep]
-            rows.append((ids[: extra.get("max_seq_length", 128)], [0] * len(ids)))
+            ids = [special.cls, *tokenizer.encode(text, add_special_tokens=False).ids, special.sep][:max_len]
+            rows.append((ids, [0] * len(ids)))
     else:
         questions = [squad.SquadQuestion(id=str(i), title="", question=q, context=CHECK_PASSAGE, answers=[])
                      for i, q in enumerate(CHECK_QUESTIONS)]
-        features, _ = squad.make_windows(questions, tokenizer, extra.get("max_seq_length", 384),
+        features, _ = squad.make_windows(questions, tokenizer, max_len,
                                          extra.get("doc_stride", 128), extra.get("max_query_length", 64))
         rows = [(features.input_ids(i), features.token_type_ids(i)) for i in range(len(features))]
     pad = tokenization.special_ids(tokenizer).pad

@@ -179,6 +179,17 @@ def precision_name(precision: str, device: torch.device | None = None) -> str:
     return devices.precision_name(devices.resolve_precision(precision, device or torch.device("cpu")))
 
 
+def pretraining_settings(folder: Path) -> dict:
+    """The length a pretraining run trained at, for a run saved before config.json held it: from results.json
+    beside its model (RUN/model) or export (RUN/onnx) folder; {} when there is none."""
+    try:
+        results = json.loads((folder.parent / "results.json").read_text(encoding="utf-8"))
+        length = results["settings"]["max_seq_length"] if results.get("task") == "pretrain" else None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    return {"max_seq_length": length} if isinstance(length, int) and length > 0 else {}
+
+
 def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto", need: str | None = None,
              device: torch.device | None = None) -> Run:
     """Load a run dir (or model folder, or ONNX export folder) for inference with PyTorch or ONNX Runtime.
@@ -201,6 +212,8 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
         head = head_of(config, weight_names(folder), config_path)
     labels = labels_of(config, config_path) if head == "classification" else []
     extra = config.get("bertfit") or {}
+    if head in FILL_MASK_HEADS and "max_seq_length" not in extra:
+        extra = {**extra, **pretraining_settings(folder)}
     if need is not None:  # before the weights load: a wrong kind of run is told at once
         refuse_unless(Run(folder, head, None, None, labels, extra, engine, precision), need, run_dir)
     if engine == "onnx":
