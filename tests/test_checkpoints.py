@@ -185,7 +185,7 @@ def test_every_file_of_a_saved_model_has_the_mode_the_umask_gives(tmp_path, umas
     assert modes(folder) == {name: umask_027 for name in modes(folder)}
 
 
-def test_a_checkpoints_files_have_the_mode_the_umask_gives(tmp_path, umask_027):
+def test_a_checkpoints_files_have_the_mode_the_umask_gives_and_restoring_it_draws_nothing(tmp_path, umask_027):
     from bertfit.runs import CheckpointStore
 
     model = tiny.classifier()
@@ -195,6 +195,11 @@ def test_a_checkpoints_files_have_the_mode_the_umask_gives(tmp_path, umask_027):
                                                             enabled=False), {"step": 1})
     assert "model.safetensors" in modes(folder)
     assert modes(folder) == {name: umask_027 for name in modes(folder)}
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    assert CheckpointStore(tmp_path / "checkpoints").load_latest(model, optimizer, scheduler, torch.amp.GradScaler(
+        "cpu", enabled=False))["step"] == 1
+    assert torch.equal(torch.get_rng_state(), state)  # restoring leaves the caller's random stream as it was
 
 
 def leftovers(folder: Path) -> list[str]:
