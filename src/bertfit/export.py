@@ -154,7 +154,8 @@ def _write_export(run, folder: Path, quantize: str | None, source: str) -> dict:
         quantize_int8(fp32, int8)
         files[FILES["int8"]] = check(int8, model, run.head, inputs, INT8_TOLERANCE)
         files[FILES["int8"]]["fraction_of_fp32_size"] = int8.stat().st_size / fp32.stat().st_size
-    manifest = {"engine_file": FILES[quantize], "head": run.head, "opset": OPSET, "quantize": quantize,
+    manifest = {"engine_file": FILES[quantize], "precision": quantize or "fp32", "head": run.head, "opset": OPSET,
+                "quantize": quantize,
                 "torch": torch.__version__, "files": files, "source": source}
     shutil.copy(run.folder / "config.json", folder / "config.json")
     for name in TOKENIZER_FILES:

@@ -56,7 +56,7 @@ class Run:
     labels: list[str]  # classification: one name per output (["score"] for regression); qa: []
     extra: dict  # the "bertfit" section of config.json: task, max_seq_length, null_threshold, ...
     engine: str
-    precision: str  # what the model computes in: fp32 or bf16 ("auto" resolved)
+    precision: str  # what the model computes in: fp32 or bf16 ("auto" resolved); onnx: the file's, fp32 or int8
     source: Path | None = None  # the path load_run was given (a run dir, model folder or export folder)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where the torch model runs
 
@@ -203,7 +203,8 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
     if engine == "onnx":
         onnx_engine.need_onnx()
         folder = onnx_engine.find_onnx_dir(run_dir)
-        head = onnx_engine.read_manifest(folder)["head"]
+        manifest = onnx_engine.read_manifest(folder)
+        head = manifest["head"]
     else:
         folder = model_folder(run_dir)
     config_path = folder / "config.json"
@@ -218,7 +219,8 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
         refuse_unless(Run(folder, head, None, None, labels, extra, engine, precision), need, run_dir)
     if engine == "onnx":
         model, tokenizer = onnx_engine.load_onnx_model(folder)
-        precision = "fp32"  # the file fixes the arithmetic; autocast would not reach ONNX Runtime
+        # the file fixes the arithmetic (autocast would not reach ONNX Runtime), and onnx.json says which
+        precision = onnx_engine.precision_of(manifest, folder)
     else:
         model, tokenizer = load_pretrained(folder, head=head, num_labels=len(labels) or 2)
         model.to(device)
