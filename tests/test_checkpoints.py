@@ -161,3 +161,66 @@ def test_any_layer_number_maps_back_to_itself_through_both_tables(layer, kind):
         for theirs, ours in table.rows:
             name = ours.format(layer=layer, kind=kind)
             assert table.ours(table.theirs(name)) == name
+
+
+# ---- saving: the files' modes, and nothing left behind when a save fails --------------------------------
+
+@pytest.fixture
+def umask_027():
+    """A umask that lets the group read and others nothing, so that 0600 and 0644 would both be wrong."""
+    import os
+
+    before = os.umask(0o027)
+    yield 0o640
+    os.umask(before)
+
+
+def modes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir() if p.is_file()}
+
+
+def test_every_file_of_a_saved_model_has_the_mode_the_umask_gives(tmp_path, umask_027):
+    folder = classification_run(tmp_path / "run") / "model"
+    assert "model.safetensors" in modes(folder)
+    assert modes(folder) == {name: umask_027 for name in modes(folder)}
+
+
+def test_a_checkpoints_files_have_the_mode_the_umask_gives_and_restoring_it_draws_nothing(tmp_path, umask_027):
+    from bertfit.runs import CheckpointStore
+
+    model = tiny.classifier()
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    folder = CheckpointStore(tmp_path / "checkpoints").save(model, optimizer, scheduler, torch.amp.GradScaler("cpu",
+                                                            enabled=False), {"step": 1})
+    assert "model.safetensors" in modes(folder)
+    assert modes(folder) == {name: umask_027 for name in modes(folder)}
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    assert CheckpointStore(tmp_path / "checkpoints").load_latest(model, optimizer, scheduler, torch.amp.GradScaler(
+        "cpu", enabled=False))["step"] == 1
+    assert torch.equal(torch.get_rng_state(), state)  # restoring leaves the caller's random stream as it was
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_save_refused_by_the_folder_it_would_replace_leaves_no_temporary_folder(tmp_path, tokenizer):
+    from bertfit.pretrained import save_pretrained
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "notes.txt").write_text("mine")
+    with pytest.raises(Exception, match="not a folder bertfit wrote"):
+        save_pretrained(tiny.classifier(), tokenizer, tmp_path / "model")
+    assert leftovers(tmp_path) == ["model"] and leftovers(tmp_path / "model") == ["notes.txt"]
+
+
+def test_a_save_whose_write_fails_leaves_no_temporary_folder_nor_the_parents_made_for_it(tmp_path, tokenizer):
+    from bertfit.pretrained import save_pretrained
+
+    model = tiny.classifier()
+    model.adapter = torch.nn.Linear(2, 2)  # a tensor with no Hugging Face name: the weights file cannot be written
+    with pytest.raises(AssertionError, match="no Hugging Face name"):
+        save_pretrained(model, tokenizer, tmp_path / "new" / "deeper" / "model")
+    assert leftovers(tmp_path) == []

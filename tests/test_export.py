@@ -94,6 +94,22 @@ def test_int8_file_is_under_30_percent_of_float32_and_stays_close(sentiment):
         assert got["probabilities"]["positive"] == pytest.approx(want["probabilities"]["positive"], abs=0.05)
 
 
+def test_the_onnx_engine_says_the_precision_its_export_records(sentiment, tmp_path, capsys):
+    import shutil
+
+    run_dir, int8_dir = sentiment
+    for folder, precision in ((run_dir, "fp32"), (int8_dir, "int8")):
+        assert main(["classify", str(folder), SENTENCES[0], "--engine", "onnx"]) == 0
+        assert f"precision {precision} (the ONNX file's own)" in capsys.readouterr().err
+        assert inference.load_run(folder, engine="onnx").describe()["precision"] == precision  # GET /v1/models
+    assert json.loads((int8_dir / "onnx.json").read_text())["precision"] == "int8"
+    older = shutil.copytree(int8_dir, tmp_path / "older")  # an export written before onnx.json named it
+    manifest = json.loads((older / "onnx.json").read_text())
+    del manifest["precision"]
+    (older / "onnx.json").write_text(json.dumps(manifest))
+    assert inference.load_run(older, engine="onnx").precision == "int8"
+
+
 def test_span_logits_equal_torch_on_every_window(reader):
     torch_run = inference.load_run(reader, precision="fp32")
     onnx_run = inference.load_run(reader, engine="onnx")
@@ -107,7 +123,7 @@ def test_span_logits_equal_torch_on_every_window(reader):
 
 def test_check_refuses_a_file_that_is_not_the_model(sentiment, tmp_path):
     other = inference.load_run(runs.classification_run(tmp_path / "other", seed=1), precision="fp32")
-    inputs = check_inputs("classification", other.tokenizer, other.extra)
+    inputs = check_inputs(other)
     with pytest.raises(CheckpointError, match="differs from the PyTorch model"):
         check(sentiment[0] / "onnx" / "model.onnx", other.model, "classification", inputs, 1e-4)
 

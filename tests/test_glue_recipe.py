@@ -742,12 +742,13 @@ CITIES = ("paris", "london", "tokyo", "madrid", "rome", "berlin", "oslo", "lima"
 
 
 def test_fine_tuning_the_embedded_model_briefly_learns_a_sentence_pair_task(tmp_path):
-    """16 steps of 8 pairs; two balanced labels, so chance is 0.5."""
+    """48 steps of 8 pairs; two balanced labels, so chance is 0.5. Whatever the head's first draw: seeds 42, 1,
+    2 and 3 all reach 1.0 (16 steps at lr 3e-4 learned it for some draws only, 0.5 to 0.95)."""
     write_rte_travel(tmp_path / "glue", 128, seed=1, split="train")
     write_rte_travel(tmp_path / "glue", 60, seed=2, split="dev")
     results = run_glue("rte", tmp_path / "glue", tmp_path / "run", None,
-                       TrainSettings(epochs=1, lr=3e-4, batch_size=8, precision="fp32"))
-    assert results["steps"] == 16 and results["model"] == "embedded"
+                       TrainSettings(epochs=3, lr=1e-4, batch_size=8, precision="fp32"))
+    assert results["steps"] == 48 and results["model"] == "embedded"
     assert results["metrics"]["accuracy"] >= 0.85
 
 

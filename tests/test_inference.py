@@ -121,6 +121,17 @@ def test_answering_from_python_leaves_the_allocator_as_it_was(made):
     assert done.stdout.strip() == "False"  # glibc's mallopt settings untouched: the CLI tunes its own process
 
 
+@pytest.mark.parametrize("kind", ["sst2", "squad", "pretrain"])
+def test_loading_a_run_leaves_the_callers_random_stream_as_it_was(made, kind):
+    import torch
+
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    run = inference.load_run(made[kind], precision="fp32")
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not any(p.is_meta for p in run.model.parameters())  # every weight came from the file
+
+
 # ---- replacing a folder: only bertfit's own ------------------------------------------------------
 
 def finished(tmp_path: Path, marker: str = "config.json") -> Path:

@@ -81,6 +81,35 @@ def test_a_pretraining_run_writes_a_model_card_with_the_scores_of_results_json(c
     assert metadata["pipeline_tag"] == "fill-mask" and "base_model" not in metadata  # a new model: none
 
 
+def test_a_pretraining_run_answers_at_the_length_it_trained_at_and_refuses_longer_texts(corpus, tmp_path):
+    from bertfit import inference
+    from bertfit.errors import DataError
+    from bertfit.export import check_inputs
+
+    pretrain(options(corpus, tmp_path / "run"), {**SETTINGS, "max_steps": 2, "eval_every": 0})
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["bertfit"]["max_seq_length"] == 24
+    run = inference.load_run(tmp_path / "run", precision="fp32", need="fill-mask")
+    assert run.model_positions == 512  # positions 24 to 511 were never trained
+    assert run.max_seq_length == 24 and run.describe()["max_seq_length"] == 24  # GET /v1/models
+    words = "the film was a delight and " * 4 + "[MASK]"
+    assert 24 < len(run.tokenizer.encode(words).ids) < 512
+    with pytest.raises(DataError, match="at most 24"):
+        inference.fill_mask(run, [words])
+    assert inference.fill_mask(run, ["the film was a [MASK]"], 2)  # a text that fits is answered
+    assert max(batch["input_ids"].shape[1] for batch in check_inputs(run)) == 24  # the export checks that length
+
+
+def test_a_pretraining_run_saved_without_its_length_in_config_json_takes_it_from_results_json(tmp_path):
+    from runs import masked_lm_run
+
+    from bertfit import inference
+
+    run_dir = masked_lm_run(tmp_path / "run")  # its config.json holds no max_seq_length, as older runs saved it
+    assert inference.load_run(run_dir).max_seq_length == 128  # the model's positions: nothing says otherwise
+    (run_dir / "results.json").write_text(json.dumps({"task": "pretrain", "settings": {"max_seq_length": 24}}))
+    assert inference.load_run(run_dir).max_seq_length == 24
+
+
 def runs_log(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 

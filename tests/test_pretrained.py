@@ -648,6 +648,31 @@ def test_embedded_model_has_no_lm_head_and_loads_with_a_fresh_one(real_batch):
         assert mlm(*real_batch).shape == (*real_batch[0].shape, 30522)
 
 
+def test_loading_leaves_the_callers_random_stream_as_it_was_and_fresh_parts_follow_its_seed(
+        tmp_path, small_tokenizer_file, small_tokenizer):
+    tutorial = _randomise(TutorialBertModel(_tutorial_config(small_tokenizer, layers=1)))
+    pth = _save_tutorial(tutorial, tmp_path / "tutorial", small_tokenizer_file)
+    folder = save_pretrained(_randomise(BertForMaskedLM(_lm_config(small_tokenizer))), small_tokenizer,
+                             tmp_path / "mlm")
+    loads = [(lambda: load_pretrained(folder, head="mlm"), set()),  # every tensor from the file
+             (lambda: load_pretrained(folder, head="classification", num_labels=3),
+              {"classifier.weight", "bert.pooler.dense.weight"}),  # no pooler in a masked-LM folder
+             (lambda: load_pretrained(pth, head="pretraining", num_heads=4), {"cls.dense.weight", "seq_relationship.weight"}),
+             (lambda: load_pretrained(head="qa"), {"qa_outputs.weight"})]  # the embedded model
+    for load, fresh in loads:
+        torch.manual_seed(3)
+        state = torch.get_rng_state()
+        first, _ = load()
+        assert torch.equal(torch.get_rng_state(), state)
+        second, _ = load()
+        torch.manual_seed(4)
+        other, _ = load()
+        for name, tensor in first.state_dict().items():
+            assert not tensor.is_meta and torch.equal(second.state_dict()[name], tensor), name
+        assert {name for name, tensor in first.state_dict().items()
+                if not torch.equal(other.state_dict()[name], tensor)} == fresh  # drawn from the caller's seed
+
+
 def test_fine_tuning_heads_load_from_saved_mlm_and_pretraining_folders(tmp_path, small_tokenizer_file):
     tokenizer = load_tokenizer(small_tokenizer_file)
     input_ids, token_type_ids, mask = _encode_batch(tokenizer)

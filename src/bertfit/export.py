@@ -18,7 +18,6 @@ real sentences of other lengths before the files are kept.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import warnings
@@ -30,7 +29,7 @@ from torch import nn
 
 from . import embedding, heads, tokenization
 from .errors import CheckpointError, ConfigError
-from .files import replace_folder, temporary_folder
+from .files import folder_in_progress, replace_folder
 from .inference import FILL_MASK_HEADS, MASK_TOKEN, load_run
 # the engine's reading side lives in onnx_engine; these names stay importable from here
 from .onnx_engine import (MANIFEST, OUTPUT_NAMES, OnnxModel, find_onnx_dir, load_onnx_model,  # noqa: F401
@@ -104,18 +103,10 @@ def export_onnx(run_dir: str | Path, output_dir: str | Path | None = None, quant
     source = str(run.folder.resolve())
     check_output(out, source, run_dir)
     target = out.resolve()  # `--output .` has no name of its own to put a temporary folder beside
-    made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
-    tmp = temporary_folder(target)  # this run's own, so that cleaning up after a failure removes nothing else
-    try:
+    with folder_in_progress(target) as tmp:  # this run's own, so that cleaning up after a failure removes nothing else
         manifest = _write_export(run, tmp, quantize, source)
         load_run(tmp, engine="onnx")  # the folder serves as the inference layer reads it
         replace_folder(tmp, target, marker=MANIFEST)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for folder in made:  # innermost first
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
     for name, figures in manifest["files"].items():
         size = figures["bytes"] / 2**20
         share = f", {figures['fraction_of_fp32_size']:.0%} of float32" if "fraction_of_fp32_size" in figures else ""
@@ -152,8 +143,7 @@ def check_output(out: Path, source: str, run_dir: str | Path) -> None:
 def _write_export(run, folder: Path, quantize: str | None, source: str) -> dict:
     """The model's ONNX file(s), each checked against PyTorch, with the config, tokenizer and onnx.json."""
     model = run.model.eval()
-    extra = {**run.extra, "max_seq_length": run.max_seq_length} if run.head == "embedding" else run.extra
-    inputs = check_inputs(run.head, run.tokenizer, extra)
+    inputs = check_inputs(run)
     fp32 = folder / FILES[None]
     per_token = {0: "batch", 1: "sequence"} if heads.HEADS[run.head].per_token else {0: "batch"}
     with torch.no_grad(), warnings.catch_warnings():
@@ -171,7 +161,8 @@ def _write_export(run, folder: Path, quantize: str | None, source: str) -> dict:
         quantize_int8(fp32, int8)
         files[FILES["int8"]] = check(int8, model, run.head, inputs, INT8_TOLERANCE)
         files[FILES["int8"]]["fraction_of_fp32_size"] = int8.stat().st_size / fp32.stat().st_size
-    manifest = {"engine_file": FILES[quantize], "head": run.head, "opset": OPSET, "quantize": quantize,
+    manifest = {"engine_file": FILES[quantize], "precision": quantize or "fp32", "head": run.head, "opset": OPSET,
+                "quantize": quantize,
                 "torch": torch.__version__, "files": files, "source": source}
     shutil.copy(run.folder / "config.json", folder / "config.json")
     for name in TOKENIZER_FILES + (SENTENCE_FILES if run.head == "embedding" else ()):
@@ -217,33 +208,34 @@ def quantize_int8(fp32: Path, int8: Path) -> None:
         root.setLevel(level)
 
 
-def check_inputs(head: str, tokenizer, extra: dict) -> list[dict[str, np.ndarray]]:
-    """Real sentences (or questions over a passage) encoded as the run encodes them, one batch each:
-    all of them padded together, and each alone (no padding)."""
+def check_inputs(run) -> list[dict[str, np.ndarray]]:
+    """Real sentences (or questions over a passage) encoded as the run encodes them, at the length it was
+    trained at, one batch each: all of them padded together, and each alone (no padding)."""
     from .tasks import glue, glue_encoding, squad
 
+    head, tokenizer, extra, max_len = run.head, run.tokenizer, run.extra, run.max_seq_length
     setting = lambda name: heads.setting(head, extra, name)
     if head == "classification":
         rows = []
         for a, b in CHECK_SENTENCES:
             examples = glue.Examples(texts_a=[a], texts_b=[b] if b else None, labels=None, indices=[0], source="check")
-            features, _ = glue_encoding.encode(examples, tokenizer, setting("max_seq_length"))
+            features, _ = glue_encoding.encode(examples, tokenizer, max_len)
             rows.append((features.input_ids(0), features.token_type_ids(0)))
     elif head == "embedding":
         texts = [t for pair in CHECK_SENTENCES for t in pair if t]
-        ids, _ = embedding.encode_texts(tokenizer, texts, setting("max_seq_length"))
+        ids, _ = embedding.encode_texts(tokenizer, texts, max_len)
         rows = [(row, [0] * len(row)) for row in ids]
     elif head in FILL_MASK_HEADS or head == "tagging":  # the template around masked texts, or texts to tag
         layout, rows = tokenization.template(tokenizer), []
         texts = ([t.replace(MASK_TOKEN, tokenization.mask_token(tokenizer)) for t in CHECK_MASKED]
                  if head in FILL_MASK_HEADS else [a for a, _ in CHECK_SENTENCES])
         for text in texts:
-            ids, _ = layout.apply(tokenizer.encode(text, add_special_tokens=False).ids)
-            rows.append((ids[: setting("max_seq_length") or len(ids)], [0] * len(ids)))
+            ids = layout.apply(tokenizer.encode(text, add_special_tokens=False).ids)[0][:max_len]
+            rows.append((ids, [0] * len(ids)))
     else:
         questions = [squad.SquadQuestion(id=str(i), title="", question=q, context=CHECK_PASSAGE, answers=[])
                      for i, q in enumerate(CHECK_QUESTIONS)]
-        features, _ = squad.make_windows(questions, tokenizer, setting("max_seq_length"), setting("doc_stride"),
+        features, _ = squad.make_windows(questions, tokenizer, max_len, setting("doc_stride"),
                                          setting("max_query_length"))
         rows = [(features.input_ids(i), features.token_type_ids(i)) for i in range(len(features))]
     pad = tokenization.special_ids(tokenizer).pad

@@ -27,6 +27,46 @@ def temporary_folder(beside: Path) -> Path:
 
 
 @contextlib.contextmanager
+def folder_in_progress(target: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder (`temporary_folder`) to fill and then move onto `target` (`replace_folder`); when the
+    block fails, or the move is refused, it is removed, and so is each parent folder made for it that is still empty.
+    Only what this call made goes: the temporary folder is this run's own."""
+    target = Path(target)
+    made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
+    tmp = temporary_folder(target)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def umask() -> int:
+    """The process's umask, read without changing it: os.umask reads it only by setting it, and a thread
+    creating a file meanwhile would get the wrong mode."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # no /proc (macOS): the round trip
+    os.umask(mask)
+    return mask
+
+
+def save_tensors(tensors: dict, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """A safetensors file with the mode every other file gets (0o666 less the umask): safetensors creates
+    its files 0600, which hides a model from the group that may read the rest of the folder."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, path, metadata=metadata)
+    os.chmod(path, 0o666 & ~umask())
+    return Path(path)
+
+
+@contextlib.contextmanager
 def open_atomic(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """A temporary file beside `path` (this run's own) that takes its place once closed without error."""
     path = Path(path)

@@ -14,6 +14,7 @@ A sentence-embedding model (a sentence-transformers folder, the embedded model's
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class Run:
     labels: list[str]  # classification: one name per output (["score"] for regression); qa: []
     extra: dict  # the "bertfit" section of config.json: task, max_seq_length, null_threshold, ...
     engine: str
-    precision: str  # what the model computes in: fp32 or bf16 ("auto" resolved)
+    precision: str  # what the model computes in: fp32 or bf16 ("auto" resolved); onnx: the file's, fp32 or int8
     source: Path | None = None  # the path load_run was given (a run dir, model folder or export folder)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where the torch model runs
     sentence: embedding.SentenceConfig | None = None  # an embedding model: its pooling, normalising, length
@@ -213,6 +214,17 @@ def precision_name(precision: str, device: torch.device | None = None) -> str:
     return devices.precision_name(devices.resolve_precision(precision, device or torch.device("cpu")))
 
 
+def pretraining_settings(folder: Path) -> dict:
+    """The length a pretraining run trained at, for a run saved before config.json held it: from results.json
+    beside its model (RUN/model) or export (RUN/onnx) folder; {} when there is none."""
+    try:
+        results = json.loads((folder.parent / "results.json").read_text(encoding="utf-8"))
+        length = results["settings"]["max_seq_length"] if results.get("task") == "pretrain" else None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    return {"max_seq_length": length} if isinstance(length, int) and length > 0 else {}
+
+
 def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto", need: str | None = None,
              device: torch.device | None = None) -> Run:
     """Load a run dir (or model folder, or ONNX export folder) for inference with PyTorch or ONNX Runtime.
@@ -230,7 +242,8 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
     if engine == "onnx":
         onnx_engine.need_onnx()
         folder = onnx_engine.find_onnx_dir(run_dir)
-        head = onnx_engine.read_manifest(folder)["head"]
+        manifest = onnx_engine.read_manifest(folder)
+        head = manifest["head"]
     else:
         folder = model_folder(run_dir)
     config_path = folder / "config.json"
@@ -249,11 +262,14 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
                                                   config.get("max_position_embeddings", 512))
     labels = labels_of(config, config_path) if heads.HEADS[head].labelled else []
     extra = config.get("bertfit") or {}
+    if head in FILL_MASK_HEADS and "max_seq_length" not in extra:
+        extra = {**extra, **pretraining_settings(folder)}
     if need is not None:  # before the weights load: a wrong kind of run is told at once
         refuse_unless(Run(folder, head, None, None, labels, extra, engine, precision, sentence=sentence), need, run_dir)
     if engine == "onnx":
         model, tokenizer = onnx_engine.load_onnx_model(folder)
-        precision = "fp32"  # the file fixes the arithmetic; autocast would not reach ONNX Runtime
+        # the file fixes the arithmetic (autocast would not reach ONNX Runtime), and onnx.json says which
+        precision = onnx_engine.precision_of(manifest, folder)
     elif head == "embedding":
         encoder, tokenizer = load_pretrained(folder, head="base")
         model = embedding.SentenceEmbedder(encoder, sentence.pooling).to(device)

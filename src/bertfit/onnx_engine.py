@@ -83,6 +83,15 @@ def find_onnx_dir(run_dir: str | Path) -> Path:
                           f"{onnx_dir_of(run_dir)}); write one with `bertfit export {run_dir} --format onnx`")
 
 
+def precision_of(manifest: dict, folder: Path) -> str:
+    """What the export's engine file computes in, as onnx.json records it: int8 or fp32 (an export written
+    before onnx.json named it says so by its `quantize`)."""
+    precision = manifest.get("precision") or ("int8" if manifest.get("quantize") == "int8" else "fp32")
+    if precision not in ("fp32", "int8"):
+        raise CheckpointError(f"{folder / MANIFEST}: precision must be fp32 or int8, not {precision!r}")
+    return precision
+
+
 def read_manifest(folder: Path) -> dict:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load, save_file
+from safetensors.torch import load
 
 from .errors import BertfitError, CheckpointError, ConfigError
-from .files import write_atomic
+from .files import save_tensors, write_atomic
 
 MANIFEST = "manifest.json"
 FILES = ("model.safetensors", "trainer.pt", "state.json")
@@ -66,7 +66,7 @@ class CheckpointStore:
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict()}, tmp / "trainer.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))

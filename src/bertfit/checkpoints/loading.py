@@ -11,8 +11,7 @@ from tokenizers import Tokenizer
 
 from .. import heads, hub, tokenization
 from ..errors import CheckpointError
-from ..model import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering,
-                     BertForSequenceClassification, BertModel, init_weights)
+from ..model import BertConfig, BertModel, init_weights
 from .families import FAMILIES, HEAD_MODULES
 from .hf import hf_to_ours, is_head, read_config
 from .names import short_list
@@ -62,9 +61,7 @@ def load_pretrained(path: str | os.PathLike | None = None, head: str = "base", n
         raise CheckpointError(
             f"{config_path}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model's "
             f"embedding matrix has {config.vocab_size} rows; the tokenizer does not belong to this model")
-    model = build_model(config, head, num_labels)
-    load_state(model, state, source, head)
-    return model, tokenizer
+    return load_state(config, state, source, head, num_labels), tokenizer
 
 
 def resolve_model_path(path: str | os.PathLike | None) -> Path:
@@ -142,18 +139,28 @@ def read_hf_folder(folder: Path) -> tuple[BertConfig, dict[str, torch.Tensor], T
 
 # ---- weights into the model ----------------------------------------------------------------
 
-def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, head: str) -> None:
-    """The encoder strictly; each head whole when the checkpoint has all of it in the right shapes, else fresh."""
+def load_state(config: BertConfig, state: dict[str, torch.Tensor], source: Path, head: str,
+               num_labels: int = 2) -> torch.nn.Module:
+    """The model with `head` holding the checkpoint's tensors: the encoder strictly; each head whole when the
+    checkpoint has all of it in the right shapes, else fresh.
+
+    The model is built on the meta device and takes the checkpoint's tensors as they are, so no weight is
+    drawn only to be overwritten. The parts that start fresh (a new head, a pooler the checkpoint lacks) are
+    drawn from torch's global generator as the caller seeded it, which is left where it was: loading twice
+    from one seed gives the same model, and the caller's random stream goes on as if nothing was loaded.
+    """
+    with torch.device("meta"):
+        model = build_model(config, head, num_labels)
     encoder = model if head == "base" else model.bert
-    init_weights(model, encoder.config)
     head_state = {k: v for k, v in state.items() if is_head(k, FAMILIES[encoder.config.family])}
     encoder_state = {k: v for k, v in state.items() if k not in head_state}
+    fresh = []
     if encoder.pooler is None:  # the span head has none: a checkpoint's pooler goes unused
         encoder_state = {k: v for k, v in encoder_state.items() if not k.startswith("pooler.")}
     elif not any(k.startswith("pooler.") for k in encoder_state):
-        # transformers' BertForQuestionAnswering has no pooler, so its folders hold none: keep a fresh one
-        encoder_state.update({k: v for k, v in encoder.state_dict().items() if k.startswith("pooler.")})
-    strict_load(encoder, encoder_state, source)
+        # transformers' BertForQuestionAnswering has no pooler, so its folders hold none: start a fresh one
+        fresh.append(encoder.pooler)
+    strict_load(encoder, encoder_state, source, skip=("pooler.",) if fresh else ())
     expected = model.state_dict()
     for module in HEAD_MODULES:
         names = [k for k in expected if k.startswith(module + ".")]
@@ -161,11 +168,19 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: P
         if present and len(present) < len(names):  # half a head is a damaged file, not a new head
             raise CheckpointError(f"{source}: missing tensors {short_list(sorted(set(names) - set(present)))}")
         if names and all(k in head_state and head_state[k].shape == expected[k].shape for k in names):
-            model.load_state_dict({k: head_state[k] for k in names}, strict=False)
+            model.load_state_dict({k: head_state[k].to(expected[k].dtype) for k in names}, strict=False, assign=True)
+        elif names:
+            fresh.append(getattr(model, module))
+    with torch.random.fork_rng(devices=[]):  # only CPU tensors are drawn
+        for part in fresh:
+            init_weights(part.to_empty(device="cpu"), config)
+    return model
 
 
-def strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    expected = module.state_dict()
+def strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, skip: tuple[str, ...] = ()) -> None:
+    """Every tensor of `module` from `state`, in the module's dtypes, refusing a missing, unexpected or mis-shaped
+    one; `skip`: the name prefixes of parts that do not come from the checkpoint (a pooler that starts fresh)."""
+    expected = {k: v for k, v in module.state_dict().items() if not k.startswith(skip)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     misshaped = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
@@ -179,4 +194,4 @@ def strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], source:
         problems.append(f"mis-shaped tensors {short_list(misshaped)}")
     if problems:
         raise CheckpointError(f"{source}: " + "; ".join(problems))
-    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=not skip, assign=True)

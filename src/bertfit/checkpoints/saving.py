@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
-from ..files import open_atomic, replace_folder, temporary_folder, write_atomic
+from ..files import folder_in_progress, open_atomic, replace_folder, save_tensors, write_atomic
 from .families import FAMILIES
 from .hf import hf_config, ours_to_hf
 from .tokenizer_files import save_tokenizer
@@ -21,16 +20,17 @@ def save_pretrained(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | 
     """Write a Hugging Face folder that transformers' Auto classes load unchanged.
 
     Files are written to a temporary folder and renamed into place, so a crash leaves either the
-    old folder or the new one, never half of each.
+    old folder or the new one, never half of each; a write that fails, or a folder it may not replace,
+    leaves neither the temporary folder nor the parents made for it.
     """
     folder = Path(folder)
     config = hf_config(model, labels, extra)
-    tmp = temporary_folder(folder)  # this run's own: nothing of anyone else's is removed or mixed in
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    save_file(ours_to_hf(model), tmp / "model.safetensors", metadata={"format": "pt"})
     encoder = model.bert if hasattr(model, "bert") else model
-    save_tokenizer(tokenizer, tmp, FAMILIES[encoder.config.family].tokenizer_class)
-    return replace_folder(tmp, folder, marker="config.json")
+    with folder_in_progress(folder) as tmp:  # this run's own: nothing of anyone else's is removed or mixed in
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_tensors(ours_to_hf(model), tmp / "model.safetensors", metadata={"format": "pt"})
+        save_tokenizer(tokenizer, tmp, FAMILIES[encoder.config.family].tokenizer_class)
+        return replace_folder(tmp, folder, marker="config.json")
 
 
 def save_tutorial(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | os.PathLike,

@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch.nn.functional as F
 
 from .. import devices, predicting, runs, tag_metrics

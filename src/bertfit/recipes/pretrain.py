@@ -226,20 +226,23 @@ def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = N
     loss_fn, specials = pretrain_loss(run.tokenizer, options.mlm_probability, options.nsp)
     evaluate = lambda model: evaluate_mlm(model, held, run.tokenizer, specials, options.mlm_probability, options.nsp,
                                           run.device, settings)
+    objective = "mlm+nsp" if options.nsp else "mlm"
     with run.lock():
         # the model kept is the last one (pretraining has no dev score to pick by); it is written after training
         result = run.fit(train, loss_fn, evaluate, lambda model, metrics: None, keep="last", task="pretrain",
-                         objective="mlm+nsp" if options.nsp else "mlm", mlm_probability=options.mlm_probability,
+                         objective=objective, mlm_probability=options.mlm_probability,
                          max_seq_length=options.max_seq_length)
         if run.main:
-            save_pretrained(run.model, run.tokenizer, run.model_dir)
+            # the length it trained at: inference refuses longer texts (their positions were never trained)
+            save_pretrained(run.model, run.tokenizer, run.model_dir,
+                            extra={"task": "pretrain", "objective": objective,
+                                   "max_seq_length": options.max_seq_length, "mlm_probability": options.mlm_probability})
             # the tutorial's BertModel always holds a pooler, and its BertConfig() 30,522 vocabulary rows
             pth, vocab = save_tutorial(run.model, run.tokenizer, run.dir, options.name, pooler_seed=settings.seed,
                                        vocab_size=TUTORIAL_VOCAB_SIZE if options.size == "tutorial" else None)
             run.say(f"wrote {run.model_dir} (Hugging Face, with its MLM head), {pth} and {vocab} (the tutorial's files)")
         return run.finish("pretrain", result,
-                          {"size": options.size, "train_files": list(options.train_files),
-                           "objective": "mlm+nsp" if options.nsp else "mlm",
+                          {"size": options.size, "train_files": list(options.train_files), "objective": objective,
                            "max_seq_length": options.max_seq_length, "mlm_probability": options.mlm_probability,
                            "validation_file": options.validation_file},
                           counts,
