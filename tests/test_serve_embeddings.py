@@ -186,6 +186,14 @@ MISTAKES = [
      "parameters.top_k", "its parameters: none"),
     ("a question to an embedding model", "/models/minilm", {"inputs": {"question": "q", "context": "c"}}, 422,
      "inputs", "does feature-extraction and sentence-similarity"),
+    # a flag is true or false and a count a number, as the document says: not 1, "yes" or "384"
+    ("a number for normalize", "/embed", {"inputs": "a", "model": "minilm", "normalize": 0}, 422, "normalize",
+     "valid boolean"),
+    ("a string for truncate", "/models/minilm", {"inputs": "a", "truncate": "yes"}, 422, "truncate", "valid boolean"),
+    ("a number for raw_scores", "/rerank", {"query": "q", "texts": ["a"], "model": "sts", "raw_scores": 1}, 422,
+     "raw_scores", "valid boolean"),
+    ("a string for dimensions", "/v1/embeddings", {"input": "a", "model": "minilm", "dimensions": "384"}, 422,
+     "dimensions", "whole number"),
 ]
 
 
@@ -218,3 +226,4 @@ def test_every_search_route_needs_the_key_and_is_counted(server):
         assert count(after, route, "200") - count(before, route, "200") == 1
         assert count(after, route, "401") - count(before, route, "401") == 1
     assert any(s.name == "bertfit_tokens_total" and s.labels.get("model") == "minilm" and s.value > 0 for s in after)
+
