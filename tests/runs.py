@@ -196,7 +196,8 @@ def kill_and_resume(command, checkpoints: Path, kill_from: str = "step-00000008"
     assert resumed.returncode == 0, resumed.stderr.decode()
 
 
-def embedding_folder(folder: Path, seed: int = 0, pooling: str = "mean", normalize: bool = True) -> Path:
+def embedding_folder(folder: Path, seed: int = 0, pooling: str = "mean", normalize: bool = True,
+                     max_seq_length: int = 64) -> Path:
     """A sentence-transformers folder of a tiny random encoder (modules.json, 1_Pooling, sentence_bert_config.json):
     a sentence-embedding model as small as the runs above."""
     from bertfit.embedding import SentenceConfig, write_sentence_files
@@ -205,5 +206,5 @@ def embedding_folder(folder: Path, seed: int = 0, pooling: str = "mean", normali
     torch.manual_seed(seed)
     config = tiny_config(tokenizer)
     save_pretrained(BertModel(config), tokenizer, folder)
-    write_sentence_files(folder, SentenceConfig((pooling,), normalize, 64, config.hidden_size))
+    write_sentence_files(folder, SentenceConfig((pooling,), normalize, max_seq_length, config.hidden_size))
     return folder

@@ -162,12 +162,15 @@ def test_openapi_document_says_what_this_server_accepts(server):
     status, _, body = call(server, "GET", "/openapi.json", headers=AUTH)
     assert status == 200
     paths = body["paths"]
-    # no masked-language model served: no /v1/fill-mask; one Hugging Face path per run; POST / only with one run
-    assert set(paths) == {"/", "/health", "/v1/models", "/metrics", "/v1/classify", "/v1/answer", "/models/sentiment",
-                          "/models/similarity", "/models/reader"}
+    # no masked-language model, tagger or embedding model served: no /v1/fill-mask, /v1/token-classification, /embed
+    # or /v1/embeddings; the classifiers rerank; one Hugging Face path per run; POST / only with one run
+    assert set(paths) == {"/", "/health", "/v1/models", "/metrics", "/v1/classify", "/v1/answer", "/rerank",
+                          "/models/sentiment", "/models/similarity", "/models/reader"}
     assert set(paths["/"]) == {"get"} and "text/html" in paths["/"]["get"]["responses"]["200"]["content"]
     classify = paths["/v1/classify"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert classify["properties"]["model"] == {"enum": ["sentiment", "similarity"]} and classify["required"] == ["model"]
+    rerank = paths["/rerank"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert rerank["properties"]["model"] == {"enum": ["sentiment", "similarity"]} and "model" in rerank["required"]
     texts = classify["properties"]["texts"]["anyOf"][0]
     assert (texts["minItems"], texts["maxItems"], texts["items"]["maxLength"]) == (1, 8, 2000)  # the server's limits
     reader = paths["/models/reader"]["post"]["requestBody"]["content"]["application/json"]["schema"]

@@ -186,6 +186,14 @@ MISTAKES = [
      "parameters.top_k", "its parameters: none"),
     ("a question to an embedding model", "/models/minilm", {"inputs": {"question": "q", "context": "c"}}, 422,
      "inputs", "does feature-extraction and sentence-similarity"),
+    # a flag is true or false and a count a number, as the document says: not 1, "yes" or "384"
+    ("a number for normalize", "/embed", {"inputs": "a", "model": "minilm", "normalize": 0}, 422, "normalize",
+     "valid boolean"),
+    ("a string for truncate", "/models/minilm", {"inputs": "a", "truncate": "yes"}, 422, "truncate", "valid boolean"),
+    ("a number for raw_scores", "/rerank", {"query": "q", "texts": ["a"], "model": "sts", "raw_scores": 1}, 422,
+     "raw_scores", "valid boolean"),
+    ("a string for dimensions", "/v1/embeddings", {"input": "a", "model": "minilm", "dimensions": "384"}, 422,
+     "dimensions", "whole number"),
 ]
 
 
@@ -218,3 +226,31 @@ def test_every_search_route_needs_the_key_and_is_counted(server):
         assert count(after, route, "200") - count(before, route, "200") == 1
         assert count(after, route, "401") - count(before, route, "401") == 1
     assert any(s.name == "bertfit_tokens_total" and s.labels.get("model") == "minilm" and s.value > 0 for s in after)
+
+
+def test_openapi_document_names_the_models_each_search_route_takes(server):
+    request = urllib.request.Request(f"http://{server.host}:{server.port}/openapi.json",
+                                     headers={"Authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        paths = json.loads(response.read())["paths"]
+
+    def body(path):
+        return paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+
+    # no tagger, no masked-language model, no SQuAD run served: their routes are left out
+    assert not {"/v1/token-classification", "/v1/fill-mask", "/v1/answer"} & set(paths)
+    embed, openai, rerank = body("/embed"), body("/v1/embeddings"), body("/rerank")
+    assert embed["properties"]["model"] == {"enum": ["minilm", "tiny"]} and "model" in embed["required"]
+    # each model's own dimensions only: minilm's 384, tiny's 32
+    assert {"properties": {"model": {"const": "minilm"}, "dimensions": {"enum": [384, None]}}} in (
+        embed["allOf"][0]["anyOf"])
+    assert openai["required"] == ["input", "model"] and openai["properties"]["encoding_format"]["enum"] == [
+        "float", "base64"]
+    assert openai["properties"]["input"]["anyOf"][1]["items"]["type"] == "string"  # no token ids
+    # the three-label run answers no /rerank, yet with three classifiers served the model is named
+    assert rerank["properties"]["model"] == {"enum": ["sts", "mrpc"]} and "model" in rerank["required"]
+    assert rerank["properties"]["texts"]["maxItems"] == 8
+    extraction, similarity = body("/models/minilm")["oneOf"]
+    assert extraction["properties"]["dimensions"] == {"enum": [384, None]}
+    assert similarity["properties"]["inputs"]["properties"]["sentences"]["maxItems"] == 7  # the source counts
+    assert body("/models/sts")["properties"]["normalize"] == {"type": "null"}

@@ -109,3 +109,17 @@ def test_the_page_marks_the_entities_the_route_finds(server, tmp_path):
         expected += TEXT[at : e["start"]] + TEXT[e["start"] : e["end"]] + f" {e['entity_group']} {e['score']:.2f}"
         at = e["end"]
     assert body["predictions"] and shown == {"pairHidden": True, "requests": 1, "result": expected + TEXT[at:]}
+
+
+def test_openapi_document_says_what_the_tagger_accepts(server):
+    with urllib.request.urlopen(f"http://{server.host}:{server.port}/openapi.json", timeout=60) as response:
+        paths = json.loads(response.read())["paths"]
+    assert "/v1/classify" not in paths and "/embed" not in paths  # no run served answers them
+    own = paths["/v1/token-classification"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert own["properties"]["model"] == {"enum": ["tagger", None]}
+    assert own["properties"]["aggregation_strategy"]["enum"] == ["none", "simple", "first", "average", "max"]
+    for path in ("/models/tagger", "/"):  # POST /: the one model served
+        hf = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        parameters = hf["properties"]["parameters"]["anyOf"][0]["properties"]
+        assert parameters["stride"] == {"enum": [8, None]} and parameters["ignore_labels"] == {"enum": [["O"], None]}
+        assert parameters["top_k"] == {"type": "null"} and hf["properties"]["normalize"] == {"type": "null"}

@@ -59,7 +59,7 @@ def add_routes(app: FastAPI, service) -> None:
     async def rerank(body: schemas.RerankRequest, request: Request):
         batcher = service.pick(body.model, "/rerank")
         run = batcher.run
-        if run.labels != ["score"] and len(run.labels) != 2:
+        if not reranks(run):
             raise RequestError(422, f"model {batcher.name!r} labels {len(run.labels)} classes "
                                     f"({', '.join(run.labels)}); reranking needs a regression run (STS-B) or a "
                                     f"two-label one (MRPC, QNLI, your own relevance file)", "model")
@@ -71,6 +71,11 @@ def add_routes(app: FastAPI, service) -> None:
         order = sorted(range(len(scores)), key=lambda i: -scores[i])  # stable: ties keep the order sent
         return JSONResponse([{"index": i, "score": scores[i], **({"text": body.texts[i]} if body.return_text else {})}
                              for i in order])
+
+
+def reranks(run: inference.Run) -> bool:
+    """A cross-encoder: a regression run (its score) or a two-label one (the probability of its positive label)."""
+    return run.labels == ["score"] or len(run.labels) == 2
 
 
 def check_options(batcher, dimensions: int | None, prompt_name: str | None) -> None:

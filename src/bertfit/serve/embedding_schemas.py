@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
-from .schemas import Strict, Text
+from .schemas import Integer, Strict, Text
 
 TruncationDirection = Literal["Right", "right"]  # TEI's default; cutting the start of a text is not offered
 
@@ -14,11 +14,11 @@ TruncationDirection = Literal["Right", "right"]  # TEI's default; cutting the st
 class EmbedRequest(Strict):
     """TEI's /embed."""
     inputs: Text | list[Text]
-    normalize: bool = True
-    truncate: bool | None = None  # None and false: a text longer than the model reads is refused
+    normalize: StrictBool = True  # Strict: true or false, as the document says, not 1 or "yes"
+    truncate: StrictBool | None = None  # None and false: a text longer than the model reads is refused
     truncation_direction: TruncationDirection = "Right"
     prompt_name: Text | None = None
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: Integer | None = Field(None, ge=1)
     model: Text | None = None
 
 
@@ -26,10 +26,10 @@ class RerankRequest(Strict):
     """TEI's /rerank: a query against passages, scored by a cross-encoder (a classification run)."""
     query: Text
     texts: list[Text]
-    truncate: bool | None = None
+    truncate: StrictBool | None = None
     truncation_direction: TruncationDirection = "Right"
-    raw_scores: bool = False
-    return_text: bool = False
+    raw_scores: StrictBool = False
+    return_text: StrictBool = False
     model: Text | None = None
 
 
@@ -44,7 +44,7 @@ class OpenAIEmbeddingRequest(Strict):
     input: Text | list[Text] | list[int] | list[list[int]]
     model: Text
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: Integer | None = Field(None, ge=1)
     user: Text | None = None
 
 

@@ -219,11 +219,11 @@ class InferenceRequest(Strict):
              | list[QuestionInput])
     parameters: Parameters | None = None
     # feature-extraction's own, beside inputs as TEI reads them (refused for every other task)
-    normalize: bool | None = None
-    truncate: bool | None = None
+    normalize: StrictBool | None = None
+    truncate: StrictBool | None = None
     truncation_direction: Literal["Right", "right"] | None = None
     prompt_name: Text | None = None
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: Integer | None = Field(None, ge=1)
     encoding_format: Literal["float"] | None = None
 
 
