@@ -30,6 +30,7 @@ MARKER = re.compile(r"(<!-- (figures|code):([\w.-]+) -->\n)(.*?)(<!-- /\2 -->)",
 # (its README says where each file comes from). Shown where a CPU kind has no figures yet.
 GLUE = "../shared/data/glue"
 SQUAD1 = "../shared/data/squad/dev-v1.1.json"
+WNUT = "../shared/data/ner/wnut17"
 COMMANDS = {
     "glue-speed-same-math": f"python bench/glue_speed.py --data-dir {GLUE} --samples 4000",
     "glue-speed-same-math-attention-dropout-0.1":
@@ -57,6 +58,8 @@ COMMANDS = {
                        "--sides bertfit",
     "pretrain-speed": "python bench/pretrain_speed.py --text-dir ../shared/data/text --files 3 "
                       "--tokenizer wordpiece.json --steps 100",
+    "ner-side-by-side-defaults": f"python bench/ner_side_by_side.py {WNUT} --compare defaults --seeds 1,2,3",
+    "ner-side-by-side-same-math": f"python bench/ner_side_by_side.py {WNUT} --compare same-math --seeds 1,2,3",
     "levers": f"python bench/levers.py --glue-dir {GLUE} --squad-file {SQUAD1}",
     "levers-packing": f"python bench/levers.py --glue-dir {GLUE} --squad-file {SQUAD1} --levers packing",
     "attention-speed": "python bench/attention_speed.py",
@@ -251,6 +254,32 @@ def render_glue_side_by_side(figures_dir: Path) -> str:
         return lines
 
     return per_kind(figures_dir, ["glue-side-by-side", "glue-side-by-side-full"], table)
+
+
+NER_COMPARISONS = [("defaults vs defaults", "ner-side-by-side-defaults"),
+                   ("same math", "ner-side-by-side-same-math")]
+
+
+def render_ner_side_by_side(figures_dir: Path) -> str:
+    """WNUT-17: entity F1 (dev and test, mean ± std over seeds) and speed of each side, a row per comparison."""
+    def table(found):
+        rows = []
+        for title, name in NER_COMPARISONS:
+            record = first(found, name)
+            if record is None:
+                continue
+            f = record["figures"]
+            for side, label in (("bertfit", "bertfit"), ("peer", "Trainer (run_ner)")):
+                r = f["sides"][side]
+                rows.append([f"{title}: {label}", pm(r["dev_f1"], r.get("dev_f1_std"), ".2f"),
+                             pm(r["test_f1"], r.get("test_f1_std"), ".2f"), f"{r['train_examples_per_s']:.1f}",
+                             f"{r['train_seconds']:.0f}", f"{r['eval_examples_per_s']:.1f}"])
+            rows.append([f"{title}: ratio bertfit / Trainer", "", "", f"**{f['ratio']['train']:.2f}**", "",
+                         f"**{f['ratio']['eval']:.2f}**"])
+        return markdown_table(["comparison: side", "dev F1", "test F1", "train sentences/s", "train s",
+                               "tagged sentences/s"], rows, "lrrrrr")
+
+    return per_kind(figures_dir, [name for _, name in NER_COMPARISONS], table)
 
 
 def render_small_glue(figures_dir: Path) -> str:
@@ -563,7 +592,7 @@ def render_families(_: Path) -> str:
 
 RENDERERS: dict[str, Callable[[Path], str]] = {
     "figures:headline": render_headline, "figures:speed": render_speed,
-    "figures:glue-side-by-side": render_glue_side_by_side, "figures:small-glue": render_small_glue,
+    "figures:glue-side-by-side": render_glue_side_by_side, "figures:ner-side-by-side": render_ner_side_by_side, "figures:small-glue": render_small_glue,
     "figures:squad-side-by-side": render_squad_side_by_side, "figures:export-speed": render_export,
     "figures:serve-load": render_serve, "figures:pretrain-speed": render_pretrain, "figures:levers": render_levers,
     "figures:attention-speed": render_attention, "figures:profile": render_profile,
