@@ -479,11 +479,12 @@ def print_table(title: str, rows: dict[str, dict], columns: list[tuple[str, str,
 
 def report(title: str, args, peaks: dict[str, dict], sides: dict[str, list[dict]], columns, notes: list[str],
            settings: dict[str, dict] | None = None, scores: tuple[str, ...] = (), *, name: str, script: str,
-           argv: list[str]) -> None:
+           argv: list[str], untimed: bool = False) -> None:
     """Print the table, notes and the ratio line (last); write the figures file `name` (and --json if asked).
 
     `sides`: each side's figures per seed; `settings`: each side's settings (their precision picks the
-    peak its MFU is measured against); `scores`: the accuracy figures, reported as mean ± std over seeds."""
+    peak its MFU is measured against); `scores`: the accuracy figures, reported as mean ± std over seeds;
+    `untimed`: the run shared the CPU with other work, so its clocks are recorded but no timing is reported."""
     precision_of = {name: resolved_precision((settings or {}).get(name, {}).get("precision", args.precision))
                     for name in sides}
     rows = {name: over_seeds([rates(f, peaks[precision_of[name]]["peak_gflops"]) for f in runs], scores)
@@ -504,7 +505,7 @@ def report(title: str, args, peaks: dict[str, dict], sides: dict[str, list[dict]
           + "; ".join(f"{name} {rows[name]['train_mfu_percent']:.1f}% ({precision_of[name]})" for name in rows))
     print(cpu_line(cpu))
     figures = {"benchmark": title, "seeds": seeds, "peak": peaks, "runs": sides, "sides": rows, "notes": notes,
-               "ratio": {"train": train_ratio, "eval": eval_ratio}}
+               "ratio": {"train": train_ratio, "eval": eval_ratio}, "quiet_machine": not untimed}
     write_figures(name, script, argv, args.figures_dir, figures=figures, settings=settings,
                   precision=precision_of, threads=args.threads)
     if args.json:
@@ -513,4 +514,7 @@ def report(title: str, args, peaks: dict[str, dict], sides: dict[str, list[dict]
                    "settings": settings, "peak": peaks, "runs": sides, **rows,
                    "ratio": {"train": train_ratio, "eval": eval_ratio}}
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    print(f"ratio train {train_ratio:.2f} eval {eval_ratio:.2f}")
+    if untimed:
+        print("untimed: this run shared the CPU with other work; its clocks are no timing (scores only)")
+    else:
+        print(f"ratio train {train_ratio:.2f} eval {eval_ratio:.2f}")

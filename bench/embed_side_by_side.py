@@ -1,12 +1,14 @@
 """Fine-tuning the embedded model as a bi-encoder: bertfit's `embed-train` against sentence-transformers' own `fit`,
 the same loss, data, batch, epochs and schedule, seeds 1-3 on both sides; scored before and after.
 
+    python bench/squad_mini.py ../shared/data/squad/dev-v1.1.json 38 squad1   # squad1-{train,validation,eval}.json
     python bench/embed_side_by_side.py --stsb-dir ../shared/data/glue/STS-B \\
-        --squad-train train-v1.1.json --squad-dev ../shared/data/squad/dev-v1.1.json --seeds 1,2,3
+        --squad-train squad1-train.json --squad-dev squad1-eval.json --seeds 1,2,3
 
 - STS-B: scored pairs (train.tsv) with CoSENT; scored by the Spearman correlation of cosines on dev.tsv;
 - SQuAD: (question, paragraph) pairs of --squad-train with in-batch negatives (MultipleNegativesRankingLoss);
-  scored by retrieval on --squad-dev: each question against every paragraph of the file, MRR@10, recall@1, @10.
+  scored by retrieval on --squad-dev: each question against every paragraph of the file, MRR@10, recall@1, @10
+  (squad-mini's split: training and evaluation articles apart, so no evaluation paragraph was trained on).
 Every model, the embedded one before training included, is scored by sentence-transformers' own evaluators
 (EmbeddingSimilarityEvaluator, InformationRetrievalEvaluator) on the model folder each side saved, so that the two
 sides are scored by one definition; bertfit's own figure for its side is printed beside it. Each run is a process
@@ -20,7 +22,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
@@ -153,6 +154,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--max-eval-samples", type=int, help="score the first N pairs or questions only")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write every figure to this file")
+    common.add_figures_option(parser)
     parser.add_argument("--task", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--side", help=argparse.SUPPRESS)
@@ -173,8 +175,7 @@ def main(argv: list[str]) -> None:
           f"(scale 20); seeds {', '.join(map(str, args.seeds))}", flush=True)
     print("differs: bertfit batches by length within groups of 256 batches (sentence-transformers shuffles), and its "
           "own seeds for shuffling and dropout; both scored by sentence-transformers' evaluators", flush=True)
-    child = [a for a in argv if not a.startswith("--json")]
-    child = [a for i, a in enumerate(child) if a != "--seeds" and (i == 0 or child[i - 1] != "--seeds")]
+    child = common._without_options(argv, ("--json", "--figures-dir", "--seeds"))
     figures, ratios = {}, {}
     for task in tasks:
         metric = TASKS[task][0]
@@ -193,6 +194,12 @@ def main(argv: list[str]) -> None:
         print(f"bertfit's own {metric} of its runs: {', '.join(f'{v:.4f}' for v in own)}")
         figures[task], ratios[task] = runs, rows["bertfit"][metric] / rows["peer"][metric]
     print(common.cpu_line(common.cpu_kind()))
+    common.write_figures("embed-side-by-side", __file__, argv, args.figures_dir,
+                         figures={"runs": figures, "ratio": ratios, "seeds": args.seeds, "epochs": args.epochs,
+                                  "batch_size": args.batch_size, "lr": args.lr,
+                                  "max_train_samples": args.max_train_samples,
+                                  "max_eval_samples": args.max_eval_samples},
+                         precision={"bertfit": "fp32", "sentence-transformers": "fp32"}, threads=args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": figures, "ratio": ratios, "arguments": vars(args)},
                                               indent=2) + "\n")

@@ -189,6 +189,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seconds", type=float, default=300, help="at most this long per server (default 300)")
     parser.add_argument("--warmup", type=int, default=20, help="requests before the clock starts (default 20)")
     parser.add_argument("--json", help="also write every figure to this file")
+    common.add_figures_option(parser)
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     parser.add_argument("--peer-server", action="store_true", help=argparse.SUPPRESS)
@@ -202,7 +203,7 @@ def main(argv: list[str]) -> None:
         Path(args.result_file).write_text(json.dumps(encode_side(args)))
         return None
 
-    child = [a for a in argv if not a.startswith("--json")]
+    child = common._without_options(argv, ("--json", "--figures-dir"))
     print(f"bertfit: inference.embed, --precision {args.precision}, batches of at most {args.batch_size} texts "
           f"(and {2048} tokens on CPU); serve: bertfit serve embedded, POST /embed, one text a request, dynamic "
           f"batching at its defaults", flush=True)
@@ -233,6 +234,12 @@ def main(argv: list[str]) -> None:
     print(common.cpu_line(common.cpu_kind()))
     ratio = {"encode": ours["per_second"] / peer["per_second"],
              "serve": served["bertfit"]["throughput"] / max(served["peer"]["throughput"], 1e-9)}
+    common.write_figures("embed-speed", __file__, argv, args.figures_dir,
+                         figures={"sides": rows, "ratio": ratio, "encode_difference": difference,
+                                  "served_difference": served_difference, "texts": args.texts,
+                                  "requests": args.requests, "clients": args.clients},
+                         precision={"bertfit": args.precision, "sentence-transformers": "fp32"},
+                         threads=args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps({"sides": rows, "ratio": ratio, "encode_difference": difference,
                                                "served_difference": served_difference,

@@ -19,7 +19,8 @@ the sides alternating seed by seed, the same seeds on both. Two comparisons (--c
   evaluation, `Trainer.train`).
 Inference is timed on both sides: dev and test tagged by `predict_tags` (bertfit) and `Trainer.predict`.
 A word the Trainer's truncation cut off counts as predicted O, so both sides score every word; the notes say
-how many. The last line is `ratio train X.XX eval Y.YY`, bertfit's throughput over the Trainer's.
+how many. The last line is `ratio train X.XX eval Y.YY`, bertfit's throughput over the Trainer's; with
+--untimed (the run shares the CPU with other work) the scores alone are reported.
 """
 from __future__ import annotations
 
@@ -124,7 +125,7 @@ def bertfit_side(args) -> dict:
             train_seconds, steps = time.perf_counter() - start, result.steps
     pad_id = special_ids(tokenizer).pad
     train_encoded = tagging.encode(train.words, tokenizer, settings["max_seq_length"], stride)
-    scored, eval_seconds, eval_examples, eval_tokens = {}, 0.0, 0, 0
+    scored, eval_seconds, eval_examples, eval_tokens, windowed = {}, 0.0, 0, 0, 0
     for split in ("dev", "test"):
         sentences = read(args, split, args.max_eval_samples)
         start = time.perf_counter()
@@ -133,6 +134,7 @@ def bertfit_side(args) -> dict:
         eval_seconds += time.perf_counter() - start
         eval_examples += len(sentences)
         eval_tokens += int(encoded.features.lengths.sum())
+        windowed += encoded.num_windowed
         scored[split] = seqeval_f1(sentences.tags, predicted)
     lengths = common.length_stats(train_encoded.features.lengths)
     return {"dev_f1": scored["dev"], "test_f1": scored["test"], "train_set": len(train),
@@ -140,7 +142,7 @@ def bertfit_side(args) -> dict:
             "train_tokens": lengths["tokens"] * settings["epochs"], "train_seconds": train_seconds,
             "train_flops": common.training_flops(model.bert.config, **lengths) * settings["epochs"],
             "eval_examples": eval_examples, "eval_tokens": eval_tokens, "eval_seconds": eval_seconds,
-            "words_cut": 0, "windowed_sentences": train_encoded.num_windowed}
+            "words_cut": 0, "windowed_sentences": windowed, "windowed_training_sentences": train_encoded.num_windowed}
 
 
 def peer_side(args) -> dict:
@@ -231,6 +233,8 @@ def main(argv: list[str]) -> None:
                              "fp32, as bertfit decides (default auto)")
     parser.add_argument("--max-train-samples", type=int, help="a smoke run: the first N training sentences")
     parser.add_argument("--max-eval-samples", type=int, help="a smoke run: the first N dev and test sentences")
+    parser.add_argument("--untimed", action="store_true",
+                        help="the run shares the CPU with other work: report the scores, no timing")
     common.add_comparison_options(parser)
     args = parser.parse_args(argv)
     settings = side_settings(args)
@@ -252,15 +256,15 @@ def main(argv: list[str]) -> None:
              f"steps); {bertfit['eval_examples']} dev + test sentences tagged; {ours['precision']} / "
              f"{theirs['precision']}, {bertfit['threads']} / {peer['threads']} threads (bertfit / Trainer)",
              "entity F1 ×100 by seqeval's default mode on every word of dev and test, the final model of each side",
-             f"words the Trainer's truncation at {theirs['max_seq_length']} tokens cut off (counted as O): "
-             f"{peer['words_cut']}; bertfit's sentences cut into overlapping windows (every word predicted "
-             f"once): {bertfit['windowed_sentences']}"]
+             f"dev + test words the Trainer's truncation at {theirs['max_seq_length']} tokens cut off (counted as "
+             f"O): {peer['words_cut']}; dev + test sentences bertfit cut into overlapping windows (every word "
+             f"predicted once): {bertfit['windowed_sentences']}"]
     if args.compare == "defaults":
         notes.append("bertfit's training clock includes its evaluation of dev after every epoch; the Trainer's "
                      "has none")
     common.report(f"WNUT-17 tagging, {args.compare}", args, peak, results, COLUMNS, notes, settings,
                   scores=("dev_f1", "test_f1"), name=common.comparison_name("ner-side-by-side", args),
-                  script=__file__, argv=argv)
+                  script=__file__, argv=argv, untimed=args.untimed)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Callable
@@ -60,6 +61,9 @@ COMMANDS = {
                       "--tokenizer wordpiece.json --steps 100",
     "ner-side-by-side-defaults": f"python bench/ner_side_by_side.py {WNUT} --compare defaults --seeds 1,2,3",
     "ner-side-by-side-same-math": f"python bench/ner_side_by_side.py {WNUT} --compare same-math --seeds 1,2,3",
+    "embed-speed": "python bench/embed_speed.py --texts 5000 --requests 5000 --clients 16",
+    "embed-side-by-side": f"python bench/embed_side_by_side.py --stsb-dir {GLUE}/STS-B --squad-train squad1-train.json "
+                          "--squad-dev squad1-eval.json --seeds 1,2,3",
     "levers": f"python bench/levers.py --glue-dir {GLUE} --squad-file {SQUAD1}",
     "levers-packing": f"python bench/levers.py --glue-dir {GLUE} --squad-file {SQUAD1} --levers packing",
     "attention-speed": "python bench/attention_speed.py",
@@ -269,17 +273,63 @@ def render_ner_side_by_side(figures_dir: Path) -> str:
             if record is None:
                 continue
             f = record["figures"]
+            timed = f.get("quiet_machine", True)  # a run taken alongside other work times nothing
             for side, label in (("bertfit", "bertfit"), ("peer", "Trainer (run_ner)")):
                 r = f["sides"][side]
+                speed = [f"{r['train_examples_per_s']:.1f}", f"{r['train_seconds']:.0f}",
+                         f"{r['eval_examples_per_s']:.1f}"] if timed else ["not timed"] * 3
                 rows.append([f"{title}: {label}", pm(r["dev_f1"], r.get("dev_f1_std"), ".2f"),
-                             pm(r["test_f1"], r.get("test_f1_std"), ".2f"), f"{r['train_examples_per_s']:.1f}",
-                             f"{r['train_seconds']:.0f}", f"{r['eval_examples_per_s']:.1f}"])
-            rows.append([f"{title}: ratio bertfit / Trainer", "", "", f"**{f['ratio']['train']:.2f}**", "",
-                         f"**{f['ratio']['eval']:.2f}**"])
+                             pm(r["test_f1"], r.get("test_f1_std"), ".2f"), *speed])
+            if timed:
+                rows.append([f"{title}: ratio bertfit / Trainer", "", "", f"**{f['ratio']['train']:.2f}**", "",
+                             f"**{f['ratio']['eval']:.2f}**"])
         return markdown_table(["comparison: side", "dev F1", "test F1", "train sentences/s", "train s",
                                "tagged sentences/s"], rows, "lrrrrr")
 
     return per_kind(figures_dir, [name for _, name in NER_COMPARISONS], table)
+
+
+def render_embed_speed(figures_dir: Path) -> str:
+    """Embeddings per second and served requests per second, bertfit against sentence-transformers."""
+    def table(found):
+        f = first(found, "embed-speed")["figures"]
+        b, p = f["sides"]["bertfit"], f["sides"]["sentence-transformers"]
+        rows = [["encode, texts/s", f"{b['per_second']:.1f}", f"{p['per_second']:.1f}", f"**{f['ratio']['encode']:.2f}**"],
+                [f"served, requests/s ({f['clients']} clients, one text each)", f"{b['throughput']:.1f}",
+                 f"{p['throughput']:.1f} (FastAPI + encode)", f"**{f['ratio']['serve']:.2f}**"],
+                ["served latency p50 / p99, ms", f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f}",
+                 f"{p['p50_ms']:.1f} / {p['p99_ms']:.1f}", ""],
+                ["largest difference of the vectors, encode / served",
+                 f"{f['encode_difference']:.1e} / {f['served_difference']:.1e}", "", ""]]
+        return markdown_table(["row", "bertfit", "sentence-transformers", "ratio"], rows, "lrrr")
+
+    return per_kind(figures_dir, ["embed-speed"], table)
+
+
+def render_embed_side_by_side(figures_dir: Path) -> str:
+    """STS-B Spearman and SQuAD retrieval before and after fine-tuning, bertfit against sentence-transformers' fit."""
+    metrics = {"stsb": ("STS-B dev, Spearman of cosines ×100", ["spearman_cosine"]),
+               "squad": ("SQuAD retrieval (squad-mini's evaluation articles) ×100", ["mrr@10", "recall@1", "recall@10"])}
+
+    def table(found):
+        f = first(found, "embed-side-by-side")["figures"]
+        rows = []
+        for task, runs in f["runs"].items():
+            title, names = metrics[task]
+            for side, label in (("before", "the embedded model, before"), ("bertfit", "bertfit embed-train"),
+                                ("peer", "sentence-transformers fit")):
+                values = runs[side]
+                cells = []
+                for name in names:
+                    numbers = [100 * r[name] for r in values]
+                    spread = statistics.stdev(numbers) if len(numbers) > 1 else None
+                    cells.append(f"{name} {pm(sum(numbers) / len(numbers), spread, '.2f')}")
+                rows.append([title, label, "; ".join(cells)])
+        return [f"*seeds {', '.join(map(str, f['seeds']))} on both sides, {f['epochs']} epoch(s), batch "
+                f"{f['batch_size']}, lr {number(f['lr'])}, fp32; every model scored by sentence-transformers' "
+                f"evaluators*", "", *markdown_table(["task", "model", "score (mean ± std over seeds)"], rows, "lll")]
+
+    return per_kind(figures_dir, ["embed-side-by-side"], table)
 
 
 def render_small_glue(figures_dir: Path) -> str:
@@ -592,7 +642,8 @@ def render_families(_: Path) -> str:
 
 RENDERERS: dict[str, Callable[[Path], str]] = {
     "figures:headline": render_headline, "figures:speed": render_speed,
-    "figures:glue-side-by-side": render_glue_side_by_side, "figures:ner-side-by-side": render_ner_side_by_side, "figures:small-glue": render_small_glue,
+    "figures:glue-side-by-side": render_glue_side_by_side, "figures:ner-side-by-side": render_ner_side_by_side,
+    "figures:embed-speed": render_embed_speed, "figures:embed-side-by-side": render_embed_side_by_side, "figures:small-glue": render_small_glue,
     "figures:squad-side-by-side": render_squad_side_by_side, "figures:export-speed": render_export,
     "figures:serve-load": render_serve, "figures:pretrain-speed": render_pretrain, "figures:levers": render_levers,
     "figures:attention-speed": render_attention, "figures:profile": render_profile,
