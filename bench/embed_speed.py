@@ -1,6 +1,7 @@
 """Sentence embeddings on the CPU at hand: bertfit against sentence-transformers, on the embedded model.
 
     python bench/embed_speed.py --texts 5000 --requests 5000 --clients 16
+    python bench/embed_speed.py --texts 5000 --requests 5000 --clients 16 --engines torch,onnx,onnx-int8
 
 Two measurements, each side in a process of its own, one after the other, with the same torch threads:
 - encode: `inference.embed` against `SentenceTransformer.encode` over the same texts (a mix of lengths, some past
@@ -11,8 +12,11 @@ Two measurements, each side in a process of its own, one after the other, with t
   keep-alive connection, send one text per request and the next when the answer is back; requests per second, the
   latency percentiles, and every answer checked (a non-200 status or a body that is not one vector is an error).
 
-The settings of both sides are printed before the figures; the last line is `ratio encode X.XX serve Y.YY`
-(bertfit over sentence-transformers).
+--engines adds bertfit's ONNX Runtime engine on the embedded model's export (`bertfit export`), in fp32 (the same math)
+and in dynamic int8 (other math: its smallest cosine to sentence-transformers' vectors is printed beside it), each a
+row of its own against the same sentence-transformers run. The settings of both sides are printed before the
+figures; the last line is `ratio SIDE encode X.XX serve Y.YY` for each of bertfit's engines (over
+sentence-transformers).
 """
 # no `from __future__ import annotations`: FastAPI reads the peer's request schema off its handler at run time
 
@@ -33,6 +37,9 @@ import common  # noqa: E402
 import serve_load  # noqa: E402
 
 ST_BATCH = 32  # SentenceTransformer.encode's default batch size
+# bertfit's engines, a side each: PyTorch, and the embedded model's ONNX export in fp32 and dynamic int8
+ENGINES = {"bertfit": "torch", "bertfit-onnx": "onnx", "bertfit-onnx-int8": "onnx-int8"}
+SIDE_OF = {engine: side for side, engine in ENGINES.items()}
 
 
 def mixed_texts(n: int, seed: int = 0) -> list[str]:
@@ -55,10 +62,12 @@ def encode_side(args) -> dict:
     from bertfit.pretrained import embedded_model_path
 
     texts = mixed_texts(args.texts)
-    if args.side == "bertfit":
+    if args.side.startswith("bertfit"):
         from bertfit import inference
 
-        run = inference.load_run("embedded", precision=args.precision, need="embed")
+        engine = ENGINES[args.side]
+        run = inference.load_run(args.export_dir or "embedded", engine="onnx" if engine != "torch" else "torch",
+                                 precision=args.precision if engine == "torch" else "auto", need="embed")
         embed = lambda batch: inference.embed(run, batch, batch_size=args.batch_size).vectors
         precision = run.precision
     else:
@@ -188,8 +197,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per server (default 2000)")
     parser.add_argument("--seconds", type=float, default=300, help="at most this long per server (default 300)")
     parser.add_argument("--warmup", type=int, default=20, help="requests before the clock starts (default 20)")
+    parser.add_argument("--engines", default="torch",
+                        help="bertfit's engines, comma-separated, of torch, onnx (the embedded model's ONNX export, "
+                             "fp32) and onnx-int8 (its dynamic int8 export: other math, its vectors' cosine to the "
+                             "fp32 ones reported) (default torch)")
     parser.add_argument("--json", help="also write every figure to this file")
     common.add_figures_option(parser)
+    parser.add_argument("--export-dir", help=argparse.SUPPRESS)
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     parser.add_argument("--peer-server", action="store_true", help=argparse.SUPPRESS)
@@ -203,48 +217,81 @@ def main(argv: list[str]) -> None:
         Path(args.result_file).write_text(json.dumps(encode_side(args)))
         return None
 
-    child = common._without_options(argv, ("--json", "--figures-dir"))
-    print(f"bertfit: inference.embed, --precision {args.precision}, batches of at most {args.batch_size} texts "
-          f"(and {2048} tokens on CPU); serve: bertfit serve embedded, POST /embed, one text a request, dynamic "
-          f"batching at its defaults", flush=True)
+    child = common._without_options(argv, ("--json", "--figures-dir", "--engines"))
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in SIDE_OF]
+    if unknown or not engines:
+        sys.exit(f"--engines: {', '.join(unknown) or 'none given'}; choose from {', '.join(SIDE_OF)}")
+    print(f"bertfit: inference.embed, engines {', '.join(engines)} (torch at --precision {args.precision}), batches "
+          f"of at most {args.batch_size} texts (and {2048} tokens on CPU); serve: bertfit serve, POST /embed, one text "
+          f"a request, dynamic batching at its defaults", flush=True)
     print(f"sentence-transformers: SentenceTransformer.encode, fp32, batch {ST_BATCH}; serve: FastAPI def handler "
           f"calling encode per request on uvicorn", flush=True)
     print(f"both: {args.threads} torch threads, {args.texts} texts (one in ten past 256 tokens, cut), the embedded "
           f"all-MiniLM-L6-v2; differs: batch size and batching (each side's own)", flush=True)
-    ours, our_vectors = run_encode_side(child, "bertfit")
-    peer, peer_vectors = run_encode_side(child, "sentence-transformers")
-    difference = float(np.abs(our_vectors - peer_vectors).max())
-    texts = mixed_texts(max(args.requests, 1), seed=1)
-    served = {"bertfit": measure_server("bertfit serve", [sys.executable, "-m", "bertfit", "serve", "embedded",
-                                                          "--port", "0", "--threads", str(args.threads),
-                                                          "--precision", args.precision], args, texts),
-              "peer": measure_server("FastAPI + SentenceTransformer", [sys.executable, __file__, "--peer-server",
-                                                                       "--threads", str(args.threads)], args, texts)}
-    common_ids = sorted(set(served["bertfit"]["vectors"]) & set(served["peer"]["vectors"]))
-    served_difference = max((float(np.abs(np.array(served["bertfit"]["vectors"][i]) - served["peer"]["vectors"][i]).max())
-                             for i in common_ids), default=float("nan"))
-    rows = {"bertfit": {**ours, **{k: v for k, v in served["bertfit"].items() if k != "vectors"}},
-            "sentence-transformers": {**peer, **{k: v for k, v in served["peer"].items() if k != "vectors"}}}
-    common.print_table("sentence embeddings: encode and serve", rows, [
+    with tempfile.TemporaryDirectory(prefix="bench-embed-export-") as exports:
+        folders = {e: export_embedded(Path(exports) / e, e) for e in engines if e != "torch"}
+        peer, peer_vectors = run_encode_side(child, "sentence-transformers")
+        texts = mixed_texts(max(args.requests, 1), seed=1)
+        served_peer = measure_server("FastAPI + SentenceTransformer", [sys.executable, __file__, "--peer-server",
+                                                                       "--threads", str(args.threads)], args, texts)
+        rows = {"sentence-transformers": {**peer, **{k: v for k, v in served_peer.items() if k != "vectors"}}}
+        ratio, differences = {}, {}
+        for engine in engines:
+            side = SIDE_OF[engine]
+            folder = folders.get(engine)
+            ours, our_vectors = run_encode_side([*child, *(["--export-dir", str(folder)] if folder else [])], side)
+            command = [sys.executable, "-m", "bertfit", "serve", f"embedded={folder}" if folder else "embedded",
+                       "--port", "0", "--threads", str(args.threads),
+                       *(["--engine", "onnx"] if folder else ["--precision", args.precision])]
+            served = measure_server(f"bertfit serve ({engine})", command, args, texts)
+            common_ids = sorted(set(served["vectors"]) & set(served_peer["vectors"]))
+            differences[side] = {
+                "encode_max_abs": float(np.abs(our_vectors - peer_vectors).max()),
+                "encode_min_cosine": min_cosine(our_vectors, peer_vectors),
+                "served_max_abs": max((float(np.abs(np.array(served["vectors"][i]) - served_peer["vectors"][i]).max())
+                                       for i in common_ids), default=float("nan")),
+                "served_answers": len(common_ids)}
+            rows[side] = {**ours, "engine": engine, **{k: v for k, v in served.items() if k != "vectors"}}
+            ratio[side] = {"encode": ours["per_second"] / peer["per_second"],
+                           "serve": served["throughput"] / max(served_peer["throughput"], 1e-9)}
+    order = [SIDE_OF[e] for e in engines] + ["sentence-transformers"]
+    common.print_table("sentence embeddings: encode and serve", {side: rows[side] for side in order}, [
         ("side", "side", ""), ("precision", "precision", ""), ("texts/s", "per_second", ".1f"),
         ("served req/s", "throughput", ".1f"), ("p50 ms", "p50_ms", ".1f"), ("p95 ms", "p95_ms", ".1f"),
         ("p99 ms", "p99_ms", ".1f"), ("errors", "errors", "d")])
-    print(f"largest difference between the sides' vectors: encode {difference:.2e}, served {served_difference:.2e} "
-          f"(over {len(common_ids)} answers)")
+    for side, d in differences.items():
+        print(f"{side} against sentence-transformers: largest difference encode {d['encode_max_abs']:.2e}, served "
+              f"{d['served_max_abs']:.2e} (over {d['served_answers']} answers); smallest cosine "
+              f"{d['encode_min_cosine']:.6f}")
     print(common.cpu_line(common.cpu_kind()))
-    ratio = {"encode": ours["per_second"] / peer["per_second"],
-             "serve": served["bertfit"]["throughput"] / max(served["peer"]["throughput"], 1e-9)}
-    common.write_figures("embed-speed", __file__, argv, args.figures_dir,
-                         figures={"sides": rows, "ratio": ratio, "encode_difference": difference,
-                                  "served_difference": served_difference, "texts": args.texts,
-                                  "requests": args.requests, "clients": args.clients},
-                         precision={"bertfit": args.precision, "sentence-transformers": "fp32"},
-                         threads=args.threads)
+    first = order[0]
+    figures = {"sides": rows, "ratio": ratio[first], "ratios": ratio, "differences": differences,
+               "encode_difference": differences[first]["encode_max_abs"],
+               "served_difference": differences[first]["served_max_abs"], "texts": args.texts,
+               "requests": args.requests, "clients": args.clients, "engines": engines}
+    common.write_figures("embed-speed", __file__, argv, args.figures_dir, figures=figures,
+                         precision={**{SIDE_OF[e]: rows[SIDE_OF[e]]["precision"] for e in engines},
+                                    "sentence-transformers": "fp32"}, threads=args.threads)
     if args.json:
-        Path(args.json).write_text(json.dumps({"sides": rows, "ratio": ratio, "encode_difference": difference,
-                                               "served_difference": served_difference,
-                                               "arguments": vars(args)}, indent=2) + "\n")
-    print(f"ratio encode {ratio['encode']:.2f} serve {ratio['serve']:.2f}")
+        Path(args.json).write_text(json.dumps({**figures, "arguments": vars(args)}, indent=2) + "\n")
+    print("ratio " + " ".join(f"{side} encode {r['encode']:.2f} serve {r['serve']:.2f}" for side, r in ratio.items()))
+
+
+def export_embedded(folder: Path, engine: str) -> Path:
+    """The embedded model exported to ONNX (fp32, or int8 for onnx-int8), checked as every export is."""
+    from bertfit.export import export_onnx
+    from bertfit.pretrained import embedded_model_path
+
+    print(f"== export ({engine}) to {folder}", file=sys.stderr, flush=True)
+    export_onnx(embedded_model_path(), folder, quantize="int8" if engine == "onnx-int8" else None)
+    return folder
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float((a * b).sum(axis=1).min())
 
 
 if __name__ == "__main__":
