@@ -152,7 +152,7 @@ def test_glue_encoding_equals_the_families_fast_tokenizer_on_pairs_with_truncati
                     assert features.token_type_ids(i).tolist() == encoded["token_type_ids"][i]
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta", "deberta-v2"])
 def test_squad_windows_point_at_the_answers_characters_with_each_kind_of_tokenizer(family, tmp_path):
     """Byte-level BPE's tokens carry their leading space (Ġ) and SentencePiece's its ▁: the offsets the answer
     positions come from must still cover the answer's characters alone. The windows are the fast tokenizer's pair
@@ -287,8 +287,9 @@ def test_a_head_the_family_lacks_is_refused_naming_the_heads_it_has(tmp_path):
         load_pretrained(folder, head="pretraining")
 
 
-def test_serve_answers_a_roberta_classifier_and_masked_lm_as_the_inference_layer_does(tmp_path):
-    """A server of a RoBERTa classifier and a RoBERTa masked-language model, as transformers saved them."""
+@pytest.mark.parametrize("family", ["roberta", "deberta-v2"])
+def test_serve_answers_a_classifier_and_masked_lm_of_the_family_as_the_inference_layer_does(family, tmp_path):
+    """A server of a classifier and a masked-language model of the family, as transformers saved them."""
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
     import http.client
@@ -297,8 +298,8 @@ def test_serve_answers_a_roberta_classifier_and_masked_lm_as_the_inference_layer
 
     from bertfit import inference
 
-    classifier, _, _ = transformers_model("roberta", "classification", tmp_path / "c")
-    filler, _, _ = transformers_model("roberta", "mlm", tmp_path / "f")
+    classifier, _, _ = transformers_model(family, "classification", tmp_path / "c")
+    filler, _, _ = transformers_model(family, "mlm", tmp_path / "f")
     server = runs.Server([f"sentiment={classifier}", f"filler={filler}"], "--precision", "fp32",
                          log=tmp_path / "server.log")
 

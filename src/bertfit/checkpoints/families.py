@@ -203,7 +203,7 @@ DEBERTA_V2 = Family(
               "sentence_activation": "gelu"},
     parts={"sentence_head": "dense", "project_then_norm": True},
     written={"hidden_act": "gelu"},
-    config_ignored=frozenset({"legacy", "pooler_hidden_size", "conv_act", "conv_groups"}),
+    config_ignored=frozenset({"legacy", "pooler_hidden_size", "conv_kernel_size", "conv_act", "conv_groups"}),
     same_as={"pooler_hidden_size": "hidden_size"},
     optional=frozenset({"embedding_size"}),
     heads=("base", "classification", "qa", "tagging", "mlm"),
