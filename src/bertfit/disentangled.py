@@ -54,8 +54,8 @@ class RelativePositions(nn.Module):
         relative = positions[:, None] - positions[None, :]
         if self.buckets > 0:
             relative = bucket_positions(relative, self.buckets, self.max_distance)
-        table = self.embeddings.weight
-        return (self.norm(table) if self.norm is not None else table), (relative + self.span).clamp(0, 2 * self.span - 1)
+        table = self.embeddings.weight if self.norm is None else self.norm(self.embeddings.weight)
+        return table, (relative + self.span).clamp(0, 2 * self.span - 1)
 
 
 class DisentangledAttention(nn.Module):
@@ -89,12 +89,14 @@ class DisentangledAttention(nn.Module):
             pos_query = self.pos_query(table) if self.pos_query is not None else None
             pos_key = self.pos_key(table) if self.pos_key is not None else None
         scores = torch.matmul(q, k.transpose(-1, -2))
+        # by_distance: each token's content against every row of the table, (batch, heads, tokens, 2 span)
         if "c2p" in self.terms:  # query i's content against the position of key j relative to it
-            by_distance = torch.matmul(q, _per_head(pos_key, heads).transpose(-1, -2))  # (batch, heads, queries, 2 span)
+            by_distance = torch.matmul(q, _per_head(pos_key, heads).transpose(-1, -2))
             scores = scores + torch.gather(by_distance, -1, rows.expand(batch, heads, queries, keys))
         if "p2c" in self.terms:  # key j's content against the position of query i relative to it
-            by_distance = torch.matmul(k, _per_head(pos_query, heads).transpose(-1, -2))  # (batch, heads, keys, 2 span)
-            scores = scores + torch.gather(by_distance, -1, rows.t().expand(batch, heads, keys, queries)).transpose(-1, -2)
+            by_distance = torch.matmul(k, _per_head(pos_query, heads).transpose(-1, -2))
+            by_key = torch.gather(by_distance, -1, rows.t().expand(batch, heads, keys, queries))
+            scores = scores + by_key.transpose(-1, -2)
         scores = scores.to(torch.promote_types(scores.dtype, torch.float32)) / math.sqrt(head_dim * self.scale_factor)
         if attn_mask is not None:
             scores = scores.masked_fill(~attn_mask, float("-inf"))

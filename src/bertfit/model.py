@@ -70,9 +70,11 @@ class BertConfig:
                               f"{', '.join(ACTIVATIONS)}, not {self.sentence_head!r} and {self.sentence_activation!r}")
         if isinstance(self.pos_att_type, str):  # config.json may write "p2c|c2p"
             self.pos_att_type = [t.strip() for t in self.pos_att_type.lower().split("|") if t.strip()]
-        self.pos_att_type = tuple(self.pos_att_type or ())
-        if any(t not in disentangled.TERMS for t in self.pos_att_type) or (self.pos_att_type and not self.relative_attention):
-            raise ConfigError(f"pos_att_type must name c2p and/or p2c, with relative_attention, not {self.pos_att_type!r}")
+        self.pos_att_type = tuple(dict.fromkeys(self.pos_att_type or ()))  # each term counts once, as in DeBERTa
+        if any(t not in disentangled.TERMS for t in self.pos_att_type) or \
+                (self.pos_att_type and not self.relative_attention):
+            raise ConfigError(f"pos_att_type must name c2p and/or p2c, with relative_attention, "
+                              f"not {self.pos_att_type!r}")
         if any(n.strip() not in ("none", "layer_norm") for n in self.norm_rel_ebd.lower().split("|")):
             raise ConfigError(f"norm_rel_ebd must be none or layer_norm, not {self.norm_rel_ebd!r}")
 

@@ -181,7 +181,8 @@ DEBERTA_ENCODER_AND_HEADS = [row for row in BERT_ENCODER if not row[0].startswit
     ("embeddings.embed_proj.weight", "embeddings.project.weight"),
     ("encoder.rel_embeddings.weight", "relative.embeddings.weight"),
     ("encoder.LayerNorm.{kind}", "relative.norm.{kind}"),
-    ("encoder.layer.{layer}.attention.self.pos_key_proj.{kind}", "layers.{layer}.attention.disentangled.pos_key.{kind}"),
+    ("encoder.layer.{layer}.attention.self.pos_key_proj.{kind}",
+     "layers.{layer}.attention.disentangled.pos_key.{kind}"),
     ("encoder.layer.{layer}.attention.self.pos_query_proj.{kind}",
      "layers.{layer}.attention.disentangled.pos_query.{kind}"),
     ("pooler.dense.{kind}", "pre_classifier.{kind}"),  # its ContextPooler, beside the encoder
