@@ -192,7 +192,7 @@ def test_the_onnx_export_of_a_deberta_classifier_computes_its_buckets_as_pytorch
     torch.testing.assert_close(torch.tensor([list(p.values()) for p in pytorch]), expected, atol=1e-5, rtol=0)
 
 
-def test_ner_trains_a_deberta_tagger_and_tag_answers_as_transformers_pipeline_does(tmp_path):
+def test_ner_trains_a_deberta_tagger_saved_as_transformers_class_and_tag_reads_the_run(tmp_path):
     from test_ner import SENTENCES, write_conll
 
     from bertfit import cli, inference

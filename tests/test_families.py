@@ -148,7 +148,7 @@ def test_glue_encoding_equals_the_families_fast_tokenizer_on_pairs_with_truncati
             assert stats.num_truncated > 0
             for i in range(len(firsts)):
                 assert features.input_ids(i).tolist() == encoded["input_ids"][i]
-                if FAMILIES[family].name in ("bert", "electra", "deberta-v2"):  # token types where the tokenizer writes them
+                if FAMILIES[family].name in ("bert", "electra", "deberta-v2"):  # where the tokenizer writes them
                     assert features.token_type_ids(i).tolist() == encoded["token_type_ids"][i]
 
 
