@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from torch import nn
 
 CORPUS = [
@@ -61,6 +61,29 @@ def sentencepiece_unigram() -> Tokenizer:
     return tokenizer
 
 
+def deberta_unigram() -> Tokenizer:
+    """DeBERTa-v3's kind: a SentencePiece Unigram (▁ before every word) with [CLS] a [SEP] b [SEP], token types 0
+    then 1, and the normaliser transformers' DebertaV2Tokenizer builds (runs of spaces as one, NFC, no trailing
+    space)."""
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Replace(Regex(r"\s{2,}|[\n\r\t]"), " "),
+                                                 normalizers.NFC(), normalizers.Strip(left=False, right=True)])
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.train_from_iterator(CORPUS, trainers.UnigramTrainer(
+        vocab_size=300, special_tokens=["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"], unk_token="[UNK]"))
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+    return tokenizer
+
+
+# DeBERTa-v3's parts at a tiny size: 8 buckets (exact distances under 4), distances past 16 all alike, so the test
+# sentences (up to ~40 tokens) reach the logarithmic buckets and the clamp
+DEBERTA_V3 = dict(relative_attention=True, position_buckets=8, max_relative_positions=16, pos_att_type=["p2c", "c2p"],
+                  share_att_key=True, norm_rel_ebd="layer_norm", position_biased_input=False, type_vocab_size=0)
+
+
 def transformers_config(family: str, vocab_size: int, **overrides):
     import transformers
 
@@ -72,6 +95,9 @@ def transformers_config(family: str, vocab_size: int, **overrides):
                "camembert": transformers.CamembertConfig}[family]
         return cls(vocab_size=vocab_size, max_position_embeddings=130, type_vocab_size=1, pad_token_id=1,
                    bos_token_id=0, eos_token_id=2, **SIZES, **overrides)
+    if family == "deberta-v2":
+        return transformers.DebertaV2Config(vocab_size=vocab_size, max_position_embeddings=128,
+                                            **{**SIZES, **DEBERTA_V3, **overrides})
     if family == "electra":
         return transformers.ElectraConfig(vocab_size=vocab_size, embedding_size=16, max_position_embeddings=128,
                                           **SIZES, **overrides)
@@ -79,10 +105,10 @@ def transformers_config(family: str, vocab_size: int, **overrides):
 
 
 TOKENIZER_OF = {"bert": wordpiece, "distilbert": wordpiece, "electra": wordpiece, "roberta": byte_level_bpe,
-                "xlm-roberta": sentencepiece_unigram, "camembert": sentencepiece_unigram}
+                "xlm-roberta": sentencepiece_unigram, "camembert": sentencepiece_unigram, "deberta-v2": deberta_unigram}
 TOKENIZER_CLASS = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer", "electra": "ElectraTokenizer",
                    "roberta": "RobertaTokenizer", "xlm-roberta": "XLMRobertaTokenizer",
-                   "camembert": "CamembertTokenizer"}
+                   "camembert": "CamembertTokenizer", "deberta-v2": "DebertaV2Tokenizer"}
 
 
 def randomise(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -24,7 +24,7 @@ import torch
 from . import devices, embedding, heads, onnx_engine, predicting
 from .batching import Features, collate, eval_batches
 from .characters import lone_surrogate
-from .checkpoints.families import BERT, BY_MODEL_TYPE, FAMILIES, HEAD_TENSORS
+from .checkpoints.families import BERT, FAMILIES, HEAD_TENSORS, of_config
 from .checkpoints.hf import read_config, read_config_json
 from .errors import CheckpointError, ConfigError, DataError, require_examples
 from .files import write_atomic
@@ -130,7 +130,7 @@ def weight_names(folder: Path) -> set[str]:
 
 def head_tensors(config: dict) -> dict[str, list[str]]:
     """The tensors that show each head trained, by the names config.json's family gives them in a weights file."""
-    family = BY_MODEL_TYPE.get(config.get("model_type"), BERT) if isinstance(config.get("model_type"), str) else BERT
+    family = of_config(config) or BERT
     return {head: [family.names.theirs(t) for t in tensors] for head, tensors in HEAD_TENSORS.items()
             if all(family.names.theirs(t) for t in tensors)}
 

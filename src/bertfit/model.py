@@ -1,10 +1,11 @@
 """BERT in plain PyTorch: a config, one module per idea, and thin task heads over one encoder.
 
 Numerically this is the BERT of the paper and of the original checkpoints (post-norm blocks,
-erf GELU, the config's LayerNorm epsilon). The families built on it (DistilBERT, RoBERTa, ELECTRA)
-differ from it in a few parts, which the config picks: no token types, positions numbered after the
-padding id, narrower embeddings projected up, and a sentence head with its own dense layer; which
-family uses which is one table (`checkpoints.families`). Attention goes through
+erf GELU, the config's LayerNorm epsilon). The families built on it (DistilBERT, RoBERTa, ELECTRA,
+DeBERTa) differ from it in a few parts, which the config picks: no token types, positions numbered after the
+padding id, narrower embeddings projected up, a sentence head with its own dense layer, and DeBERTa's
+disentangled attention over relative positions (`disentangled.py`); which family uses which is one table
+(`checkpoints.families`). Attention goes through
 `scaled_dot_product_attention` so PyTorch picks its fused kernel for the hardware, except for short
 sequences on CPU, where plain matmul-softmax-matmul is faster (`explicit_attention`).
 """
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import disentangled
 from .errors import ConfigError
 
 
@@ -44,6 +46,16 @@ class BertConfig:
     embedding_size: int | None = None  # ELECTRA: embeddings this wide, projected up to hidden_size
     sentence_head: str = "pooler"  # "pooler": BERT's tanh pooler in the encoder; "dense": the head's own on <s>
     sentence_activation: str = "tanh"  # of the "dense" sentence head: tanh, relu (DistilBERT) or gelu (ELECTRA)
+    # DeBERTa-v2/v3's parts (disentangled.py), none of them BERT's. Field names follow its config.json.
+    relative_attention: bool = False  # disentangled attention over relative positions
+    pos_att_type: tuple[str, ...] = ()  # its position terms: "c2p" (content to position), "p2c" (the reverse)
+    position_buckets: int = -1  # distances in log buckets, this many each way (-1: exact distances)
+    max_relative_positions: int = -1  # the farthest distance told apart (-1: max_position_embeddings)
+    share_att_key: bool = False  # positions projected by the layer's own query and key projections (v3)
+    norm_rel_ebd: str = "none"  # "layer_norm": the relative embeddings pass a LayerNorm
+    position_biased_input: bool = True  # absolute position embeddings (v3 has none)
+    project_then_norm: bool = False  # embeddings projected up (no bias) before their LayerNorm, not after it
+    pooler_dropout: float | None = None  # the dense sentence head's dropout on the first token (None: the classifier's)
 
     @classmethod
     def fields(cls) -> set[str]:
@@ -56,6 +68,15 @@ class BertConfig:
         if self.sentence_head not in ("pooler", "dense") or self.sentence_activation not in ACTIVATIONS:
             raise ConfigError(f"sentence_head must be pooler or dense and sentence_activation one of "
                               f"{', '.join(ACTIVATIONS)}, not {self.sentence_head!r} and {self.sentence_activation!r}")
+        if isinstance(self.pos_att_type, str):  # config.json may write "p2c|c2p"
+            self.pos_att_type = [t.strip() for t in self.pos_att_type.lower().split("|") if t.strip()]
+        self.pos_att_type = tuple(dict.fromkeys(self.pos_att_type or ()))  # each term counts once, as in DeBERTa
+        if any(t not in disentangled.TERMS for t in self.pos_att_type) or \
+                (self.pos_att_type and not self.relative_attention):
+            raise ConfigError(f"pos_att_type must name c2p and/or p2c, with relative_attention, "
+                              f"not {self.pos_att_type!r}")
+        if any(n.strip() not in ("none", "layer_norm") for n in self.norm_rel_ebd.lower().split("|")):
+            raise ConfigError(f"norm_rel_ebd must be none or layer_norm, not {self.norm_rel_ebd!r}")
 
     @property
     def max_length(self) -> int:
@@ -93,11 +114,15 @@ class BertEmbeddings(nn.Module):
         width = config.embedding_size or config.hidden_size
         self.position_offset = config.position_offset
         self.word_embeddings = nn.Embedding(config.vocab_size, width, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width) \
+            if config.position_biased_input else None
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width) if config.type_vocab_size else None
-        self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        # DeBERTa projects first (without a bias) and normalises at the hidden size; ELECTRA the other way round
+        self.project_first = config.project_then_norm
+        self.norm = nn.LayerNorm(config.hidden_size if self.project_first else width, eps=config.layer_norm_eps)
         self.dropout = FastDropout(config.hidden_dropout_prob)
-        self.project = nn.Linear(width, config.hidden_size) if width != config.hidden_size else None
+        self.project = nn.Linear(width, config.hidden_size, bias=not self.project_first) \
+            if width != config.hidden_size else None
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor, packing: Packing | None = None) -> Tensor:
         """(batch, length, hidden); with `packing`, (real tokens, hidden) for the real tokens alone."""
@@ -108,9 +133,16 @@ class BertEmbeddings(nn.Module):
             positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         # RoBERTa numbers a sequence's tokens from pad_token_id + 1 on (padding sits on the right, so this is
         # its count of the real tokens before each one)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions + self.position_offset)
+        if self.position_embeddings is not None:
+            x = self.word_embeddings(input_ids) + self.position_embeddings(positions + self.position_offset)
+        else:  # positions come in as relative ones, in attention (DeBERTa-v3)
+            x = self.word_embeddings(input_ids)
         if self.token_type_embeddings is not None:
             x = x + self.token_type_embeddings(token_type_ids)
+        if self.project_first:
+            # DeBERTa also zeroes the padding's embeddings here, which no real token reads without its
+            # convolution (refused by checkpoints.hf): attention masks padding as keys
+            return self.dropout(self.norm(self.project(x) if self.project is not None else x))
         x = self.dropout(self.norm(x))
         return self.project(x) if self.project is not None else x
 
@@ -177,12 +209,13 @@ class BertSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_probs_dropout_prob
+        self.disentangled = disentangled.DisentangledAttention(config) if config.relative_attention else None
 
     def forward(self, x: Tensor, attn_mask: Tensor | None, first_only: bool = False,
-                packing: Packing | None = None) -> Tensor:
+                packing: Packing | None = None, relative: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Attend over all of x; with `first_only`, only the first position asks (its output alone comes back,
         (batch, 1, hidden)). With `packing`, x holds the real tokens alone (tokens, hidden), and so does the output
-        unless `first_only`."""
+        unless `first_only`. `relative`: the model's relative positions, for disentangled attention (DeBERTa)."""
         hidden = x.shape[-1]
         batch, length = (packing.batch, packing.length) if packing is not None else x.shape[:2]
         heads, head_dim = self.num_heads, hidden // self.num_heads
@@ -196,7 +229,11 @@ class BertSelfAttention(nn.Module):
         else:
             # (batch, length, 3, heads, head_dim) -> three (batch, heads, length, head_dim)
             q, k, v = layout(self.qkv(x)).view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
-        y = self._attend(q, k, v, attn_mask).transpose(1, 2).reshape(batch, q.shape[2], hidden)
+        if relative is None:
+            y = self._attend(q, k, v, attn_mask)
+        else:
+            y = self.disentangled(q, k, v, attn_mask, relative, self.qkv, self.dropout_p if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(batch, q.shape[2], hidden)
         return self.out(packing.unpad(y) if packing is not None and not first_only else y)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None) -> Tensor:
@@ -248,10 +285,10 @@ class BertLayer(nn.Module):
         self.dropout = FastDropout(config.hidden_dropout_prob)
 
     def forward(self, x: Tensor, attn_mask: Tensor | None, first_only: bool = False,
-                packing: Packing | None = None) -> Tensor:
+                packing: Packing | None = None, relative: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """The block's output for every position, or (`first_only`) for the first alone, at a fraction of the cost;
         with `packing`, for the real tokens alone (see Packing)."""
-        attended = self.attention(x, attn_mask, first_only, packing)
+        attended = self.attention(x, attn_mask, first_only, packing, relative)
         x = self.attention_norm((first_tokens(x, packing) if first_only else x) + self.dropout(attended))
         return self.output_norm(x + self.dropout(self.output(F.gelu(self.intermediate(x)))))
 
@@ -280,6 +317,7 @@ class BertModel(nn.Module):
         self.embeddings = BertEmbeddings(config)
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
         self.pooler = BertPooler(config) if pooler and config.sentence_head == "pooler" else None
+        self.relative = disentangled.RelativePositions(config) if config.relative_attention else None
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None, first_token_only: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -300,8 +338,10 @@ class BertModel(nn.Module):
         attn_mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
         packing = Packing.worth_it(attention_mask.bool()) if attn_mask is not None and len(self.layers) else None
         x = self.embeddings(input_ids, token_type_ids, packing)
+        relative = self.relative(input_ids.shape[1], input_ids.device) if self.relative is not None else None
         for i, layer in enumerate(self.layers):
-            x = layer(x, attn_mask, first_only=first_token_only and i == len(self.layers) - 1, packing=packing)
+            x = layer(x, attn_mask, first_only=first_token_only and i == len(self.layers) - 1, packing=packing,
+                      relative=relative)
         if packing is not None and not first_token_only:
             x = packing.pad(x)
         return x, self.pooler(x) if self.pooler is not None else None
@@ -312,8 +352,8 @@ class BertForSequenceClassification(nn.Module):
 
     The sentence vector is BERT's pooled [CLS] vector, or (`sentence_head="dense"`) the head's own dense layer
     and activation on the first token: RoBERTa's dense-tanh, DistilBERT's pre-classifier and ReLU, ELECTRA's
-    dense-GELU. Dropout comes before the dense layer and after it, as RoBERTa and ELECTRA have it (DistilBERT's
-    comes after it alone).
+    dense-GELU, DeBERTa's context pooler. Dropout comes before the dense layer and after it, as RoBERTa and ELECTRA
+    have it (DistilBERT's comes after it alone; DeBERTa's before it is its pooler_dropout).
     """
 
     def __init__(self, config: BertConfig, num_labels: int = 2):
@@ -322,6 +362,8 @@ class BertForSequenceClassification(nn.Module):
         self.bert = BertModel(config)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = FastDropout(dropout)
+        # DeBERTa's context pooler has a dropout of its own before its dense layer
+        self.pre_dropout = FastDropout(config.pooler_dropout) if config.pooler_dropout is not None else self.dropout
         self.pre_classifier = nn.Linear(config.hidden_size, config.hidden_size) \
             if config.sentence_head == "dense" else None
         self.activation = ACTIVATIONS[config.sentence_activation]
@@ -331,7 +373,7 @@ class BertForSequenceClassification(nn.Module):
                 attention_mask: Tensor | None = None) -> Tensor:
         sequence, pooled = self.bert(input_ids, token_type_ids, attention_mask, first_token_only=True)
         if self.pre_classifier is not None:
-            pooled = self.activation(self.pre_classifier(self.dropout(sequence[:, 0])))
+            pooled = self.activation(self.pre_classifier(self.pre_dropout(sequence[:, 0])))
         return self.classifier(self.dropout(pooled))
 
 

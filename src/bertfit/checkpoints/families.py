@@ -44,6 +44,8 @@ class Family:
     positions_after_padding: bool = False  # positions count from pad_token_id + 1 (RoBERTa's fairseq heritage)
     written: dict = field(default_factory=dict)  # config.json fields written as they are (no BertConfig field)
     config_ignored: frozenset = frozenset()  # config.json fields of this family that do not change the network
+    same_as: dict = field(default_factory=dict)  # config.json fields that must equal a BertConfig field (ours)
+    optional: frozenset = frozenset()  # BertConfig fields written only when set (their config has no null for them)
     heads: tuple[str, ...] = ("base", "classification", "qa", "mlm")
     tokenizer_class: str = "BertTokenizer"
     summary: str = ""  # how it differs from BERT, for the docs' table
@@ -169,8 +171,72 @@ ELECTRA = Family(
     summary="BERT's blocks; embeddings narrower than the hidden size, projected up; dense-GELU-out head",
 )
 
-FAMILIES = {f.name: f for f in (BERT, DISTILBERT, ROBERTA, XLM_ROBERTA, CAMEMBERT, ELECTRA)}
-BY_MODEL_TYPE = {model_type: f for f in FAMILIES.values() for model_type in f.model_types}
+# DeBERTa-v2's relative positions and the parts of its embeddings, as config.json names them
+DEBERTA_FIELDS = ("relative_attention", "pos_att_type", "position_buckets", "max_relative_positions", "share_att_key",
+                  "norm_rel_ebd", "position_biased_input")
+DEBERTA_LM_HEAD = [("cls.predictions.transform.dense.{kind}", "cls.dense.{kind}"),
+                   ("cls.predictions.transform.LayerNorm.{kind}", "cls.norm.{kind}"),
+                   ("cls.predictions.bias", "cls.bias")]
+DEBERTA_ENCODER_AND_HEADS = [row for row in BERT_ENCODER if not row[0].startswith("pooler.")] + [
+    ("embeddings.embed_proj.weight", "embeddings.project.weight"),
+    ("encoder.rel_embeddings.weight", "relative.embeddings.weight"),
+    ("encoder.LayerNorm.{kind}", "relative.norm.{kind}"),
+    ("encoder.layer.{layer}.attention.self.pos_key_proj.{kind}",
+     "layers.{layer}.attention.disentangled.pos_key.{kind}"),
+    ("encoder.layer.{layer}.attention.self.pos_query_proj.{kind}",
+     "layers.{layer}.attention.disentangled.pos_query.{kind}"),
+    ("pooler.dense.{kind}", "pre_classifier.{kind}"),  # its ContextPooler, beside the encoder
+    ("classifier.{kind}", "classifier.{kind}"),
+    ("qa_outputs.{kind}", "qa_outputs.{kind}"),
+]
+
+DEBERTA_V2 = Family(
+    name="deberta-v2", model_types=("deberta-v2",), classes="DebertaV2", prefix="deberta.",
+    names=NameTable(DEBERTA_ENCODER_AND_HEADS + DEBERTA_LM_HEAD),
+    qkv="encoder.layer.{layer}.attention.self.{which}.{kind}", qkv_names=("query_proj", "key_proj", "value_proj"),
+    # transformers' MLM head by default (`legacy`): the encoder's other one and the replaced-token head go unused
+    tied_bias="cls.predictions.decoder.bias",
+    ignored=COMMON_IGNORED + r"|cls\.predictions\.decoder\.weight|lm_predictions\..*|mask_predictions\..*",
+    config_names={"cls_dropout": "classifier_dropout", "pooler_hidden_act": "sentence_activation"},
+    fields=CONFIG_FIELDS + DEBERTA_FIELDS + ("embedding_size", "pooler_dropout", "sentence_activation"),
+    defaults={"vocab_size": 128100, "hidden_size": 1536, "num_hidden_layers": 24, "num_attention_heads": 24,
+              "intermediate_size": 6144, "type_vocab_size": 0, "layer_norm_eps": 1e-7, "pooler_dropout": 0.0,
+              "sentence_activation": "gelu"},
+    parts={"sentence_head": "dense", "project_then_norm": True},
+    written={"hidden_act": "gelu"},
+    config_ignored=frozenset({"legacy", "pooler_hidden_size", "conv_kernel_size", "conv_act", "conv_groups"}),
+    same_as={"pooler_hidden_size": "hidden_size"},
+    optional=frozenset({"embedding_size"}),
+    heads=("base", "classification", "qa", "tagging", "mlm"),
+    tokenizer_class="DebertaV2Tokenizer",
+    summary="disentangled attention: content-to-position and position-to-content terms over log-bucketed relative "
+            "positions; absolute positions optional (none in v3), token types optional (none in v3); context pooler "
+            "(dense + GELU on `[CLS]`) under the classifier; SentencePiece vocabulary, `[CLS] A [SEP] B [SEP]`",
+)
+# the same network with the MLM head under its other names, which config.json's `legacy: false` picks
+DEBERTA_V2_LM_PREDICTIONS = dataclasses.replace(
+    DEBERTA_V2, name="deberta-v2-lm-predictions",
+    names=NameTable(DEBERTA_ENCODER_AND_HEADS + [("lm_predictions.lm_head.dense.{kind}", "cls.dense.{kind}"),
+                                                 ("lm_predictions.lm_head.LayerNorm.{kind}", "cls.norm.{kind}"),
+                                                 ("lm_predictions.lm_head.bias", "cls.bias")]),
+    tied_bias=None, ignored=COMMON_IGNORED + r"|cls\.predictions\..*|mask_predictions\..*",
+    written={"hidden_act": "gelu", "legacy": False})
+
+LISTED = (BERT, DISTILBERT, ROBERTA, XLM_ROBERTA, CAMEMBERT, ELECTRA, DEBERTA_V2)
+FAMILIES = {f.name: f for f in (*LISTED, DEBERTA_V2_LM_PREDICTIONS)}
+BY_MODEL_TYPE = {model_type: f for f in LISTED for model_type in f.model_types}
+# (model_type, config.json field, value) -> the variant of the family a model of that value is saved as
+VARIANTS = {("deberta-v2", "legacy", False): DEBERTA_V2_LM_PREDICTIONS}
+
+
+def of_config(raw: dict) -> Family | None:
+    """The family whose names a config.json's model is saved under (BERT without a model_type), None for a
+    model_type bertfit does not build."""
+    model_type = raw.get("model_type", "bert")
+    if not isinstance(model_type, str) or model_type not in BY_MODEL_TYPE:
+        return None
+    return next((variant for (kind, key, value), variant in VARIANTS.items()
+                 if kind == model_type and raw.get(key) is value), BY_MODEL_TYPE[model_type])
 
 
 def supported() -> str:
@@ -182,7 +248,7 @@ def families_table() -> str:
     """The Markdown table of the families in docs/families.md."""
     rows = ["| family | config.json `model_type` | transformers classes | heads | how it differs from BERT |",
             "|---|---|---|---|---|"]
-    for f in FAMILIES.values():
+    for f in LISTED:
         heads = ", ".join(f.heads)
         rows.append(f"| {f.name} | {', '.join(f'`{t}`' for t in f.model_types)} | `{f.classes}Model`, "
                     f"`{f.architecture('classification')}`, ... | {heads} | {f.summary} |")

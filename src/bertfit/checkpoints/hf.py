@@ -11,7 +11,7 @@ import torch
 from .. import heads
 from ..errors import CheckpointError, ConfigError
 from ..model import BertConfig, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification
-from .families import BERT, BY_MODEL_TYPE, FAMILIES, HEAD_MODULES, Family, supported
+from .families import BERT, FAMILIES, HEAD_MODULES, Family, of_config, supported
 from .names import short_list
 
 # BERT's table (the tutorial's format reads through it too); each family has its own (families.py). Query, key
@@ -97,7 +97,10 @@ HF_CONFIG_IGNORED = {
     "sep_token_id", "cls_token_id", "num_labels", "attn_implementation", "_attn_implementation_autoset",
 }
 FLOAT_FIELDS = ("classifier_dropout", "layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob",
-                "initializer_range")
+                "initializer_range", "pooler_dropout")
+BOOL_FIELDS = ("relative_attention", "share_att_key", "position_biased_input")
+TEXT_FIELDS = ("sentence_activation", "norm_rel_ebd")
+SMALLEST = {"pad_token_id": 0, "type_vocab_size": 0, "position_buckets": -1, "max_relative_positions": -1}
 
 
 def read_config_json(path: Path) -> dict:
@@ -131,10 +134,10 @@ def read_config_json(path: Path) -> dict:
 def family_of(raw: dict, path: Path) -> Family:
     """The family a config.json's model_type names (BERT without one); one line naming those bertfit builds
     for any other."""
-    model_type = raw.get("model_type", "bert")
-    if not isinstance(model_type, str) or model_type not in BY_MODEL_TYPE:
-        raise CheckpointError(f"{path}: model_type is {model_type!r}; bertfit builds {supported()}")
-    return BY_MODEL_TYPE[model_type]
+    family = of_config(raw)
+    if family is None:
+        raise CheckpointError(f"{path}: model_type is {raw.get('model_type')!r}; bertfit builds {supported()}")
+    return family
 
 
 def read_config(path: Path) -> BertConfig:
@@ -152,6 +155,13 @@ def read_config(path: Path) -> BertConfig:
         problems.append("sinusoidal_pos_embds (fixed sine positions) is not supported")
     if raw.get("is_decoder") or raw.get("add_cross_attention"):
         problems.append("decoder / cross-attention configs are not encoders")
+    if raw.get("conv_kernel_size"):
+        problems.append(f"conv_kernel_size {raw['conv_kernel_size']!r} (DeBERTa-v2-xlarge's convolution beside the "
+                        f"first layer) is not supported")
+    for name, ours in family.same_as.items():
+        if name in raw and raw[name] != raw.get(family.their_field(ours), family.defaults.get(ours)):
+            problems.append(f"{name} {raw[name]!r} differs from {family.their_field(ours)}, which bertfit's "
+                            f"network needs it to equal")
     known = {family.their_field(f) for f in family.fields}
     ignored = HF_CONFIG_IGNORED | family.config_ignored | set(family.written)
     unknown = sorted(k for k in raw if k not in known and k not in ignored)
@@ -178,16 +188,24 @@ def read_config(path: Path) -> BertConfig:
 def _field_problem(name: str, value) -> str | None:
     """What is wrong with one BertConfig field of a config.json, or None."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if name in BOOL_FIELDS:
+        return None if isinstance(value, bool) else f"{name} must be true or false, not {value!r}"
+    if name in TEXT_FIELDS:
+        return None if isinstance(value, str) else f"{name} must be a string, not {value!r}"
+    if name == "pos_att_type":
+        names = value is None or isinstance(value, str) or (isinstance(value, list)
+                                                            and all(isinstance(v, str) for v in value))
+        return None if names else f"pos_att_type must be a list of c2p and p2c, not {value!r}"
     if name not in FLOAT_FIELDS:
         if not isinstance(value, int) or isinstance(value, bool):
             return f"{name} must be an integer, not {value!r}"
-        smallest = 0 if name == "pad_token_id" else 1
+        smallest = SMALLEST.get(name, 1)
         return f"{name} must be at least {smallest}, not {value}" if value < smallest else None
     if name == "classifier_dropout" and value is None:
         return None
     if not number:
         return f"{name} must be a number, not {value!r}"
-    if name.endswith("_prob") or name == "classifier_dropout":
+    if name.endswith("_prob") or name in ("classifier_dropout", "pooler_dropout"):
         return None if 0 <= value < 1 else f"{name} must be in [0, 1), not {value}"
     return None if value > 0 else f"{name} must be positive, not {value}"
 
@@ -197,7 +215,8 @@ def hf_config(model: torch.nn.Module, labels: list[str] | None = None, extra: di
     labels, bertfit's section."""
     encoder = model.bert if hasattr(model, "bert") else model
     family = FAMILIES[encoder.config.family]
-    config = {family.their_field(f): getattr(encoder.config, f) for f in family.fields}
+    config = {family.their_field(f): getattr(encoder.config, f) for f in family.fields
+              if f not in family.optional or getattr(encoder.config, f) is not None}
     config.update(family.written, model_type=family.model_types[0])
     head = next((name for name, h in heads.WEIGHTED.items() if type(model) is h.model_class), "base")
     config["architectures"] = [family.architecture(head)]

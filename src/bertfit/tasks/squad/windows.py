@@ -106,8 +106,8 @@ def make_windows(questions: list[SquadQuestion], tokenizer: Tokenizer, max_seq_l
     context_encodings = tokenizer.encode_batch(list(context_index), add_special_tokens=False)
     question_encodings = tokenizer.encode_batch([q.question for q in questions], add_special_tokens=False)
     context_ids = [encoding.ids for encoding in context_encodings]
-    context_offsets = [np.asarray(encoding.offsets, dtype=np.int32).reshape(-1, 2)
-                       for encoding in context_encodings]
+    context_offsets = [without_leading_spaces(np.asarray(encoding.offsets, dtype=np.int32).reshape(-1, 2), context)
+                       for encoding, context in zip(context_encodings, context_index)]
     first_row = np.zeros(len(context_offsets) + 1, dtype=np.int64)
     np.cumsum([len(offsets) for offsets in context_offsets], out=first_row[1:])
 
@@ -186,6 +186,18 @@ def _max_context_flags(spans: list[tuple[int, int]], n_tokens: int) -> list[np.n
         scores[k, start : start + length] = np.minimum(position, length - 1 - position) + 0.01 * length
     best = scores.argmax(axis=0)  # first maximum: ties go to the earlier window
     return [best[start : start + length] == k for k, (start, length) in enumerate(spans)]
+
+
+def without_leading_spaces(offsets: np.ndarray, text: str) -> np.ndarray:
+    """Token offsets that start after the spaces before a word: SentencePiece's `▁` stands for the space in front
+    of a word, and a tokenizer that does not split on whitespace first (DeBERTa-v3's) counts that space as the
+    token's first character, which an answer's span must not take. (n, 2) offsets, changed in place."""
+    for row in np.flatnonzero([start < len(text) and text[start].isspace() for start in offsets[:, 0].tolist()]):
+        start, end = offsets[row]
+        while start < end and text[start].isspace():
+            start += 1
+        offsets[row, 0] = start
+    return offsets
 
 
 def _answer_tokens(offsets: np.ndarray, char_start: int, char_end: int) -> tuple[int, int] | None:
