@@ -342,11 +342,12 @@ def test_pretrain_refuses_numbers_out_of_range_and_unknown_sizes(tmp_path, data,
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("content, message", [(None, "no such file"),
                                               ("\n \n", "corpus.txt: no text to train a tokenizer on (read 0 documents")])
-def test_tokenizer_refuses_missing_or_empty_text(tmp_path, data, capsys, content, message):
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_tokenizer_refuses_missing_or_empty_text(tmp_path, data, capsys, content, message, kind):
     train = data / "corpus.txt"
     if content is not None:
         train.write_text(content)
-    argv = ["tokenizer", "--train-file", train, "--output", tmp_path / "out" / "t.json", "--quiet"]
+    argv = ["tokenizer", "--train-file", train, "--output", tmp_path / "out" / "t.json", "--quiet", "--kind", kind]
     assert message in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)
 
 
@@ -376,7 +377,12 @@ def test_tokenizer_refuses_an_output_that_is_a_folder(tmp_path, data, capsys):
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("more, message", [(["--vocab-size", "3"], "--vocab-size"),
-                                           (["--min-frequency", "0"], "--min-frequency")])
+                                           (["--min-frequency", "0"], "--min-frequency"),
+                                           (["--kind", "bpe", "--vocab-size", "200"],
+                                            "--vocab-size must exceed the 261 tokens of every byte-level BPE "
+                                            "(5 special, 256 bytes), not 200"),
+                                           (["--kind", "bpe", "--lowercase"], "--lowercase is for --kind wordpiece"),
+                                           (["--kind", "unigram"], "invalid choice: 'unigram'")])
 def test_tokenizer_refuses_numbers_out_of_range(tmp_path, data, capsys, more, message):
     argv = ["tokenizer", "--train-file", data / "text.txt", "--output", tmp_path / "out" / "t.json", "--quiet", *more]
     assert message in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)

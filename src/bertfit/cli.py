@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
+from .architectures import ARCHITECTURES, TOKENIZER_KINDS
 from .characters import argument_problem
 from .errors import BertfitError, DataError, Interrupted
 from .settings import NER_DEFAULTS, PRETRAIN_DEFAULTS, SQUAD_DEFAULTS, TrainSettings, glue_defaults_table
@@ -390,7 +391,7 @@ def cmd_tokenizer(args: argparse.Namespace) -> None:
     from .tokenizer_training import train_and_report
 
     print(train_and_report(args.train_file, args.output, args.vocab_size, args.lowercase, args.min_frequency,
-                           args.text_field, args.quiet))
+                           args.text_field, args.quiet, args.kind))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -645,13 +646,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(p.add_argument_group("training"), PRETRAIN_DEFAULTS)
     p.set_defaults(func=cmd_pretrain)
 
-    p = command("tokenizer", "train a WordPiece tokenizer on raw text, for pretraining a BERT from scratch")
+    p = command("tokenizer", "train a tokenizer on raw text, for pretraining from scratch: WordPiece (BERT's) or "
+                             "byte-level BPE (RoBERTa's)")
     p.add_argument("--train-file", nargs="+", required=True, metavar="FILE",
                    help="text files (a paragraph per line, a blank line or a WikiText ` = Title = ` line between "
                         "documents), .jsonl files (a document per record), or a hub dataset such as wikitext")
     p.add_argument("--output", required=True, metavar="FILE.json", help="the tokenizer file to write")
+    p.add_argument("--kind", default="wordpiece", choices=TOKENIZER_KINDS,
+                   help="wordpiece: BERT's ([CLS] a [SEP] b [SEP], for --architecture bert); bpe: RoBERTa's byte-level "
+                        "BPE (<s> a </s></s> b </s>, for --architecture roberta) (default: wordpiece)")
     p.add_argument("--vocab-size", type=int, default=30522, help="tokens in the vocabulary, the 5 specials included")
-    p.add_argument("--lowercase", action="store_true", help="lowercase the text first (an uncased tokenizer)")
+    p.add_argument("--lowercase", action="store_true", help="lowercase the text first (an uncased tokenizer; "
+                                                             "wordpiece only)")
     p.add_argument("--min-frequency", type=int, default=2, help="fewest occurrences for a merged piece to be kept")
     p.add_argument("--text-field", default="text", help="the text field of .jsonl records")
     p.add_argument("--quiet", action="store_true", help="no progress bar while training")
