@@ -616,9 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_options(p)
     p.set_defaults(func=cmd_serve)
 
-    p = command("pretrain", "pretrain a BERT on raw text with masked-language modelling (and --nsp, next-sentence "
-                            "prediction): a new model from a size preset and a tokenizer, or continued pretraining "
-                            "of --model")
+    p = command("pretrain", "pretrain a BERT or a RoBERTa on raw text with masked-language modelling (and BERT's "
+                            "--nsp, next-sentence prediction): a new model from a size preset and a tokenizer, or "
+                            "continued pretraining of --model")
     p.add_argument("--train-file", dest="train_files", nargs="+", required=True, metavar="FILE",
                    help="text files (a paragraph a line, a blank line between documents), JSONL files with a text "
                         "field, or hub dataset names (wikitext-2-raw-v1, wikitext-103-raw-v1)")
@@ -628,6 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="without --validation-file: the fraction of documents held out (default: 0.01)")
     p.add_argument("--size", help="a new model: tutorial (12 layers, 768 wide), or a BERT miniature: tiny (2/128), "
                                   "mini (4/256), small (4/512), medium (8/512); needs --tokenizer")
+    p.add_argument("--architecture", choices=ARCHITECTURES,
+                   help="a new model's: bert (WordPiece, MLM on packed blocks, --nsp allowed, token types) or "
+                        "roberta (byte-level BPE from `bertfit tokenizer --kind bpe`, MLM alone on whole paragraphs "
+                        "packed across documents, no token types) (default: bert)")
     p.add_argument("--tokenizer", help="tokenizer JSON (`bertfit tokenizer` trains one); with --model, one not "
                                        "beside the model")
     p.add_argument("--model", help="continue pretraining this model: folder, tutorial .pth, hub name or 'embedded'")
