@@ -106,8 +106,15 @@ def test_a_roberta_pretraining_run_writes_a_roberta_masked_lm_transformers_loads
     torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-5)
 
 
-def test_a_roberta_pretraining_run_fine_tunes_on_sst2_through_the_cli(corpus, tmp_path, capsys):
+def test_a_roberta_pretraining_run_fills_masks_and_fine_tunes_on_sst2_through_the_cli(corpus, tmp_path, capsys):
     pretrain(options(corpus, tmp_path / "run", architecture="roberta"), {**SETTINGS, "max_steps": 2, "eval_every": 0})
+    from bertfit import inference
+
+    run = inference.load_run(tmp_path / "run", precision="fp32", need="fill-mask")
+    [[candidates]] = inference.fill_mask(run, ["the film was a [MASK]"], 3)  # [MASK] in a text is the run's <mask>
+    assert len(candidates) == 3 and [c["probability"] for c in candidates] == sorted(
+        (c["probability"] for c in candidates), reverse=True)
+    assert main(["fill-mask", str(tmp_path / "run"), "the film was a [MASK]", "--precision", "fp32"]) == 0
     _, glue = corpus
     assert main(["glue", "sst2", "--data-dir", str(glue), "--model", str(tmp_path / "run" / "model"), "--output-dir",
                  str(tmp_path / "sst2"), "--max-seq-length", "24", "--max-steps", "4", "--batch-size", "8",
