@@ -18,7 +18,6 @@ saved models (`RUN/model`, kept under --output-dir) on the same task: the last l
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
