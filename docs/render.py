@@ -64,6 +64,8 @@ COMMANDS = {
     "embed-speed": "python bench/embed_speed.py --texts 5000 --requests 5000 --clients 16",
     "embed-side-by-side": f"python bench/embed_side_by_side.py --stsb-dir {GLUE}/STS-B --squad-train squad1-train.json "
                           "--squad-dev squad1-eval.json --seeds 1,2,3",
+    "pretrain-architectures": "python bench/pretrain_architectures.py --text-dir ../shared/data/text --max-time 60m "
+                              "--size mini",
     "levers": f"python bench/levers.py --glue-dir {GLUE} --squad-file {SQUAD1}",
     "levers-packing": f"python bench/levers.py --glue-dir {GLUE} --squad-file {SQUAD1} --levers packing",
     "attention-speed": "python bench/attention_speed.py",
@@ -444,6 +446,18 @@ def render_pretrain(figures_dir: Path) -> str:
     return per_kind(figures_dir, ["pretrain-speed"], table)
 
 
+def render_pretrain_architectures_figures(figures_dir: Path) -> str:
+    def table(found):
+        sides = first(found, "pretrain-architectures")["figures"]["sides"]
+        rows = [[f"`{name}`", str(v["steps"]), f"{v['train_seconds']:.0f}", f"{v['train_tokens_seen']:,}",
+                 f"{v['mlm_loss']:.3f}", f"{100 * v['mlm_accuracy']:.2f}%", f"{v['tokens_per_word']:.3f}"]
+                for name, v in sides.items()]
+        return markdown_table(["--architecture", "steps", "train s", "tokens seen", "held-out MLM loss",
+                               "MLM accuracy", "tokens per word"], rows)
+
+    return per_kind(figures_dir, ["pretrain-architectures"], table)
+
+
 def render_levers(figures_dir: Path) -> str:
     def table(found):
         # each lever from the newest record that measured it (`--levers` runs some of them)
@@ -634,6 +648,18 @@ def render_pretrain_sizes(_: Path) -> str:
     return "\n".join(markdown_table(["--size", "layers", "hidden", "heads", "intermediate"], rows))
 
 
+def render_pretrain_architectures(_: Path) -> str:
+    from bertfit.architectures import ARCHITECTURES
+
+    packing = {"blocks": "packed blocks, every one full", "full-sentences": "whole paragraphs packed across documents"}
+    rows = [[f"`{a.name}`", a.family, f"`--kind {a.tokenizer}`", " or ".join(
+                {"mlm": "MLM", "nsp": "MLM + NSP (`--nsp`)"}[o] for o in a.objectives), packing[a.packing],
+             "yes" if a.config.get("type_vocab_size", 2) > 1 else "no", "yes" if a.tutorial_files else "no"]
+            for a in ARCHITECTURES.values()]
+    return "\n".join(markdown_table(["--architecture", "family", "tokenizer", "objectives", "MLM sequences",
+                                     "token types", "bert_model.pth"], rows, "lllllll"))
+
+
 def render_families(_: Path) -> str:
     from bertfit.checkpoints.families import families_table
 
@@ -643,14 +669,17 @@ def render_families(_: Path) -> str:
 RENDERERS: dict[str, Callable[[Path], str]] = {
     "figures:headline": render_headline, "figures:speed": render_speed,
     "figures:glue-side-by-side": render_glue_side_by_side, "figures:ner-side-by-side": render_ner_side_by_side,
-    "figures:embed-speed": render_embed_speed, "figures:embed-side-by-side": render_embed_side_by_side, "figures:small-glue": render_small_glue,
+    "figures:embed-speed": render_embed_speed, "figures:embed-side-by-side": render_embed_side_by_side,
+    "figures:small-glue": render_small_glue,
     "figures:squad-side-by-side": render_squad_side_by_side, "figures:export-speed": render_export,
     "figures:serve-load": render_serve, "figures:pretrain-speed": render_pretrain, "figures:levers": render_levers,
+    "figures:pretrain-architectures": render_pretrain_architectures_figures,
     "figures:attention-speed": render_attention, "figures:profile": render_profile,
     "code:glue-defaults": render_glue_defaults, "code:train-settings": render_train_settings,
     "code:squad-defaults": render_squad_defaults, "code:serve-settings": render_serve_settings,
     "code:export-tolerances": render_export_tolerances, "code:fast-path": render_fast_path,
     "code:pretrain-sizes": render_pretrain_sizes, "code:families": render_families,
+    "code:pretrain-architectures": render_pretrain_architectures,
 }
 
 

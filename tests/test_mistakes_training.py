@@ -337,16 +337,78 @@ def test_pretrain_refuses_numbers_out_of_range_and_unknown_sizes(tmp_path, data,
                               capsys=capsys)
 
 
+@pytest.fixture
+def bpe(tmp_path, data) -> Path:
+    """A byte-level BPE tokenizer (`bertfit tokenizer --kind bpe`), outside the watched folders."""
+    from bertfit.tokenizer_training import train_bpe
+
+    train_bpe([str(data / "text.txt")], tmp_path / "bpe.json", vocab_size=300, min_frequency=1, quiet=True)
+    return tmp_path / "bpe.json"
+
+
+def roberta(train, out, tokenizer, *more):
+    return ["pretrain", "--train-file", train, "--validation-fraction", "0.2", "--size", "tiny", "--architecture",
+            "roberta", "--tokenizer", tokenizer, "--output-dir", out, "--max-seq-length", "16", "--max-steps", "2",
+            "--batch-size", "2", "--precision", "fp32", "--quiet", *more]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    ("", "corpus.txt: no text to tokenize (read 0 documents, 0 paragraphs, 0 words, 0 characters; 0 title/heading"),
+    ("\n\n = Title = \n\n", "no text to tokenize (read 0 documents, 0 paragraphs, 0 words, 0 characters; 1 title"),
+])
+def test_pretrain_roberta_refuses_missing_or_empty_text(tmp_path, data, bpe, capsys, content, message):
+    train = data / "corpus.txt"
+    if content is not None:
+        train.write_text(content)
+    assert message in refused(roberta(train, tmp_path / "out", bpe), watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("more, message", [
+    (["--nsp"], "--nsp (next-sentence prediction) is BERT's: --architecture roberta pretrains with masked-language "
+                "modelling alone"),
+    (["--tokenizer", "WORDPIECE"], "tokenizer.json: a wordpiece tokenizer, and --architecture roberta takes a bpe one "
+                                   "(`bertfit tokenizer --kind bpe`); architectures: bert (a --kind wordpiece "
+                                   "tokenizer), roberta (a --kind bpe tokenizer)"),
+    (["--architecture", "modernbert"], "argument --architecture: invalid choice: 'modernbert'"),
+    (["--max-seq-length", "2"], "max-seq-length"),
+    (["--validation-fraction", "0.99"], "too few to hold out"),
+])
+def test_pretrain_roberta_refuses_what_roberta_does_not_do(tmp_path, data, bpe, capsys, more, message):
+    more = [str(embedded_model_path() / "tokenizer.json") if m == "WORDPIECE" else m for m in more]
+    assert message in refused(roberta(data / "text.txt", tmp_path / "out", bpe, *more), watch=[data, tmp_path / "out"],
+                              capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+def test_pretrain_refuses_an_architecture_for_a_model_it_continues(tmp_path, data, capsys):
+    argv = ["pretrain", "--train-file", data / "text.txt", "--validation-fraction", "0.2", "--model", "embedded",
+            "--architecture", "bert", "--output-dir", tmp_path / "out", "--quiet"]
+    assert "--model continues pretraining the model's own architecture: leave --architecture out" in refused(
+        argv, watch=[data, tmp_path / "out"], capsys=capsys)
+
+
+@pytest.mark.timeout(120)
+def test_pretrain_bert_refuses_a_bpe_tokenizer(tmp_path, data, bpe, capsys):
+    argv = pretrain(data / "text.txt", tmp_path / "out")
+    argv[argv.index("--tokenizer") + 1] = bpe
+    assert "bpe.json: a bpe tokenizer, and --architecture bert takes a wordpiece one" in refused(
+        argv, watch=[data, tmp_path / "out", bpe], capsys=capsys)
+
+
 # ---- tokenizer -----------------------------------------------------------------------------------
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("content, message", [(None, "no such file"),
                                               ("\n \n", "corpus.txt: no text to train a tokenizer on (read 0 documents")])
-def test_tokenizer_refuses_missing_or_empty_text(tmp_path, data, capsys, content, message):
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_tokenizer_refuses_missing_or_empty_text(tmp_path, data, capsys, content, message, kind):
     train = data / "corpus.txt"
     if content is not None:
         train.write_text(content)
-    argv = ["tokenizer", "--train-file", train, "--output", tmp_path / "out" / "t.json", "--quiet"]
+    argv = ["tokenizer", "--train-file", train, "--output", tmp_path / "out" / "t.json", "--quiet", "--kind", kind]
     assert message in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)
 
 
@@ -376,7 +438,12 @@ def test_tokenizer_refuses_an_output_that_is_a_folder(tmp_path, data, capsys):
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("more, message", [(["--vocab-size", "3"], "--vocab-size"),
-                                           (["--min-frequency", "0"], "--min-frequency")])
+                                           (["--min-frequency", "0"], "--min-frequency"),
+                                           (["--kind", "bpe", "--vocab-size", "200"],
+                                            "--vocab-size must exceed the 261 tokens of every byte-level BPE "
+                                            "(5 special, 256 bytes), not 200"),
+                                           (["--kind", "bpe", "--lowercase"], "--lowercase is for --kind wordpiece"),
+                                           (["--kind", "unigram"], "invalid choice: 'unigram'")])
 def test_tokenizer_refuses_numbers_out_of_range(tmp_path, data, capsys, more, message):
     argv = ["tokenizer", "--train-file", data / "text.txt", "--output", tmp_path / "out" / "t.json", "--quiet", *more]
     assert message in refused(argv, watch=[data, tmp_path / "out"], capsys=capsys)

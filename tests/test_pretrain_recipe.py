@@ -21,7 +21,7 @@ from bertfit.pretrained import load_pretrained
 from bertfit.recipes.glue import GlueOptions, finetune_glue
 from bertfit.recipes.pretrain import PretrainOptions, pretrain
 from bertfit.settings import PRETRAIN_DEFAULTS
-from bertfit.tokenizer_training import train_wordpiece
+from bertfit.tokenizer_training import train_bpe, train_wordpiece
 from bertfit.training import TimeBudget
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -41,13 +41,18 @@ def corpus(tmp_path_factory):
     valid = folder / "valid.txt"
     valid.write_text("\n\n".join("\n".join(doc) for doc in documents[-3:]) + "\n", encoding="utf-8")
     train_wordpiece([str(train)], folder / "wordpiece.json", vocab_size=150, min_frequency=1, quiet=True)
+    train_bpe([str(train)], folder / "bpe.json", vocab_size=300, min_frequency=1, quiet=True)
     return folder, glue
+
+
+TOKENIZER_OF = {"bert": "wordpiece.json", "roberta": "bpe.json"}
 
 
 def options(corpus, run_dir: Path, **more) -> PretrainOptions:
     folder, _ = corpus
+    tokenizer = TOKENIZER_OF[more.get("architecture") or "bert"]
     return PretrainOptions(**{"train_files": (str(folder / "train.txt"),), "validation_file": str(folder / "valid.txt"),
-                              "tokenizer": str(folder / "wordpiece.json"), "size": "tiny", "output_dir": str(run_dir),
+                              "tokenizer": str(folder / tokenizer), "size": "tiny", "output_dir": str(run_dir),
                               "max_seq_length": 24, "quiet": True, **more})
 
 
@@ -71,6 +76,54 @@ def test_a_pretraining_run_writes_a_masked_lm_folder_transformers_loads_with_equ
     with torch.no_grad():
         torch.testing.assert_close(ours.eval()(ids), theirs(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
     assert (tmp_path / "run" / "report.md").exists() and (tmp_path / "run" / "curves.png").exists()
+
+
+def test_a_roberta_pretraining_run_writes_a_roberta_masked_lm_transformers_loads_with_equal_logits(corpus, tmp_path):
+    """--architecture roberta: the BPE tokenizer, no NSP, whole paragraphs packed (so padded batches), no token types,
+    positions counted from the padding id + 1; transformers' Auto classes read the folder, the tokenizer included."""
+    results = pretrain(options(corpus, tmp_path / "run", architecture="roberta"), SETTINGS)
+    assert results["settings"]["architecture"] == "roberta" and results["steps"] == 8
+    counts = results["train_sequence_counts"]
+    assert counts["sequences"] > 0 and counts["padding"] > 0 and "blocks" not in counts  # full sentences, not blocks
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["model_type"] == "roberta" and config["architectures"] == ["RobertaForMaskedLM"]
+    assert (config["type_vocab_size"], config["pad_token_id"], config["max_position_embeddings"]) == (1, 1, 514)
+    assert config["bertfit"]["architecture"] == "roberta"
+    assert not (tmp_path / "run" / "bert_model.pth").exists()  # the tutorial's files are a BERT's
+
+    ours, tokenizer = load_pretrained(tmp_path / "run" / "model", head="mlm")
+    theirs = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "run" / "model").eval()
+    assert type(theirs).__name__ == "RobertaForMaskedLM"
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
+    texts = ["the film was a delight <mask> end", "a dull <mask>", "Café crème 😀 <mask> and a much longer text"]
+    batch = hf_tokenizer(texts, padding=True, return_tensors="pt")
+    for i, text in enumerate(texts):
+        assert batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist() == tokenizer.encode(text).ids
+    with torch.no_grad():
+        expected = theirs(**batch).logits
+        got = ours.eval()(batch["input_ids"], attention_mask=batch["attention_mask"])
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-5)
+
+
+def test_a_roberta_pretraining_run_fills_masks_and_fine_tunes_on_sst2_through_the_cli(corpus, tmp_path, capsys):
+    pretrain(options(corpus, tmp_path / "run", architecture="roberta"), {**SETTINGS, "max_steps": 2, "eval_every": 0})
+    from bertfit import inference
+
+    run = inference.load_run(tmp_path / "run", precision="fp32", need="fill-mask")
+    [[candidates]] = inference.fill_mask(run, ["the film was a [MASK]"], 3)  # [MASK] in a text is the run's <mask>
+    assert len(candidates) == 3 and [c["probability"] for c in candidates] == sorted(
+        (c["probability"] for c in candidates), reverse=True)
+    assert main(["fill-mask", str(tmp_path / "run"), "the film was a [MASK]", "--precision", "fp32"]) == 0
+    _, glue = corpus
+    assert main(["glue", "sst2", "--data-dir", str(glue), "--model", str(tmp_path / "run" / "model"), "--output-dir",
+                 str(tmp_path / "sst2"), "--max-seq-length", "24", "--max-steps", "4", "--batch-size", "8",
+                 "--precision", "fp32", "--quiet"]) == 0
+    results = json.loads((tmp_path / "sst2" / "results.json").read_text())
+    assert results["steps"] == 4 and 0 <= results["metrics"]["accuracy"] <= 1
+    config = json.loads((tmp_path / "sst2" / "model" / "config.json").read_text())
+    assert config["architectures"] == ["RobertaForSequenceClassification"]
+    transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "sst2" / "model")
 
 
 def test_a_pretraining_run_writes_a_model_card_with_the_scores_of_results_json(corpus, tmp_path):
@@ -192,14 +245,15 @@ def test_the_cosine_schedule_decays_as_transformers_cosine_schedule_after_warmup
         theirs.step()
 
 
-def test_a_killed_pretraining_run_resumes_bitwise_equal_to_an_uninterrupted_one(corpus, tmp_path):
+@pytest.mark.parametrize("architecture", ["bert", "roberta"])
+def test_a_killed_pretraining_run_resumes_bitwise_equal_to_an_uninterrupted_one(corpus, tmp_path, architecture):
     folder, _ = corpus
 
     def command(name):
         args = ["pretrain", "--train-file", folder / "train.txt", "--validation-file", folder / "valid.txt",
-                "--tokenizer", folder / "wordpiece.json", "--size", "tiny", "--max-seq-length", "24",
-                "--output-dir", tmp_path / name, "--precision", "fp32", "--batch-size", "4", "--max-steps", "16",
-                "--eval-every", "6", "--save-every", "2", "--quiet"]
+                "--tokenizer", folder / TOKENIZER_OF[architecture], "--architecture", architecture, "--size", "tiny",
+                "--max-seq-length", "24", "--output-dir", tmp_path / name, "--precision", "fp32", "--batch-size", "4",
+                "--max-steps", "16", "--eval-every", "6", "--save-every", "2", "--quiet"]
         return bertfit_process(args, tmp_path / f"cache-{name}")
 
     kill_and_resume(command, tmp_path / "resumed" / "checkpoints", timeout=120)
@@ -207,7 +261,8 @@ def test_a_killed_pretraining_run_resumes_bitwise_equal_to_an_uninterrupted_one(
     whole, again = tmp_path / "whole", tmp_path / "resumed"
     a, b = (json.loads((run / "results.json").read_text()) for run in (whole, again))
     assert a["steps"] == b["steps"] == 16 and a["metrics"] == b["metrics"] and a["history"] == b["history"]
-    for weights in ("model/model.safetensors", "bert_model.pth"):
+    assert a["settings"]["architecture"] == architecture
+    for weights in ("model/model.safetensors", "bert_model.pth")[: 2 if architecture == "bert" else 1]:
         assert (whole / weights).read_bytes() == (again / weights).read_bytes(), weights
 
 
@@ -217,10 +272,20 @@ def test_a_killed_pretraining_run_resumes_bitwise_equal_to_an_uninterrupted_one(
     (["--size", "huge", "--tokenizer", "TOKENIZER"], "huge"),
     (["--size", "tiny", "--tokenizer", "TOKENIZER", "--mlm-probability", "1.5"], "--mlm-probability"),
     (["--size", "tiny", "--tokenizer", "TOKENIZER", "--max-time", "ten minutes"], "--max-time"),
+    (["--size", "tiny", "--tokenizer", "TOKENIZER", "--architecture", "roberta"],
+     "wordpiece.json: a wordpiece tokenizer, and --architecture roberta takes a bpe one "
+     "(`bertfit tokenizer --kind bpe`)"),
+    (["--size", "tiny", "--tokenizer", "BPE", "--architecture", "roberta", "--nsp"],
+     "--nsp (next-sentence prediction) is BERT's: --architecture roberta pretrains with masked-language modelling"),
+    (["--size", "tiny", "--tokenizer", "BPE"], "bpe.json: a bpe tokenizer, and --architecture bert takes a wordpiece"),
+    (["--model", "embedded", "--architecture", "roberta"],
+     "--model continues pretraining the model's own architecture"),
+    (["--size", "tiny", "--tokenizer", "BPE", "--architecture", "modernbert"], "invalid choice: 'modernbert'"),
 ])
 def test_pretrain_refuses_what_cannot_work_with_one_line_and_no_run_dir(corpus, tmp_path, capsys, arguments, message):
     folder, _ = corpus
-    arguments = [str(folder / "wordpiece.json") if a == "TOKENIZER" else a for a in arguments]
+    files = {"TOKENIZER": str(folder / "wordpiece.json"), "BPE": str(folder / "bpe.json")}
+    arguments = [files.get(a, a) for a in arguments]
     try:
         code = main(["pretrain", "--train-file", str(folder / "train.txt"), "--output-dir", str(tmp_path / "run"),
                      *arguments])

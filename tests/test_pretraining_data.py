@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bertfit import batching, runs
 from bertfit.errors import ConfigError, DataError
 from bertfit.tasks import pretraining_data
-from bertfit.tasks.pretraining_data import (TokenFile, mask_tokens, nsp_features, packed_features, special_token_ids,
-                                            split_documents, tokenize_corpus)
+from bertfit.tasks.pretraining_data import (TokenFile, full_sentence_features, mask_tokens, nsp_features,
+                                            packed_features, special_token_ids, split_documents, tokenize_corpus)
 from bertfit.tasks.text import read_documents
 from bertfit.tokenization import longest_first
 from bertfit.tokenizer_training import train_wordpiece
@@ -191,6 +193,97 @@ def test_packed_features_work_with_collate_length_grouping_and_the_run_digest_an
     assert Path(again.ids.filename) == ids_file and ids_file.stat().st_mtime_ns == modified
     other, _ = packed_features(token_file, 16, cls, sep, np.arange(10))
     assert Path(other.ids.filename) != ids_file and len(other) < len(features)
+
+
+# ---- RoBERTa's full sentences ----------------------------------------------------------------------
+
+def test_full_sentences_pack_whole_paragraphs_across_documents_up_to_the_length_and_drop_nothing(corpus, token_file):
+    _, tokenizer = corpus
+    cls, sep, pad = ids_of(tokenizer, "[CLS]", "[SEP]", "[PAD]")
+    train, _ = split_documents(token_file, 0.2, seed=0)
+    seq_len, budget = 32, 30
+    features, counts = full_sentence_features(token_file, seq_len, cls, sep, train)
+    # the paragraphs in order, each with whether it opens a document
+    offsets, bounds = np.asarray(token_file.document_offsets), np.asarray(token_file.paragraph_offsets)
+    paragraphs = [(p == offsets[d], token_file.tokens[bounds[p] : bounds[p + 1]].tolist())
+                  for d in train for p in range(offsets[d], offsets[d + 1]) if bounds[p + 1] > bounds[p]]
+    contents = [features.input_ids(i).tolist() for i in range(len(features))]
+    assert all(c[0] == cls and c[-1] == sep and len(c) <= seq_len for c in contents)
+    contents = [c[1:-1] for c in contents]
+    # nothing dropped: without the separators, the sequences are the documents' tokens end to end
+    assert [t for c in contents for t in c if t != sep] == [t for _, tokens in paragraphs for t in tokens]
+    assert counts["tokens_used"] == sum(map(len, contents)) and counts["paragraphs"] == len(paragraphs)
+    assert counts["padding"] == seq_len * len(contents) - sum(len(c) + 2 for c in contents) > 0
+    # walk the paragraphs through the sequences: each starts a sequence only when it would not fit in the one
+    # before (or is longer than a whole one, and cut), and a new document mid-sequence comes after one </s>
+    row, column, cut = 0, 0, 0
+    for opens_document, tokens in paragraphs:
+        if column and column + opens_document + len(tokens) > budget:
+            assert column == len(contents[row]), "a sequence ended before a paragraph that fit"
+            row, column = row + 1, 0
+        elif column and opens_document:
+            assert contents[row][column] == sep
+            column += 1
+        cut += len(tokens) > budget
+        while len(tokens) > budget - column:
+            assert column == 0 and contents[row] == tokens[:budget]
+            row, tokens = row + 1, tokens[budget:]
+        assert contents[row][column : column + len(tokens)] == tokens
+        column += len(tokens)
+    assert row == len(contents) - 1 and column == len(contents[row])
+    assert counts["paragraphs_cut"] == cut > 0 and counts["sequences"] == len(features)
+    assert not np.asarray(features.type_ids).any()
+    batch = batching.collate(features, np.arange(4), pad)  # padded in batches, as NSP pairs are
+    assert batch["attention_mask"].sum(1).tolist() == [len(c) + 2 for c in contents[:4]]
+
+
+def test_full_sentences_are_the_same_written_in_small_pieces_and_come_from_cache(corpus, token_file, monkeypatch):
+    _, tokenizer = corpus
+    cls, sep = ids_of(tokenizer, "[CLS]", "[SEP]")
+    whole, counts = full_sentence_features(token_file, 40, cls, sep)
+    again, counts_again = full_sentence_features(token_file, 40, cls, sep)
+    assert Path(again.ids.filename) == Path(whole.ids.filename) and counts_again == counts
+    monkeypatch.setattr(pretraining_data, "PIECE_TOKENS", 50)
+    pieces, _ = full_sentence_features(token_file, 40, cls, sep, cache=False)
+    assert runs.features_digest(pieces) == runs.features_digest(whole)
+
+
+@settings(max_examples=150, deadline=None)
+@given(documents=st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=6), min_size=1, max_size=8),
+       seq_len=st.integers(3, 24))
+def test_full_sentences_keep_every_token_in_order_within_the_length_whatever_the_paragraphs(documents, seq_len):
+    """Any paragraph lengths (empty ones too, and longer than a sequence): every token once, in order, no sequence
+    over the length or opening with a separator, one separator where a document starts mid-sequence."""
+    sep = 1
+    lengths = [n for document in documents for n in document]
+    tokens = np.arange(2, 2 + sum(lengths), dtype=np.int32)  # all distinct, none the separator
+    token_file = TokenFile(Path("."), tokens, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                           np.concatenate([[0], np.cumsum([len(d) for d in documents])]).astype(np.int64), {}, "")
+    counts = {"paragraphs": 0, "paragraphs_cut": 0}
+    contents = [np.concatenate(c).tolist() for c in
+                pretraining_data.full_sentences(token_file, seq_len, np.arange(len(documents)), sep, counts)]
+    assert [t for c in contents for t in c if t != sep] == tokens.tolist()
+    assert all(0 < len(c) <= seq_len - 2 and c[0] != sep and c[-1] != sep for c in contents)
+    starts = {int(token_file.paragraph_offsets[token_file.document_offsets[d]]) + 2
+              for d in range(1, len(documents)) if sum(documents[d])}  # the first token of each later document
+    separators = [c[i + 1] for c in contents for i in range(len(c) - 1) if c[i] == sep]
+    assert len(separators) == len([t for c in contents for t in c if t == sep])
+    assert set(separators) <= starts and counts["paragraphs"] == sum(n > 0 for n in lengths)
+
+
+def test_masking_is_dynamic_a_sequence_seen_at_another_step_gets_another_mask():
+    """The loop seeds torch's generator per step (training.step_seed): a sequence seen again in a later epoch is
+    masked anew, as RoBERTa's dynamic masking, and a resumed step masks as the uninterrupted one did."""
+    from bertfit.training import step_seed
+
+    ids = torch.arange(10, 110).reshape(2, 50)
+
+    def masked_at(step):
+        torch.manual_seed(step_seed(42, step, 0))
+        return mask_tokens(ids, [0], vocab_size=200, mask_id=3)[1]
+
+    assert torch.equal(masked_at(7), masked_at(7))
+    assert not torch.equal(masked_at(7), masked_at(8))
 
 
 # ---- NSP pairs -----------------------------------------------------------------------------------

@@ -107,3 +107,93 @@ def test_bertfit_tokenizer_writing_to_a_pipe_starts_with_what_it_read_not_blank_
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("read "), repr(result.stdout[:40])
     assert result.stdout.splitlines()[-1] == f"wrote {tmp_path / 't.json'}"
+
+
+# ---- byte-level BPE, RoBERTa's kind (`bertfit tokenizer --kind bpe`) --------------------------------------------
+
+PIECES = ["the", "river", "Café", "Müller", "crème", "brûlée", "naïve", "señor", "García's", "piñata", "😀", "👍🏽",
+          "東京タワー", "¥500", "Zürich", "ÉCOLE", "pneumonoultramicroscopicsilicovolcanoconiosis", "x" * 60, "—",
+          "don't", "U.S.A.", "3.14159", "  ", "\t", "ﬁve", "Ωmega", "naïveté", "l'été", "a-b-c", "«quoted»"]
+
+
+def mixed_strings(count: int, seed: int = 0) -> list[str]:
+    """Strings of accents, emoji, CJK, very long words, odd spacing and punctuation, in random mixtures."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(PIECES) for _ in range(rng.randint(1, 25))) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def bpe(tmp_path_factory):
+    """A byte-level BPE trained by bertfit, and the folder a pretraining run saves it in (transformers' files)."""
+    from bertfit.checkpoints.tokenizer_files import save_tokenizer
+    from bertfit.tokenizer_training import train_bpe
+
+    folder = tmp_path_factory.mktemp("bpe")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n\n".join(mixed_strings(200, seed=1)) + "\n", encoding="utf-8")
+    train_bpe([str(corpus)], folder / "bpe.json", vocab_size=400, min_frequency=1, quiet=True)
+    model = folder / "model"
+    model.mkdir()
+    save_tokenizer(load_tokenizer(folder / "bpe.json"), model, "RobertaTokenizer")  # as save_pretrained writes it
+    return folder / "bpe.json", model
+
+
+def test_bpe_has_robertas_special_tokens_template_and_no_token_types(bpe):
+    from bertfit.tokenization import template
+    from bertfit.tokenizer_training import BPE_SPECIAL_TOKENS
+
+    path, _ = bpe
+    tokenizer = load_tokenizer(path)
+    assert [tokenizer.token_to_id(t) for t in BPE_SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    ids = special_ids(tokenizer)
+    assert (ids.cls, ids.pad, ids.sep, ids.unk, ids.mask) == (0, 1, 2, 3, 4)
+    layout = template(tokenizer)
+    assert layout.pair == ((0, 0), ("A", 0), (2, 0), (2, 0), ("B", 0), (2, 0))  # <s> A </s></s> B </s>, types 0
+    # every byte is in the alphabet: no text is unknown, and decoding gives the text back
+    for text in mixed_strings(30, seed=2):
+        encoding = tokenizer.encode(text, add_special_tokens=False)
+        assert 3 not in encoding.ids
+        assert tokenizer.decode(encoding.ids) == text
+
+
+@pytest.mark.parametrize("loader", ["AutoTokenizer", "RobertaTokenizerFast"])
+def test_bpe_saved_with_a_model_tokenizes_in_transformers_as_in_bertfit(bpe, loader):
+    """A few hundred strings, single and in pairs, whole and truncated longest-first: transformers' RoBERTa tokenizer
+    read from the saved folder gives bertfit's ids (bertfit's pairs and truncation: GLUE's encoding)."""
+    import transformers
+
+    from bertfit.tasks.glue import Examples
+    from bertfit.tasks.glue_encoding import encode
+
+    path, model = bpe
+    ours = load_tokenizer(path)
+    theirs = getattr(transformers, loader).from_pretrained(str(model))
+    assert "Roberta" in type(theirs).__name__
+    assert (theirs.cls_token_id, theirs.pad_token_id, theirs.sep_token_id, theirs.mask_token_id) == (0, 1, 2, 4)
+    singles = mixed_strings(300, seed=3)
+    firsts, seconds = mixed_strings(150, seed=4), mixed_strings(150, seed=5)
+    for text in singles:
+        assert theirs(text)["input_ids"] == ours.encode(text).ids, text
+    assert "token_type_ids" not in theirs(singles[0], seconds[0])  # RoBERTa feeds no token types
+    for max_length in (512, 24):  # whole, then most pairs cut longest-first
+        features, stats = encode(Examples(firsts, seconds, None, list(range(150)), "test"), ours, max_length)
+        if max_length == 24:
+            assert stats.num_truncated > 100
+        for i, (a, b) in enumerate(zip(firsts, seconds)):
+            expected = theirs(a, b, truncation="longest_first", max_length=max_length)["input_ids"]
+            assert features.input_ids(i).tolist() == expected, (a, b)
+            assert not features.token_type_ids(i).any()
+
+
+def test_the_tokenizer_replaces_its_own_bpe_file_but_refuses_lowercase_with_bpe(tmp_path):
+    from bertfit.tokenizer_training import train_bpe, train_tokenizer
+
+    corpus = write_corpus(tmp_path / "c.txt", documents=10)
+    train_bpe([str(corpus)], tmp_path / "t.json", vocab_size=300, min_frequency=1, quiet=True)
+    train_wordpiece([str(corpus)], tmp_path / "t.json", vocab_size=80, min_frequency=1, quiet=True)  # ours: replaced
+    assert load_tokenizer(tmp_path / "t.json").token_to_id("[CLS]") == 1
+    with pytest.raises(ConfigError, match="--lowercase is for --kind wordpiece"):
+        train_tokenizer([str(corpus)], tmp_path / "u.json", kind="bpe", lowercase=True)
+    with pytest.raises(ConfigError, match=r"exceed the 261 tokens of every byte-level BPE \(5 special, 256 bytes\)"):
+        train_bpe([str(corpus)], tmp_path / "u.json", vocab_size=261)
+    assert not (tmp_path / "u.json").exists()

@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
+from .architectures import ARCHITECTURES, TOKENIZER_KINDS
 from .characters import argument_problem
 from .errors import BertfitError, DataError, Interrupted
 from .settings import NER_DEFAULTS, PRETRAIN_DEFAULTS, SQUAD_DEFAULTS, TrainSettings, glue_defaults_table
@@ -390,7 +391,7 @@ def cmd_tokenizer(args: argparse.Namespace) -> None:
     from .tokenizer_training import train_and_report
 
     print(train_and_report(args.train_file, args.output, args.vocab_size, args.lowercase, args.min_frequency,
-                           args.text_field, args.quiet))
+                           args.text_field, args.quiet, args.kind))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -615,9 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_options(p)
     p.set_defaults(func=cmd_serve)
 
-    p = command("pretrain", "pretrain a BERT on raw text with masked-language modelling (and --nsp, next-sentence "
-                            "prediction): a new model from a size preset and a tokenizer, or continued pretraining "
-                            "of --model")
+    p = command("pretrain", "pretrain a BERT or a RoBERTa on raw text with masked-language modelling (and BERT's "
+                            "--nsp, next-sentence prediction): a new model from a size preset and a tokenizer, or "
+                            "continued pretraining of --model")
     p.add_argument("--train-file", dest="train_files", nargs="+", required=True, metavar="FILE",
                    help="text files (a paragraph a line, a blank line between documents), JSONL files with a text "
                         "field, or hub dataset names (wikitext-2-raw-v1, wikitext-103-raw-v1)")
@@ -627,6 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="without --validation-file: the fraction of documents held out (default: 0.01)")
     p.add_argument("--size", help="a new model: tutorial (12 layers, 768 wide), or a BERT miniature: tiny (2/128), "
                                   "mini (4/256), small (4/512), medium (8/512); needs --tokenizer")
+    p.add_argument("--architecture", choices=ARCHITECTURES,
+                   help="a new model's: bert (WordPiece, MLM on packed blocks, --nsp allowed, token types) or "
+                        "roberta (byte-level BPE from `bertfit tokenizer --kind bpe`, MLM alone on whole paragraphs "
+                        "packed across documents, no token types) (default: bert)")
     p.add_argument("--tokenizer", help="tokenizer JSON (`bertfit tokenizer` trains one); with --model, one not "
                                        "beside the model")
     p.add_argument("--model", help="continue pretraining this model: folder, tutorial .pth, hub name or 'embedded'")
@@ -645,13 +650,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(p.add_argument_group("training"), PRETRAIN_DEFAULTS)
     p.set_defaults(func=cmd_pretrain)
 
-    p = command("tokenizer", "train a WordPiece tokenizer on raw text, for pretraining a BERT from scratch")
+    p = command("tokenizer", "train a tokenizer on raw text, for pretraining from scratch: WordPiece (BERT's) or "
+                             "byte-level BPE (RoBERTa's)")
     p.add_argument("--train-file", nargs="+", required=True, metavar="FILE",
                    help="text files (a paragraph per line, a blank line or a WikiText ` = Title = ` line between "
                         "documents), .jsonl files (a document per record), or a hub dataset such as wikitext")
     p.add_argument("--output", required=True, metavar="FILE.json", help="the tokenizer file to write")
+    p.add_argument("--kind", default="wordpiece", choices=TOKENIZER_KINDS,
+                   help="wordpiece: BERT's ([CLS] a [SEP] b [SEP], for --architecture bert); bpe: RoBERTa's byte-level "
+                        "BPE (<s> a </s></s> b </s>, for --architecture roberta) (default: wordpiece)")
     p.add_argument("--vocab-size", type=int, default=30522, help="tokens in the vocabulary, the 5 specials included")
-    p.add_argument("--lowercase", action="store_true", help="lowercase the text first (an uncased tokenizer)")
+    p.add_argument("--lowercase", action="store_true", help="lowercase the text first (an uncased tokenizer; "
+                                                             "wordpiece only)")
     p.add_argument("--min-frequency", type=int, default=2, help="fewest occurrences for a merged piece to be kept")
     p.add_argument("--text-field", default="text", help="the text field of .jsonl records")
     p.add_argument("--quiet", action="store_true", help="no progress bar while training")

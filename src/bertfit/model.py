@@ -485,12 +485,14 @@ PRETRAIN_SIZES: dict[str, dict] = {
 }
 
 
-def pretrain_config(size: str, vocab_size: int, pad_token_id: int, max_position_embeddings: int = 512) -> BertConfig:
-    """The BertConfig of a PRETRAIN_SIZES preset, for a tokenizer of `vocab_size` tokens."""
+def pretrain_config(size: str, vocab_size: int, pad_token_id: int, max_position_embeddings: int = 512,
+                    **parts) -> BertConfig:
+    """The BertConfig of a PRETRAIN_SIZES preset, for a tokenizer of `vocab_size` tokens; `parts`: the fields a
+    family picks (its name, position offset, sentence head, ...), BERT's without them."""
     if size not in PRETRAIN_SIZES:
         raise ConfigError(f"unknown model size {size!r}; known sizes: {', '.join(PRETRAIN_SIZES)}")
     return BertConfig(**{**PRETRAIN_SIZES[size], "vocab_size": vocab_size, "pad_token_id": pad_token_id,
-                         "max_position_embeddings": max_position_embeddings})
+                         "max_position_embeddings": max_position_embeddings, **parts})
 
 
 def init_weights(module: nn.Module, config: BertConfig) -> None:

@@ -1,6 +1,8 @@
 """Pretraining from raw text on the one loop: masked-language modelling, and with `nsp` the tutorial's
 next-sentence pairs. read → tokenize once into a token file → pack (or pair) → mask each step → train →
-held-out loss → a Hugging Face folder with its MLM head, and the tutorial's `bert_model.pth`.
+held-out loss → a Hugging Face folder with its MLM head, and (a BERT's) the tutorial's `bert_model.pth`.
+
+What a new model is (its family, tokenizer, objectives and packing) is its row of `architectures.ARCHITECTURES`.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import devices, runs
+from ..architectures import ARCHITECTURES, Architecture, described
 from ..batching import Features, collate, eval_batches
+from ..checkpoints.families import FAMILIES
 from ..checkpoints.tutorial import TUTORIAL_MAX_POSITIONS, TUTORIAL_VOCAB_SIZE
 from ..devices import autocast, resolve_precision
 from ..errors import ConfigError
@@ -24,7 +28,8 @@ from ..model import init_weights, pretrain_config
 from ..pretrained import build_model, load_pretrained, load_tokenizer, save_pretrained, save_tutorial
 from ..settings import PRETRAIN_DEFAULTS, TrainSettings
 from ..tasks import pretraining_data
-from ..tokenization import special_ids
+from ..tokenization import mask_token, special_ids
+from ..tokenizer_training import tokenizer_kind
 from .run import Run
 
 EVAL_MASK_SEED = 1234  # every evaluation masks the held-out blocks the same way, so evaluations compare
@@ -39,6 +44,7 @@ class PretrainOptions:
     validation_fraction: float = 0.01  # of the documents, held out when there is no validation file
     tokenizer: str | None = None
     size: str | None = None
+    architecture: str | None = None  # a new model's (ARCHITECTURES; None: bert); --model keeps the model's own
     model: str | None = None
     num_heads: int | None = None  # a tutorial .pth holds no config
     output_dir: str | None = None
@@ -62,6 +68,14 @@ def check_options(options: PretrainOptions) -> None:
     if options.size and not options.tokenizer:
         raise ConfigError(f"--size {options.size} starts a model from scratch: it needs --tokenizer FILE.json "
                           f"(`bertfit tokenizer` trains one)")
+    if options.architecture is not None and options.architecture not in ARCHITECTURES:
+        raise ConfigError(f"unknown --architecture {options.architecture!r}; known: {described()}")
+    if options.architecture and options.model:
+        raise ConfigError(f"--architecture {options.architecture} picks what a new model (--size) is; --model "
+                          f"continues pretraining the model's own architecture: leave --architecture out")
+    if options.nsp and options.size and "nsp" not in new_architecture(options).objectives:
+        raise ConfigError(f"--nsp (next-sentence prediction) is BERT's: --architecture {options.architecture} "
+                          f"pretrains with masked-language modelling alone")
     if not 0 < options.mlm_probability < 1:
         raise ConfigError(f"--mlm-probability must be between 0 and 1, not {options.mlm_probability:g}")
     if not 0 <= options.validation_fraction < 1:
@@ -70,6 +84,42 @@ def check_options(options: PretrainOptions) -> None:
         raise ConfigError(f"--max-seq-length must be at least 8 tokens, not {options.max_seq_length}")
     if options.max_eval_samples is not None and options.max_eval_samples < 1:
         raise ConfigError(f"--max-eval-samples must be at least 1, not {options.max_eval_samples}")
+
+
+def new_architecture(options: PretrainOptions) -> Architecture:
+    """The row of a new model (--size): --architecture's, BERT's by default."""
+    return ARCHITECTURES[options.architecture or "bert"]
+
+
+def architecture_of(model) -> Architecture | None:
+    """The row whose family is the model's (a new model's, or a continued one's), None for a family without one."""
+    family = (model.bert if hasattr(model, "bert") else model).config.family
+    return next((a for a in ARCHITECTURES.values() if a.family == family), None)
+
+
+def writes_tutorial(model) -> bool:
+    """Whether the run also writes the tutorial's bert_model.pth: a BERT's state dict, so only a BERT's."""
+    architecture = architecture_of(model)
+    return architecture is not None and architecture.tutorial_files
+
+
+def new_config(architecture: Architecture, size: str, tokenizer, tokenizer_path: str, max_seq_length: int):
+    """A new model's config: the size preset in the architecture's family, with the family's parts."""
+    family = FAMILIES[architecture.family]
+    pad = special_ids(tokenizer, tokenizer_path).pad
+    offset = pad + 1 if family.positions_after_padding else 0  # RoBERTa's positions start after the padding id
+    return pretrain_config(size, vocab_size=tokenizer.get_vocab_size(), pad_token_id=pad,
+                           max_position_embeddings=max(512, max_seq_length) + offset,
+                           family=family.name, position_offset=offset, **family.parts, **architecture.config)
+
+
+def check_tokenizer(architecture: Architecture, tokenizer, path: str) -> None:
+    """Refuse a tokenizer of another kind than the architecture's (a WordPiece for RoBERTa)."""
+    kind = tokenizer_kind(tokenizer)
+    if kind != architecture.tokenizer:
+        raise ConfigError(f"{path}: a {kind or 'different'} tokenizer, and --architecture {architecture.name} takes "
+                          f"a {architecture.tokenizer} one (`bertfit tokenizer --kind {architecture.tokenizer}`); "
+                          f"architectures: {described()}")
 
 
 def start(options: PretrainOptions, settings: TrainSettings) -> Run:
@@ -83,15 +133,16 @@ def start(options: PretrainOptions, settings: TrainSettings) -> Run:
                                            num_heads=options.num_heads)
     else:
         tokenizer = load_tokenizer(options.tokenizer)
-        config = pretrain_config(options.size, vocab_size=tokenizer.get_vocab_size(),
-                                 pad_token_id=special_ids(tokenizer, options.tokenizer).pad,
-                                 max_position_embeddings=max(512, options.max_seq_length))
+        architecture = new_architecture(options)
+        check_tokenizer(architecture, tokenizer, options.tokenizer)
+        config = new_config(architecture, options.size, tokenizer, options.tokenizer, options.max_seq_length)
         model = build_model(config, head)
         init_weights(model, config)
-    if tokenizer.token_to_id("[MASK]") is None:
-        raise ConfigError(f"{options.tokenizer or options.model}: the tokenizer has no [MASK] token, which masked-"
-                          f"language modelling needs")
-    if options.size == "tutorial" and devices.is_main_process() and (note := tutorial_misfit(tokenizer, options)):
+    if mask_token(tokenizer) is None:
+        raise ConfigError(f"{options.tokenizer or options.model}: the tokenizer has no mask token ([MASK], or "
+                          f"RoBERTa's <mask>), which masked-language modelling needs")
+    if options.size == "tutorial" and writes_tutorial(model) and devices.is_main_process() and \
+            (note := tutorial_misfit(tokenizer, options)):
         print(f"warning: {note}", file=sys.stderr)
     return Run(Path(options.output_dir or "runs/pretrain"), settings, device, model, tokenizer,
                options.model or f"new {options.size}", options.overwrite, options.quiet, devices.is_main_process())
@@ -132,10 +183,15 @@ def read_data(run: Run, options: PretrainOptions) -> tuple[Features, Features, d
         raise ConfigError("pretraining evaluates on held-out text: pass --validation-file or a positive "
                           "--validation-fraction")
 
+    architecture = architecture_of(run.model)
+
     def sequences(token_file, documents, seed):
         if options.nsp:
             return pretraining_data.nsp_features(token_file, options.max_seq_length, ids.cls, ids.sep, seed=seed,
                                                  documents=documents)
+        if architecture is not None and architecture.packing == "full-sentences":
+            return pretraining_data.full_sentence_features(token_file, options.max_seq_length, ids.cls, ids.sep,
+                                                           documents=documents)
         return pretraining_data.packed_features(token_file, options.max_seq_length, ids.cls, ids.sep,
                                                 documents=documents)
 
@@ -162,7 +218,7 @@ def pretrain_loss(tokenizer, probability: float, nsp: bool):
     """The loss of a batch, masked afresh each step: the MLM loss (mean over masked tokens) times the batch's
     sequences, as the loop divides by the global batch; with NSP plus its summed loss."""
     specials = pretraining_data.special_token_ids(tokenizer)
-    mask_id, vocab_size = tokenizer.token_to_id("[MASK]"), tokenizer.get_vocab_size()
+    mask_id, vocab_size = tokenizer.token_to_id(mask_token(tokenizer)), tokenizer.get_vocab_size()
 
     def loss_fn(model, batch: dict) -> torch.Tensor:
         # the loop seeds torch's generator each step, so the masks, like dropout, resume exactly
@@ -185,7 +241,8 @@ def evaluate_mlm(model, held: Features, tokenizer, specials: list[int], probabil
     """Held-out MLM loss, accuracy and perplexity (and NSP accuracy), with the same masks every time."""
     model.eval()
     generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
-    mask_id, vocab_size, pad_id = tokenizer.token_to_id("[MASK]"), tokenizer.get_vocab_size(), special_ids(tokenizer).pad
+    mask_id, vocab_size = tokenizer.token_to_id(mask_token(tokenizer)), tokenizer.get_vocab_size()
+    pad_id = special_ids(tokenizer).pad
     dtype = resolve_precision(settings.precision, device)
     loss_sum, masked, correct, nsp_correct = 0.0, 0, 0, 0
     for indices in eval_batches(held.lengths, settings.eval_batch_size):
@@ -227,6 +284,8 @@ def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = N
     evaluate = lambda model: evaluate_mlm(model, held, run.tokenizer, specials, options.mlm_probability, options.nsp,
                                           run.device, settings)
     objective = "mlm+nsp" if options.nsp else "mlm"
+    architecture = architecture_of(run.model)
+    architecture_name = architecture.name if architecture else run.model.bert.config.family
     with run.lock():
         # the model kept is the last one (pretraining has no dev score to pick by); it is written after training
         result = run.fit(train, loss_fn, evaluate, lambda model, metrics: None, keep="last", task="pretrain",
@@ -235,14 +294,19 @@ def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = N
         if run.main:
             # the length it trained at: inference refuses longer texts (their positions were never trained)
             save_pretrained(run.model, run.tokenizer, run.model_dir,
-                            extra={"task": "pretrain", "objective": objective,
+                            extra={"task": "pretrain", "objective": objective, "architecture": architecture_name,
                                    "max_seq_length": options.max_seq_length, "mlm_probability": options.mlm_probability})
-            # the tutorial's BertModel always holds a pooler, and its BertConfig() 30,522 vocabulary rows
-            pth, vocab = save_tutorial(run.model, run.tokenizer, run.dir, options.name, pooler_seed=settings.seed,
-                                       vocab_size=TUTORIAL_VOCAB_SIZE if options.size == "tutorial" else None)
-            run.say(f"wrote {run.model_dir} (Hugging Face, with its MLM head), {pth} and {vocab} (the tutorial's files)")
+            if writes_tutorial(run.model):
+                # the tutorial's BertModel always holds a pooler, and its BertConfig() 30,522 vocabulary rows
+                pth, vocab = save_tutorial(run.model, run.tokenizer, run.dir, options.name, pooler_seed=settings.seed,
+                                           vocab_size=TUTORIAL_VOCAB_SIZE if options.size == "tutorial" else None)
+                run.say(f"wrote {run.model_dir} (Hugging Face, with its MLM head), {pth} and {vocab} (the tutorial's "
+                        f"files)")
+            else:
+                run.say(f"wrote {run.model_dir} (Hugging Face, with its MLM head)")
         return run.finish("pretrain", result,
-                          {"size": options.size, "train_files": list(options.train_files), "objective": objective,
+                          {"size": options.size, "architecture": architecture_name,
+                           "train_files": list(options.train_files), "objective": objective,
                            "max_seq_length": options.max_seq_length, "mlm_probability": options.mlm_probability,
                            "validation_file": options.validation_file},
                           counts,

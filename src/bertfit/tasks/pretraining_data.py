@@ -26,7 +26,7 @@ from tokenizers import Tokenizer
 from ..batching import Features
 from ..errors import ConfigError, DataError
 from ..files import replace_folder, temporary_folder, write_json
-from ..tokenization import longest_first, prepare
+from ..tokenization import TOKEN_NAMES, longest_first, prepare
 from .text import CorpusStats, hub_dataset, is_hub_name, read_documents
 
 # part of every cache key: a change to the layout below, or to what is cut into it, makes old caches misses
@@ -301,6 +301,100 @@ def _put(content: np.ndarray, position: int, piece: np.ndarray) -> int:
     return position
 
 
+def full_sentence_features(token_file: TokenFile, seq_len: int, cls_id: int, sep_id: int,
+                           documents: np.ndarray | None = None, cache: bool = True) -> tuple[Features, dict]:
+    """RoBERTa's FULL-SENTENCES inputs: whole paragraphs (a line of text: its unit of a sentence or more) packed
+    one after another into `<s> ... </s>` of at most seq_len tokens, across documents, with one more `</s>`
+    between two documents in the same sequence (none at a sequence's start).
+
+    A paragraph that does not fit in what is left of a sequence starts the next one; one longer than a whole
+    sequence is cut into pieces of seq_len - 2 tokens (`paragraphs_cut` counts them). Nothing is dropped, so
+    sequences end where a paragraph would overflow them: they are padded in batches (`padding` counts the
+    positions short of seq_len). Token types are all 0. Written to files in the token file's folder
+    (memory-mapped), cached by seq_len and the document selection.
+    """
+    if seq_len < 3:
+        raise ConfigError(f"the sequence length must be at least 3 (<s>, a token, </s>), not {seq_len}")
+    documents, key = _selection(token_file, documents)
+    folder = token_file.folder / f"full-sentences-{seq_len}-{key}"
+    if not (cache and (folder / "counts.json").is_file()):
+        _build_folder(folder, lambda tmp: _write_full_sentences(tmp, token_file, documents, seq_len, cls_id, sep_id),
+                      "counts.json")
+    counts = json.loads((folder / "counts.json").read_text(encoding="utf-8"))
+    if not counts["sequences"]:
+        sources = ", ".join(token_file.stats.get("sources") or [str(token_file.folder)])
+        raise DataError(f"{sources}: no sequences to train or evaluate on: {len(documents):,} documents of no tokens")
+
+    def array(name: str, dtype) -> np.ndarray:
+        return np.memmap(folder / name, dtype=dtype, mode="r")
+
+    return Features(array("ids.int32", np.int32), array("type_ids.int8", np.int8), array("offsets.int64", np.int64)), \
+        counts
+
+
+def full_sentences(token_file: TokenFile, seq_len: int, documents: np.ndarray, sep_id: int,
+                   counts: dict) -> Iterator[list[np.ndarray]]:
+    """The contents of each sequence (without `<s>` and `</s>`), as `full_sentence_features` cuts them."""
+    budget = seq_len - 2
+    paragraphs, tokens = np.asarray(token_file.paragraph_offsets), token_file.tokens
+    offsets = np.asarray(token_file.document_offsets)
+    separator = np.array([sep_id], dtype=np.int32)
+    current, size = [], 0
+    for d in documents.tolist():
+        new_document = True
+        for p in range(int(offsets[d]), int(offsets[d + 1])):
+            piece = tokens[paragraphs[p] : paragraphs[p + 1]]
+            if not len(piece):
+                continue
+            counts["paragraphs"] += 1
+            between = new_document and size > 0  # another document goes on in this sequence
+            new_document = False
+            if size and size + between + len(piece) > budget:
+                yield current
+                current, size, between = [], 0, False
+            if between:
+                current.append(separator)
+                size += 1
+            counts["paragraphs_cut"] += len(piece) > budget - size
+            while len(piece) > budget - size:  # longer than a whole sequence: whole pieces, the rest goes on
+                cut = budget - size
+                yield current + [piece[:cut]]
+                current, size, piece = [], 0, piece[cut:]
+            current.append(piece)
+            size += len(piece)
+    if size:
+        yield current
+
+
+def _write_full_sentences(folder: Path, token_file: TokenFile, documents: np.ndarray, seq_len: int, cls_id: int,
+                          sep_id: int) -> None:
+    counts = {"sequences": 0, "documents": len(documents), "paragraphs": 0, "paragraphs_cut": 0, "tokens_used": 0,
+              "padding": 0}
+    ends = (np.array([cls_id], dtype=np.int32), np.array([sep_id], dtype=np.int32))
+    with open(folder / "ids.int32", "wb") as ids_out, open(folder / "offsets.int64", "wb") as offsets_out:
+        offsets_out.write(np.zeros(1, np.int64).tobytes())
+        pending, lengths, written = [], [], 0
+        for content in full_sentences(token_file, seq_len, documents, sep_id, counts):
+            sequence = np.concatenate([ends[0], *content, ends[1]]).astype(np.int32)
+            pending.append(sequence)
+            lengths.append(len(sequence))
+            counts["sequences"] += 1
+            counts["tokens_used"] += len(sequence) - 2
+            counts["padding"] += seq_len - len(sequence)
+            if sum(lengths) >= PIECE_TOKENS:
+                ids_out.write(np.concatenate(pending).tobytes())
+                offsets_out.write((written + np.cumsum(lengths)).tobytes())
+                written += sum(lengths)
+                pending, lengths = [], []
+        if pending:
+            ids_out.write(np.concatenate(pending).tobytes())
+            offsets_out.write((written + np.cumsum(lengths)).tobytes())
+            written += sum(lengths)
+    with open(folder / "type_ids.int8", "wb") as f:
+        f.truncate(written)  # all zeros: no token types, and sparse on disk
+    write_json(folder / "counts.json", counts)
+
+
 def nsp_features(token_file: TokenFile, seq_len: int, cls_id: int, sep_id: int, seed: int,
                  documents: np.ndarray | None = None, cache: bool = True) -> tuple[Features, dict]:
     """Next-sentence-prediction pairs `[CLS] A [SEP] B [SEP]` with column `next_sentence_label` (int64; 0: B
@@ -415,10 +509,10 @@ def _write_nsp(folder: Path, token_file: TokenFile, documents: np.ndarray, seq_l
 
 
 def special_token_ids(tokenizer: Tokenizer) -> list[int]:
-    """Ids never to mask: the tokenizer's special tokens ([PAD], [CLS], [SEP], [MASK], [UNK], any other)."""
+    """Ids never to mask: the tokenizer's special tokens ([PAD], [CLS], [SEP], [MASK], [UNK] or RoBERTa's <pad>,
+    <s>, </s>, <mask>, <unk>, any other)."""
     ids = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
-    ids.update(i for name in ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")
-               if (i := tokenizer.token_to_id(name)) is not None)
+    ids.update(i for names in TOKEN_NAMES.values() for name in names if (i := tokenizer.token_to_id(name)) is not None)
     return sorted(ids)
 
 
