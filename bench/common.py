@@ -188,7 +188,10 @@ def git_commit() -> dict:
 
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit or "unknown", "dirty": bool(status) if status is not None else None}
+    # figures and runs files that a long benchmark writes as it goes are results, not changes to what ran
+    changed = None if status is None else [line for line in status.splitlines()
+                                           if not line.split(None, 1)[-1].startswith("docs/figures/")]
+    return {"commit": commit or "unknown", "dirty": bool(changed) if changed is not None else None}
 
 
 def command_line(script: str, argv: list[str]) -> str:

@@ -51,6 +51,13 @@ COMMANDS = {
                                "--max-train-samples 800 --rows bertfit-defaults,bertfit-run_qa,peer",
     "squad-side-by-side-v2.0": "python bench/squad_side_by_side.py --version 2.0 --prefix squad2 "
                                "--max-train-samples 800 --rows bertfit-defaults,bertfit-run_qa,peer",
+    # {kind}: the CPU kind the runs file of a long comparison is kept under
+    "squad-side-by-side-full-v1.1": "python bench/squad_side_by_side.py --version 1.1 --prefix squad1 --seeds 1,2,3 "
+                                    "--runs-file docs/figures/{kind}/squad-side-by-side-full-v1.1.runs.jsonl "
+                                    "--figures-name squad-side-by-side-full",
+    "squad-side-by-side-full-v2.0": "python bench/squad_side_by_side.py --version 2.0 --prefix squad2 --seeds 1,2,3 "
+                                    "--runs-file docs/figures/{kind}/squad-side-by-side-full-v2.0.runs.jsonl "
+                                    "--figures-name squad-side-by-side-full",
     "export-speed": f"python bench/export_speed.py runs/glue-sst2 --data-dir {GLUE} --squad-run runs/squad-v1.1 "
                     "--squad-file squad1-eval.json --peer-python optimum-venv/bin/python "
                     "--sides torch-fp32,torch-bf16,onnx-fp32,onnx-int8,peer-int8",
@@ -109,6 +116,7 @@ OPTIMUM_CONFIGS = {"avx2": "avx2", "avx512": "avx512"}
 def command_for(name: str, kind: str | None = None) -> str:
     """The command that measures the figures file `name` (a glob like small-glue-* names its family) on `kind`."""
     command = COMMANDS.get(name.rstrip("*").rstrip("-"), f"the script under bench/ that writes {name}.json")
+    command = command.replace("{kind}", kind or "KIND")
     if name == "export-speed" and kind in OPTIMUM_CONFIGS:
         command += f" --optimum-config {OPTIMUM_CONFIGS[kind]}"
     return command
@@ -378,9 +386,51 @@ def render_squad_side_by_side(figures_dir: Path) -> str:
             title = f"v{f['version']}, {f['max_train_samples'] or 'all'} training questions"
             lines += [title, ""] + markdown_table(["row", *[f"eval {k}" for k in keys], "validation f1", "model chosen",
                                                    "train s"], rows, "l" + "r" * (len(keys) + 1) + "lr") + [""]
+        for name in SQUAD_FULL:
+            lines += [*squad_over_seeds(found[name][0]), ""] if found[name] else []
         return lines[:-1]
 
-    return per_kind(figures_dir, ["squad-side-by-side-v1.1*", "squad-side-by-side-v2.0*"], table)
+    return per_kind(figures_dir, ["squad-side-by-side-v1.1*", "squad-side-by-side-v2.0*", *SQUAD_FULL], table)
+
+
+SQUAD_FULL = ["squad-side-by-side-full-v1.1", "squad-side-by-side-full-v2.0"]
+
+
+def squad_over_seeds(record: dict) -> list[str]:
+    """One version's rows over seeds (bench/squad_side_by_side.py --seeds): each score mean ± std, each bertfit row's
+    F1 against the Trainer's on the seeds both ran, and the runs still to come."""
+    f = record["figures"]
+    v2 = f["version"] == "2.0"
+    keys = [("exact", "EM"), ("f1", "F1")] + ([("HasAns_f1", "HasAns F1"), ("NoAns_exact", "NoAns accuracy")]
+                                              if v2 else [])
+
+    def cell(value: dict | None, spec: str = ".2f") -> str:
+        return "–" if value is None else pm(value["mean"], value["std"], spec)
+
+    rows = []
+    for entry in f["rows"].values():
+        if not entry["seeds"]:
+            rows.append([entry["label"], "none yet", *["–"] * (len(keys) + 4 + v2)])
+            continue
+        s = entry["settings"]
+        chosen = entry.get("threshold_chosen_on") == "validation"  # else one fixed value, the same on every seed
+        threshold = ([f"{cell(entry['null_threshold'], '.3g') if chosen else number(entry['null_threshold']['mean'])}"
+                      f" ({entry['threshold_chosen_on']})" if entry["null_threshold"] else "–"] if v2 else [])
+        rows.append([f"{entry['label']} ({number(s['epochs'])} ep, {number(s['lr'])}, batch {s['batch_size']})",
+                     ", ".join(map(str, entry["seeds"])), *[cell(entry["metrics"].get(k)) for k, _ in keys], *threshold,
+                     cell(entry["validation_f1"]), ", ".join(map(str, entry["epochs_kept"])),
+                     f"{entry['vs_peer']['f1']:+.2f}" if entry.get("vs_peer") else "–",
+                     f"{entry['train_seconds']:.0f}" if f["quiet_machine"] else "not timed"])
+    questions = (f"all {f['train_examples']}" if f["max_train_samples"] is None else f"the first {f['train_examples']}")
+    lines = [f"*{record['name']}: v{f['version']}, {questions} training questions of {f['prefix']}-train.json, "
+             f"{f['validation_examples'] or 0} validation questions, {f['eval_examples']} evaluation questions; "
+             f"seeds {', '.join(map(str, f['seeds']))}; runs made at {', '.join(f['commits'])}*", ""]
+    lines += markdown_table(["row", "seeds", *[label for _, label in keys], *(["null threshold"] if v2 else []),
+                             "validation F1", "epoch kept", "F1 − Trainer", "train s"], rows,
+                            "ll" + "r" * (len(keys) + v2 + 1) + "lrr")
+    if f.get("not_run"):
+        lines += ["", f"Not run yet: {f['not_run']}"]
+    return lines
 
 
 def peer_label(side: dict) -> str:
