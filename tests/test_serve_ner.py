@@ -108,7 +108,8 @@ def test_the_page_marks_the_entities_the_route_finds(server, tmp_path):
     for e in body["predictions"]:
         expected += TEXT[at : e["start"]] + TEXT[e["start"] : e["end"]] + f" {e['entity_group']} {e['score']:.2f}"
         at = e["end"]
-    assert body["predictions"] and shown == {"pairHidden": True, "requests": 1, "result": expected + TEXT[at:]}
+    assert body["predictions"] and shown == {"pairHidden": True, "requests": 1, "result": expected + TEXT[at:],
+                                             "byId": {}}
 
 
 def test_openapi_document_says_what_the_tagger_accepts(server):
