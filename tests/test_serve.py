@@ -548,6 +548,20 @@ def test_runs_are_named_by_folder_or_name_equals_path(tmp_path):
         run_names([str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run")])
 
 
+def test_a_body_sends_one_text_or_a_list_of_texts_and_the_refusal_names_the_field():
+    from types import SimpleNamespace
+
+    from bertfit.serve.routes import text_or_texts
+
+    assert text_or_texts(SimpleNamespace(text="a [MASK]", texts=None), "x") == (["a [MASK]"], "text", True)
+    assert text_or_texts(SimpleNamespace(text=None, texts=["a", "b"]), "x") == (["a", "b"], "texts", False)
+    for text, texts, field in [(None, None, "text"), ("a", ["a"], "texts")]:  # neither, both
+        with pytest.raises(RequestError) as refused:
+            text_or_texts(SimpleNamespace(text=text, texts=texts), "a string")
+        assert (refused.value.status, refused.value.field) == (422, field)
+        assert refused.value.message == "give text (a string) or texts (a list of them)"
+
+
 # ---- the page, in a real browser ----------------------------------------------------------------
 
 def browser():
