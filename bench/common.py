@@ -1,4 +1,5 @@
-"""What the speed benchmarks share: one subprocess per side, the CPU kind, the matmul peak, FLOPs, the table.
+"""What the speed benchmarks share: one subprocess per side, a server started and its memory read, the CPU kind,
+the matmul peak, FLOPs, the table.
 
 Each side (bertfit, the transformers Trainer peer, the matmul peak) runs in its own child
 process, one after the other, so peak RSS is that side's alone and neither side's threads,
@@ -10,11 +11,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
+import queue
+import re
 import resource
 import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -173,6 +178,43 @@ def cpu_line(cpu: dict) -> str:
     bf16 = f"yes ({', '.join(cpu['bf16_flags'])})" if cpu["native_bf16"] else "no (neither avx512_bf16 nor amx_bf16)"
     return (f"CPU: {cpu['model_name']}, {cpu['logical_cpus']} logical CPUs, kind {cpu['kind']}; "
             f"native bf16: {bf16}")
+
+
+# ---- a server under test ------------------------------------------------------------------------
+
+def start_server(command: list[str], threads: int, wait: float = 300) -> tuple[subprocess.Popen, int]:
+    """Start a server process on `threads` threads (this checkout's bertfit first on its path); return (process,
+    port) once it prints the address it listens on. Its lines go to stderr as they come."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join(
+        [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env)
+    lines = queue.Queue()  # a reader thread, so that waiting for the address has a limit
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] + [lines.put("")], daemon=True).start()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if not line:
+            break
+        print(f"   {line.rstrip()}", file=sys.stderr)
+        found = re.search(r"serving on http://[\d.]+:(\d+)", line)
+        if found:
+            return process, int(found.group(1))
+    process.kill()
+    sys.exit(f"the server did not start: {' '.join(command)}")
+
+
+def memory_mb(pid: int, field: str = "VmRSS") -> float | None:
+    """A process's memory figure from /proc/PID/status (VmRSS: resident now; VmHWM: its peak) in MB; None once the
+    process is gone. Linux only."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(rf"{field}:\s+(\d+) kB", status)
+    return int(found.group(1)) / 1024 if found else None
 
 
 # ---- the figures file ---------------------------------------------------------------------------

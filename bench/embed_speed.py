@@ -34,7 +34,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-import serve_load  # noqa: E402
 
 ST_BATCH = 32  # SentenceTransformer.encode's default batch size
 # bertfit's engines, a side each: PyTorch, and the embedded model's ONNX export in fp32 and dynamic int8
@@ -170,7 +169,7 @@ async def load(port: int, texts: list[str], clients: int, requests: int, seconds
 
 def measure_server(name: str, command: list[str], args, texts: list[str]) -> dict:
     print(f"== {name}: {' '.join(command)}", file=sys.stderr, flush=True)
-    process, port = serve_load.start(command, args.threads)
+    process, port = common.start_server(command, args.threads)
     try:
         asyncio.run(load(port, texts, 1, args.warmup, 600))
         run = asyncio.run(load(port, texts, args.clients, args.requests, args.seconds))

@@ -17,17 +17,14 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import queue
-import re
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+import common  # noqa: E402
 
 QUESTION = "Who won the game at the stadium?"
 WORDS = "the broncos won the game at the stadium in santa clara, and the crowd cheered for a long time. "
@@ -63,42 +60,20 @@ def build_runs(folder: Path, hidden: int, layers: int) -> dict[str, Path]:
 
 # ---- the server and its memory ------------------------------------------------------------------
 
-def start(runs: dict[str, Path], threads: int, options: list[str], wait: float = 300):
+def start(runs: dict[str, Path], threads: int, options: list[str]):
     """`bertfit serve` on the runs, every limit at its default but `options`: (process, port)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "bertfit", "serve", *[f"{name}={path}" for name, path in runs.items()],
                "--port", "0", "--threads", str(threads), "--precision", "fp32", *options]
     print(f"$ {' '.join(command)}", file=sys.stderr)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] + [lines.put("")], daemon=True).start()
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if not line:
-            break
-        found = re.search(r"serving on http://[\d.]+:(\d+)", line)
-        if found:
-            return process, int(found.group(1))
-    process.kill()
-    sys.exit("the server did not start")
-
-
-def memory_mb(pid: int, field: str) -> float:
-    found = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(found.group(1)) / 1024
+    return common.start_server(command, threads)
 
 
 def settle(pid: int, quiet: float = 3.0, limit: float = 300.0) -> None:
     """Wait until the resident set has stopped changing for `quiet` seconds: work may outlive the answer."""
-    last, since, start = memory_mb(pid, "VmRSS"), time.monotonic(), time.monotonic()
+    last, since, start = common.memory_mb(pid, "VmRSS"), time.monotonic(), time.monotonic()
     while time.monotonic() - since < quiet and time.monotonic() - start < limit:
         time.sleep(0.25)
-        now = memory_mb(pid, "VmRSS")
+        now = common.memory_mb(pid, "VmRSS")
         if abs(now - last) > 1:
             last, since = now, time.monotonic()
 
@@ -116,13 +91,13 @@ def post(port: int, path: str, body: dict, timeout: float = 900) -> tuple[int, b
 def measure(process, port: int, path: str, body: dict) -> dict:
     """One request: its status, and the server's peak resident set while answering it."""
     settle(process.pid)
-    before = memory_mb(process.pid, "VmRSS")
+    before = common.memory_mb(process.pid, "VmRSS")
     Path(f"/proc/{process.pid}/clear_refs").write_text("5")  # VmHWM starts again from the current resident set
     started = time.perf_counter()
     status, answer = post(port, path, body)
     seconds = time.perf_counter() - started
     settle(process.pid)
-    peak = memory_mb(process.pid, "VmHWM")
+    peak = common.memory_mb(process.pid, "VmHWM")
     message = "" if status == 200 else json.loads(answer)["error"]["message"]
     return {"status": status, "seconds": seconds, "body_bytes": len(json.dumps(body)), "rss_before_mb": before,
             "peak_mb": peak, "peak_over_before_mb": peak - before, "answer_bytes": len(answer), "message": message}

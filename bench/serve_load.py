@@ -18,10 +18,6 @@ are compared sentence by sentence. The last line is `ratio throughput X.XX` (ber
 import argparse
 import asyncio
 import json
-import os
-import queue
-import re
-import subprocess
 import sys
 import threading
 import time
@@ -30,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import common  # noqa: E402
 
 
 # ---- the peer server: what users write ----------------------------------------------------------
@@ -63,29 +61,6 @@ def peer_server(model_dir: str, threads: int) -> None:
 
 # ---- running a server ---------------------------------------------------------------------------
 
-def start(command: list[str], threads: int, wait: float = 300):
-    """Start a server process; return (process, port) once it prints the address it listens on."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join(
-        [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] + [lines.put("")], daemon=True).start()
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if not line:
-            break
-        print(f"   {line.rstrip()}", file=sys.stderr)
-        found = re.search(r"serving on http://[\d.]+:(\d+)", line)
-        if found:
-            return process, int(found.group(1))
-    process.kill()
-    sys.exit(f"the server did not start: {' '.join(command)}")
-
-
 class RssSampler(threading.Thread):
     """The resident set size of one process, every `every` seconds, with the time of each sample."""
 
@@ -95,13 +70,10 @@ class RssSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            try:
-                status = Path(f"/proc/{self.pid}/status").read_text()
-            except OSError:
+            mb = common.memory_mb(self.pid)
+            if mb is None:
                 return
-            found = re.search(r"VmRSS:\s+(\d+) kB", status)
-            if found:
-                self.samples.append((time.monotonic(), int(found.group(1)) / 1024))
+            self.samples.append((time.monotonic(), mb))
             self.done.wait(self.every)
 
 
@@ -152,7 +124,7 @@ async def load(port: int, sentences: list[str], clients: int, requests: int, sec
 
 def measure(name: str, command: list[str], args, sentences: list[str]) -> dict:
     print(f"== {name}: {' '.join(command)}", file=sys.stderr, flush=True)
-    process, port = start(command, args.threads)
+    process, port = common.start_server(command, args.threads)
     try:
         asyncio.run(load(port, sentences, 1, args.warmup, 600))  # model and kernels warm, not counted
         rss = RssSampler(process.pid)
@@ -213,9 +185,6 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--sides", default="bertfit,peer")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--peer-server", action="store_true", help=argparse.SUPPRESS)  # the peer's own process
-    sys.path.insert(0, str(ROOT / "bench"))
-    import common
-
     common.add_figures_option(parser)
     args = parser.parse_args(argv)
     if args.peer_server:

@@ -103,6 +103,26 @@ def test_a_run_saves_a_model_sentence_transformers_loads_with_equal_embeddings(t
     assert np.abs(ours.vectors - before).max() > 1e-3  # it trained
 
 
+def test_in_batch_negatives_are_the_micro_batch_one_forward_pass_holds(tmp_path, monkeypatch):
+    """docs/embeddings.md: nothing gathers embeddings, so each anchor is ranked against the positives of its own
+    micro-batch (under torchrun: its rank's share of it), not of the step's whole --batch-size."""
+    from bertfit.recipes.embed import finetune_embeddings
+    from bertfit.settings import TrainSettings
+
+    ranked, loss = [], embedding_losses.multiple_negatives_ranking_loss
+
+    def counted(a, b):
+        ranked.append((len(a), len(b)))
+        return loss(a, b)
+
+    monkeypatch.setattr(embedding_losses, "multiple_negatives_ranking_loss", counted)
+    squad = squad_file(tmp_path / "squad.json", paragraphs=4)  # 8 questions
+    finetune_embeddings(EmbedOptions(train_file=str(squad), eval_file=str(squad), output_dir=str(tmp_path / "run"),
+                                     model=str(runs.embedding_folder(tmp_path / "base")), quiet=True),
+                        TrainSettings(epochs=1, batch_size=8, grad_accum=2, precision="fp32"))
+    assert ranked == [(4, 4), (4, 4)]  # one step of 8 pairs: two passes, each anchor against 4 positives, not 8
+
+
 def test_scored_pairs_train_with_cosent_and_score_by_spearman(tmp_path):
     from bertfit.recipes.embed import finetune_embeddings
     from bertfit.settings import TrainSettings

@@ -9,6 +9,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -75,6 +76,21 @@ def server(run_dirs, tmp_path_factory):
     served = runs.Server([f"{name}={path}" for name, path in run_dirs.items()], "--precision", "fp32",
                          "--api-key", KEY, "--max-inputs", "8", "--max-text-chars", "2000",
                          "--max-body-bytes", "50000", log=log)
+    yield served
+    assert served.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    """A tiny sentence-embedding model, mean pooling, not normalised: a dot product of its vectors is no cosine."""
+    return runs.embedding_folder(tmp_path_factory.mktemp("page-embedder") / "embedder", normalize=False)
+
+
+@pytest.fixture(scope="module")
+def page_server(run_dirs, embedder, tmp_path_factory):
+    """The runs above and the embedding model beside them: a form of the page for each kind."""
+    served = runs.Server([*(f"{name}={path}" for name, path in run_dirs.items()), f"embedder={embedder}"],
+                         "--precision", "fp32", "--api-key", KEY, log=tmp_path_factory.mktemp("page-log") / "log")
     yield served
     assert served.stop() == 0
 
@@ -532,6 +548,20 @@ def test_runs_are_named_by_folder_or_name_equals_path(tmp_path):
         run_names([str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run")])
 
 
+def test_a_body_sends_one_text_or_a_list_of_texts_and_the_refusal_names_the_field():
+    from types import SimpleNamespace
+
+    from bertfit.serve.routes import text_or_texts
+
+    assert text_or_texts(SimpleNamespace(text="a [MASK]", texts=None), "x") == (["a [MASK]"], "text", True)
+    assert text_or_texts(SimpleNamespace(text=None, texts=["a", "b"]), "x") == (["a", "b"], "texts", False)
+    for text, texts, field in [(None, None, "text"), ("a", ["a"], "texts")]:  # neither, both
+        with pytest.raises(RequestError) as refused:
+            text_or_texts(SimpleNamespace(text=text, texts=texts), "a string")
+        assert (refused.value.status, refused.value.field) == (422, field)
+        assert refused.value.message == "give text (a string) or texts (a list of them)"
+
+
 # ---- the page, in a real browser ----------------------------------------------------------------
 
 def browser():
@@ -554,7 +584,8 @@ def browser():
     return webdriver.Chrome(service=Service(driver_path), options=options), profile
 
 
-def test_the_page_classifies_a_sentence_and_answers_a_question_in_a_browser(server):
+def test_the_page_classifies_answers_and_compares_two_texts_in_a_browser(page_server):
+    server = page_server
     driver, profile = browser()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -583,6 +614,13 @@ def test_the_page_classifies_a_sentence_and_answers_a_question_in_a_browser(serv
         shown = visible("answer").text
         _, _, body = post(server, "/v1/answer", {"question": "Who won Super Bowl 50?", "context": runs.PASSAGE})
         assert shown == (body["answer"] or "No answer in this context")
+
+        Select(driver.find_element(By.ID, "model")).select_by_value("embedder")
+        visible("text").clear()
+        driver.find_element(By.ID, "text").send_keys(PAIRS[0][0])
+        visible("pair").send_keys(PAIRS[0][1])
+        driver.find_element(By.ID, "go").click()
+        assert float(visible("cosine").text) == pytest.approx(embed_cosine(server, *PAIRS[0]), abs=1e-4)
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
@@ -626,15 +664,18 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
       await element("form").listeners.submit({preventDefault() {}});
       for (let i = 0; i < 200 && element("result").children.some((n) => n.textContent === "Working..."); i++) await settle();
     }
+    const shown = element("result").children;
     report.push({pairHidden: element("pair-fields").hidden, requests: requests - before,
-                 result: element("result").children.map((n) => n.textContent).join("")});
+                 result: shown.map((n) => n.textContent).join(""),
+                 byId: Object.fromEntries(shown.filter((n) => n.id).map((n) => [n.id, n.textContent]))});
   }
   console.log(JSON.stringify(report));
 })().catch((error) => { console.error(error); process.exit(1); });
 """
 
 
-def test_the_page_offers_a_second_sentence_only_to_pair_runs_and_explains_an_empty_submit(server, tmp_path):
+def run_page(server, steps: list[dict], folder) -> list[dict]:
+    """What the page shows after each step, its script run under Node against `server`."""
     import subprocess
 
     node = shutil.which("node")
@@ -642,23 +683,63 @@ def test_the_page_offers_a_second_sentence_only_to_pair_runs_and_explains_an_emp
         pytest.skip("no node to run the page's script")
     from bertfit.serve.app import PAGE
 
-    harness = tmp_path / "page.js"
+    harness = folder / "page.js"
     harness.write_text(PAGE_HARNESS)
-    steps = [{"model": "sentiment", "submit": True, "fill": {"text": "   "}},  # single sentences; nothing written
-             {"model": "similarity"},  # STS-B reads pairs
-             {"model": "reader", "submit": True, "fill": {"question": "Who won?", "context": ""}},
-             {"model": "sentiment", "submit": True, "fill": {"text": TEXTS[0], "pair": "left over from STS-B"}}]
     done = subprocess.run([node, str(harness), f"http://{server.host}:{server.port}", KEY, str(PAGE),
                            json.dumps(steps)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    empty, pair, no_context, classified = json.loads(done.stdout)
-    assert empty == {"pairHidden": True, "requests": 0, "result": "Write a sentence to classify first."}
+    return json.loads(done.stdout)
+
+
+def embed_cosine(server, a: str, b: str) -> float:
+    """The cosine similarity of two texts' vectors from TEI's /embed."""
+    status, _, vectors = post(server, "/embed", {"inputs": [a, b], "model": "embedder", "normalize": False})
+    assert status == 200
+    u, v = np.array(vectors, np.float64)
+    return float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+
+
+def test_the_page_offers_a_second_sentence_only_to_pair_runs_and_explains_an_empty_submit(page_server, tmp_path):
+    server = page_server
+    steps = [{"model": "sentiment", "submit": True, "fill": {"text": "   "}},  # single sentences; nothing written
+             {"model": "similarity"},  # STS-B reads pairs
+             {"model": "reader", "submit": True, "fill": {"question": "Who won?", "context": ""}},
+             {"model": "sentiment", "submit": True, "fill": {"text": TEXTS[0], "pair": "left over from STS-B"}},
+             # an embedding model takes a second text, but not without the first
+             {"model": "embedder", "submit": True, "fill": {"text": " ", "pair": "only the second"}}]
+    empty, pair, no_context, classified, embed_empty = run_page(server, steps, tmp_path)
+    assert {k: empty[k] for k in ("pairHidden", "requests", "result")} == {
+        "pairHidden": True, "requests": 0, "result": "Write a sentence to classify first."}
     assert pair["pairHidden"] is False
     assert no_context["requests"] == 0 and no_context["result"] == "Paste the passage that holds the answer in " \
                                                                     "Context first."
     # the hidden second-sentence box is not sent: the text is classified alone
     _, _, body = post(server, "/v1/classify", {"texts": [TEXTS[0]], "model": "sentiment"})
     assert classified["requests"] == 1 and classified["result"].startswith(body["predictions"][0]["label"])
+    assert embed_empty["pairHidden"] is False
+    assert (embed_empty["requests"], embed_empty["result"]) == (0, "Write a text to embed first.")
+
+
+def test_the_page_shows_an_embedding_and_the_cosine_of_two_texts_as_embed_and_the_cli_give_them(
+        page_server, embedder, tmp_path, capsys):
+    from bertfit.cli import main
+
+    a, b = PAIRS[0]
+    one, two = run_page(page_server, [{"model": "embedder", "submit": True, "fill": {"text": a, "pair": ""}},
+                                      {"model": "embedder", "submit": True, "fill": {"text": a, "pair": b}}], tmp_path)
+    capsys.readouterr()
+    assert main(["embed", str(embedder), a, b, "--precision", "fp32"]) == 0
+    written = np.array([json.loads(line)["embedding"] for line in capsys.readouterr().out.splitlines()], np.float64)
+    # one text: its length and first values, as `bertfit embed` writes them (four places)
+    assert one["requests"] == 1 and one["byId"]["dimensions"] == str(written.shape[1])
+    shown = one["byId"]["values"].split(", ")
+    assert shown[-1] == "..." and len(shown) == 9
+    assert [float(x) for x in shown[:8]] == pytest.approx(written[0, :8], abs=1e-4)
+    # two texts: one request, and the cosine of the two vectors, not their dot product (the model does not normalise)
+    cosine = float(written[0] @ written[1] / np.linalg.norm(written[0]) / np.linalg.norm(written[1]))
+    assert abs(cosine - written[0] @ written[1]) > 1e-2
+    assert two["requests"] == 1 and float(two["byId"]["cosine"]) == pytest.approx(cosine, abs=1e-4)
+    assert float(two["byId"]["cosine"]) == pytest.approx(embed_cosine(page_server, a, b), abs=1e-4)
 
 
 def test_the_page_ships_as_a_file_in_the_package(server):

@@ -52,6 +52,14 @@ def test_the_route_answers_as_tag_does(server, tagger):
     assert status == 422 and body["error"]["field"] == "text"
 
 
+@pytest.mark.parametrize("body, field", [({"aggregation_strategy": "max"}, "text"),
+                                         ({"text": TEXT, "texts": [TEXT]}, "texts")], ids=["neither", "both"])
+def test_the_route_takes_text_or_texts_and_names_the_field_otherwise(server, body, field):
+    status, answer = post(server, "/v1/token-classification", body)
+    assert status == 422 and answer["error"]["field"] == field
+    assert answer["error"]["message"] == "give text (a string) or texts (a list of them)"
+
+
 @pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
 def test_inference_client_gets_the_pipelines_entities(server, tagger, strategy):
     transformers = pytest.importorskip("transformers")
@@ -108,7 +116,8 @@ def test_the_page_marks_the_entities_the_route_finds(server, tmp_path):
     for e in body["predictions"]:
         expected += TEXT[at : e["start"]] + TEXT[e["start"] : e["end"]] + f" {e['entity_group']} {e['score']:.2f}"
         at = e["end"]
-    assert body["predictions"] and shown == {"pairHidden": True, "requests": 1, "result": expected + TEXT[at:]}
+    assert body["predictions"] and shown == {"pairHidden": True, "requests": 1, "result": expected + TEXT[at:],
+                                             "byId": {}}
 
 
 def test_openapi_document_says_what_the_tagger_accepts(server):

@@ -50,32 +50,31 @@ def add_routes(app: FastAPI, service) -> None:
               summary="The most probable tokens for each [MASK] of a text, with a masked-language model")
     async def fill_mask(body: schemas.FillMaskRequest, request: Request):
         batcher = service.pick(body.model, "/v1/fill-mask")
-        if (body.text is None) == (body.texts is None):
-            raise RequestError(422, "give text (a string with [MASK]s) or texts (a list of them)",
-                               "texts" if body.texts is not None else "text")
-        one = body.texts is None
-        texts = [body.text] if one else body.texts
-        name = "text" if one else "texts"
+        texts, name, one = text_or_texts(body, "a string with [MASK]s")
         check_masked(name, texts, settings, one)
         check_top_k(batcher.run, body.top_k, "top_k")
         answers = await service.answer(request, batcher, name, inference.prepare_masked, texts, body.top_k,
                                        settings.max_masks)
         return JSONResponse({"model": batcher.name, "predictions": answers[0] if one else answers})
 
-
     @app.post("/v1/token-classification", response_model=schemas.TagResponse, responses=ERRORS,
               summary="The entities (or tags) of texts with a `bertfit ner` run, with character offsets")
     async def tag(body: schemas.TagRequest, request: Request):
         batcher = service.pick(body.model, "/v1/token-classification")
-        if (body.text is None) == (body.texts is None):
-            raise RequestError(422, "give text (a string) or texts (a list of them)",
-                               "texts" if body.texts is not None else "text")
-        one = body.texts is None
-        texts, name = ([body.text], "text") if one else (body.texts, "texts")
+        texts, name, one = text_or_texts(body, "a string")
         check_texts(name, texts, settings, one)
         answers = await service.answer(request, batcher, name, inference.prepare_tags, texts,
                                        body.aggregation_strategy)
         return JSONResponse({"model": batcher.name, "predictions": answers[0] if one else answers})
+
+
+def text_or_texts(body, what: str) -> tuple[list[str], str, bool]:
+    """The texts of a request that sends one `text` (`what` says what it is) or a list of `texts`, not both:
+    (texts, the field they came in, whether it was one text)."""
+    if (body.text is None) == (body.texts is None):
+        raise RequestError(422, f"give text ({what}) or texts (a list of them)",
+                           "texts" if body.texts is not None else "text")
+    return ([body.text], "text", True) if body.texts is None else (body.texts, "texts", False)
 
 
 def check_texts(name: str, values: list, settings: ServeSettings, one: bool = False) -> None:
