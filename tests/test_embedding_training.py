@@ -137,3 +137,18 @@ def test_scored_pairs_train_with_cosent_and_score_by_spearman(tmp_path):
                                   TrainSettings(epochs=1, batch_size=4, precision="fp32"))
     assert results["settings"]["loss"] == "cosent" and list(results["metrics"]) == ["spearman_cosine"]
     assert -1 <= results["metrics"]["spearman_cosine"] <= 1
+
+
+def test_a_run_without_an_evaluation_file_trains_and_keeps_its_final_model(tmp_path):
+    """Nothing to score on is no reason to fail: the run trains, keeps its last model and reports no metric."""
+    folder = runs.embedding_folder(tmp_path / "base")
+    squad = squad_file(tmp_path / "squad.json")
+    assert main([str(a) for a in ["embed-train", "--model", folder, "--train-file", squad, "--epochs", "1",
+                                  "--batch-size", "4", "--lr", "1e-3", "--precision", "fp32",
+                                  "--output-dir", tmp_path / "run", "--quiet"]]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["metrics"] == {} and results["eval_pairs"] == 0 and results["steps"] == 3
+    texts = ["What about old castles?", "This paragraph is about coffee farms."]
+    ours = inference.embed(inference.load_run(tmp_path / "run" / "model", precision="fp32", need="embed"), texts)
+    before = inference.embed(inference.load_run(folder, precision="fp32", need="embed"), texts).vectors
+    assert np.abs(ours.vectors - before).max() > 1e-3  # it trained, and the trained model is the one kept

@@ -424,11 +424,11 @@ class Trainer:
             self.plan(max(state.step + 1, *self.from_rank_0(steps)))
             self.progress.note(f"time budget refitted: the first evaluation took {self.budget.eval_seconds:.1f}s, so "
                                f"{self.total_steps:,} steps fit with room for the evaluations")
-        key = next(iter(metrics))
+        key = next(iter(metrics), None)  # None: nothing to score on (no evaluation file); the latest model is kept
         entry = {"event": "eval", "step": state.step, "epoch": round(state.step / self.batches_per_epoch, 3), **metrics}
         state.history.append(entry)
-        improved = state.best_metric is None or metrics[key] > state.best_metric
-        if improved:
+        improved = key is None or state.best_metric is None or metrics[key] > state.best_metric
+        if improved and key is not None:
             state.best_metric = metrics[key]
             state.evals_without_improvement = 0
         else:
