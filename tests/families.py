@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from torch import nn
 
 CORPUS = [
@@ -82,6 +82,25 @@ def deberta_unigram() -> Tokenizer:
 # sentences (up to ~40 tokens) reach the logarithmic buckets and the clamp
 DEBERTA_V3 = dict(relative_attention=True, position_buckets=8, max_relative_positions=16, pos_att_type=["p2c", "c2p"],
                   share_att_key=True, norm_rel_ebd="layer_norm", position_biased_input=False, type_vocab_size=0)
+def byte_level_bpe_with_cls() -> Tokenizer:
+    """ModernBERT's kind: byte-level BPE with BERT's special tokens, [CLS] a [SEP] b [SEP], and a [MASK] that takes
+    the space before it (lstrip), as in ModernBERT's tokenizer.json."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(CORPUS, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]", AddedToken("[MASK]", lstrip=True)],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=True),
+        processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                      special_tokens=[("[CLS]", cls), ("[SEP]", sep)])])
+    return tokenizer
+
+
+# ModernBERT's: sequences of the tests longer than the local window (8 tokens: 4 either side); the last layer local
+MODERNBERT = dict(local_attention=8, global_attn_every_n_layers=2, global_rope_theta=1000.0, local_rope_theta=50.0)
 
 
 def transformers_config(family: str, vocab_size: int, **overrides):
@@ -98,6 +117,10 @@ def transformers_config(family: str, vocab_size: int, **overrides):
     if family == "deberta-v2":
         return transformers.DebertaV2Config(vocab_size=vocab_size, max_position_embeddings=128,
                                             **{**SIZES, **DEBERTA_V3, **overrides})
+    if family == "modernbert":
+        ids = dict(pad_token_id=3, cls_token_id=1, sep_token_id=2, bos_token_id=1, eos_token_id=2)
+        return transformers.ModernBertConfig(vocab_size=vocab_size, max_position_embeddings=128, **SIZES, **ids,
+                                             **{**MODERNBERT, **overrides})
     if family == "electra":
         return transformers.ElectraConfig(vocab_size=vocab_size, embedding_size=16, max_position_embeddings=128,
                                           **SIZES, **overrides)
@@ -105,10 +128,12 @@ def transformers_config(family: str, vocab_size: int, **overrides):
 
 
 TOKENIZER_OF = {"bert": wordpiece, "distilbert": wordpiece, "electra": wordpiece, "roberta": byte_level_bpe,
-                "xlm-roberta": sentencepiece_unigram, "camembert": sentencepiece_unigram, "deberta-v2": deberta_unigram}
+                "xlm-roberta": sentencepiece_unigram, "camembert": sentencepiece_unigram, "deberta-v2": deberta_unigram,
+                "modernbert": byte_level_bpe_with_cls}
 TOKENIZER_CLASS = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer", "electra": "ElectraTokenizer",
                    "roberta": "RobertaTokenizer", "xlm-roberta": "XLMRobertaTokenizer",
-                   "camembert": "CamembertTokenizer", "deberta-v2": "DebertaV2Tokenizer"}
+                   "camembert": "CamembertTokenizer", "deberta-v2": "DebertaV2Tokenizer",
+                   "modernbert": "PreTrainedTokenizerFast"}
 
 
 def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -136,6 +161,8 @@ def save_with_tokenizer_files(tokenizer: Tokenizer, family: str, folder: Path) -
     special = {role: next(n for n in names if tokenizer.token_to_id(n) is not None) for role, names in roles.items()}
     if special["cls_token"] == "<s>":
         special.update(bos_token="<s>", eos_token="</s>")
+    if family == "modernbert":  # no token types
+        special["model_input_names"] = ["input_ids", "attention_mask"]
     (folder / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": TOKENIZER_CLASS[family], "model_max_length": 60, **special}))
     return folder

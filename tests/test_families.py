@@ -15,9 +15,12 @@ from bertfit.pretrained import load_pretrained, save_pretrained
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FAMILY_NAMES = ["bert", "distilbert", "roberta", "xlm-roberta", "camembert", "electra", "deberta-v2"]
+FAMILY_NAMES = ["bert", "distilbert", "roberta", "xlm-roberta", "camembert", "electra", "deberta-v2", "modernbert"]
 AUTO = {"base": "AutoModel", "classification": "AutoModelForSequenceClassification",
-        "qa": "AutoModelForQuestionAnswering", "mlm": "AutoModelForMaskedLM"}
+        "qa": "AutoModelForQuestionAnswering", "mlm": "AutoModelForMaskedLM",
+        "tagging": "AutoModelForTokenClassification"}
+# each family with each head it has
+FAMILY_HEADS = [(family, head) for family in FAMILY_NAMES for head in AUTO if head in FAMILIES[family].heads]
 TEXTS = [("The cat sat on the mat.", None),
          ("A much longer sentence about the weather in Paris today, which was grey and wet.", "Was it sunny?"),
          ("hi", None),
@@ -27,7 +30,8 @@ TEXTS = [("The cat sat on the mat.", None),
 def transformers_model(family: str, head: str, tmp_path):
     """(folder, their model, fast tokenizer) of a tiny random model of `family` with `head`, saved by transformers."""
     tokenizer = families.TOKENIZER_OF[family]()
-    config = families.transformers_config(family, tokenizer.get_vocab_size(), num_labels=3 if head == "classification" else 2)
+    config = families.transformers_config(family, tokenizer.get_vocab_size(),
+                                          num_labels=3 if head in ("classification", "tagging") else 2)
     theirs = families.randomise(getattr(transformers, AUTO[head]).from_config(config))
     folder = families.save_with_tokenizer(theirs, tokenizer, family, tmp_path / f"{family}-{head}")
     return folder, theirs, transformers.AutoTokenizer.from_pretrained(str(folder))
@@ -65,8 +69,7 @@ def assert_equal_at_real_tokens(ours: list[torch.Tensor], theirs: list[torch.Ten
 
 
 @pytest.mark.parametrize("layout", ["padded", "packed"])
-@pytest.mark.parametrize("head", list(AUTO))
-@pytest.mark.parametrize("family", FAMILY_NAMES)
+@pytest.mark.parametrize("family, head", FAMILY_HEADS)
 def test_a_transformers_model_of_each_family_and_head_gives_the_same_outputs_in_bertfit(
         family, head, layout, tmp_path, monkeypatch):
     folder, theirs, fast = transformers_model(family, head, tmp_path)
@@ -81,8 +84,7 @@ def test_a_transformers_model_of_each_family_and_head_gives_the_same_outputs_in_
                                 inputs["attention_mask"])
 
 
-@pytest.mark.parametrize("head", list(AUTO))
-@pytest.mark.parametrize("family", FAMILY_NAMES)
+@pytest.mark.parametrize("family, head", FAMILY_HEADS)
 def test_bertfits_saved_model_of_each_family_loads_in_transformers_auto_class_with_the_same_outputs(
         family, head, tmp_path):
     folder, _, fast = transformers_model(family, head, tmp_path)
@@ -152,7 +154,7 @@ def test_glue_encoding_equals_the_families_fast_tokenizer_on_pairs_with_truncati
                     assert features.token_type_ids(i).tolist() == encoded["token_type_ids"][i]
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta", "deberta-v2"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta", "deberta-v2", "modernbert"])
 def test_squad_windows_point_at_the_answers_characters_with_each_kind_of_tokenizer(family, tmp_path):
     """Byte-level BPE's tokens carry their leading space (Ġ) and SentencePiece's its ▁: the offsets the answer
     positions come from must still cover the answer's characters alone. The windows are the fast tokenizer's pair
@@ -184,7 +186,7 @@ def test_squad_windows_point_at_the_answers_characters_with_each_kind_of_tokeniz
 
 # ---- every command for each family, from a masked-language model transformers saved ----------------------------
 
-CLI_FAMILIES = ["distilbert", "roberta", "xlm-roberta", "electra", "deberta-v2"]
+CLI_FAMILIES = ["distilbert", "roberta", "xlm-roberta", "electra", "deberta-v2", "modernbert"]
 
 
 @pytest.fixture(scope="module", params=CLI_FAMILIES)
@@ -287,7 +289,7 @@ def test_a_head_the_family_lacks_is_refused_naming_the_heads_it_has(tmp_path):
         load_pretrained(folder, head="pretraining")
 
 
-@pytest.mark.parametrize("family", ["roberta", "deberta-v2"])
+@pytest.mark.parametrize("family", ["roberta", "deberta-v2", "modernbert"])
 def test_serve_answers_a_classifier_and_masked_lm_of_the_family_as_the_inference_layer_does(family, tmp_path):
     """A server of a classifier and a masked-language model of the family, as transformers saved them."""
     pytest.importorskip("fastapi")
@@ -325,3 +327,117 @@ def test_serve_answers_a_classifier_and_masked_lm_of_the_family_as_the_inference
         assert [c["token_id"] for c in served[0]] == [c["token_id"] for c in expected[0]]
     finally:
         assert server.stop() == 0
+
+
+# ---- ModernBERT's choices beyond the defaults, and its config.json as the checkpoints spell it ----------------------
+
+@pytest.mark.parametrize("head", ["classification", "mlm"])
+def test_modernbert_with_biases_mean_pooling_and_no_decoder_bias_gives_transformers_outputs_both_ways(head, tmp_path,
+                                                                                                        monkeypatch):
+    """Every bias on (norms, attention, MLP, prediction head), the classifier on the mean of the real tokens, the LM
+    head without its output bias; three layers, the last two local, windows of 6 tokens (3 either side)."""
+    tokenizer = families.TOKENIZER_OF["modernbert"]()
+    config = families.transformers_config(
+        "modernbert", tokenizer.get_vocab_size(), num_labels=3, num_hidden_layers=3, global_attn_every_n_layers=3,
+        local_attention=6, norm_bias=True, attention_bias=True, mlp_bias=True, classifier_bias=True,
+        classifier_pooling="mean", decoder_bias=False)
+    theirs = families.randomise(getattr(transformers, AUTO[head]).from_config(config))
+    folder = families.save_with_tokenizer(theirs, tokenizer, "modernbert", tmp_path / head)
+    inputs = batch(transformers.AutoTokenizer.from_pretrained(str(folder)))
+    expected = outputs(theirs, head, inputs, False)
+    for layout in ("padded", "packed"):
+        monkeypatch.setattr(model_module, "PACK_BELOW", {False: 1.0 if layout == "packed" else 0, True: 0})
+        ours, tokenizer_ours = load_pretrained(folder, head=head, num_labels=3)
+        ours.eval()
+        assert ours.bert.config.classifier_pooling == "mean" and not ours.bert.config.decoder_bias
+        assert_equal_at_real_tokens(outputs(ours, head, inputs, True), expected, inputs["attention_mask"])
+    saved = save_pretrained(ours, tokenizer_ours, tmp_path / "saved")
+    back = getattr(transformers, AUTO[head]).from_pretrained(str(saved)).eval()
+    assert_equal_at_real_tokens(outputs(back, head, inputs, False), expected, inputs["attention_mask"])
+
+
+def test_modernbert_config_in_the_checkpoints_own_spelling_reads_as_transformers_newer_one(tmp_path):
+    """The released checkpoints' config.json names the attention pattern and the rotary bases
+    (global_attn_every_n_layers, global_rope_theta, local_rope_theta) where transformers 5 writes layer_types and
+    rope_parameters; both read as the same network. BERT's leftovers in those files change nothing."""
+    from bertfit.pretrained import read_config
+
+    tokenizer = families.TOKENIZER_OF["modernbert"]()
+    config = families.transformers_config("modernbert", tokenizer.get_vocab_size(), num_hidden_layers=4)
+    newer = families.save_with_tokenizer(transformers.AutoModel.from_config(config), tokenizer, "modernbert",
+                                         tmp_path / "newer")
+    raw = json.loads((newer / "config.json").read_text())
+    assert "layer_types" in raw and "rope_parameters" in raw
+    older = {k: v for k, v in raw.items() if k not in ("layer_types", "rope_parameters")}
+    older.update(global_attn_every_n_layers=2, global_rope_theta=1000.0, local_rope_theta=50.0, layer_norm_eps=1e-5,
+                 position_embedding_type="absolute", reference_compile=None, repad_logits_with_grad=False)
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    ours = read_config(newer / "config.json")
+    assert ours == read_config(tmp_path / "older.json")
+    assert (ours.global_attn_every_n_layers, ours.local_attention, ours.global_rope_theta, ours.local_rope_theta) == (
+        2, 8, 1000.0, 50.0)
+
+
+@pytest.mark.parametrize("fields, problem", [
+    ({"layer_types": ["full_attention", "sliding_attention", "sliding_attention", "full_attention"]},
+     "layer_types .* is not one global layer every n"),
+    ({"rope_parameters": {"full_attention": {"rope_type": "linear", "rope_theta": 10.0, "factor": 2.0}}},
+     "rope_parameters full_attention .* is not supported"),
+    ({"hidden_activation": "silu"}, "hidden_activation 'silu' is not supported"),
+    ({"classifier_pooling": "max"}, "classifier_pooling must be one of cls, mean, not 'max'"),
+    ({"norm_bias": "no"}, "norm_bias must be true or false, not 'no'"),
+])
+def test_a_modernbert_config_bertfit_would_build_otherwise_is_refused_naming_the_field(fields, problem, tmp_path):
+    from bertfit.errors import CheckpointError
+    from bertfit.pretrained import read_config
+
+    tokenizer = families.TOKENIZER_OF["modernbert"]()
+    config = families.transformers_config("modernbert", tokenizer.get_vocab_size(), num_hidden_layers=4)
+    config.save_pretrained(str(tmp_path))
+    raw = {**json.loads((tmp_path / "config.json").read_text()), **fields}
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match=problem):
+        read_config(tmp_path / "config.json")
+
+
+def test_ner_trains_a_modernbert_tagger_and_tag_answers_as_transformers_pipeline_does(tmp_path):
+    """`bertfit ner` from a ModernBERT masked-language model as transformers saved it: the run's model is a
+    ModernBertForTokenClassification, and `bertfit tag` gives the token-classification pipeline's entities."""
+    from test_ner import SENTENCES, write_conll
+
+    from bertfit import inference
+    from bertfit.cli import main
+
+    folder, _, _ = transformers_model("modernbert", "mlm", tmp_path)
+    write_conll(tmp_path / "train.conll", SENTENCES * 4)
+    write_conll(tmp_path / "dev.conll", SENTENCES)
+    run = tmp_path / "run"
+    assert main(["ner", "--train-file", str(tmp_path / "train.conll"), "--eval-file", str(tmp_path / "dev.conll"),
+                 "--model", str(folder), "--output-dir", str(run), "--epochs", "1", "--lr", "3e-3",
+                 "--batch-size", "4", "--precision", "fp32", "--quiet"]) == 0
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["architectures"] == ["ModernBertForTokenClassification"]
+    text = "Mary Ann visited New York and Paris yesterday with John."
+    assert main(["tag", str(run), text]) == 0
+    ours = inference.tag(inference.load_run(run, precision="fp32", need="tag"), [text], "none")[0]
+    pipeline = transformers.pipeline("token-classification", model=str(run / "model"), aggregation_strategy="none")
+    theirs = pipeline(text)
+    assert [(t["entity"], t["start"], t["end"]) for t in theirs] == [(o["entity"], o["start"], o["end"]) for o in ours]
+    torch.testing.assert_close(torch.tensor([float(t["score"]) for t in theirs]),
+                               torch.tensor([o["score"] for o in ours], dtype=torch.float32), atol=1e-4, rtol=0)
+
+
+def test_a_modernbert_head_config_json_does_not_name_is_refused_as_its_heads_share_tensor_names(tmp_path):
+    """ModernBERT's classifier, tagger and span head are all `head` + `classifier`: without architectures a
+    classifier's weights would load as a span head."""
+    from bertfit import inference
+    from bertfit.errors import CheckpointError
+
+    folder, _, _ = transformers_model("modernbert", "classification", tmp_path)
+    assert inference.load_run(folder, precision="fp32").head == "classification"
+    config = json.loads((folder / "config.json").read_text())
+    del config["architectures"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="could be any of its qa, classification, tagging, mlm heads, and "
+                                              "config.json's architectures names none"):
+        inference.load_run(folder, precision="fp32")

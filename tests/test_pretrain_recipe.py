@@ -214,6 +214,27 @@ def test_continued_pretraining_starts_from_the_given_model(corpus, tmp_path):
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+def test_continued_pretraining_of_a_modernbert_writes_its_folder_and_no_tutorial_files(corpus, tmp_path):
+    """The tutorial's BertModel has no place for ModernBERT's parts: the run keeps the Hugging Face folder alone,
+    which transformers loads with equal logits."""
+    import families
+
+    tokenizer = families.TOKENIZER_OF["modernbert"]()
+    config = families.transformers_config("modernbert", tokenizer.get_vocab_size())
+    start = families.save_with_tokenizer(families.randomise(transformers.AutoModelForMaskedLM.from_config(config)),
+                                         tokenizer, "modernbert", tmp_path / "start")
+    again = replace(options(corpus, tmp_path / "run"), size=None, tokenizer=None, model=str(start))
+    results = pretrain(again, {**SETTINGS, "max_steps": 2})
+    assert results["steps"] == 2
+    assert not list((tmp_path / "run").glob("*.pth")) and not list((tmp_path / "run").glob("*_wordpiece.json"))
+    ours, tokenizer = load_pretrained(tmp_path / "run" / "model", head="mlm")
+    theirs = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "run" / "model").eval()
+    assert type(theirs).__name__ == "ModernBertForMaskedLM"
+    ids = torch.tensor([tokenizer.encode("the film was a delight [MASK] end, and the cast was fine").ids])
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(ids), theirs(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+
+
 def test_a_time_budget_stops_the_run_and_keeps_its_model(corpus, tmp_path):
     results = pretrain(options(corpus, tmp_path / "run"), {**SETTINGS, "max_steps": 0, "epochs": 50,
                                                             "max_time": 1e-6})

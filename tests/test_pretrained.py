@@ -811,7 +811,7 @@ def test_config_json_that_is_not_json_is_refused(tmp_path):
 @pytest.mark.parametrize("fields, problem", [
     ({"rotary_dim": 16}, "unknown fields rotary_dim"),
     ({"model_type": "gpt2"}, "model_type is 'gpt2'; bertfit builds bert, distilbert, roberta, xlm-roberta, camembert, "
-                             "electra, deberta-v2"),
+                             "electra, deberta-v2, modernbert"),
     ({"num_attention_heads": 5}, "hidden_size 64 is not a multiple of num_attention_heads 5"),
 ])
 def test_config_that_builds_another_network_is_refused(tmp_path, fields, problem):

@@ -21,7 +21,7 @@ class Head:
     model_class: type[nn.Module]  # built over one shared encoder: model_class(config[, num_labels])
     architecture: str  # config.json's `architectures`, as transformers names BERT's class (each family's: families.py)
     tensors: tuple[str, ...]  # our names of the tensors a weights file holds when the head was trained
-    modules: tuple[str, ...]  # our module names of its weights (each loads whole or starts afresh)
+    modules: tuple[str, ...]  # our module names of its weights (each loads whole or starts afresh; `head`: ModernBERT's)
     answers: tuple[str, ...]  # the questions it answers: `load_run(..., need=...)`
     task: str  # the task a run of it is, when its config.json names none
     routes: tuple[str, ...]  # the serving routes that answer from it, its own first
@@ -40,19 +40,19 @@ class Head:
 
 # Every head, in the order a weights file whose config.json names none is tried (head_of).
 HEADS: dict[str, Head] = {head.name: head for head in (
-    Head("qa", model.BertForQuestionAnswering, "BertForQuestionAnswering", ("qa_outputs.weight",), ("qa_outputs",),
+    Head("qa", model.BertForQuestionAnswering, "BertForQuestionAnswering", ("qa_outputs.weight",), ("head", "qa_outputs"),
          answers=("answer",), task="squad", routes=("/v1/answer",), hf_task="question-answering",
          outputs=("start_logits", "end_logits"),
          encoding={"max_seq_length": 384, "doc_stride": 128, "max_query_length": 64, "n_best": 20,
                    "max_answer_length": 30, "null_threshold": 0.0, "version": "1.1"}),
     # a classification run also reranks (/rerank), as a cross-encoder
     Head("classification", model.BertForSequenceClassification, "BertForSequenceClassification",
-         ("classifier.weight",), ("pre_classifier", "classifier"), answers=("classify", "predict"), task="classification",
+         ("classifier.weight",), ("pre_classifier", "head", "classifier"), answers=("classify", "predict"), task="classification",
          routes=("/v1/classify", "/rerank"), hf_task="text-classification", outputs=("logits",),
          encoding={"max_seq_length": 128, "long_texts": "truncate", "stride": 64}, labelled=True, per_token=False),
     # the tagger's classifier has the sequence classifier's name: config.json's architectures tells them apart
     Head("tagging", model.BertForTokenClassification, "BertForTokenClassification", ("classifier.weight",),
-         ("classifier",), answers=("tag", "predict"), task="ner", routes=("/v1/token-classification",),
+         ("head", "classifier"), answers=("tag", "predict"), task="ner", routes=("/v1/token-classification",),
          hf_task="token-classification", outputs=("logits",),
          encoding={"max_seq_length": 128, "stride": 32, "label_all_subtokens": False, "scheme": "bio"},
          labelled=True),

@@ -131,8 +131,8 @@ def weight_names(folder: Path) -> set[str]:
 def head_tensors(config: dict) -> dict[str, list[str]]:
     """The tensors that show each head trained, by the names config.json's family gives them in a weights file."""
     family = of_config(config) or BERT
-    return {head: [family.names.theirs(t) for t in tensors] for head, tensors in HEAD_TENSORS.items()
-            if all(family.names.theirs(t) for t in tensors)}
+    return {head: [family.table(head).theirs(t) for t in tensors] for head, tensors in HEAD_TENSORS.items()
+            if all(family.table(head).theirs(t) for t in tensors)}
 
 
 def held_heads(config: dict, names: set[str]) -> list[str]:
@@ -154,6 +154,11 @@ def head_of(config: dict, names: set[str], source: Path) -> str:
         raise CheckpointError(f"{source}: config.json names {named[0]} weights, but the weights file holds no "
                               f"{head_tensors(config)[named[0]][0]}: the head was never trained; fine-tune it first "
                               f"with `bertfit glue` or `bertfit squad`")
+    family = of_config(config) or BERT
+    if family.head_names and len(held) > 1:  # the heads' tensors share their names: only config.json tells them apart
+        raise CheckpointError(f"{source}: a {family.name} model whose weights could be any of its "
+                              f"{', '.join(held)} heads, and config.json's architectures names none of them; "
+                              f"set architectures (e.g. [\"{family.architecture(held[0])}\"])")
     for head in heads.HEADS:  # in the order heads.py tries them
         if head in held:
             return head
@@ -278,8 +283,11 @@ def load_run(run_dir: str | Path, engine: str = "torch", precision: str = "auto"
         model.to(device)
     if head in FILL_MASK_HEADS:
         mask_id(tokenizer, folder)
-        # a tokenizer built from vocab.txt has [MASK] as a word only: split it never, as transformers does
-        tokenizer.add_special_tokens([mask_token(tokenizer)])
+        # a tokenizer built from vocab.txt has [MASK] as a word only: split it never, as transformers does. One whose
+        # file declares it keeps the file's own (ModernBERT's takes the space before it: lstrip)
+        own = mask_token(tokenizer)
+        if not any(added.content == own for added in tokenizer.get_added_tokens_decoder().values()):
+            tokenizer.add_special_tokens([own])
     return Run(folder, head, model.eval(), tokenizer, labels, extra, engine, precision, Path(run_dir), device,
                sentence)
 

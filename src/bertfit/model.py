@@ -4,8 +4,9 @@ Numerically this is the BERT of the paper and of the original checkpoints (post-
 erf GELU, the config's LayerNorm epsilon). The families built on it (DistilBERT, RoBERTa, ELECTRA,
 DeBERTa) differ from it in a few parts, which the config picks: no token types, positions numbered after the
 padding id, narrower embeddings projected up, a sentence head with its own dense layer, and DeBERTa's
-disentangled attention over relative positions (`disentangled.py`); which family uses which is one table
-(`checkpoints.families`). Attention goes through
+disentangled attention over relative positions (`disentangled.py`); ModernBERT picks more (pre-norm blocks
+with a final norm, rotary positions, GeGLU, no biases, sliding-window attention in most layers:
+`model_parts`); which family uses which is one table (`checkpoints.families`). Attention goes through
 `scaled_dot_product_attention` so PyTorch picks its fused kernel for the hardware, except for short
 sequences on CPU, where plain matmul-softmax-matmul is faster (`explicit_attention`).
 """
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from . import disentangled
 from .errors import ConfigError
+from .model_parts import geglu, layer_inputs, rotate
 
 
 @dataclass
@@ -56,6 +58,21 @@ class BertConfig:
     position_biased_input: bool = True  # absolute position embeddings (v3 has none)
     project_then_norm: bool = False  # embeddings projected up (no bias) before their LayerNorm, not after it
     pooler_dropout: float | None = None  # the dense sentence head's dropout on the first token (None: the classifier's)
+    # ModernBERT's parts (model_parts.py). sentence_head "prediction": dense, activation, norm before the classifier
+    # of every head (ModernBERT's prediction head, whose activation is also its LM head's).
+    pre_norm: bool = False  # x + attention(norm(x)), with an embedding norm (the first block has none) and a final one
+    positions: str = "absolute"  # "absolute": a table in the embeddings; "rotary": angles in attention
+    mlp: str = "gelu"  # "geglu": the intermediate layer twice as wide, GELU of one half times the other
+    norm_bias: bool = True
+    attention_bias: bool = True
+    mlp_bias: bool = True
+    classifier_bias: bool = True  # of the prediction head's and the LM head's dense layer
+    decoder_bias: bool = True  # the LM head's output bias
+    global_rope_theta: float = 160000.0
+    local_rope_theta: float = 10000.0
+    local_attention: int = 0  # a local layer's window (half either side); 0: every layer global
+    global_attn_every_n_layers: int = 1  # with local_attention: layers 0, n, 2n, ... global, the others local
+    classifier_pooling: str = "cls"  # the "prediction" sentence head's input: the first token, or the tokens' "mean"
 
     @classmethod
     def fields(cls) -> set[str]:
@@ -65,8 +82,8 @@ class BertConfig:
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
-        if self.sentence_head not in ("pooler", "dense") or self.sentence_activation not in ACTIVATIONS:
-            raise ConfigError(f"sentence_head must be pooler or dense and sentence_activation one of "
+        if self.sentence_head not in ("pooler", "dense", "prediction") or self.sentence_activation not in ACTIVATIONS:
+            raise ConfigError(f"sentence_head must be pooler, dense or prediction and sentence_activation one of "
                               f"{', '.join(ACTIVATIONS)}, not {self.sentence_head!r} and {self.sentence_activation!r}")
         if isinstance(self.pos_att_type, str):  # config.json may write "p2c|c2p"
             self.pos_att_type = [t.strip() for t in self.pos_att_type.lower().split("|") if t.strip()]
@@ -77,6 +94,13 @@ class BertConfig:
                               f"not {self.pos_att_type!r}")
         if any(n.strip() not in ("none", "layer_norm") for n in self.norm_rel_ebd.lower().split("|")):
             raise ConfigError(f"norm_rel_ebd must be none or layer_norm, not {self.norm_rel_ebd!r}")
+        choices = {"positions": ("absolute", "rotary"), "mlp": ("gelu", "geglu"), "classifier_pooling": ("cls", "mean")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.local_attention < 0 or self.global_attn_every_n_layers < 1:
+            raise ConfigError(f"local_attention must be at least 0 and global_attn_every_n_layers at least 1, not "
+                              f"{self.local_attention} and {self.global_attn_every_n_layers}")
 
     @property
     def max_length(self) -> int:
@@ -114,12 +138,14 @@ class BertEmbeddings(nn.Module):
         width = config.embedding_size or config.hidden_size
         self.position_offset = config.position_offset
         self.word_embeddings = nn.Embedding(config.vocab_size, width, padding_idx=config.pad_token_id)
+        # rotary positions (ModernBERT) are angles in attention, and DeBERTa-v3's relative ones too: no table here
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, width) \
-            if config.position_biased_input else None
+            if config.positions == "absolute" and config.position_biased_input else None
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width) if config.type_vocab_size else None
         # DeBERTa projects first (without a bias) and normalises at the hidden size; ELECTRA the other way round
         self.project_first = config.project_then_norm
-        self.norm = nn.LayerNorm(config.hidden_size if self.project_first else width, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(config.hidden_size if self.project_first else width, eps=config.layer_norm_eps,
+                                 bias=config.norm_bias)
         self.dropout = FastDropout(config.hidden_dropout_prob)
         self.project = nn.Linear(width, config.hidden_size, bias=not self.project_first) \
             if width != config.hidden_size else None
@@ -133,10 +159,9 @@ class BertEmbeddings(nn.Module):
             positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         # RoBERTa numbers a sequence's tokens from pad_token_id + 1 on (padding sits on the right, so this is
         # its count of the real tokens before each one)
+        x = self.word_embeddings(input_ids)
         if self.position_embeddings is not None:
-            x = self.word_embeddings(input_ids) + self.position_embeddings(positions + self.position_offset)
-        else:  # positions come in as relative ones, in attention (DeBERTa-v3)
-            x = self.word_embeddings(input_ids)
+            x = x + self.position_embeddings(positions + self.position_offset)
         if self.token_type_embeddings is not None:
             x = x + self.token_type_embeddings(token_type_ids)
         if self.project_first:
@@ -206,29 +231,37 @@ class BertSelfAttention(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.num_heads = config.num_attention_heads
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
-        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.attention_bias)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
         self.dropout_p = config.attention_probs_dropout_prob
         self.disentangled = disentangled.DisentangledAttention(config) if config.relative_attention else None
 
     def forward(self, x: Tensor, attn_mask: Tensor | None, first_only: bool = False,
-                packing: Packing | None = None, relative: tuple[Tensor, Tensor] | None = None) -> Tensor:
+                packing: Packing | None = None, relative: tuple[Tensor, Tensor] | None = None,
+                rotary: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Attend over all of x; with `first_only`, only the first position asks (its output alone comes back,
         (batch, 1, hidden)). With `packing`, x holds the real tokens alone (tokens, hidden), and so does the output
-        unless `first_only`. `relative`: the model's relative positions, for disentangled attention (DeBERTa)."""
+        unless `first_only`. `relative`: the model's relative positions, for disentangled attention (DeBERTa);
+        `rotary`: cos and sin of each position's angles, turning queries and keys (ModernBERT)."""
         hidden = x.shape[-1]
         batch, length = (packing.batch, packing.length) if packing is not None else x.shape[:2]
         heads, head_dim = self.num_heads, hidden // self.num_heads
         layout = packing.pad if packing is not None else (lambda t: t)  # to (batch, length, ...) for attention
         if first_only:
             # keys and values for every token, a query for the first alone
-            q = F.linear(first_tokens(x, packing), self.qkv.weight[:hidden], self.qkv.bias[:hidden])
+            weight, bias = self.qkv.weight, self.qkv.bias
+            q_bias, kv_bias = (bias[:hidden], bias[hidden:]) if bias is not None else (None, None)
+            q = F.linear(first_tokens(x, packing), weight[:hidden], q_bias)
             q = q.view(batch, 1, heads, head_dim).transpose(1, 2)
-            k, v = layout(F.linear(x, self.qkv.weight[hidden:], self.qkv.bias[hidden:])).view(
+            k, v = layout(F.linear(x, weight[hidden:], kv_bias)).view(
                 batch, length, 2, heads, head_dim).permute(2, 0, 3, 1, 4)
+            if attn_mask is not None and attn_mask.shape[-2] > 1:  # a window mask: the first query's row
+                attn_mask = attn_mask[..., :1, :]
         else:
             # (batch, length, 3, heads, head_dim) -> three (batch, heads, length, head_dim)
             q, k, v = layout(self.qkv(x)).view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+        if rotary is not None:
+            q, k = rotate(q, *rotary), rotate(k, *rotary)
         if relative is None:
             y = self._attend(q, k, v, attn_mask)
         else:
@@ -273,24 +306,39 @@ def set_attention_dropout(model: nn.Module, p: float) -> None:
 
 
 class BertLayer(nn.Module):
-    """One post-norm transformer block: x = norm(x + attention(x)); x = norm(x + mlp(x))."""
+    """One post-norm transformer block: x = norm(x + attention(x)); x = norm(x + mlp(x)). Or (`pre_norm`) a
+    pre-norm one: x = x + attention(norm(x)); x = x + mlp(norm(x)), where the first block's attention reads the
+    embedding norm's output as it is."""
 
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: BertConfig, index: int = 0):
         super().__init__()
+        width, eps, bias = config.hidden_size, config.layer_norm_eps, config.norm_bias
+        self.pre_norm = config.pre_norm
         self.attention = BertSelfAttention(config)
-        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.output = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.output_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        first_of_pre_norm = config.pre_norm and index == 0
+        self.attention_norm = nn.Identity() if first_of_pre_norm else nn.LayerNorm(width, eps=eps, bias=bias)
+        wide = 2 if config.mlp == "geglu" else 1
+        self.intermediate = nn.Linear(width, wide * config.intermediate_size, bias=config.mlp_bias)
+        self.activation = geglu if config.mlp == "geglu" else F.gelu
+        self.output = nn.Linear(config.intermediate_size, width, bias=config.mlp_bias)
+        self.output_norm = nn.LayerNorm(width, eps=eps, bias=bias)
         self.dropout = FastDropout(config.hidden_dropout_prob)
 
     def forward(self, x: Tensor, attn_mask: Tensor | None, first_only: bool = False,
-                packing: Packing | None = None, relative: tuple[Tensor, Tensor] | None = None) -> Tensor:
+                packing: Packing | None = None, relative: tuple[Tensor, Tensor] | None = None,
+                rotary: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """The block's output for every position, or (`first_only`) for the first alone, at a fraction of the cost;
         with `packing`, for the real tokens alone (see Packing)."""
-        attended = self.attention(x, attn_mask, first_only, packing, relative)
+        if self.pre_norm:
+            attended = self.attention(self.attention_norm(x), attn_mask, first_only, packing, relative, rotary)
+            x = (first_tokens(x, packing) if first_only else x) + self.dropout(attended)
+            return x + self.dropout(self.mlp(self.output_norm(x)))
+        attended = self.attention(x, attn_mask, first_only, packing, relative, rotary)
         x = self.attention_norm((first_tokens(x, packing) if first_only else x) + self.dropout(attended))
-        return self.output_norm(x + self.dropout(self.output(F.gelu(self.intermediate(x)))))
+        return self.output_norm(x + self.dropout(self.mlp(x)))
+
+    def mlp(self, x: Tensor) -> Tensor:
+        return self.output(self.activation(self.intermediate(x)))
 
 
 class BertPooler(nn.Module):
@@ -315,7 +363,9 @@ class BertModel(nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = BertEmbeddings(config)
-        self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(BertLayer(config, i) for i in range(config.num_hidden_layers))
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.norm_bias) \
+            if config.pre_norm else None
         self.pooler = BertPooler(config) if pooler and config.sentence_head == "pooler" else None
         self.relative = disentangled.RelativePositions(config) if config.relative_attention else None
 
@@ -339,12 +389,40 @@ class BertModel(nn.Module):
         packing = Packing.worth_it(attention_mask.bool()) if attn_mask is not None and len(self.layers) else None
         x = self.embeddings(input_ids, token_type_ids, packing)
         relative = self.relative(input_ids.shape[1], input_ids.device) if self.relative is not None else None
-        for i, layer in enumerate(self.layers):
-            x = layer(x, attn_mask, first_only=first_token_only and i == len(self.layers) - 1, packing=packing,
-                      relative=relative)
+        inputs = layer_inputs(self.config, attention_mask, attn_mask,
+                              self.config.hidden_size // self.config.num_attention_heads)
+        for i, (layer, (mask, rotary)) in enumerate(zip(self.layers, inputs)):
+            x = layer(x, mask, first_only=first_token_only and i == len(self.layers) - 1, packing=packing,
+                      relative=relative, rotary=rotary)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
         if packing is not None and not first_token_only:
             x = packing.pad(x)
         return x, self.pooler(x) if self.pooler is not None else None
+
+
+class PredictionHead(nn.Module):
+    """dense, activation, LayerNorm: ModernBERT's head before each classifier, and every family's LM head before
+    the word embeddings (ELECTRA's maps down to its narrower embeddings)."""
+
+    def __init__(self, config: BertConfig, width: int | None = None, activation: str | None = None):
+        super().__init__()
+        width = width or config.hidden_size
+        self.dense = nn.Linear(config.hidden_size, width, bias=config.classifier_bias)
+        self.activation = ACTIVATIONS[activation or config.sentence_activation]
+        self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps, bias=config.norm_bias)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.norm(self.activation(self.dense(hidden)))
+
+
+def _prediction_head(config: BertConfig) -> PredictionHead | None:
+    return PredictionHead(config) if config.sentence_head == "prediction" else None
+
+
+def _classifier_dropout(config: BertConfig) -> FastDropout:
+    p = config.classifier_dropout
+    return FastDropout(p if p is not None else config.hidden_dropout_prob)
 
 
 class BertForSequenceClassification(nn.Module):
@@ -353,28 +431,41 @@ class BertForSequenceClassification(nn.Module):
     The sentence vector is BERT's pooled [CLS] vector, or (`sentence_head="dense"`) the head's own dense layer
     and activation on the first token: RoBERTa's dense-tanh, DistilBERT's pre-classifier and ReLU, ELECTRA's
     dense-GELU, DeBERTa's context pooler. Dropout comes before the dense layer and after it, as RoBERTa and ELECTRA
-    have it (DistilBERT's comes after it alone; DeBERTa's before it is its pooler_dropout).
+    have it (DistilBERT's comes after it alone; DeBERTa's before it is its pooler_dropout). ModernBERT's
+    (`"prediction"`) is its prediction head on the first token or on the mean of the real tokens
+    (`classifier_pooling`), dropout after it alone.
     """
 
     def __init__(self, config: BertConfig, num_labels: int = 2):
         super().__init__()
         self.num_labels = num_labels
         self.bert = BertModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = FastDropout(dropout)
+        self.dropout = _classifier_dropout(config)
         # DeBERTa's context pooler has a dropout of its own before its dense layer
         self.pre_dropout = FastDropout(config.pooler_dropout) if config.pooler_dropout is not None else self.dropout
         self.pre_classifier = nn.Linear(config.hidden_size, config.hidden_size) \
             if config.sentence_head == "dense" else None
         self.activation = ACTIVATIONS[config.sentence_activation]
+        self.head = _prediction_head(config)
+        self.mean_pooling = config.classifier_pooling == "mean" and self.head is not None
         self.classifier = nn.Linear(config.hidden_size, num_labels)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None) -> Tensor:
-        sequence, pooled = self.bert(input_ids, token_type_ids, attention_mask, first_token_only=True)
+        sequence, pooled = self.bert(input_ids, token_type_ids, attention_mask, first_token_only=not self.mean_pooling)
         if self.pre_classifier is not None:
             pooled = self.activation(self.pre_classifier(self.pre_dropout(sequence[:, 0])))
+        elif self.head is not None:
+            pooled = self.head(mean_of_real_tokens(sequence, attention_mask, input_ids, self.bert.config)
+                               if self.mean_pooling else sequence[:, 0])
         return self.classifier(self.dropout(pooled))
+
+
+def mean_of_real_tokens(sequence: Tensor, attention_mask: Tensor | None, input_ids: Tensor,
+                        config: BertConfig) -> Tensor:
+    """(batch, hidden): the mean of each sequence's hidden states over its real tokens."""
+    real = (attention_mask if attention_mask is not None else input_ids != config.pad_token_id).to(sequence.dtype)
+    return (sequence * real.unsqueeze(-1)).sum(1) / real.sum(1, keepdim=True)
 
 
 class BertForQuestionAnswering(nn.Module):
@@ -385,11 +476,15 @@ class BertForQuestionAnswering(nn.Module):
         # no pooler: nothing here reads it, and under DistributedDataParallel a parameter no loss reaches
         # would make every step wait for its gradient
         self.bert = BertModel(config, pooler=False)
+        self.head = _prediction_head(config)  # ModernBERT's, then dropout
+        self.dropout = _classifier_dropout(config) if self.head is not None else None
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         sequence, _ = self.bert(input_ids, token_type_ids, attention_mask)
+        if self.head is not None:
+            sequence = self.dropout(self.head(sequence))
         start_logits, end_logits = self.qa_outputs(sequence).unbind(dim=-1)
         return start_logits, end_logits
 
@@ -401,34 +496,34 @@ class BertForTokenClassification(nn.Module):
         super().__init__()
         self.num_labels = num_labels
         self.bert = BertModel(config, pooler=False)  # nothing reads a pooler here (as in transformers)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = FastDropout(dropout)
+        self.dropout = _classifier_dropout(config)
+        self.head = _prediction_head(config)  # ModernBERT's
         self.classifier = nn.Linear(config.hidden_size, num_labels)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None) -> Tensor:
         sequence, _ = self.bert(input_ids, token_type_ids, attention_mask)
+        if self.head is not None:
+            sequence = self.head(sequence)
         return self.classifier(self.dropout(sequence))
 
 
-class BertLMHead(nn.Module):
+class BertLMHead(PredictionHead):
     """Scores over the vocabulary for hidden states: dense, GELU, LayerNorm, then the word embedding
     matrix (tied, as in the paper) plus an output bias of its own. (ELECTRA's dense maps down to its
-    narrower embeddings.)
+    narrower embeddings; ModernBERT's activation is its prediction head's, its output bias optional.)
 
     The decoder weight is the encoder's embedding Parameter itself, passed in at each call rather than
     held here, so the state dict, the optimizer and checkpoints see the one tensor once.
     """
 
     def __init__(self, config: BertConfig):
-        super().__init__()
-        width = config.embedding_size or config.hidden_size
-        self.dense = nn.Linear(config.hidden_size, width)
-        self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        super().__init__(config, config.embedding_size or config.hidden_size,
+                         None if config.sentence_head == "prediction" else "gelu")
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size)) if config.decoder_bias else None
 
     def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
-        return F.linear(self.norm(F.gelu(self.dense(hidden))), word_embeddings, self.bias)
+        return F.linear(super().forward(hidden), word_embeddings, self.bias)
 
 
 def _selected(sequence: Tensor, positions: Tensor | None) -> Tensor:
@@ -510,15 +605,17 @@ def init_weights(module: nn.Module, config: BertConfig) -> None:
                     m.weight[m.padding_idx].zero_()
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, BertLMHead):
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, BertLMHead) and m.bias is not None:
             nn.init.zeros_(m.bias)  # its decoder is the word embeddings, initialised above
 
 
 def flops_per_token(config: BertConfig, seq_len: float) -> float:
     """Forward matmul FLOPs per token of the encoder (x3 for a training step)."""
     h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    dense = 2 * (4 * h * h + 2 * h * i)  # qkv + out projections, two MLP matrices
+    mlp = 3 if config.mlp == "geglu" else 2  # GeGLU's intermediate matrix is twice as tall
+    dense = 2 * (4 * h * h + mlp * h * i)  # qkv + out projections, the MLP's matrices
     attention = 2 * 2 * seq_len * h  # scores and weighted sum
     return n * (dense + attention)
 

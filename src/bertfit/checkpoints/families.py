@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .. import heads
 from .names import NameTable
@@ -33,7 +34,7 @@ class Family:
     classes: str  # transformers' class-name prefix: {classes}Model, {classes}ForSequenceClassification, ...
     prefix: str  # the encoder's name inside transformers' head models ("roberta." in RobertaForMaskedLM)
     names: NameTable  # their tensor name (without the prefix) <-> ours, the encoder's and the heads'
-    qkv: str  # their query/key/value tensors: {layer}, {which} (one of qkv_names), {kind}
+    qkv: str | None  # their query/key/value tensors: {layer}, {which} (one of qkv_names), {kind}; None: fused, as ours
     qkv_names: tuple[str, str, str]
     tied_bias: str | None  # their copy of the LM head's bias under the decoder's name (read when alone)
     ignored: str  # their tensors bertfit reads past (a regex): copies of tied weights, buffers, unused heads
@@ -49,6 +50,11 @@ class Family:
     heads: tuple[str, ...] = ("base", "classification", "qa", "mlm")
     tokenizer_class: str = "BertTokenizer"
     summary: str = ""  # how it differs from BERT, for the docs' table
+    # the tables of heads whose tensors are named otherwise than in `names` (ModernBERT's span head is its
+    # `classifier`, its LM head's dense layer is every head's `head.dense`): encoder and head, read both ways
+    head_names: dict[str, NameTable] = field(default_factory=dict)
+    # config.json in a newer spelling than `fields` reads, rewritten to it: (fields, problems)
+    rewrite_config: Callable[[dict], tuple[dict, list[str]]] | None = None
 
     def architecture(self, head: str) -> str:
         return self.classes + ARCHITECTURE_SUFFIXES[head]
@@ -58,6 +64,14 @@ class Family:
 
     def is_ignored(self, name: str) -> bool:
         return bool(self.ignored) and re.fullmatch(self.ignored, name) is not None
+
+    def table(self, head: str) -> NameTable:
+        """Their names <-> ours for a model with `head` (base: the encoder's, and the heads' the family shares)."""
+        return self.head_names.get(head, self.names)
+
+    def knows(self, name: str) -> bool:
+        """A name of theirs some table of the family reads (a tensor of another head is skipped, not refused)."""
+        return any(t.ours(name) is not None for t in (self.names, *self.head_names.values()))
 
 
 BERT_ENCODER = [
@@ -222,7 +236,88 @@ DEBERTA_V2_LM_PREDICTIONS = dataclasses.replace(
     tied_bias=None, ignored=COMMON_IGNORED + r"|cls\.predictions\..*|mask_predictions\..*",
     written={"hidden_act": "gelu", "legacy": False})
 
-LISTED = (BERT, DISTILBERT, ROBERTA, XLM_ROBERTA, CAMEMBERT, ELECTRA, DEBERTA_V2)
+
+def modernbert_config(raw: dict) -> tuple[dict, list[str]]:
+    """transformers 5's spelling of ModernBERT's attention pattern and rotary bases (`layer_types`,
+    `rope_parameters`) as the checkpoints' own (`global_attn_every_n_layers`, `global_rope_theta`,
+    `local_rope_theta`); where both are there, the newer wins, as in transformers."""
+    fields, problems = dict(raw), []
+    layer_types = fields.pop("layer_types", None)
+    if layer_types is not None:
+        kinds = layer_types if isinstance(layer_types, list) else []
+        every = next((i for i, kind in enumerate(kinds) if i and kind == "full_attention"), len(kinds))
+        if not kinds or kinds != ["sliding_attention" if i % every else "full_attention" for i in range(len(kinds))]:
+            problems.append(f"layer_types {layer_types!r} is not one global layer every n, from the first "
+                            f"(the others sliding_attention)")
+        else:
+            fields["global_attn_every_n_layers"] = every
+    rope = fields.pop("rope_parameters", None)
+    if rope is not None:
+        for kind, ours in (("full_attention", "global_rope_theta"), ("sliding_attention", "local_rope_theta")):
+            params = rope.get(kind) if isinstance(rope, dict) else None
+            if params is None:
+                continue
+            if not isinstance(params, dict) or params.get("rope_type", "default") != "default" \
+                    or set(params) - {"rope_type", "rope_theta"}:
+                problems.append(f"rope_parameters {kind} {params!r} is not supported (only the default rotary "
+                                f"positions, a rope_theta)")
+            elif "rope_theta" in params:
+                fields[ours] = params["rope_theta"]
+    return fields, problems
+
+
+MODERNBERT_ENCODER = [
+    ("embeddings.tok_embeddings.weight", "embeddings.word_embeddings.weight"),
+    ("embeddings.norm.{kind}", "embeddings.norm.{kind}"),
+    ("layers.{layer}.attn_norm.{kind}", "layers.{layer}.attention_norm.{kind}"),
+    ("layers.{layer}.attn.Wqkv.{kind}", "layers.{layer}.attention.qkv.{kind}"),
+    ("layers.{layer}.attn.Wo.{kind}", "layers.{layer}.attention.out.{kind}"),
+    ("layers.{layer}.mlp_norm.{kind}", "layers.{layer}.output_norm.{kind}"),
+    ("layers.{layer}.mlp.Wi.{kind}", "layers.{layer}.intermediate.{kind}"),
+    ("layers.{layer}.mlp.Wo.{kind}", "layers.{layer}.output.{kind}"),
+    ("final_norm.{kind}", "final_norm.{kind}"),
+]
+# every head but the LM head: its prediction head (`head`), then `classifier`
+MODERNBERT_HEAD = [("head.dense.{kind}", "head.dense.{kind}"), ("head.norm.{kind}", "head.norm.{kind}")]
+
+MODERNBERT = Family(
+    name="modernbert", model_types=("modernbert",), classes="ModernBert", prefix="model.",
+    names=NameTable(MODERNBERT_ENCODER + MODERNBERT_HEAD + [("classifier.{kind}", "classifier.{kind}")]),
+    head_names={
+        "qa": NameTable(MODERNBERT_ENCODER + MODERNBERT_HEAD + [("classifier.{kind}", "qa_outputs.{kind}")]),
+        "mlm": NameTable(MODERNBERT_ENCODER + [("head.dense.{kind}", "cls.dense.{kind}"),
+                                               ("head.norm.{kind}", "cls.norm.{kind}"), ("decoder.bias", "cls.bias")]),
+    },
+    qkv=None, qkv_names=("query", "key", "value"),
+    tied_bias=None, ignored=r"decoder\.weight",  # the word embeddings, tied
+    config_names={"norm_eps": "layer_norm_eps", "embedding_dropout": "hidden_dropout_prob",
+                  "attention_dropout": "attention_probs_dropout_prob", "classifier_activation": "sentence_activation"},
+    fields=tuple(f for f in CONFIG_FIELDS if f != "type_vocab_size") + (
+        "norm_bias", "attention_bias", "mlp_bias", "classifier_bias", "decoder_bias", "global_rope_theta",
+        "local_rope_theta", "local_attention", "global_attn_every_n_layers", "classifier_pooling",
+        "sentence_activation"),
+    defaults={"vocab_size": 50368, "intermediate_size": 1152, "num_hidden_layers": 22, "max_position_embeddings": 8192,
+              "layer_norm_eps": 1e-5, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+              "classifier_dropout": 0.0, "pad_token_id": 50283, "norm_bias": False, "attention_bias": False,
+              "mlp_bias": False, "classifier_bias": False, "local_attention": 128, "global_attn_every_n_layers": 3,
+              "sentence_activation": "gelu"},
+    parts={"type_vocab_size": 0, "pre_norm": True, "positions": "rotary", "mlp": "geglu",
+           "sentence_head": "prediction"},
+    written={"hidden_activation": "gelu"},
+    # mlp_dropout: bertfit's blocks drop out after the MLP (hidden_dropout_prob, their embedding_dropout), not
+    # inside it; the rest are kernels, training-time options and BERT's unused names in the checkpoints' files
+    config_ignored=frozenset({"mlp_dropout", "initializer_cutoff_factor", "deterministic_flash_attn",
+                              "sparse_prediction", "sparse_pred_ignore_index", "reference_compile",
+                              "repad_logits_with_grad", "layer_norm_eps"}),
+    heads=("base", "classification", "qa", "tagging", "mlm"),
+    tokenizer_class="PreTrainedTokenizerFast",
+    rewrite_config=modernbert_config,
+    summary="pre-norm blocks with embedding and final norms; rotary positions, global and local bases; GeGLU; "
+            "no biases; every n-th layer global, the others a sliding window; no token types; prediction head "
+            "(dense, GELU, norm) under every classifier, on `[CLS]` or the mean; BPE, `[CLS] A [SEP] B [SEP]`",
+)
+
+LISTED = (BERT, DISTILBERT, ROBERTA, XLM_ROBERTA, CAMEMBERT, ELECTRA, DEBERTA_V2, MODERNBERT)
 FAMILIES = {f.name: f for f in (*LISTED, DEBERTA_V2_LM_PREDICTIONS)}
 BY_MODEL_TYPE = {model_type: f for f in LISTED for model_type in f.model_types}
 # (model_type, config.json field, value) -> the variant of the family a model of that value is saved as

@@ -21,7 +21,9 @@ HF_QKV = re.compile(r"encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\
 OUR_QKV = re.compile(r"layers\.(\d+)\.attention\.qkv\.(weight|bias)")
 
 
-def _qkv_pattern(family: Family) -> re.Pattern:
+def _qkv_pattern(family: Family) -> re.Pattern | None:
+    if family.qkv is None:  # one tensor, named in the family's table
+        return None
     parts = re.split(r"\{(\w+)\}", family.qkv)
     groups = {"layer": r"(?P<layer>\d+)", "which": f"(?P<which>{'|'.join(family.qkv_names)})",
               "kind": "(?P<kind>weight|bias)"}
@@ -30,13 +32,16 @@ def _qkv_pattern(family: Family) -> re.Pattern:
 
 def is_head(name: str, family: Family = BERT) -> bool:
     """One of our heads' tensors (classifier, span head, LM head, NSP head), by our name."""
-    return name.split(".", 1)[0] in HEAD_MODULES and family.names.theirs(name) is not None
+    return name.split(".", 1)[0] in HEAD_MODULES and any(
+        table.theirs(name) is not None for table in (family.names, *family.head_names.values()))
 
 
-def hf_to_ours(weights: dict[str, torch.Tensor], source: Path, family: Family = BERT) -> dict[str, torch.Tensor]:
-    """Map a family's Hugging Face names onto ours: encoder keys get no prefix, heads their names in our modules."""
+def hf_to_ours(weights: dict[str, torch.Tensor], source: Path, family: Family = BERT,
+               head: str = "base") -> dict[str, torch.Tensor]:
+    """Map a family's Hugging Face names onto ours: encoder keys get no prefix, heads their names in our modules.
+    `head`: the model they load into, where the family names a head's tensors by the head (ModernBERT)."""
     state, qkv, unexpected = {}, {}, []
-    qkv_pattern = _qkv_pattern(family)
+    qkv_pattern, table = _qkv_pattern(family), family.table(head)
     for key, tensor in weights.items():
         name = key.removeprefix(family.prefix).replace("LayerNorm.gamma", "LayerNorm.weight").replace(
             "LayerNorm.beta", "LayerNorm.bias")
@@ -44,10 +49,12 @@ def hf_to_ours(weights: dict[str, torch.Tensor], source: Path, family: Family = 
             continue  # a buffer, a copy of the word embeddings, a head bertfit has no use for
         if name == family.tied_bias:
             state.setdefault("cls.bias", tensor)  # the LM head's own bias, where the file has it, wins
-        elif match := qkv_pattern.fullmatch(name):
+        elif qkv_pattern and (match := qkv_pattern.fullmatch(name)):
             qkv.setdefault((match["layer"], match["kind"]), {})[family.qkv_names.index(match["which"])] = tensor
-        elif (ours := family.names.ours(name)) is not None:
+        elif (ours := table.ours(name)) is not None:
             state[ours] = tensor
+        elif family.knows(name):
+            continue  # a tensor of another head than the one loaded
         else:
             unexpected.append(key)
     for (layer, kind), parts in qkv.items():
@@ -65,23 +72,29 @@ def ours_to_hf(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     transformers has it)."""
     encoder = model.bert if hasattr(model, "bert") else model
     family = FAMILIES[encoder.config.family]
+    table = family.table(head_of_model(model))
     out = {}
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu").contiguous()
         if is_head(key, family):
-            out[family.names.theirs(key)] = tensor
+            out[table.theirs(key)] = tensor
             continue
         prefix = family.prefix if key.startswith("bert.") else ""
         name = key.removeprefix("bert.")
-        if match := OUR_QKV.fullmatch(name):
+        if family.qkv and (match := OUR_QKV.fullmatch(name)):
             layer, kind = match.groups()
             for which, part in zip(family.qkv_names, tensor.chunk(3)):
                 out[prefix + family.qkv.format(layer=layer, which=which, kind=kind)] = part.contiguous()
-        elif (hf := family.names.theirs(name)) is not None:
+        elif (hf := table.theirs(name)) is not None:
             out[prefix + hf] = tensor
         else:
             raise AssertionError(f"no Hugging Face name for {key}")
     return out
+
+
+def head_of_model(model: torch.nn.Module) -> str:
+    """The head a model of ours is built with (heads.py), "base" for the encoder alone."""
+    return next((name for name, h in heads.WEIGHTED.items() if type(model) is h.model_class), "base")
 
 
 # ---- config.json ----------------------------------------------------------------------------------
@@ -97,9 +110,10 @@ HF_CONFIG_IGNORED = {
     "sep_token_id", "cls_token_id", "num_labels", "attn_implementation", "_attn_implementation_autoset",
 }
 FLOAT_FIELDS = ("classifier_dropout", "layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob",
-                "initializer_range", "pooler_dropout")
-BOOL_FIELDS = ("relative_attention", "share_att_key", "position_biased_input")
-TEXT_FIELDS = ("sentence_activation", "norm_rel_ebd")
+                "initializer_range", "pooler_dropout", "global_rope_theta", "local_rope_theta")
+BOOL_FIELDS = ("relative_attention", "share_att_key", "position_biased_input", "norm_bias", "attention_bias",
+               "mlp_bias", "classifier_bias", "decoder_bias")
+STRING_FIELDS = ("classifier_pooling", "sentence_activation", "norm_rel_ebd")  # their values: BertConfig checks them
 SMALLEST = {"pad_token_id": 0, "type_vocab_size": 0, "position_buckets": -1, "max_relative_positions": -1}
 
 
@@ -146,7 +160,9 @@ def read_config(path: Path) -> BertConfig:
     raw = read_config_json(path)
     family = family_of(raw, path)
     problems = []
-    activation = family.their_field("hidden_act") if "hidden_act" in family.written else "activation"
+    if family.rewrite_config is not None:
+        raw, problems = family.rewrite_config(raw)
+    activation = next((f for f in ("hidden_act", "hidden_activation") if f in family.written), "activation")
     if raw.get(activation, "gelu") != "gelu":
         problems.append(f"{activation} {raw[activation]!r} is not supported (these encoders use 'gelu')")
     if raw.get("position_embedding_type", "absolute") != "absolute":
@@ -190,7 +206,7 @@ def _field_problem(name: str, value) -> str | None:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if name in BOOL_FIELDS:
         return None if isinstance(value, bool) else f"{name} must be true or false, not {value!r}"
-    if name in TEXT_FIELDS:
+    if name in STRING_FIELDS:
         return None if isinstance(value, str) else f"{name} must be a string, not {value!r}"
     if name == "pos_att_type":
         names = value is None or isinstance(value, str) or (isinstance(value, list)
@@ -218,7 +234,7 @@ def hf_config(model: torch.nn.Module, labels: list[str] | None = None, extra: di
     config = {family.their_field(f): getattr(encoder.config, f) for f in family.fields
               if f not in family.optional or getattr(encoder.config, f) is not None}
     config.update(family.written, model_type=family.model_types[0])
-    head = next((name for name, h in heads.WEIGHTED.items() if type(model) is h.model_class), "base")
+    head = head_of_model(model)
     config["architectures"] = [family.architecture(head)]
     if head != "base" and heads.WEIGHTED[head].labelled:
         names = labels or [f"LABEL_{i}" for i in range(model.num_labels)]

@@ -43,7 +43,7 @@ def load_pretrained(path: str | os.PathLike | None = None, head: str = "base", n
     if source.is_dir():
         config, weights, folder_tokenizer = read_hf_folder(source)
         tokenizer = load_tokenizer(tokenizer_path) if tokenizer_path else folder_tokenizer
-        state = hf_to_ours(weights, source / "model.safetensors", FAMILIES[config.family])
+        state = hf_to_ours(weights, source / "model.safetensors", FAMILIES[config.family], head)
         config_path = source / "config.json"
     else:
         weights = read_weights(source)

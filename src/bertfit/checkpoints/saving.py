@@ -29,7 +29,8 @@ def save_pretrained(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | 
     with folder_in_progress(folder) as tmp:  # this run's own: nothing of anyone else's is removed or mixed in
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_tensors(ours_to_hf(model), tmp / "model.safetensors", metadata={"format": "pt"})
-        save_tokenizer(tokenizer, tmp, FAMILIES[encoder.config.family].tokenizer_class)
+        save_tokenizer(tokenizer, tmp, FAMILIES[encoder.config.family].tokenizer_class,
+                       token_types=encoder.config.type_vocab_size > 0)
         return replace_folder(tmp, folder, marker="config.json")
 
 

@@ -58,9 +58,11 @@ def wordpiece_from_vocab(vocab_path: Path, config_path: Path) -> Tokenizer:
     return tokenization.prepare(tokenizer)
 
 
-def save_tokenizer(tokenizer: Tokenizer, folder: Path, tokenizer_class: str = "BertTokenizer") -> None:
+def save_tokenizer(tokenizer: Tokenizer, folder: Path, tokenizer_class: str = "BertTokenizer",
+                   token_types: bool = True) -> None:
     """tokenizer.json, tokenizer_config.json, special_tokens_map.json (and a WordPiece model's vocab.txt) into
-    `folder`; `tokenizer_class`: the family's, as transformers' AutoTokenizer reads it."""
+    `folder`; `tokenizer_class`: the family's, as transformers' AutoTokenizer reads it; `token_types` False: the
+    model takes none, so AutoTokenizer gives none (ModernBERT's generic class would)."""
     from tokenizers import processors
 
     ids = tokenization.special_ids(tokenizer)
@@ -80,7 +82,8 @@ def save_tokenizer(tokenizer: Tokenizer, folder: Path, tokenizer_class: str = "B
     special = {role: tokenizer.id_to_token(i) for role, i in roles.items() if i is not None}
     if special["cls_token"] == "<s>":  # RoBERTa's: its first token is also its beginning and end of text
         special.update(bos_token="<s>", eos_token=special["sep_token"])
+    inputs = {} if token_types else {"model_input_names": ["input_ids", "attention_mask"]}
     (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": tokenizer_class, "do_lower_case": lowercase, "model_max_length": 512, **special},
+        {"tokenizer_class": tokenizer_class, "do_lower_case": lowercase, "model_max_length": 512, **special, **inputs},
         indent=2) + "\n")
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")

@@ -20,7 +20,7 @@ from .. import devices, runs
 from ..architectures import ARCHITECTURES, Architecture, described
 from ..batching import Features, collate, eval_batches
 from ..checkpoints.families import FAMILIES
-from ..checkpoints.tutorial import TUTORIAL_MAX_POSITIONS, TUTORIAL_VOCAB_SIZE
+from ..checkpoints.tutorial import TUTORIAL_MAX_POSITIONS, TUTORIAL_VOCAB_SIZE, tutorial_holds
 from ..devices import autocast, resolve_precision
 from ..errors import ConfigError
 from ..files import tokens_cache_dir
@@ -296,14 +296,15 @@ def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = N
             save_pretrained(run.model, run.tokenizer, run.model_dir,
                             extra={"task": "pretrain", "objective": objective, "architecture": architecture_name,
                                    "max_seq_length": options.max_seq_length, "mlm_probability": options.mlm_probability})
-            if writes_tutorial(run.model):
+            if writes_tutorial(run.model) and tutorial_holds(run.model.bert):
                 # the tutorial's BertModel always holds a pooler, and its BertConfig() 30,522 vocabulary rows
                 pth, vocab = save_tutorial(run.model, run.tokenizer, run.dir, options.name, pooler_seed=settings.seed,
                                            vocab_size=TUTORIAL_VOCAB_SIZE if options.size == "tutorial" else None)
                 run.say(f"wrote {run.model_dir} (Hugging Face, with its MLM head), {pth} and {vocab} (the tutorial's "
                         f"files)")
             else:
-                run.say(f"wrote {run.model_dir} (Hugging Face, with its MLM head)")
+                run.say(f"wrote {run.model_dir} (Hugging Face, with its MLM head); no tutorial files: they hold a "
+                        f"BERT's weights alone, not a {run.model.bert.config.family} model's")
         return run.finish("pretrain", result,
                           {"size": options.size, "architecture": architecture_name,
                            "train_files": list(options.train_files), "objective": objective,
