@@ -119,8 +119,8 @@ def transformers_config(family: str, vocab_size: int, **overrides):
                                             **{**SIZES, **DEBERTA_V3, **overrides})
     if family == "modernbert":
         ids = dict(pad_token_id=3, cls_token_id=1, sep_token_id=2, bos_token_id=1, eos_token_id=2)
-        return transformers.ModernBertConfig(vocab_size=vocab_size, max_position_embeddings=128, **SIZES, **ids,
-                                             **{**MODERNBERT, **overrides})
+        return transformers.ModernBertConfig(vocab_size=vocab_size, max_position_embeddings=128,
+                                             **{**SIZES, **ids, **MODERNBERT, **overrides})
     if family == "electra":
         return transformers.ElectraConfig(vocab_size=vocab_size, embedding_size=16, max_position_embeddings=128,
                                           **SIZES, **overrides)
