@@ -379,7 +379,7 @@ def test_modernbert_config_in_the_checkpoints_own_spelling_reads_as_transformers
 
 
 @pytest.mark.parametrize("fields, problem", [
-    ({"layer_types": ["full_attention", "sliding_attention", "sliding_attention", "full_attention"]},
+    ({"layer_types": ["full_attention", "sliding_attention", "full_attention", "full_attention"]},
      "layer_types .* is not one global layer every n"),
     ({"rope_parameters": {"full_attention": {"rope_type": "linear", "rope_theta": 10.0, "factor": 2.0}}},
      "rope_parameters full_attention .* is not supported"),
