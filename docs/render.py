@@ -44,7 +44,7 @@ COMMANDS = {
         f"python bench/squad_speed.py --train-file {SQUAD1} --samples 600 --eval-samples 1000 --compare defaults",
     "glue-side-by-side": f"python bench/glue_side_by_side.py --data-dir {GLUE} --seeds 1,2,3 --max-train-samples 800",
     "glue-side-by-side-full": f"python bench/glue_side_by_side.py --data-dir {GLUE} --seeds 1,2,3 "
-                              "--runs-file glue-runs.jsonl",
+                              "--runs-file glue-runs.jsonl --figures-name glue-side-by-side-full",
     "small-glue": f"python bench/small_glue.py --data-dir {GLUE} --task sst2 --sizes 800 "
                   "--settings 3:2e-5,3:5e-5,5:5e-5,5:1e-4",
     "squad-side-by-side-v1.1": "python bench/squad_side_by_side.py --version 1.1 --prefix squad1 "
