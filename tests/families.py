@@ -150,6 +150,12 @@ def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
 def save_with_tokenizer(model, tokenizer: Tokenizer, family: str, folder: Path) -> Path:
     """transformers' save_pretrained, with the tokenizer files its AutoTokenizer reads."""
     model.save_pretrained(str(folder))
+    return save_tokenizer_folder(tokenizer, family, folder)
+
+
+def save_tokenizer_folder(tokenizer: Tokenizer, family: str, folder: Path) -> Path:
+    """tokenizer.json and the family's tokenizer_config.json in `folder` (made if missing): what AutoTokenizer reads."""
+    folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(folder / "tokenizer.json"))
     return save_with_tokenizer_files(tokenizer, family, folder)
 

@@ -131,11 +131,7 @@ def test_glue_encoding_equals_the_families_fast_tokenizer_on_pairs_with_truncati
     from bertfit.tasks import glue_encoding
     from bertfit.tasks.glue import Examples
 
-    tokenizer = families.TOKENIZER_OF[family]()
-    folder = tmp_path / family
-    folder.mkdir()
-    tokenizer.save(str(folder / "tokenizer.json"))
-    families.save_with_tokenizer_files(tokenizer, family, folder)
+    folder = families.save_tokenizer_folder(families.TOKENIZER_OF[family](), family, tmp_path / family)
     fast = transformers.AutoTokenizer.from_pretrained(str(folder))
     ours = load_tokenizer(folder)
     texts = many_strings()
@@ -162,11 +158,7 @@ def test_squad_windows_point_at_the_answers_characters_with_each_kind_of_tokeniz
     from bertfit.pretrained import load_tokenizer
     from bertfit.tasks.squad import Answer, SquadQuestion, make_windows
 
-    tokenizer = families.TOKENIZER_OF[family]()
-    folder = tmp_path / family
-    folder.mkdir()
-    tokenizer.save(str(folder / "tokenizer.json"))
-    families.save_with_tokenizer_files(tokenizer, family, folder)
+    folder = families.save_tokenizer_folder(families.TOKENIZER_OF[family](), family, tmp_path / family)
     fast = transformers.AutoTokenizer.from_pretrained(str(folder))
     ours = load_tokenizer(folder)
     context = "Café Müller served crème brûlée in Paris today; naïve guests paid ¥500 for señor García's piñata 😀."
