@@ -700,14 +700,19 @@ def render_pretrain_sizes(_: Path) -> str:
 
 def render_pretrain_architectures(_: Path) -> str:
     from bertfit.architectures import ARCHITECTURES
+    from bertfit.checkpoints.families import FAMILIES
 
     packing = {"blocks": "packed blocks, every one full", "full-sentences": "whole paragraphs packed across documents"}
+
+    def token_types(a) -> bool:
+        return {**FAMILIES[a.family].parts, **a.config}.get("type_vocab_size", 2) > 1
+
     rows = [[f"`{a.name}`", a.family, f"`--kind {a.tokenizer}`", " or ".join(
-                {"mlm": "MLM", "nsp": "MLM + NSP (`--nsp`)"}[o] for o in a.objectives), packing[a.packing],
-             "yes" if a.config.get("type_vocab_size", 2) > 1 else "no", "yes" if a.tutorial_files else "no"]
+                {"mlm": "MLM", "nsp": "MLM + NSP (`--nsp`)"}[o] for o in a.objectives), f"{100 * a.mlm_probability:g}%",
+             packing[a.packing], "yes" if token_types(a) else "no", "yes" if a.tutorial_files else "no"]
             for a in ARCHITECTURES.values()]
-    return "\n".join(markdown_table(["--architecture", "family", "tokenizer", "objectives", "MLM sequences",
-                                     "token types", "bert_model.pth"], rows, "lllllll"))
+    return "\n".join(markdown_table(["--architecture", "family", "tokenizer", "objectives", "masked",
+                                     "MLM sequences", "token types", "bert_model.pth"], rows, "llllrlll"))
 
 
 def render_families(_: Path) -> str:

@@ -371,12 +371,18 @@ def test_pretrain_roberta_refuses_missing_or_empty_text(tmp_path, data, bpe, cap
                 "modelling alone"),
     (["--tokenizer", "WORDPIECE"], "tokenizer.json: a wordpiece tokenizer, and --architecture roberta takes a bpe one "
                                    "(`bertfit tokenizer --kind bpe`); architectures: bert (a --kind wordpiece "
-                                   "tokenizer), roberta (a --kind bpe tokenizer)"),
-    (["--architecture", "modernbert"], "argument --architecture: invalid choice: 'modernbert'"),
+                                   "tokenizer), roberta (a --kind bpe tokenizer), modernbert (a --kind bpe tokenizer)"),
     (["--max-seq-length", "2"], "max-seq-length"),
     (["--validation-fraction", "0.99"], "too few to hold out"),
+    # the last --architecture wins: ModernBERT's refusals are RoBERTa's
+    (["--architecture", "modernbert", "--nsp"], "--nsp (next-sentence prediction) is BERT's: --architecture "
+                                                "modernbert pretrains with masked-language modelling alone"),
+    (["--architecture", "modernbert", "--tokenizer", "WORDPIECE"],
+     "tokenizer.json: a wordpiece tokenizer, and --architecture modernbert takes a bpe one"),
+    (["--architecture", "modernbert", "--mlm-probability", "1.5"], "--mlm-probability must be between 0 and 1"),
+    (["--architecture", "ModernBERT"], "argument --architecture: invalid choice: 'ModernBERT'"),
 ])
-def test_pretrain_roberta_refuses_what_roberta_does_not_do(tmp_path, data, bpe, capsys, more, message):
+def test_pretrain_roberta_and_modernbert_refuse_what_they_do_not_do(tmp_path, data, bpe, capsys, more, message):
     more = [str(embedded_model_path() / "tokenizer.json") if m == "WORDPIECE" else m for m in more]
     assert message in refused(roberta(data / "text.txt", tmp_path / "out", bpe, *more), watch=[data, tmp_path / "out"],
                               capsys=capsys)

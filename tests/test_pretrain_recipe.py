@@ -45,7 +45,7 @@ def corpus(tmp_path_factory):
     return folder, glue
 
 
-TOKENIZER_OF = {"bert": "wordpiece.json", "roberta": "bpe.json"}
+TOKENIZER_OF = {"bert": "wordpiece.json", "roberta": "bpe.json", "modernbert": "bpe.json"}
 
 
 def options(corpus, run_dir: Path, **more) -> PretrainOptions:
@@ -106,8 +106,64 @@ def test_a_roberta_pretraining_run_writes_a_roberta_masked_lm_transformers_loads
     torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-5)
 
 
-def test_a_roberta_pretraining_run_fills_masks_and_fine_tunes_on_sst2_through_the_cli(corpus, tmp_path, capsys):
-    pretrain(options(corpus, tmp_path / "run", architecture="roberta"), {**SETTINGS, "max_steps": 2, "eval_every": 0})
+def test_a_modernbert_pretraining_run_writes_a_modernbert_masked_lm_transformers_loads_with_equal_logits(
+        corpus, tmp_path):
+    """--architecture modernbert: ModernBERT's network with its family's defaults (no biases, no dropout, every third
+    layer global, a 128-token window), GeGLU at 2/3 of the preset's width, 30% masked, RoBERTa's full sentences and
+    BPE; transformers' Auto classes read the folder, on texts longer than the window and padded beside short ones."""
+    results = pretrain(options(corpus, tmp_path / "run", architecture="modernbert"), SETTINGS)
+    assert results["settings"]["architecture"] == "modernbert" and results["steps"] == 8
+    assert results["settings"]["mlm_probability"] == 0.3
+    counts = results["train_sequence_counts"]
+    assert counts["sequences"] > 0 and counts["padding"] > 0 and "blocks" not in counts  # full sentences, not blocks
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["model_type"] == "modernbert" and config["architectures"] == ["ModernBertForMaskedLM"]
+    assert config["bertfit"]["architecture"] == "modernbert" and config["bertfit"]["mlm_probability"] == 0.3
+    assert (config["hidden_size"], config["intermediate_size"], config["pad_token_id"]) == (128, 352, 1)
+    assert not (tmp_path / "run" / "bert_model.pth").exists()  # the tutorial's files are a BERT's
+
+    ours, tokenizer = load_pretrained(tmp_path / "run" / "model", head="mlm")
+    theirs = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "run" / "model").eval()
+    assert type(theirs).__name__ == "ModernBertForMaskedLM"
+    default = transformers.ModernBertConfig(num_hidden_layers=2)  # what the family's defaults stand for
+    for name in ("norm_bias", "attention_bias", "mlp_bias", "classifier_bias", "decoder_bias", "local_attention",
+                 "layer_types", "rope_parameters", "embedding_dropout", "attention_dropout", "mlp_dropout",
+                 "classifier_dropout", "classifier_activation", "hidden_activation", "norm_eps"):
+        assert getattr(theirs.config, name) == getattr(default, name), name
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
+    texts = ["the film was a delight <mask> end", "a dull <mask>", "Café crème 😀 <mask> and a longer text " * 12]
+    batch = hf_tokenizer(texts, padding=True, return_tensors="pt")
+    assert batch["input_ids"].shape[1] > 2 * config["local_attention"]  # local layers see a part of it only
+    for i, text in enumerate(texts):
+        assert batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist() == tokenizer.encode(text).ids
+    with torch.no_grad():
+        expected = theirs(**batch).logits
+        got = ours.eval()(batch["input_ids"], attention_mask=batch["attention_mask"])
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("architecture, given, expected", [
+    ("bert", None, 0.15), ("roberta", None, 0.15), ("modernbert", None, 0.3), ("modernbert", 0.2, 0.2)])
+def test_the_share_of_tokens_masked_is_the_architectures_unless_given(corpus, architecture, given, expected):
+    from bertfit.pretrained import build_model, load_tokenizer
+    from bertfit.recipes.pretrain import ARCHITECTURES, mlm_probability, new_config
+
+    folder, _ = corpus
+    tokenizer = load_tokenizer(folder / TOKENIZER_OF[architecture])
+    config = new_config(ARCHITECTURES[architecture], "tiny", tokenizer, str(folder / TOKENIZER_OF[architecture]), 24)
+    model = build_model(config, "mlm")
+    chosen = options(corpus, Path("unused"), architecture=architecture, mlm_probability=given)
+    assert mlm_probability(chosen, model) == expected
+
+
+@pytest.mark.parametrize("architecture, classifier", [("roberta", "RobertaForSequenceClassification"),
+                                                      ("modernbert", "ModernBertForSequenceClassification")])
+def test_a_bpe_pretraining_run_fills_masks_and_fine_tunes_on_sst2_through_the_cli(corpus, tmp_path, capsys,
+                                                                                  architecture, classifier):
+    pretrain(options(corpus, tmp_path / "run", architecture=architecture), {**SETTINGS, "max_steps": 2,
+                                                                            "eval_every": 0})
     from bertfit import inference
 
     run = inference.load_run(tmp_path / "run", precision="fp32", need="fill-mask")
@@ -122,7 +178,7 @@ def test_a_roberta_pretraining_run_fills_masks_and_fine_tunes_on_sst2_through_th
     results = json.loads((tmp_path / "sst2" / "results.json").read_text())
     assert results["steps"] == 4 and 0 <= results["metrics"]["accuracy"] <= 1
     config = json.loads((tmp_path / "sst2" / "model" / "config.json").read_text())
-    assert config["architectures"] == ["RobertaForSequenceClassification"]
+    assert config["architectures"] == [classifier]
     transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "sst2" / "model")
 
 
@@ -266,7 +322,7 @@ def test_the_cosine_schedule_decays_as_transformers_cosine_schedule_after_warmup
         theirs.step()
 
 
-@pytest.mark.parametrize("architecture", ["bert", "roberta"])
+@pytest.mark.parametrize("architecture", ["bert", "roberta", "modernbert"])
 def test_a_killed_pretraining_run_resumes_bitwise_equal_to_an_uninterrupted_one(corpus, tmp_path, architecture):
     folder, _ = corpus
 
@@ -301,7 +357,10 @@ def test_a_killed_pretraining_run_resumes_bitwise_equal_to_an_uninterrupted_one(
     (["--size", "tiny", "--tokenizer", "BPE"], "bpe.json: a bpe tokenizer, and --architecture bert takes a wordpiece"),
     (["--model", "embedded", "--architecture", "roberta"],
      "--model continues pretraining the model's own architecture"),
-    (["--size", "tiny", "--tokenizer", "BPE", "--architecture", "modernbert"], "invalid choice: 'modernbert'"),
+    (["--size", "tiny", "--tokenizer", "TOKENIZER", "--architecture", "modernbert"],
+     "wordpiece.json: a wordpiece tokenizer, and --architecture modernbert takes a bpe one"),
+    (["--size", "tiny", "--tokenizer", "BPE", "--architecture", "modernbert", "--nsp"],
+     "--nsp (next-sentence prediction) is BERT's: --architecture modernbert pretrains with masked-language modelling"),
 ])
 def test_pretrain_refuses_what_cannot_work_with_one_line_and_no_run_dir(corpus, tmp_path, capsys, arguments, message):
     folder, _ = corpus

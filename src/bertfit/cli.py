@@ -616,9 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_options(p)
     p.set_defaults(func=cmd_serve)
 
-    p = command("pretrain", "pretrain a BERT or a RoBERTa on raw text with masked-language modelling (and BERT's "
-                            "--nsp, next-sentence prediction): a new model from a size preset and a tokenizer, or "
-                            "continued pretraining of --model")
+    p = command("pretrain", "pretrain a BERT, a RoBERTa or a ModernBERT on raw text with masked-language modelling "
+                            "(and BERT's --nsp, next-sentence prediction): a new model from a size preset and a "
+                            "tokenizer, or continued pretraining of --model")
     p.add_argument("--train-file", dest="train_files", nargs="+", required=True, metavar="FILE",
                    help="text files (a paragraph a line, a blank line between documents), JSONL files with a text "
                         "field, or hub dataset names (wikitext-2-raw-v1, wikitext-103-raw-v1)")
@@ -631,14 +631,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--architecture", choices=ARCHITECTURES,
                    help="a new model's: bert (WordPiece, MLM on packed blocks, --nsp allowed, token types) or "
                         "roberta (byte-level BPE from `bertfit tokenizer --kind bpe`, MLM alone on whole paragraphs "
-                        "packed across documents, no token types) (default: bert)")
+                        "packed across documents, no token types) or modernbert (as roberta, 30%% masked; pre-norm, "
+                        "rotary, GeGLU, no biases, every third layer global, the others a 128-token window) "
+                        "(default: bert)")
     p.add_argument("--tokenizer", help="tokenizer JSON (`bertfit tokenizer` trains one); with --model, one not "
                                        "beside the model")
     p.add_argument("--model", help="continue pretraining this model: folder, tutorial .pth, hub name or 'embedded'")
     p.add_argument("--num-heads", type=int, help="attention heads of a tutorial .pth (default: hidden size / 64)")
     p.add_argument("--output-dir", help="run directory (default: runs/pretrain)")
     p.add_argument("--max-seq-length", type=int, help="tokens per training sequence (default: 128)")
-    p.add_argument("--mlm-probability", type=float, help="fraction of tokens masked, 80/10/10 (default: 0.15)")
+    p.add_argument("--mlm-probability", type=float, help="fraction of tokens masked, 80/10/10 (default: the "
+                                                         "architecture's: 0.15, modernbert 0.3)")
     p.add_argument("--nsp", action="store_true", help="also next-sentence prediction on sentence pairs, as the "
                                                        "tutorial (without it: MLM on packed full-length sequences)")
     p.add_argument("--text-field", help="the text field of JSONL files (default: text)")
@@ -658,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, metavar="FILE.json", help="the tokenizer file to write")
     p.add_argument("--kind", default="wordpiece", choices=TOKENIZER_KINDS,
                    help="wordpiece: BERT's ([CLS] a [SEP] b [SEP], for --architecture bert); bpe: RoBERTa's byte-level "
-                        "BPE (<s> a </s></s> b </s>, for --architecture roberta) (default: wordpiece)")
+                        "BPE (<s> a </s></s> b </s>, for --architecture roberta and modernbert) (default: wordpiece)")
     p.add_argument("--vocab-size", type=int, default=30522, help="tokens in the vocabulary, the 5 specials included")
     p.add_argument("--lowercase", action="store_true", help="lowercase the text first (an uncased tokenizer; "
                                                              "wordpiece only)")

@@ -2,7 +2,8 @@
 next-sentence pairs. read → tokenize once into a token file → pack (or pair) → mask each step → train →
 held-out loss → a Hugging Face folder with its MLM head, and (a BERT's) the tutorial's `bert_model.pth`.
 
-What a new model is (its family, tokenizer, objectives and packing) is its row of `architectures.ARCHITECTURES`.
+What a new model is (its family, tokenizer, objectives, packing and share of tokens masked) is its row of
+`architectures.ARCHITECTURES`.
 """
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from .. import devices, runs
-from ..architectures import ARCHITECTURES, Architecture, described
+from ..architectures import ARCHITECTURES, MLM_PROBABILITY, Architecture, described
 from ..batching import Features, collate, eval_batches
 from ..checkpoints.families import FAMILIES
 from ..checkpoints.tutorial import TUTORIAL_MAX_POSITIONS, TUTORIAL_VOCAB_SIZE, tutorial_holds
 from ..devices import autocast, resolve_precision
 from ..errors import ConfigError
 from ..files import tokens_cache_dir
-from ..model import init_weights, pretrain_config
+from ..model import PRETRAIN_SIZES, init_weights, pretrain_config
 from ..pretrained import build_model, load_pretrained, load_tokenizer, save_pretrained, save_tutorial
 from ..settings import PRETRAIN_DEFAULTS, TrainSettings
 from ..tasks import pretraining_data
@@ -32,6 +33,9 @@ from ..tokenization import mask_token, special_ids
 from ..tokenizer_training import tokenizer_kind
 from .run import Run
 
+# the fields of a new model's config that its size preset and tokenizer set, whatever its family's defaults
+SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+               "max_position_embeddings", "pad_token_id")
 EVAL_MASK_SEED = 1234  # every evaluation masks the held-out blocks the same way, so evaluations compare
 
 
@@ -49,7 +53,7 @@ class PretrainOptions:
     num_heads: int | None = None  # a tutorial .pth holds no config
     output_dir: str | None = None
     max_seq_length: int = 128
-    mlm_probability: float = 0.15
+    mlm_probability: float | None = None  # None: the architecture's (ARCHITECTURES; BERT's 0.15)
     nsp: bool = False
     text_field: str = "text"
     max_eval_samples: int | None = 2000  # held-out sequences each evaluation reads
@@ -76,7 +80,7 @@ def check_options(options: PretrainOptions) -> None:
     if options.nsp and options.size and "nsp" not in new_architecture(options).objectives:
         raise ConfigError(f"--nsp (next-sentence prediction) is BERT's: --architecture {options.architecture} "
                           f"pretrains with masked-language modelling alone")
-    if not 0 < options.mlm_probability < 1:
+    if options.mlm_probability is not None and not 0 < options.mlm_probability < 1:
         raise ConfigError(f"--mlm-probability must be between 0 and 1, not {options.mlm_probability:g}")
     if not 0 <= options.validation_fraction < 1:
         raise ConfigError(f"--validation-fraction must be in [0, 1), not {options.validation_fraction:g}")
@@ -97,6 +101,14 @@ def architecture_of(model) -> Architecture | None:
     return next((a for a in ARCHITECTURES.values() if a.family == family), None)
 
 
+def mlm_probability(options: PretrainOptions, model) -> float:
+    """The share of tokens masked: --mlm-probability, else the model's architecture's (ModernBERT's 30%)."""
+    if options.mlm_probability is not None:
+        return options.mlm_probability
+    architecture = architecture_of(model)
+    return architecture.mlm_probability if architecture is not None else MLM_PROBABILITY
+
+
 def writes_tutorial(model) -> bool:
     """Whether the run also writes the tutorial's bert_model.pth: a BERT's state dict, so only a BERT's."""
     architecture = architecture_of(model)
@@ -104,13 +116,20 @@ def writes_tutorial(model) -> bool:
 
 
 def new_config(architecture: Architecture, size: str, tokenizer, tokenizer_path: str, max_seq_length: int):
-    """A new model's config: the size preset in the architecture's family, with the family's parts."""
+    """A new model's config: the size preset in the architecture's family, with the family's defaults and parts."""
     family = FAMILIES[architecture.family]
     pad = special_ids(tokenizer, tokenizer_path).pad
     offset = pad + 1 if family.positions_after_padding else 0  # RoBERTa's positions start after the padding id
+    # the family's config class's own defaults (ModernBERT's: no biases, no dropout, a GELU head, its window), but
+    # for the sizes, which the preset and the tokenizer set; then the parts it picks, then the architecture's
+    defaults = {k: v for k, v in family.defaults.items() if k not in SIZE_FIELDS}
+    parts = {**defaults, **family.parts, **architecture.config}
+    if architecture.intermediate_ratio != 1 and size in PRETRAIN_SIZES:
+        width = PRETRAIN_SIZES[size]["intermediate_size"] * architecture.intermediate_ratio
+        parts["intermediate_size"] = 32 * max(1, round(width / 32))
     return pretrain_config(size, vocab_size=tokenizer.get_vocab_size(), pad_token_id=pad,
                            max_position_embeddings=max(512, max_seq_length) + offset,
-                           family=family.name, position_offset=offset, **family.parts, **architecture.config)
+                           family=family.name, position_offset=offset, **parts)
 
 
 def check_tokenizer(architecture: Architecture, tokenizer, path: str) -> None:
@@ -279,6 +298,7 @@ def pretrain(options: PretrainOptions, settings: TrainSettings | dict | None = N
     settings.validate()
     check_options(options)
     run = start(options, settings)
+    options = replace(options, mlm_probability=mlm_probability(options, run.model))
     train, held, counts = read_data(run, options)
     loss_fn, specials = pretrain_loss(run.tokenizer, options.mlm_probability, options.nsp)
     evaluate = lambda model: evaluate_mlm(model, held, run.tokenizer, specials, options.mlm_probability, options.nsp,
