@@ -499,11 +499,18 @@ def render_pretrain(figures_dir: Path) -> str:
 def render_pretrain_architectures_figures(figures_dir: Path) -> str:
     def table(found):
         sides = first(found, "pretrain-architectures")["figures"]["sides"]
+        # every model also scored at one masking rate (ModernBERT trains with 30% masked, the others 15%)
+        common = [v.get("at_eval_mlm_probability") for v in sides.values()]
+        rate = f"{100 * common[0]['mlm_probability']:g}%" if all(common) else None
         rows = [[f"`{name}`", str(v["steps"]), f"{v['train_seconds']:.0f}", f"{v['train_tokens_seen']:,}",
-                 f"{v['mlm_loss']:.3f}", f"{100 * v['mlm_accuracy']:.2f}%", f"{v['tokens_per_word']:.3f}"]
-                for name, v in sides.items()]
-        return markdown_table(["--architecture", "steps", "train s", "tokens seen", "held-out MLM loss",
-                               "MLM accuracy", "tokens per word"], rows)
+                 f"{100 * v.get('mlm_probability', 0.15):g}%", f"{v['mlm_loss']:.3f}",
+                 f"{100 * v['mlm_accuracy']:.2f}%",
+                 *([f"{v['at_eval_mlm_probability']['mlm_loss']:.3f}",
+                    f"{100 * v['at_eval_mlm_probability']['mlm_accuracy']:.2f}%"] if rate else []),
+                 f"{v['tokens_per_word']:.3f}"] for name, v in sides.items()]
+        return markdown_table(["--architecture", "steps", "train s", "tokens seen", "masked", "held-out MLM loss",
+                               "MLM accuracy", *([f"MLM loss at {rate} masked", f"MLM accuracy at {rate} masked"]
+                                                 if rate else []), "tokens per word"], rows)
 
     return per_kind(figures_dir, ["pretrain-architectures"], table)
 
