@@ -504,3 +504,40 @@ def test_ner_trains_a_roberta_tagger_whose_predictions_are_transformers_first_su
     pipeline = transformers.pipeline("token-classification", model=str(run / "model"), aggregation_strategy="none")
     assert [(t["entity"], t["start"], t["end"]) for t in pipeline(text)] == \
            [(o["entity"], o["start"], o["end"]) for o in entities]
+
+
+@pytest.mark.parametrize("family", ["distilbert", "roberta", "xlm-roberta", "electra"])
+def test_tag_and_the_onnx_export_of_each_familys_tagger_give_the_pipelines_entities(family, tmp_path):
+    """A tagger transformers saved: `tag` groups its sub-tokens into words and entities as the pipeline does (each
+    kind of word mark: WordPiece's ##, byte-level BPE's Ġ, SentencePiece's ▁), and its ONNX export tags alike."""
+    pytest.importorskip("onnxruntime")
+    from bertfit import inference
+    from bertfit.export import export_onnx
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    tokenizer = families.TOKENIZER_OF[family]()
+    config = families.transformers_config(family, tokenizer.get_vocab_size(), num_labels=len(labels),
+                                          id2label=dict(enumerate(labels)))
+    theirs = families.randomise(transformers.AutoModelForTokenClassification.from_config(config), seed=1)
+    with torch.no_grad():  # every sub-token an entity (never O), of labels that change from token to token
+        weight = theirs.classifier.weight
+        weight.copy_(2.0 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(1)))
+        theirs.classifier.bias[0] = -20.0
+    folder = families.save_with_tokenizer(theirs, tokenizer, family, tmp_path / "run" / "model")
+    texts = ["Mary Ann visited New York and Paris-Berlin yesterday, unbelievably.",
+             "Café Müller served crème brûlée in Paris today 😀 (twice)!"]
+    run = inference.load_run(folder.parent, precision="fp32", need="tag")
+    for strategy, key in (("none", "entity"), ("first", "entity_group")):
+        pipeline = transformers.pipeline("token-classification", model=str(folder), aggregation_strategy=strategy)
+        for text, entities in zip(texts, inference.tag(run, texts, strategy)):
+            expected = pipeline(text)
+            assert len(expected) > (10 if strategy == "none" else 0)  # none: each sub-token, none of them O
+            assert [(e[key], e["word"], e["start"], e["end"]) for e in expected] == \
+                   [(e[key], e["word"], e["start"], e["end"]) for e in entities]
+    assert export_onnx(folder.parent, tmp_path / "onnx", say=lambda *_: None)["head"] == "tagging"
+    onnx = inference.tag(inference.load_run(tmp_path / "onnx", engine="onnx"), texts, "none")
+    for expected, entities in zip(inference.tag(run, texts, "none"), onnx):
+        assert [(e["entity"], e["start"], e["end"]) for e in entities] == \
+               [(e["entity"], e["start"], e["end"]) for e in expected]
+        torch.testing.assert_close(torch.tensor([e["score"] for e in entities]),
+                                   torch.tensor([e["score"] for e in expected]), atol=1e-4, rtol=0)
