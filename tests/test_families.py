@@ -277,7 +277,7 @@ def test_a_head_the_family_lacks_is_refused_naming_the_heads_it_has(tmp_path):
 
     folder, _, _ = transformers_model("roberta", "mlm", tmp_path)
     with pytest.raises(CheckpointError, match=r"a roberta model has no pretraining head in bertfit \(heads: base, "
-                                              r"classification, qa, mlm\); .* without --nsp"):
+                                              r"classification, qa, tagging, mlm\); .* without --nsp"):
         load_pretrained(folder, head="pretraining")
 
 
@@ -433,3 +433,111 @@ def test_a_modernbert_head_config_json_does_not_name_is_refused_as_its_heads_sha
     with pytest.raises(CheckpointError, match="could be any of its qa, classification, tagging, mlm heads, and "
                                               "config.json's architectures names none"):
         inference.load_run(folder, precision="fp32")
+
+
+# ---- token classification: each word's first sub-token, as transformers' run_ner labels it ----------------------
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta", "deberta-v2"])
+def test_ner_labels_each_words_first_sub_token_as_run_ner_does_with_each_kind_of_tokenizer(family, tmp_path):
+    """Byte-level BPE marks a word's start by its leading space (Ġ), which a word given alone lacks: the words are
+    encoded as run_ner encodes them (`add_prefix_space` for RoBERTa's kind), each label on its first sub-token."""
+    from bertfit.pretrained import load_tokenizer
+    from bertfit.tasks import tagging
+
+    folder = families.save_tokenizer_folder(families.TOKENIZER_OF[family](), family, tmp_path / family)
+    fast = transformers.AutoTokenizer.from_pretrained(str(folder), add_prefix_space=True)
+    words = [text.split() for text in many_strings(60)]
+    labels = [[i % 5 for i in range(len(sentence))] for sentence in words]
+    encoded = tagging.encode(words, load_tokenizer(folder), max_seq_length=4096, stride=8, label_ids=labels)
+    assert encoded.num_windowed == 0 and encoded.num_unknown_words == 0
+    theirs = fast(words, is_split_into_words=True)
+    for s in range(len(words)):
+        word_ids = theirs.word_ids(s)
+        expected = [labels[s][w] if w is not None and (i == 0 or word_ids[i - 1] != w) else tagging.IGNORE
+                    for i, w in enumerate(word_ids)]
+        assert encoded.features.input_ids(s).tolist() == theirs["input_ids"][s]
+        assert encoded.features.columns["label_ids"][s][: len(expected)].tolist() == expected
+
+
+def test_ner_trains_a_roberta_tagger_whose_predictions_are_transformers_first_sub_token_labels(tmp_path):
+    """`bertfit ner` from a RoBERTa masked-language model as transformers saved it, with a byte-level BPE
+    tokenizer: every word of the evaluation file is predicted, with the label transformers' model of the saved run
+    gives the word's first sub-token, and `bertfit tag` gives the token-classification pipeline's entities."""
+    from test_ner import SENTENCES, write_conll
+
+    from bertfit import inference, predicting
+    from bertfit.cli import main
+    from bertfit.tasks import tagging
+
+    folder, _, _ = transformers_model("roberta", "mlm", tmp_path)
+    write_conll(tmp_path / "train.conll", SENTENCES * 4)
+    write_conll(tmp_path / "dev.conll", SENTENCES)
+    run = tmp_path / "run"
+    assert main(["ner", "--train-file", str(tmp_path / "train.conll"), "--eval-file", str(tmp_path / "dev.conll"),
+                 "--model", str(folder), "--output-dir", str(run), "--epochs", "2", "--lr", "3e-3",
+                 "--batch-size", "4", "--precision", "fp32", "--quiet"]) == 0
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["architectures"] == ["RobertaForTokenClassification"]
+    rows = [[r.split("\t") for r in s.split("\n")]
+            for s in (run / "predictions.conll").read_text().strip("\n").split("\n\n")]
+    assert [[r[0] for r in s] for s in rows] == [words for words, _ in SENTENCES]
+    # each word's logits, as bertfit reads them off the run (those its predictions come from) and as transformers'
+    # model of the saved run gives them at the word's first sub-token of run_ner's encoding
+    tagger = inference.load_run(run, precision="fp32", need="tag")
+    words = [words for words, _ in SENTENCES]
+    encoded = tagging.encode(words, tagger.tokenizer, tagger.max_seq_length, tagger.setting("stride"))
+    (logits,) = predicting.predict(tagger.model, encoded.features, tagger.pad_id, tagger.device, precision="fp32",
+                                   per_token=True)
+    ours = tagging.word_logits(encoded.features, logits, [len(w) for w in words])
+    fast = transformers.AutoTokenizer.from_pretrained(str(run / "model"), add_prefix_space=True)
+    theirs = transformers.AutoModelForTokenClassification.from_pretrained(str(run / "model")).eval()
+    for sentence, per_word, predicted in zip(words, ours, rows):
+        inputs = fast(sentence, is_split_into_words=True, return_tensors="pt")
+        with torch.no_grad():
+            their_logits = theirs(**inputs).logits[0]
+        first = [inputs.word_ids(0).index(w) for w in range(len(sentence))]
+        torch.testing.assert_close(torch.from_numpy(per_word), their_logits[first], atol=1e-5, rtol=1e-5)
+        assert [tagger.labels[i] for i in per_word.argmax(-1)] == [r[2] for r in predicted]
+    text = "Mary Ann visited New York and Paris yesterday with John."
+    assert main(["tag", str(run), text, "--precision", "fp32"]) == 0
+    entities = inference.tag(tagger, [text], "none")[0]
+    pipeline = transformers.pipeline("token-classification", model=str(run / "model"), aggregation_strategy="none")
+    assert [(t["entity"], t["start"], t["end"]) for t in pipeline(text)] == \
+           [(o["entity"], o["start"], o["end"]) for o in entities]
+
+
+@pytest.mark.parametrize("family", ["distilbert", "roberta", "xlm-roberta", "electra"])
+def test_tag_and_the_onnx_export_of_each_familys_tagger_give_the_pipelines_entities(family, tmp_path):
+    """A tagger transformers saved: `tag` groups its sub-tokens into words and entities as the pipeline does (each
+    kind of word mark: WordPiece's ##, byte-level BPE's Ġ, SentencePiece's ▁), and its ONNX export tags alike."""
+    pytest.importorskip("onnxruntime")
+    from bertfit import inference
+    from bertfit.export import export_onnx
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    tokenizer = families.TOKENIZER_OF[family]()
+    config = families.transformers_config(family, tokenizer.get_vocab_size(), num_labels=len(labels),
+                                          id2label=dict(enumerate(labels)))
+    theirs = families.randomise(transformers.AutoModelForTokenClassification.from_config(config), seed=1)
+    with torch.no_grad():  # every sub-token an entity (never O), of labels that change from token to token
+        weight = theirs.classifier.weight
+        weight.copy_(2.0 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(1)))
+        theirs.classifier.bias[0] = -20.0
+    folder = families.save_with_tokenizer(theirs, tokenizer, family, tmp_path / "run" / "model")
+    texts = ["Mary Ann visited New York and Paris-Berlin yesterday, unbelievably.",
+             "Café Müller served crème brûlée in Paris today 😀 (twice)!"]
+    run = inference.load_run(folder.parent, precision="fp32", need="tag")
+    for strategy, key in (("none", "entity"), ("first", "entity_group")):
+        pipeline = transformers.pipeline("token-classification", model=str(folder), aggregation_strategy=strategy)
+        for text, entities in zip(texts, inference.tag(run, texts, strategy)):
+            expected = pipeline(text)
+            assert len(expected) > (10 if strategy == "none" else 0)  # none: each sub-token, none of them O
+            assert [(e[key], e["word"], e["start"], e["end"]) for e in expected] == \
+                   [(e[key], e["word"], e["start"], e["end"]) for e in entities]
+    assert export_onnx(folder.parent, tmp_path / "onnx", say=lambda *_: None)["head"] == "tagging"
+    onnx = inference.tag(inference.load_run(tmp_path / "onnx", engine="onnx"), texts, "none")
+    for expected, entities in zip(inference.tag(run, texts, "none"), onnx):
+        assert [(e["entity"], e["start"], e["end"]) for e in entities] == \
+               [(e["entity"], e["start"], e["end"]) for e in expected]
+        torch.testing.assert_close(torch.tensor([e["score"] for e in entities]),
+                                   torch.tensor([e["score"] for e in expected]), atol=1e-4, rtol=0)

@@ -47,7 +47,7 @@ class Family:
     config_ignored: frozenset = frozenset()  # config.json fields of this family that do not change the network
     same_as: dict = field(default_factory=dict)  # config.json fields that must equal a BertConfig field (ours)
     optional: frozenset = frozenset()  # BertConfig fields written only when set (their config has no null for them)
-    heads: tuple[str, ...] = ("base", "classification", "qa", "mlm")
+    heads: tuple[str, ...] = ("base", "classification", "qa", "tagging", "mlm")
     tokenizer_class: str = "BertTokenizer"
     summary: str = ""  # how it differs from BERT, for the docs' table
     # the tables of heads whose tensors are named otherwise than in `names` (ModernBERT's span head is its
@@ -91,6 +91,8 @@ BERT_QKV = "encoder.layer.{layer}.attention.self.{which}.{kind}"
 DENSE_SENTENCE_HEAD = [("classifier.dense.{kind}", "pre_classifier.{kind}"),
                        ("classifier.out_proj.{kind}", "classifier.{kind}"),
                        ("qa_outputs.{kind}", "qa_outputs.{kind}")]
+# their token classifier beside that head: a plain `classifier` on every token (with the family's encoder rows)
+TOKEN_CLASSIFIER = [("classifier.{kind}", "classifier.{kind}")]
 COMMON_IGNORED = r"embeddings\.position_ids"
 
 BERT = Family(
@@ -118,6 +120,7 @@ ROBERTA = Family(
         ("lm_head.bias", "cls.bias"),
     ]),
     qkv=BERT_QKV, qkv_names=("query", "key", "value"),
+    head_names={"tagging": NameTable(BERT_ENCODER + TOKEN_CLASSIFIER)},
     tied_bias="lm_head.decoder.bias", ignored=COMMON_IGNORED + r"|lm_head\.decoder\.weight",
     defaults={"vocab_size": 50265, "pad_token_id": 1},
     parts={"sentence_head": "dense", "sentence_activation": "tanh"}, positions_after_padding=True,
@@ -164,15 +167,16 @@ DISTILBERT = Family(
     summary="BERT's blocks, half the layers; no token types; pre-classifier + ReLU head",
 )
 
+ELECTRA_ENCODER = [row for row in BERT_ENCODER if not row[0].startswith("pooler.")] + [
+    ("embeddings_project.{kind}", "embeddings.project.{kind}")]
 ELECTRA = Family(
     name="electra", model_types=("electra",), classes="Electra", prefix="electra.",
-    names=NameTable([row for row in BERT_ENCODER if not row[0].startswith("pooler.")] + [
-        ("embeddings_project.{kind}", "embeddings.project.{kind}"),
-    ] + DENSE_SENTENCE_HEAD + [
+    names=NameTable(ELECTRA_ENCODER + DENSE_SENTENCE_HEAD + [
         ("generator_predictions.dense.{kind}", "cls.dense.{kind}"),
         ("generator_predictions.LayerNorm.{kind}", "cls.norm.{kind}"),
         ("generator_lm_head.bias", "cls.bias"),
     ]),
+    head_names={"tagging": NameTable(ELECTRA_ENCODER + TOKEN_CLASSIFIER)},
     qkv=BERT_QKV, qkv_names=("query", "key", "value"),
     # the discriminator's replaced-token head answers no question bertfit asks
     tied_bias=None, ignored=COMMON_IGNORED + r"|generator_lm_head\.weight|discriminator_predictions\..*",

@@ -68,7 +68,10 @@ def owners(positions: list[int], spans: list[tuple[int, int]]) -> list[int]:
 def word_pieces(tokenizer, words: list[list[str]]) -> tuple[list[list[list[int]]], int]:
     """Each sentence's words as lists of sub-token ids, and how many words had none (read as [UNK])."""
     unk = special_ids(tokenizer).unk
-    encodings = tokenizer.encode_batch(words, is_pretokenized=True, add_special_tokens=False)
+    # each word as it reads after a space in running text: byte-level BPE marks a word's start by its space (Ġ),
+    # which a word given alone lacks (run_ner's add_prefix_space); WordPiece and SentencePiece (▁) read the same
+    encodings = tokenizer.encode_batch([[" " + word for word in sentence] for sentence in words],
+                                       is_pretokenized=True, add_special_tokens=False)
     pieces, unknown = [], 0
     for sentence, encoding in zip(words, encodings):
         by_word = [[] for _ in sentence]
