@@ -82,10 +82,11 @@ def albert_unigram() -> Tokenizer:
     """ALBERT's kind: a SentencePiece Unigram (▁ before every word), lowercased without accents, [CLS] a [SEP] b [SEP]
     with token types 0 then 1, and a [MASK] that takes the space before it (lstrip), as in ALBERT's tokenizer.json."""
     tokenizer = Tokenizer(models.Unigram())
-    tokenizer.normalizer = normalizers.Sequence([normalizers.Replace("``", '"'), normalizers.Replace("''", '"'),
-                                                 normalizers.NFKD(), normalizers.StripAccents(), normalizers.Lowercase()])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
-                                                       pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
+    tokenizer.normalizer = normalizers.Sequence([
+        normalizers.Replace("``", '"'), normalizers.Replace("''", '"'), normalizers.NFKD(), normalizers.StripAccents(),
+        normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tokenizer.train_from_iterator(CORPUS, trainers.UnigramTrainer(
         vocab_size=300, special_tokens=["<pad>", "<unk>", "[CLS]", "[SEP]", AddedToken("[MASK]", lstrip=True)],

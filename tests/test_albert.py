@@ -15,6 +15,7 @@ import families
 from test_families import AUTO, assert_equal_at_real_tokens, many_strings, outputs, their_probabilities, \
     transformers_model
 from bertfit import model as model_module
+from bertfit.checkpoints.families import FAMILIES
 from bertfit.errors import CheckpointError, ConfigError
 from bertfit.model import BertConfig
 from bertfit.pretrained import load_pretrained, save_pretrained
@@ -68,7 +69,7 @@ def test_bertfits_saved_albert_holds_one_block_and_loads_in_transformers_auto_cl
     assert any(name.startswith(("albert." + ONE_BLOCK, ONE_BLOCK)) for name in tensors)
     back, info = getattr(transformers, AUTO[head]).from_pretrained(str(saved), output_loading_info=True)
     back.eval()
-    assert type(back).__name__ == f"Albert{'Model' if head == 'base' else type(theirs).__name__[6:]}"
+    assert type(back).__name__ == type(theirs).__name__ == FAMILIES["albert"].architecture(head)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     fast = transformers.AutoTokenizer.from_pretrained(str(saved))
     inputs = dict(fast.pad([fast(a, b) if b else fast(a) for a, b in TEXTS], return_tensors="pt"))
@@ -102,13 +103,15 @@ def test_one_block_runs_every_layer_counts_once_and_gets_the_gradient_of_all_its
     assert len(runs) == 3
     block = theirs.albert.encoder.albert_layer_groups[0].albert_layers[0]
     # sums over hundreds of scores: fp32 rounding of that order (a gradient of one use alone would be far off)
-    torch.testing.assert_close(ours.bert.layers[0].intermediate.weight.grad, block.ffn.weight.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ours.bert.layers[0].intermediate.weight.grad, block.ffn.weight.grad,
+                               atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(ours.bert.layers[0].output_norm.weight.grad, block.full_layer_layer_norm.weight.grad,
                                atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("fields, problem", [
-    ({"num_hidden_groups": 2}, r"num_hidden_groups 2 is not supported \(bertfit builds ALBERT with every layer sharing"),
+    ({"num_hidden_groups": 2}, r"num_hidden_groups 2 is not supported \(bertfit builds ALBERT with every layer "
+                               r"sharing one set of weights"),
     ({"inner_group_num": 2}, "inner_group_num 2 is not supported"),
     ({"hidden_act": "relu"}, "hidden_act must be one of gelu, gelu_new, not 'relu'"),
     ({"embedding_size": 32}, "embedding_size 32 equal to hidden_size is not supported"),
@@ -287,3 +290,61 @@ def test_a_crashed_albert_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp
     resumed = fit(tmp_path / "resumed")
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_squad_trains_an_albert_span_head_and_qa_answers(albert_mlm, tmp_path, capsys):
+    from test_squad_recipe import WINDOWS, people_file
+
+    from bertfit.cli import main
+
+    train = people_file(tmp_path / "train.json", 16, seed=1, long_every=5)
+    dev = people_file(tmp_path / "dev.json", 8, seed=2, long_every=4)
+    run = tmp_path / "run"
+    assert main(["squad", "--train-file", str(train), "--eval-file", str(dev), "--model", str(albert_mlm),
+                 "--output-dir", str(run), "--epochs", "1", "--batch-size", "8", "--precision", "fp32", "--quiet",
+                 *WINDOWS]) == 0
+    assert json.loads((run / "results.json").read_text())["eval_examples"] == 8
+    assert json.loads((run / "model" / "config.json").read_text())["architectures"] == ["AlbertForQuestionAnswering"]
+    assert main(["qa", str(run), "--question", "where does alice live ?",
+                 "--context", "alice lives in paris and works as a baker ."]) == 0
+
+
+def test_ner_trains_an_albert_tagger_saved_as_transformers_class_and_tag_reads_the_run(albert_mlm, tmp_path):
+    from test_ner import SENTENCES, write_conll
+
+    from bertfit.cli import main
+
+    write_conll(tmp_path / "train.conll", SENTENCES * 2)
+    write_conll(tmp_path / "dev.conll", SENTENCES)
+    run = tmp_path / "run"
+    assert main(["ner", "--train-file", str(tmp_path / "train.conll"), "--eval-file", str(tmp_path / "dev.conll"),
+                 "--model", str(albert_mlm), "--output-dir", str(run), "--epochs", "1", "--batch-size", "4",
+                 "--precision", "fp32", "--quiet"]) == 0
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["architectures"] == ["AlbertForTokenClassification"]
+    assert main(["tag", str(run), "Mary Ann visited New York.", "--precision", "fp32"]) == 0
+
+
+@pytest.mark.parametrize("strategy", ["none", "simple"])
+def test_tag_of_an_albert_tagger_gives_the_pipelines_entities_and_offsets(strategy, tmp_path):
+    """Through ALBERT's lowercasing and accent stripping (NFKD) the character offsets and the grouping are still
+    the pipeline's."""
+    from bertfit import inference
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    tokenizer = families.albert_unigram()
+    config = families.transformers_config("albert", tokenizer.get_vocab_size(), num_labels=len(labels),
+                                          id2label=dict(enumerate(labels)))
+    theirs = families.randomise(transformers.AutoModelForTokenClassification.from_config(config))
+    folder = families.save_with_tokenizer(theirs, tokenizer, "albert", tmp_path / "tagger")
+    pipeline = transformers.pipeline("token-classification", model=str(folder), aggregation_strategy=strategy)
+    run = inference.load_run(folder, precision="fp32", need="tag")
+    key = "entity" if strategy == "none" else "entity_group"
+    for text in ["Mary Ann visited New York and Paris-Berlin yesterday, unbelievably.",
+                 "Café Müller served crème brûlée in Paris today 😀 (twice)!"]:
+        their_tags, ours = pipeline(text), inference.tag(run, [text], strategy)[0]
+        assert len(their_tags) > 1
+        assert [(t[key], t["word"], t["start"], t["end"]) for t in their_tags] == \
+               [(o[key], o["word"], o["start"], o["end"]) for o in ours]
+        torch.testing.assert_close(torch.tensor([float(t["score"]) for t in their_tags]),
+                                   torch.tensor([o["score"] for o in ours]), atol=1e-4, rtol=0)
