@@ -113,7 +113,7 @@ def test_one_block_runs_every_layer_counts_once_and_gets_the_gradient_of_all_its
     ({"num_hidden_groups": 2}, r"num_hidden_groups 2 is not supported \(bertfit builds ALBERT with every layer "
                                r"sharing one set of weights"),
     ({"inner_group_num": 2}, "inner_group_num 2 is not supported"),
-    ({"hidden_act": "relu"}, "hidden_act must be one of gelu, gelu_new, not 'relu'"),
+    ({"hidden_act": "silu"}, "hidden_act must be one of gelu, gelu_new, relu, not 'silu'"),
     ({"embedding_size": 32}, "embedding_size 32 equal to hidden_size is not supported"),
 ])
 def test_an_albert_config_bertfit_would_build_otherwise_is_refused_in_one_line_naming_the_field(fields, problem,
@@ -133,6 +133,23 @@ def test_an_albert_config_bertfit_would_build_otherwise_is_refused_in_one_line_n
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("bertfit: error: ") and "Traceback" not in err
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_a_config_as_the_released_checkpoints_write_it_reads_as_transformers_does(tmp_path):
+    """The original code's options that transformers never reads, and the relu of some released ALBERTs
+    (albert_chinese_*): the same outputs as transformers' model of that config.json."""
+    folder, _, fast = transformers_model("albert", "base", tmp_path)
+    raw = json.loads((folder / "config.json").read_text())
+    raw.update(hidden_act="relu", down_scale_factor=1, gap_size=0, net_structure_type=0, num_memory_blocks=0,
+               layers_to_keep=[])
+    (folder / "config.json").write_text(json.dumps(raw))
+    theirs = transformers.AutoModel.from_pretrained(str(folder)).eval()
+    ours, _ = load_pretrained(folder)
+    ours.eval()
+    assert ours.config.hidden_act == "relu"
+    inputs = with_token_types(fast)
+    assert_equal_at_real_tokens(outputs(ours, "base", inputs, True), outputs(theirs, "base", inputs, False),
+                                inputs["attention_mask"])
 
 
 def test_shared_layers_are_refused_with_pre_norm_blocks():

@@ -49,7 +49,7 @@ class BertConfig:
     embedding_size: int | None = None  # ELECTRA: embeddings this wide, projected up to hidden_size
     sentence_head: str = "pooler"  # "pooler": BERT's tanh pooler in the encoder; "dense": the head's own on <s>
     sentence_activation: str = "tanh"  # of the "dense" sentence head: tanh, relu (DistilBERT) or gelu (ELECTRA)
-    hidden_act: str = "gelu"  # of the blocks' MLP and the LM head: gelu (erf), or gelu_new (tanh approximation: ALBERT)
+    hidden_act: str = "gelu"  # of the blocks' MLP and the LM head: gelu (erf); ALBERT's gelu_new (tanh form) or relu
     shared_layers: bool = False  # ALBERT: one block's weights, run num_hidden_layers times
     # DeBERTa-v2/v3's parts (disentangled.py), none of them BERT's. Field names follow its config.json.
     relative_attention: bool = False  # disentangled attention over relative positions
@@ -98,7 +98,7 @@ class BertConfig:
         if any(n.strip() not in ("none", "layer_norm") for n in self.norm_rel_ebd.lower().split("|")):
             raise ConfigError(f"norm_rel_ebd must be none or layer_norm, not {self.norm_rel_ebd!r}")
         choices = {"positions": ("absolute", "rotary"), "mlp": ("gelu", "geglu"), "classifier_pooling": ("cls", "mean"),
-                   "hidden_act": ("gelu", "gelu_new")}
+                   "hidden_act": ("gelu", "gelu_new", "relu")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")

@@ -373,6 +373,9 @@ ALBERT = Family(
     defaults=ALBERT_DEFAULTS,
     parts={"shared_layers": True},
     written={"num_hidden_groups": 1, "inner_group_num": 1},
+    # the original TensorFlow code's options, in the released checkpoints' files, which transformers' ALBERT never reads
+    config_ignored=frozenset({"down_scale_factor", "gap_size", "net_structure_type", "num_memory_blocks",
+                              "layers_to_keep"}),
     heads=("base", "classification", "qa", "tagging", "mlm"),
     tokenizer_class="AlbertTokenizer",
     rewrite_config=albert_config,
