@@ -263,25 +263,19 @@ def test_glue_trains_an_albert_whose_saved_model_holds_one_block_and_classify_an
 
 
 def test_a_crashed_albert_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
-    """The checkpoint holds the one block once, and the optimizer's state one entry per parameter."""
+    """The checkpoint holds the one block once, and the optimizer one entry per parameter."""
     import tiny
 
     from bertfit import training
-    from bertfit.model import BertForSequenceClassification, init_weights
     from bertfit.runs import CheckpointStore
     from bertfit.settings import TrainSettings
 
-    config = BertConfig(vocab_size=tiny.VOCAB, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                        intermediate_size=48, max_position_embeddings=64, embedding_size=16, family="albert",
-                        hidden_act="gelu_new", shared_layers=True, hidden_dropout_prob=0.1)
     settings = TrainSettings(epochs=2, lr=1e-3, batch_size=4, warmup_ratio=0.2, precision="fp32", eval_every=5,
                              save_every=3, keep_checkpoints=2, log_every=2, seed=7)
     train, dev = tiny.features(22, seed=1), tiny.features(12, seed=2)
 
     def fit(run_dir, loss_fn=tiny.classification_loss):
-        torch.manual_seed(0)
-        model = BertForSequenceClassification(config, num_labels=2)
-        init_weights(model, config)
+        model = tiny.albert_classifier()
         training.fit(model, train, loss_fn, tiny.accuracy_on(dev), lambda m, metrics: None, settings, run_dir,
                      tiny.PAD, torch.device("cpu"), resume=True, run_fingerprint={"model": "albert"}, quiet=True)
         return model
@@ -298,6 +292,7 @@ def test_a_crashed_albert_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp
         return tiny.classification_loss(model, batch)
 
     reference = fit(tmp_path / "reference")
+    assert len(reference.bert.layers) == 1 and reference.bert.config.num_hidden_layers == 2
     with pytest.raises(Crash):
         fit(tmp_path / "resumed", crash_at_step_8)
     checkpoint = CheckpointStore(tmp_path / "resumed" / "checkpoints").checkpoints()[0]
