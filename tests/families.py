@@ -78,6 +78,25 @@ def deberta_unigram() -> Tokenizer:
     return tokenizer
 
 
+def albert_unigram() -> Tokenizer:
+    """ALBERT's kind: a SentencePiece Unigram (▁ before every word), lowercased without accents, [CLS] a [SEP] b [SEP]
+    with token types 0 then 1, and a [MASK] that takes the space before it (lstrip), as in ALBERT's tokenizer.json."""
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.Sequence([
+        normalizers.Replace("``", '"'), normalizers.Replace("''", '"'), normalizers.NFKD(), normalizers.StripAccents(),
+        normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.train_from_iterator(CORPUS, trainers.UnigramTrainer(
+        vocab_size=300, special_tokens=["<pad>", "<unk>", "[CLS]", "[SEP]", AddedToken("[MASK]", lstrip=True)],
+        unk_token="<unk>"))
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return tokenizer
+
+
 # DeBERTa-v3's parts at a tiny size: 8 buckets (exact distances under 4), distances past 16 all alike, so the test
 # sentences (up to ~40 tokens) reach the logarithmic buckets and the clamp
 DEBERTA_V3 = dict(relative_attention=True, position_buckets=8, max_relative_positions=16, pos_att_type=["p2c", "c2p"],
@@ -121,6 +140,9 @@ def transformers_config(family: str, vocab_size: int, **overrides):
         ids = dict(pad_token_id=3, cls_token_id=1, sep_token_id=2, bos_token_id=1, eos_token_id=2)
         return transformers.ModernBertConfig(vocab_size=vocab_size, max_position_embeddings=128,
                                              **{**SIZES, **ids, **MODERNBERT, **overrides})
+    if family == "albert":  # three layers, all the one shared block
+        return transformers.AlbertConfig(vocab_size=vocab_size, embedding_size=16, max_position_embeddings=128,
+                                         **{**SIZES, "num_hidden_layers": 3, **overrides})
     if family == "electra":
         return transformers.ElectraConfig(vocab_size=vocab_size, embedding_size=16, max_position_embeddings=128,
                                           **SIZES, **overrides)
@@ -129,11 +151,11 @@ def transformers_config(family: str, vocab_size: int, **overrides):
 
 TOKENIZER_OF = {"bert": wordpiece, "distilbert": wordpiece, "electra": wordpiece, "roberta": byte_level_bpe,
                 "xlm-roberta": sentencepiece_unigram, "camembert": sentencepiece_unigram, "deberta-v2": deberta_unigram,
-                "modernbert": byte_level_bpe_with_cls}
+                "modernbert": byte_level_bpe_with_cls, "albert": albert_unigram}
 TOKENIZER_CLASS = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer", "electra": "ElectraTokenizer",
                    "roberta": "RobertaTokenizer", "xlm-roberta": "XLMRobertaTokenizer",
                    "camembert": "CamembertTokenizer", "deberta-v2": "DebertaV2Tokenizer",
-                   "modernbert": "PreTrainedTokenizerFast"}
+                   "modernbert": "PreTrainedTokenizerFast", "albert": "AlbertTokenizer"}
 
 
 def randomise(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -33,6 +33,8 @@ RUNS = {  # name -> (model, loss, evaluation, settings)
     "accumulated": (tiny.classifier, tiny.classification_loss, tiny.accuracy_on, replace(SETTINGS, grad_accum=2)),
     # the span head and the loss the SQuAD recipe trains it with
     "span": (tiny.span_model, span_loss, tiny.span_accuracy_on, replace(SETTINGS, grad_accum=2, max_steps=3)),
+    # one block's weights used by both layers: DDP reduces its gradient once, summed over the uses
+    "albert": (tiny.albert_classifier, tiny.classification_loss, tiny.accuracy_on, SETTINGS),
 }
 
 

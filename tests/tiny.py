@@ -1,6 +1,8 @@
 """A tiny BERT and data it can learn, for tests of the training loop (plain helpers, not tests)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,16 @@ def classifier(dropout: float = 0.1, seed: int = 0) -> BertForSequenceClassifica
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config(dropout), num_labels=2)
     init_weights(model, model.bert.config)
+    return model
+
+
+def albert_classifier(dropout: float = 0.1, seed: int = 0) -> BertForSequenceClassification:
+    """The tiny classifier as an ALBERT: one block run for both layers, narrower embeddings projected up, gelu_new."""
+    torch.manual_seed(seed)
+    albert = dataclasses.replace(config(dropout), family="albert", shared_layers=True, embedding_size=16,
+                                 hidden_act="gelu_new")
+    model = BertForSequenceClassification(albert, num_labels=2)
+    init_weights(model, albert)
     return model
 
 

@@ -3,7 +3,8 @@
 Numerically this is the BERT of the paper and of the original checkpoints (post-norm blocks,
 erf GELU, the config's LayerNorm epsilon). The families built on it (DistilBERT, RoBERTa, ELECTRA,
 DeBERTa) differ from it in a few parts, which the config picks: no token types, positions numbered after the
-padding id, narrower embeddings projected up, a sentence head with its own dense layer, and DeBERTa's
+padding id, narrower embeddings projected up, a sentence head with its own dense layer, one block's weights
+shared by every layer (ALBERT's, with GELU's tanh approximation), and DeBERTa's
 disentangled attention over relative positions (`disentangled.py`); ModernBERT picks more (pre-norm blocks
 with a final norm, rotary positions, GeGLU, no biases, sliding-window attention in most layers:
 `model_parts`); which family uses which is one table (`checkpoints.families`). Attention goes through
@@ -48,6 +49,8 @@ class BertConfig:
     embedding_size: int | None = None  # ELECTRA: embeddings this wide, projected up to hidden_size
     sentence_head: str = "pooler"  # "pooler": BERT's tanh pooler in the encoder; "dense": the head's own on <s>
     sentence_activation: str = "tanh"  # of the "dense" sentence head: tanh, relu (DistilBERT) or gelu (ELECTRA)
+    hidden_act: str = "gelu"  # of the blocks' MLP and the LM head: gelu (erf); ALBERT's gelu_new (tanh form) or relu
+    shared_layers: bool = False  # ALBERT: one block's weights, run num_hidden_layers times
     # DeBERTa-v2/v3's parts (disentangled.py), none of them BERT's. Field names follow its config.json.
     relative_attention: bool = False  # disentangled attention over relative positions
     pos_att_type: tuple[str, ...] = ()  # its position terms: "c2p" (content to position), "p2c" (the reverse)
@@ -94,10 +97,13 @@ class BertConfig:
                               f"not {self.pos_att_type!r}")
         if any(n.strip() not in ("none", "layer_norm") for n in self.norm_rel_ebd.lower().split("|")):
             raise ConfigError(f"norm_rel_ebd must be none or layer_norm, not {self.norm_rel_ebd!r}")
-        choices = {"positions": ("absolute", "rotary"), "mlp": ("gelu", "geglu"), "classifier_pooling": ("cls", "mean")}
+        choices = {"positions": ("absolute", "rotary"), "mlp": ("gelu", "geglu"), "classifier_pooling": ("cls", "mean"),
+                   "hidden_act": ("gelu", "gelu_new", "relu")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.shared_layers and self.pre_norm:  # a pre-norm model's first block differs from the others
+            raise ConfigError("shared_layers (one block for every layer) is built for post-norm blocks, not pre_norm")
         if self.local_attention < 0 or self.global_attn_every_n_layers < 1:
             raise ConfigError(f"local_attention must be at least 0 and global_attn_every_n_layers at least 1, not "
                               f"{self.local_attention} and {self.global_attn_every_n_layers}")
@@ -108,8 +114,9 @@ class BertConfig:
         return self.max_position_embeddings - self.position_offset
 
 
-# BERT's GELU is the exact erf form, not the tanh approximation
-ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
+# BERT's GELU is the exact erf form; ALBERT's (transformers' "gelu_new") the tanh approximation
+ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu,
+               "gelu_new": lambda x: F.gelu(x, approximate="tanh")}
 
 
 class FastDropout(nn.Dropout):
@@ -319,7 +326,7 @@ class BertLayer(nn.Module):
         self.attention_norm = nn.Identity() if first_of_pre_norm else nn.LayerNorm(width, eps=eps, bias=bias)
         wide = 2 if config.mlp == "geglu" else 1
         self.intermediate = nn.Linear(width, wide * config.intermediate_size, bias=config.mlp_bias)
-        self.activation = geglu if config.mlp == "geglu" else F.gelu
+        self.activation = geglu if config.mlp == "geglu" else ACTIVATIONS[config.hidden_act]
         self.output = nn.Linear(config.intermediate_size, width, bias=config.mlp_bias)
         self.output_norm = nn.LayerNorm(width, eps=eps, bias=bias)
         self.dropout = FastDropout(config.hidden_dropout_prob)
@@ -356,14 +363,16 @@ class BertModel(nn.Module):
     """The encoder: embeddings, N blocks, pooler. Returns (sequence_output, pooled_output).
 
     `pooler=False` (the span head's, as in transformers), or a family whose sentence head is its own
-    (`sentence_head="dense"`): no pooler, and pooled_output is None.
+    (`sentence_head="dense"`): no pooler, and pooled_output is None. With `shared_layers` (ALBERT) `layers` holds
+    one block, run num_hidden_layers times: one set of weights, saved and optimised once.
     """
 
     def __init__(self, config: BertConfig, pooler: bool = True):
         super().__init__()
         self.config = config
         self.embeddings = BertEmbeddings(config)
-        self.layers = nn.ModuleList(BertLayer(config, i) for i in range(config.num_hidden_layers))
+        blocks = 1 if config.shared_layers else config.num_hidden_layers
+        self.layers = nn.ModuleList(BertLayer(config, i) for i in range(blocks))
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.norm_bias) \
             if config.pre_norm else None
         self.pooler = BertPooler(config) if pooler and config.sentence_head == "pooler" else None
@@ -386,13 +395,15 @@ class BertModel(nn.Module):
         # A key-padding mask broadcast over heads and queries; True means "may attend".
         # With no padding in the batch, no mask at all lets SDPA take its fastest kernel.
         attn_mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
-        packing = Packing.worth_it(attention_mask.bool()) if attn_mask is not None and len(self.layers) else None
+        depth = self.config.num_hidden_layers
+        packing = Packing.worth_it(attention_mask.bool()) if attn_mask is not None and depth else None
         x = self.embeddings(input_ids, token_type_ids, packing)
         relative = self.relative(input_ids.shape[1], input_ids.device) if self.relative is not None else None
         inputs = layer_inputs(self.config, attention_mask, attn_mask,
                               self.config.hidden_size // self.config.num_attention_heads)
-        for i, (layer, (mask, rotary)) in enumerate(zip(self.layers, inputs)):
-            x = layer(x, mask, first_only=first_token_only and i == len(self.layers) - 1, packing=packing,
+        for i, (mask, rotary) in enumerate(inputs):
+            layer = self.layers[i % len(self.layers)]  # the one block of shared_layers, else the i-th
+            x = layer(x, mask, first_only=first_token_only and i == depth - 1, packing=packing,
                       relative=relative, rotary=rotary)
         if self.final_norm is not None:
             x = self.final_norm(x)
@@ -510,8 +521,9 @@ class BertForTokenClassification(nn.Module):
 
 class BertLMHead(PredictionHead):
     """Scores over the vocabulary for hidden states: dense, GELU, LayerNorm, then the word embedding
-    matrix (tied, as in the paper) plus an output bias of its own. (ELECTRA's dense maps down to its
-    narrower embeddings; ModernBERT's activation is its prediction head's, its output bias optional.)
+    matrix (tied, as in the paper) plus an output bias of its own. (ELECTRA's and ALBERT's dense maps down to their
+    narrower embeddings; ALBERT's activation is its blocks' gelu_new; ModernBERT's is its prediction head's, its
+    output bias optional.)
 
     The decoder weight is the encoder's embedding Parameter itself, passed in at each call rather than
     held here, so the state dict, the optimizer and checkpoints see the one tensor once.
@@ -519,7 +531,7 @@ class BertLMHead(PredictionHead):
 
     def __init__(self, config: BertConfig):
         super().__init__(config, config.embedding_size or config.hidden_size,
-                         None if config.sentence_head == "prediction" else "gelu")
+                         None if config.sentence_head == "prediction" else config.hidden_act)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size)) if config.decoder_bias else None
 
     def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:

@@ -53,7 +53,8 @@ class Family:
     # the tables of heads whose tensors are named otherwise than in `names` (ModernBERT's span head is its
     # `classifier`, its LM head's dense layer is every head's `head.dense`): encoder and head, read both ways
     head_names: dict[str, NameTable] = field(default_factory=dict)
-    # config.json in a newer spelling than `fields` reads, rewritten to it: (fields, problems)
+    # config.json in a newer spelling than `fields` reads, rewritten to it, and fields of which bertfit builds one
+    # value, checked and dropped: (fields, problems)
     rewrite_config: Callable[[dict], tuple[dict, list[str]]] | None = None
 
     def architecture(self, head: str) -> str:
@@ -321,7 +322,73 @@ MODERNBERT = Family(
             "(dense, GELU, norm) under every classifier, on `[CLS]` or the mean; BPE, `[CLS] A [SEP] B [SEP]`",
 )
 
-LISTED = (BERT, DISTILBERT, ROBERTA, XLM_ROBERTA, CAMEMBERT, ELECTRA, DEBERTA_V2, MODERNBERT)
+# ALBERT's config.json defaults (AlbertConfig's), where they are not BertConfig's
+ALBERT_DEFAULTS = {"vocab_size": 30000, "embedding_size": 128, "hidden_size": 4096, "num_attention_heads": 64,
+                   "intermediate_size": 16384, "hidden_act": "gelu_new", "hidden_dropout_prob": 0.0,
+                   "attention_probs_dropout_prob": 0.0, "classifier_dropout": 0.1}
+
+
+def albert_config(raw: dict) -> tuple[dict, list[str]]:
+    """ALBERT's sharing of layer weights as bertfit builds it: every layer the one block (one group of one layer);
+    other groupings, and an embedding as wide as the hidden size (whose projection up bertfit's embeddings leave
+    out), refused naming the field."""
+    fields, problems = dict(raw), []
+    for name in ("num_hidden_groups", "inner_group_num"):
+        value = fields.pop(name, 1)
+        if value != 1:
+            problems.append(f"{name} {value!r} is not supported (bertfit builds ALBERT with every layer sharing one "
+                            f"set of weights: num_hidden_groups 1, inner_group_num 1)")
+    width, hidden = (fields.get(f, ALBERT_DEFAULTS[f]) for f in ("embedding_size", "hidden_size"))
+    if width == hidden:
+        problems.append(f"embedding_size {width!r} equal to hidden_size is not supported (bertfit projects ALBERT's "
+                        f"embeddings up only when they are narrower)")
+    return fields, problems
+
+
+# their one layer group of one layer, every layer's weights (`{layer}` is 0: the group, our one block)
+ALBERT_LAYER = "encoder.albert_layer_groups.{layer}.albert_layers.0."
+
+ALBERT = Family(
+    name="albert", model_types=("albert",), classes="Albert", prefix="albert.",
+    names=NameTable([
+        ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
+        ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"),
+        ("embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.weight"),
+        ("embeddings.LayerNorm.{kind}", "embeddings.norm.{kind}"),
+        ("encoder.embedding_hidden_mapping_in.{kind}", "embeddings.project.{kind}"),
+        (ALBERT_LAYER + "attention.dense.{kind}", "layers.{layer}.attention.out.{kind}"),
+        (ALBERT_LAYER + "attention.LayerNorm.{kind}", "layers.{layer}.attention_norm.{kind}"),
+        (ALBERT_LAYER + "ffn.{kind}", "layers.{layer}.intermediate.{kind}"),
+        (ALBERT_LAYER + "ffn_output.{kind}", "layers.{layer}.output.{kind}"),
+        (ALBERT_LAYER + "full_layer_layer_norm.{kind}", "layers.{layer}.output_norm.{kind}"),
+        ("pooler.{kind}", "pooler.dense.{kind}"),
+        ("classifier.{kind}", "classifier.{kind}"),
+        ("qa_outputs.{kind}", "qa_outputs.{kind}"),
+        ("predictions.dense.{kind}", "cls.dense.{kind}"),
+        ("predictions.LayerNorm.{kind}", "cls.norm.{kind}"),
+        ("predictions.bias", "cls.bias"),
+    ]),
+    qkv=ALBERT_LAYER + "attention.{which}.{kind}", qkv_names=("query", "key", "value"),
+    # the pretraining model's sentence-order head answers no question bertfit asks
+    tied_bias="predictions.decoder.bias",
+    ignored=COMMON_IGNORED + r"|embeddings\.token_type_ids|predictions\.decoder\.weight|sop_classifier\..*",
+    config_names={"classifier_dropout_prob": "classifier_dropout"},
+    fields=CONFIG_FIELDS + ("embedding_size", "hidden_act"),
+    defaults=ALBERT_DEFAULTS,
+    parts={"shared_layers": True},
+    written={"num_hidden_groups": 1, "inner_group_num": 1},
+    # the original TensorFlow code's options, in the released checkpoints' files, which transformers' ALBERT never reads
+    config_ignored=frozenset({"down_scale_factor", "gap_size", "net_structure_type", "num_memory_blocks",
+                              "layers_to_keep"}),
+    heads=("base", "classification", "qa", "tagging", "mlm"),
+    tokenizer_class="AlbertTokenizer",
+    rewrite_config=albert_config,
+    summary="BERT's blocks with one set of weights shared by every layer; embeddings narrower than the hidden size, "
+            "projected up; GELU's tanh approximation (`gelu_new`); tanh pooler under the classifier; SentencePiece "
+            "vocabulary, `[CLS] A [SEP] B [SEP]`",
+)
+
+LISTED = (BERT, DISTILBERT, ROBERTA, XLM_ROBERTA, CAMEMBERT, ELECTRA, DEBERTA_V2, MODERNBERT, ALBERT)
 FAMILIES = {f.name: f for f in (*LISTED, DEBERTA_V2_LM_PREDICTIONS)}
 BY_MODEL_TYPE = {model_type: f for f in LISTED for model_type in f.model_types}
 # (model_type, config.json field, value) -> the variant of the family a model of that value is saved as

@@ -113,7 +113,7 @@ FLOAT_FIELDS = ("classifier_dropout", "layer_norm_eps", "hidden_dropout_prob", "
                 "initializer_range", "pooler_dropout", "global_rope_theta", "local_rope_theta")
 BOOL_FIELDS = ("relative_attention", "share_att_key", "position_biased_input", "norm_bias", "attention_bias",
                "mlp_bias", "classifier_bias", "decoder_bias")
-STRING_FIELDS = ("classifier_pooling", "sentence_activation", "norm_rel_ebd")  # their values: BertConfig checks them
+STRING_FIELDS = ("classifier_pooling", "sentence_activation", "norm_rel_ebd", "hidden_act")  # their values: BertConfig checks them
 SMALLEST = {"pad_token_id": 0, "type_vocab_size": 0, "position_buckets": -1, "max_relative_positions": -1}
 
 

@@ -30,7 +30,7 @@ def save_pretrained(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | 
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_tensors(ours_to_hf(model), tmp / "model.safetensors", metadata={"format": "pt"})
         save_tokenizer(tokenizer, tmp, FAMILIES[encoder.config.family].tokenizer_class,
-                       token_types=encoder.config.type_vocab_size > 0)
+                       token_types=encoder.config.type_vocab_size > 1)  # RoBERTa's one type tells nothing
         return replace_folder(tmp, folder, marker="config.json")
 
 

@@ -61,8 +61,9 @@ def wordpiece_from_vocab(vocab_path: Path, config_path: Path) -> Tokenizer:
 def save_tokenizer(tokenizer: Tokenizer, folder: Path, tokenizer_class: str = "BertTokenizer",
                    token_types: bool = True) -> None:
     """tokenizer.json, tokenizer_config.json, special_tokens_map.json (and a WordPiece model's vocab.txt) into
-    `folder`; `tokenizer_class`: the family's, as transformers' AutoTokenizer reads it; `token_types` False: the
-    model takes none, so AutoTokenizer gives none (ModernBERT's generic class would)."""
+    `folder`; `tokenizer_class`: the family's, as transformers' AutoTokenizer reads it; `token_types`: whether the
+    model takes them, so AutoTokenizer gives them or not whatever its class's default (ModernBERT's generic class
+    would give them, ALBERT's would not)."""
     from tokenizers import processors
 
     ids = tokenization.special_ids(tokenizer)
@@ -76,14 +77,19 @@ def save_tokenizer(tokenizer: Tokenizer, folder: Path, tokenizer_class: str = "B
     if (described.get("model") or {}).get("type") == "WordPiece":
         vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
         (folder / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
-    lowercase = bool((described.get("normalizer") or {}).get("lowercase", False))
+    normalizer = described.get("normalizer") or {}
+    steps = normalizer.get("normalizers", [normalizer]) if normalizer.get("type") == "Sequence" else [normalizer]
+    flags = {"do_lower_case": any(step.get("type") == "Lowercase" or step.get("lowercase") for step in steps)}
+    if tokenizer_class == "AlbertTokenizer":  # its class builds the normaliser from these flags, not tokenizer.json's
+        flags["keep_accents"] = not any(step.get("type") == "StripAccents" for step in steps)
     roles = {"cls_token": ids.cls, "sep_token": ids.sep, "pad_token": ids.pad, "unk_token": ids.unk,
              "mask_token": ids.mask}
     special = {role: tokenizer.id_to_token(i) for role, i in roles.items() if i is not None}
     if special["cls_token"] == "<s>":  # RoBERTa's: its first token is also its beginning and end of text
         special.update(bos_token="<s>", eos_token=special["sep_token"])
-    inputs = {} if token_types else {"model_input_names": ["input_ids", "attention_mask"]}
+    # the model's inputs, named: ALBERT's tokenizer class gives no token types by default, though its model reads them
+    inputs = {"model_input_names": ["input_ids", *(["token_type_ids"] if token_types else []), "attention_mask"]}
     (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": tokenizer_class, "do_lower_case": lowercase, "model_max_length": 512, **special, **inputs},
+        {"tokenizer_class": tokenizer_class, **flags, "model_max_length": 512, **special, **inputs},
         indent=2) + "\n")
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")

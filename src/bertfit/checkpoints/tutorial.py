@@ -51,10 +51,12 @@ def tutorial_to_ours(weights: dict[str, torch.Tensor], source: Path) -> dict[str
 
 def tutorial_holds(encoder: torch.nn.Module) -> bool:
     """Whether the tutorial's BertModel (post-norm blocks, a position table, biases) has a place for every tensor of
-    the encoder (a ModernBERT's has none for its final norm, and no biases to leave out)."""
+    the encoder (a ModernBERT's has none for its final norm, and no biases to leave out; an ALBERT's one block is
+    not the tutorial's twelve)."""
     config = encoder.config
     return not config.pre_norm and config.positions == "absolute" and config.norm_bias and config.attention_bias \
-        and config.mlp_bias and config.mlp == "gelu" and all(TUTORIAL_NAMES.theirs(k) for k in encoder.state_dict())
+        and config.mlp_bias and config.mlp == "gelu" and config.hidden_act == "gelu" and not config.shared_layers \
+        and all(TUTORIAL_NAMES.theirs(k) for k in encoder.state_dict())
 
 
 def ours_to_tutorial(encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
