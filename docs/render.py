@@ -599,7 +599,7 @@ def render_profile(figures_dir: Path) -> str:
                  ["MFU", *[f"{side['mfu_percent']:.1f}%" for side in sides.values()]]]
         on = ", ".join(f"`{name}`" for name in f["settings"].get("levers_on", [])) or "none"
         return ([f"{f['shape']} training step by lever, ms/step (plain: every lever of `bertfit.step_levers` off; "
-                 f"each lever alone on; default: this kind's choice, {on}); outside matrix products, plain "
+                 f"each lever alone on; default: the levers on in this run, {on}); outside matrix products, plain "
                  f"{outside['plain']:.2f} ms, default {outside['default']:.2f} ms (default / plain "
                  f"{outside['default'] / outside['plain']:.2f}):", ""]
                 + markdown_table(["category", *[name if name in ("plain", "default") else f"`{name}` alone"
