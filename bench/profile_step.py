@@ -26,7 +26,15 @@ layer norm, GELU and other elementwise, dropout masks, casts and copies, zero-fi
 outside any op (Python: the loop's own code, the modules' calls). Shares are of the profiled step's
 wall time, which the profiler lengthens; the step time and the MFU come from the unprofiled steps.
 The top ops name the event each ran in (an aten::copy_ in aten::addmm is its bias broadcast, not a
-cast). The figures go to docs/figures/<cpu kind>/profile-SHAPE.json (profile-SHAPE-PRECISION.json
+cast).
+
+Levers (`bertfit.step_levers`, on by CPU kind): with --levers (default all), the training step is also
+measured and profiled with every lever off (the plain path, what a user got without them) and with
+each lever alone on, each on a fresh model over the same batches; the main figures are the default,
+this kind's choice. With the dropout_add lever the residual's add runs inside the dropout's addcmul, so
+the dropout category then holds it. First pass (--first-pass, before any other step of the shape in the
+process): the loop's first batches timed on a first and then a second pass over the same batches;
+the difference is warm-up, the first step's and each new padded width's. The figures go to docs/figures/<cpu kind>/profile-SHAPE.json (profile-SHAPE-PRECISION.json
 for an explicit --precision).
 """
 from __future__ import annotations
@@ -98,8 +106,10 @@ def category(op: str, within: Sequence[str] = ()) -> str:
         return OPTIMIZER
     if any(n == COALESCE_LABEL or "EmbeddingBackward" in n for n in names) or op in EMBEDDING_BACKWARD_OPS:
         return EMBEDDING_BACKWARD
-    # torch.where is FastDropout's alone in this model, so WhereBackward0 is a dropout's backward
-    if any(n == DROPOUT_LABEL or "WhereBackward" in n or "NativeDropoutBackward" in n for n in names) \
+    # torch.where and addcmul are FastDropout's alone in this model, so WhereBackward0 and AddcmulBackward0 are a
+    # dropout's backward (with the dropout_add lever, addcmul is also the residual's add)
+    if any(n == DROPOUT_LABEL or "WhereBackward" in n or "AddcmulBackward" in n or "NativeDropoutBackward" in n
+           for n in names) \
             or "dropout" in op or "bernoulli" in op:
         return DROPOUT
     if op in MATMUL_OPS or op.startswith(("aten::_scaled_dot_product", "aten::scaled_dot_product", "mkldnn::",
@@ -159,7 +169,8 @@ def profiler_rows(events) -> tuple[list[tuple[str, float, tuple[str, ...]]], flo
 
 
 def label_dropout(model):
-    """Hooks that wrap each FastDropout's forward in DROPOUT_LABEL; returns their handles."""
+    """Hooks that wrap each FastDropout's forward and add_to (residual + dropout) in DROPOUT_LABEL; returns
+    their handles."""
     import torch
 
     from bertfit.model import FastDropout
@@ -172,10 +183,32 @@ def label_dropout(model):
     def leave(module, args, output):
         open_labels.pop(id(module)).__exit__(None, None, None)
 
+    class Unlabel:
+        """Takes the labelled add_to off a module again, as a hook handle does."""
+
+        def __init__(self, module):
+            self.module = module
+
+        def remove(self):
+            del self.module.add_to
+
+    def labelled_add_to(module):
+        plain = module.add_to
+
+        def add_to(residual, x):
+            if not module.draws(x):  # evaluation: a plain residual add, no dropout
+                return plain(residual, x)
+            with torch.autograd.profiler.record_function(DROPOUT_LABEL):
+                return plain(residual, x)
+
+        module.add_to = add_to
+        return Unlabel(module)
+
     handles = []
     for module in model.modules():
         if isinstance(module, FastDropout):
-            handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+            handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave),
+                        labelled_add_to(module)]
     return handles
 
 
@@ -289,8 +322,8 @@ def sst2_shape(args, tokenizer, batches_needed: int):
         dev = generated_sentences(tokenizer, 128, args.seed + 1)
         source = "generated sentences of 10-30 tokens (no --data-dir), in bertfit's length-grouped order"
     if len(train) < 32 * batches_needed:
-        sys.exit(f"{args.data_dir}: SST-2's training file has {len(train)} sentences; --warmup {args.warmup} and "
-                 f"--steps {args.steps} take {32 * batches_needed}")
+        sys.exit(f"{args.data_dir}: SST-2's training file has {len(train)} sentences; --warmup, --steps and "
+                 f"--first-pass take {32 * batches_needed}")
     settings = replace(glue_settings("sst2", read, {}), precision=args.precision, seed=args.seed)
     return train, dev, settings, loss_fn(glue.resolve_task("sst2")), source
 
@@ -306,61 +339,129 @@ def squad_shape(args, tokenizer, batches_needed: int):
 
 
 def profile_shape(shape: str, args, peak: dict) -> dict:
-    """Training steps and inference calls of one shape, measured and profiled."""
+    """Training steps and inference calls of one shape, measured and profiled; with --levers, the training step
+    also with every lever of `bertfit.step_levers` off (the plain path) and with each compared lever alone on; and
+    the loop's first pass over its first batches against a second pass over the same batches."""
     import torch
 
-    from bertfit import predicting, training
+    from bertfit import predicting, step_levers, training
     from bertfit.batching import length_grouped_batches
     from bertfit.devices import resolve_precision, tune_allocator
     from bertfit.pretrained import embedded_model_path, load_pretrained
     from bertfit.tokenization import special_ids
 
     device = torch.device("cpu")
-    torch.manual_seed(args.seed)
-    model, tokenizer = load_pretrained(embedded_model_path(), head="classification" if shape == "sst2" else "qa")
+    head = "classification" if shape == "sst2" else "qa"
+    model, tokenizer = load_pretrained(embedded_model_path(), head=head)
     pad_id = special_ids(tokenizer).pad
-    batches_needed = args.warmup + args.steps
+    steps = args.steps or DEFAULT_STEPS[shape]
+    first_pass = args.first_pass if args.first_pass is not None else DEFAULT_FIRST_PASS[shape]
+    batches_needed = max(args.warmup + steps, first_pass)
     train, dev, settings, loss_fn, source = (sst2_shape if shape == "sst2" else squad_shape)(
         args, tokenizer, batches_needed)
     dtype = resolve_precision(settings.precision, device)
-
+    batches = length_grouped_batches(train.lengths, settings.batch_size, settings.seed, 0)[:batches_needed]
+    chosen = dict(step_levers.ON)  # what this CPU kind runs by default
     # what training.fit sets up around the loop: the allocator, the embeddings' row-wise gradients
     tune_allocator(device)
     lazy = settings.lazy_embeddings and dtype != torch.float16
-    row_grads = labelled_row_grads(model, lazy)
-    flops = {}
-    with tempfile.TemporaryDirectory(prefix="bench-profile-run-") as run_dir:
-        trainer = training.Trainer(model, train, loss_fn, lambda model: {}, lambda model, metrics: None, settings,
-                                   Path(run_dir), pad_id, device, row_grads)
-        batches = length_grouped_batches(train.lengths, settings.batch_size, settings.seed, 0)[:batches_needed]
-        model.train()
+
+    def training_run(levers: dict, run) -> tuple[dict, torch.nn.Module]:
+        """run(trainer, model) on a fresh model and trainer, the levers set as given, and restored after."""
+        torch.manual_seed(args.seed)
+        fresh, _ = load_pretrained(embedded_model_path(), head=head)
+        row_grads = labelled_row_grads(fresh, lazy)
+        step_levers.ON.update(levers)
         try:
-            train_figures = measure(lambda i: trainer.step(batches[i]), args.steps, args.warmup, model)
+            with tempfile.TemporaryDirectory(prefix="bench-profile-run-") as run_dir:
+                trainer = training.Trainer(fresh, train, loss_fn, lambda model: {}, lambda model, metrics: None,
+                                           settings, Path(run_dir), pad_id, device, row_grads)
+                fresh.train()
+                return run(trainer, fresh), fresh
         finally:
             row_grads.restore()
-    lengths = np.concatenate([train.lengths[b] for b in batches[args.warmup:]])
-    widths = [int(train.lengths[b].max()) for b in batches[args.warmup:]]
-    stats = common.length_stats(lengths)
-    flops["train"] = common.training_flops(model.bert.config, **stats) / args.steps
-    train_figures.update(batch_size=settings.batch_size, mean_tokens=float(lengths.mean()),
-                         mean_padded_width=float(np.mean(widths)), flops_per_step=flops["train"])
+            step_levers.ON.update(chosen)
+
+    flops = {}
+    lengths = np.concatenate([train.lengths[b] for b in batches[args.warmup:args.warmup + steps]])
+    widths = [int(train.lengths[b].max()) for b in batches[args.warmup:args.warmup + steps]]
+    flops["train"] = common.training_flops(model.bert.config, **common.length_stats(lengths)) / steps
+
+    def with_flops(figures: dict) -> dict:
+        figures.update(batch_size=settings.batch_size, mean_tokens=float(lengths.mean()),
+                       mean_padded_width=float(np.mean(widths)), flops_per_step=flops["train"],
+                       mfu_percent=mfu(flops["train"], figures["step_ms"], peak))
+        return figures
+
+    # the first pass first, while this process has run no step of this shape
+    first = None
+    if first_pass:
+        first, _ = training_run(chosen, lambda trainer, _: first_pass_figures(trainer, batches[:first_pass],
+                                                                              train.lengths))
+    steady = lambda trainer, fresh: measure(lambda i: trainer.step(batches[i]), steps, args.warmup, fresh)  # noqa: E731
+    levers = {}
+    if args.levers:
+        levers["plain"] = with_flops(training_run(dict.fromkeys(step_levers.NAMES, False), steady)[0])
+        for name in args.levers:
+            levers[name] = with_flops(training_run({**dict.fromkeys(step_levers.NAMES, False), name: True},
+                                                   steady)[0])
+    train_figures, model = training_run(chosen, steady)
+    train_figures = with_flops(train_figures)
 
     per_token = shape == "squad"
+    model.eval()
     infer_figures = measure(lambda i: predicting.predict(model, dev, pad_id, device, settings.eval_batch_size,
                                                          settings.precision, per_token=per_token),
                             args.inference_steps, min(args.warmup, 1), model)
     stats = common.length_stats(dev.lengths)
     flops["inference"] = common.training_flops(model.bert.config, **stats) / 3  # a forward pass alone
     infer_figures.update(batch_size=len(dev), mean_tokens=float(dev.lengths.mean()),
-                         tokens_per_batch_cap=predicting.CPU_INFERENCE_TOKENS, flops_per_step=flops["inference"])
-    for figures in (train_figures, infer_figures):
-        figures["mfu_percent"] = 100 * figures["flops_per_step"] / (figures["step_ms"] / 1000) / (
-            peak["peak_gflops"] * 1e9)
+                         tokens_per_batch_cap=predicting.CPU_INFERENCE_TOKENS, flops_per_step=flops["inference"],
+                         mfu_percent=mfu(flops["inference"], infer_figures["step_ms"], peak))
     settings_used = {"batch_size": settings.batch_size, "eval_batch_size": settings.eval_batch_size,
                      "attention_dropout": settings.attention_dropout, "lazy_embeddings": settings.lazy_embeddings,
                      "max_grad_norm": settings.max_grad_norm, "precision": settings.precision,
-                     "resolved_precision": precision_name(dtype), "seed": settings.seed, "data": source}
-    return {"shape": shape, "settings": settings_used, "training": train_figures, "inference": infer_figures}
+                     "resolved_precision": precision_name(dtype), "seed": settings.seed, "data": source,
+                     "levers_on": [name for name, on in chosen.items() if on]}
+    return {"shape": shape, "settings": settings_used, "training": train_figures, "inference": infer_figures,
+            **({"levers": levers} if levers else {}), **({"first_pass": first} if first else {})}
+
+
+# --steps and --first-pass by shape when not given: a SQuAD step takes 20 SST-2 steps' time
+DEFAULT_STEPS = {"sst2": 20, "squad": 5}
+DEFAULT_FIRST_PASS = {"sst2": 40, "squad": 2}
+
+
+def mfu(flops: float, ms: float, peak: dict) -> float:
+    return 100 * flops / (ms / 1000) / (peak["peak_gflops"] * 1e9)
+
+
+def first_pass_figures(trainer, batches: list, lengths: np.ndarray) -> dict:
+    """The loop's first steps, each timed on its first pass and again on a second pass over the same batches.
+
+    What the first pass costs beyond the second is warm-up: the first step's (the optimizer's state,
+    the first allocations) and each new padded width's first step (kernels and buffers set up for a
+    shape). A step whose width came before in the first pass shows what the difference is without it.
+    """
+    passes = []
+    for _ in range(2):
+        times = []
+        for batch in batches:
+            start = time.perf_counter()
+            trainer.step(batch)
+            times.append(1000 * (time.perf_counter() - start))
+        passes.append(times)
+    widths = [int(lengths[b].max()) for b in batches]
+    new = [i > 0 and widths[i] not in widths[:i] for i in range(len(batches))]
+    extra = [a - b for a, b in zip(*passes)]
+    new_extra = [e for e, n in zip(extra[1:], new[1:]) if n]
+    seen_extra = [e for e, n in zip(extra[1:], new[1:]) if not n]
+    return {"steps": len(batches), "widths": widths, "first_pass_ms": passes[0], "second_pass_ms": passes[1],
+            "first_pass_total_ms": sum(passes[0]), "second_pass_total_ms": sum(passes[1]),
+            "first_step_extra_ms": extra[0], "new_widths": len(new_extra),
+            "new_width_extra_ms_mean": float(np.mean(new_extra)) if new_extra else None,
+            "seen_width_extra_ms_mean": float(np.mean(seen_extra)) if seen_extra else None,
+            "warm_up_share_of_first_pass": (sum(passes[0]) - sum(passes[1])) / sum(passes[0])}
 
 
 MFU_NOTE = ("MFU: the whole model's matmul FLOPs on real tokens (pads not counted; a training step counts 3 "
@@ -390,6 +491,37 @@ def print_phase(title: str, figures: dict, unit: str) -> None:
               f"{o['calls_per_step']:>7.1f} calls  ({o['category']})")
 
 
+def outside_matmul_ms(figures: dict) -> float:
+    """A profiled step's time outside matrix products (every category but MATMUL, the Python between ops included)."""
+    return figures["profiled_step_ms"] - figures["categories"][MATMUL]["ms"]
+
+
+def print_levers(result: dict) -> None:
+    """The training step with each lever against the plain path; the first pass against the second."""
+    if result.get("levers"):
+        sides = {**result["levers"], "default": result["training"]}
+        print(f"\n{result['shape']} training step by lever (ms/step; plain: every lever off; default: this kind's "
+              f"choice, {', '.join(result['settings']['levers_on']) or 'none'}):")
+        width = max(len(c) for c in CATEGORIES)
+        print(f"  {'':<{width}}" + "".join(f"  {name:>12}" for name in sides))
+        for name in CATEGORIES:
+            print(f"  {name:<{width}}" + "".join(f"  {f['categories'][name]['ms']:>12.2f}" for f in sides.values()))
+        for label, value in (("outside matrix products", outside_matmul_ms),
+                             ("profiled step", lambda f: f["profiled_step_ms"]), ("step", lambda f: f["step_ms"]),
+                             ("MFU %", lambda f: f["mfu_percent"])):
+            print(f"  {label:<{width}}" + "".join(f"  {value(f):>12.2f}" for f in sides.values()))
+    first = result.get("first_pass")
+    if first:
+        print(f"\n{result['shape']} loop, first {first['steps']} batches: first pass {first['first_pass_total_ms']:.0f} "
+              f"ms, second pass {first['second_pass_total_ms']:.0f} ms ({100 * first['warm_up_share_of_first_pass']:.1f}% "
+              f"of the first is warm-up); the first step {first['first_step_extra_ms']:.1f} ms more; "
+              f"{first['new_widths']} new widths after it, each "
+              f"{first['new_width_extra_ms_mean'] if first['new_width_extra_ms_mean'] is not None else float('nan'):.1f}"
+              f" ms more on its first pass (a width seen before: "
+              f"{first['seen_width_extra_ms_mean'] if first['seen_width_extra_ms_mean'] is not None else float('nan'):.1f}"
+              f" ms)")
+
+
 def short(event: str) -> str:
     """An enclosing event's name as the tables show it: an autograd node by its own name."""
     return event.removeprefix("autograd::engine::evaluate_function: ")
@@ -399,7 +531,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="the GLUE root, or its SST-2 folder (default: generated sentences)")
     parser.add_argument("--shapes", default="sst2,squad", help="comma-separated, of sst2, squad (default both)")
-    parser.add_argument("--steps", type=int, default=20, help="steps timed, then profiled (default 20)")
+    parser.add_argument("--steps", type=int, help="steps timed, then profiled (default 20 for sst2, 5 for squad)")
     parser.add_argument("--warmup", type=int, default=3, help="training steps before the timed ones (default 3; "
                                                                 "inference: one call, or none with 0)")
     parser.add_argument("--inference-steps", type=int, default=3,
@@ -407,6 +539,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="auto: bf16 with native bf16 instructions, else fp32, as bertfit decides (default auto)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--levers", default="all", help="the levers of bertfit.step_levers to measure alone "
+                        "against the plain path (all of them off), comma-separated, all or none (default all)")
+    parser.add_argument("--first-pass", type=int, help="batches of the loop timed on a first and a second pass "
+                        "(default 40 for sst2, 2 for squad; 0: none)")
     parser.add_argument("--seed", type=int, default=42, help="the batch order, dropout and generated data (default 42)")
     common.add_figures_option(parser)
     args = parser.parse_args(argv)
@@ -414,8 +550,15 @@ def main(argv: list[str]) -> None:
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown or not shapes:
         parser.error(f"--shapes: {', '.join(unknown) or 'none given'}; choose from {', '.join(SHAPES)}")
-    if args.steps < 1 or args.inference_steps < 1 or args.warmup < 0:
-        parser.error("--steps and --inference-steps must be at least 1, and --warmup at least 0")
+    if (args.steps is not None and args.steps < 1) or args.inference_steps < 1 or args.warmup < 0 \
+            or (args.first_pass is not None and args.first_pass < 0):
+        parser.error("--steps and --inference-steps must be at least 1, --warmup and --first-pass at least 0")
+    from bertfit import step_levers
+
+    args.levers = {"none": [], "all": list(step_levers.NAMES)}.get(args.levers) or [
+        n.strip() for n in args.levers.split(",") if n.strip()]
+    if unknown := [n for n in args.levers if n not in step_levers.NAMES]:
+        parser.error(f"--levers: unknown {', '.join(unknown)}; choose from {', '.join(step_levers.NAMES)}, or none")
 
     import torch
 
@@ -442,12 +585,14 @@ def main(argv: list[str]) -> None:
                     result["training"], "step")
         print_phase(f"{shape} inference, predict over {result['inference']['batch_size']} sequences (mean "
                     f"{result['inference']['mean_tokens']:.1f} tokens)", result["inference"], "call")
+        print_levers(result)
         print(MFU_NOTE + (" " + CLS_ONLY_NOTE if shape == "sst2" else ""))
         name = f"profile-{shape}" + ("" if args.precision == "auto" else f"-{args.precision}")
         common.write_figures(name, __file__, argv, args.figures_dir,
                              figures={**result, "peak": peak, "categories": list(CATEGORIES),
                                       "notes": [MFU_NOTE, *([CLS_ONLY_NOTE] if shape == "sst2" else [])]},
-                             settings={"bertfit": result["settings"], "steps": args.steps, "warmup": args.warmup,
+                             settings={"bertfit": result["settings"], "steps": result["training"]["steps"],
+                                       "warmup": args.warmup, "levers": args.levers,
                                        "inference_steps": args.inference_steps},
                              precision={"bertfit": result["settings"]["resolved_precision"]}, threads=args.threads)
 

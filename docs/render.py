@@ -588,7 +588,44 @@ def render_profile(figures_dir: Path) -> str:
                      f"{op['calls_per_step']:g}"] for phase, title, _ in phases for op in f[phase]["top_ops"][:5]]
             lines += markdown_table(["phase", "op", "inside", "category", "ms", "share", "calls"], rows,
                                     "llllrrr") + [""]
+            lines += levers_table(f) + first_pass_line(f)
         return lines[:-1]
+
+    def levers_table(f: dict) -> list[str]:
+        """The training step with every lever off (plain), each alone on, and this kind's default, by category."""
+        if not f.get("levers"):
+            return []
+        sides = {**f["levers"], "default": f["training"]}
+        outside = {name: side["profiled_step_ms"] - side["categories"]["matrix products"]["ms"]
+                   for name, side in sides.items()}
+        rows = [[category, *[f"{side['categories'][category]['ms']:.2f}" for side in sides.values()]]
+                for category in f["categories"]]
+        rows += [["**outside matrix products**", *[f"**{outside[name]:.2f}**" for name in sides]],
+                 ["profiled step", *[f"{side['profiled_step_ms']:.2f}" for side in sides.values()]],
+                 ["step, unprofiled", *[f"{side['step_ms']:.2f}" for side in sides.values()]],
+                 ["MFU", *[f"{side['mfu_percent']:.1f}%" for side in sides.values()]]]
+        on = ", ".join(f"`{name}`" for name in f["settings"].get("levers_on", [])) or "none"
+        return ([f"{f['shape']} training step by lever, ms/step (plain: every lever of `bertfit.step_levers` off; "
+                 f"each lever alone on; default: the levers on in this run, {on}); outside matrix products, plain "
+                 f"{outside['plain']:.2f} ms, default {outside['default']:.2f} ms (default / plain "
+                 f"{outside['default'] / outside['plain']:.2f}):", ""]
+                + markdown_table(["category", *[name if name in ("plain", "default") else f"`{name}` alone"
+                                                for name in sides]], rows)
+                + [""])
+
+    def first_pass_line(f: dict) -> list[str]:
+        first_pass = f.get("first_pass")
+        if not first_pass:
+            return []
+        new = first_pass["new_width_extra_ms_mean"]
+        seen = first_pass["seen_width_extra_ms_mean"]
+        return [f"{f['shape']} loop, its first {first_pass['steps']} batches twice: the first pass "
+                f"{first_pass['first_pass_total_ms']:.0f} ms, the second {first_pass['second_pass_total_ms']:.0f} ms "
+                f"({100 * first_pass['warm_up_share_of_first_pass']:.1f}% of the first pass is warm-up): the first step "
+                f"{first_pass['first_step_extra_ms']:.1f} ms more"
+                + (f", each of the {first_pass['new_widths']} new padded widths after it {new:.1f} ms more on its first "
+                   f"step" if new is not None else "")
+                + (f" (a width seen before: {seen:.1f} ms)" if seen is not None else "") + ".", ""]
 
     return per_kind(figures_dir, ["profile-*"], table)
 
@@ -680,9 +717,11 @@ def render_export_tolerances(_: Path) -> str:
 
 
 def render_fast_path(_: Path) -> str:
-    from bertfit import batching, model, predicting
+    from bertfit import batching, model, predicting, step_levers
 
     return "\n".join(markdown_table(["what", "value", "constant"], [
+        *[[f"training step levers on for CPU kind {kind}", ", ".join(f"`{n}`" for n in won) or "none",
+           "`step_levers.WINS`"] for kind, won in step_levers.WINS.items()],
         ["batches per length-sorted group in training", str(batching.GROUP_BATCHES), "`batching.GROUP_BATCHES`"],
         ["tokens per inference batch on CPU, at most", f"{predicting.CPU_INFERENCE_TOKENS:,}",
          "`predicting.CPU_INFERENCE_TOKENS`"],

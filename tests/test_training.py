@@ -363,6 +363,24 @@ def test_the_packed_path_trains_and_resumes_exactly(tmp_path, monkeypatch):
     assert again.history == result.history
 
 
+
+@pytest.mark.parametrize("on", [True, False])
+def test_the_step_levers_train_as_the_plain_path_and_resume_exactly(tmp_path, monkeypatch, reference, on):
+    """With every lever of the CPU step on (or off, whatever this CPU chose), the run lands on the plain run's
+    weights within rounding, and a crashed run resumes to the uninterrupted run's weights bit for bit."""
+    from bertfit import step_levers
+
+    for name in step_levers.NAMES:
+        monkeypatch.setitem(step_levers.ON, name, on)
+    result, model, _ = train(tmp_path / "whole")
+    for name, value in tiny.weights(model).items():
+        torch.testing.assert_close(value, reference["weights"][name], atol=1e-5, rtol=1e-4, msg=name)
+    with pytest.raises(Interrupted):
+        train(tmp_path / "resumed", loss_fn=counting_loss(interrupt_at=14))
+    again, resumed, _ = train(tmp_path / "resumed")
+    assert_same_weights(tiny.weights(resumed), tiny.weights(model))
+    assert again.history == result.history
+
 MAPPED_BLOCKS = """
 import ctypes, sys
 import torch

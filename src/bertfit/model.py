@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import disentangled
+from . import disentangled, step_levers
 from .errors import ConfigError
 from .model_parts import geglu, layer_inputs, rotate
 
@@ -128,12 +128,26 @@ class FastDropout(nn.Dropout):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0 or self.p >= 1 or x.device.type != "cpu":
+        if not self.draws(x):
             return super().forward(x)
+        return torch.where(self.drop_mask(x), 0.0, x) * (1.0 / (1.0 - self.p))
+
+    def add_to(self, residual: Tensor, x: Tensor) -> Tensor:
+        """residual + self(x); with the `dropout_add` lever, one addcmul with the keep mask (the same draws)."""
+        if not (self.draws(x) and step_levers.ON["dropout_add"]):
+            return residual + self(x)
+        keep = torch.where(self.drop_mask(x), x.new_zeros(()), x.new_full((), 1.0 / (1.0 - self.p)))
+        return torch.addcmul(residual, x, keep)
+
+    def draws(self, x: Tensor) -> bool:
+        """Whether this call draws a mask of its own (training on CPU, 0 < p < 1)."""
+        return self.training and 0 < self.p < 1 and x.device.type == "cpu"
+
+    def drop_mask(self, x: Tensor) -> Tensor:
+        """True where an element of x is dropped."""
         n = x.numel()
         words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), 2**63 - 1)
-        drop = words.view(torch.int16)[:n].view(x.shape) < -(2**15) + round(self.p * 2**16)
-        return torch.where(drop, 0.0, x) * (1.0 / (1.0 - self.p))
+        return words.view(torch.int16)[:n].view(x.shape) < -(2**15) + round(self.p * 2**16)
 
 
 class BertEmbeddings(nn.Module):
@@ -260,13 +274,11 @@ class BertSelfAttention(nn.Module):
             q_bias, kv_bias = (bias[:hidden], bias[hidden:]) if bias is not None else (None, None)
             q = F.linear(first_tokens(x, packing), weight[:hidden], q_bias)
             q = q.view(batch, 1, heads, head_dim).transpose(1, 2)
-            k, v = layout(F.linear(x, weight[hidden:], kv_bias)).view(
-                batch, length, 2, heads, head_dim).permute(2, 0, 3, 1, 4)
+            k, v = split_heads(layout(F.linear(x, weight[hidden:], kv_bias)), batch, length, 2, heads)
             if attn_mask is not None and attn_mask.shape[-2] > 1:  # a window mask: the first query's row
                 attn_mask = attn_mask[..., :1, :]
         else:
-            # (batch, length, 3, heads, head_dim) -> three (batch, heads, length, head_dim)
-            q, k, v = layout(self.qkv(x)).view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+            q, k, v = split_heads(layout(self.qkv(x)), batch, length, 3, heads)
         if rotary is not None:
             q, k = rotate(q, *rotary), rotate(k, *rotary)
         if relative is None:
@@ -281,6 +293,18 @@ class BertSelfAttention(nn.Module):
         if q.device.type == "cpu" and k.shape[2] <= EXPLICIT_ATTENTION_MAX_LENGTH[torch.is_grad_enabled()]:
             return explicit_attention(q, k, v, attn_mask, dropout_p)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+
+
+def split_heads(projected: Tensor, batch: int, length: int, parts: int, heads: int) -> tuple[Tensor, ...]:
+    """(batch, length, parts * hidden) -> `parts` views (batch, heads, length, head_dim): queries, keys, values.
+
+    Both ways give the same views; they differ in the backward. Split along the parts' own axis
+    (`qkv_unbind`), the gradients are stacked straight into the projection's layout; split off a
+    permuted view, they are stacked apart and then copied into it."""
+    split = projected.view(batch, length, parts, heads, -1)
+    if step_levers.ON["qkv_unbind"]:
+        return tuple(part.transpose(1, 2) for part in split.unbind(2))
+    return tuple(split.permute(2, 0, 3, 1, 4))
 
 
 # On CPU, SDPA's fused (flash) kernel has a large cost per (sequence, head), in its backward above
@@ -338,11 +362,11 @@ class BertLayer(nn.Module):
         with `packing`, for the real tokens alone (see Packing)."""
         if self.pre_norm:
             attended = self.attention(self.attention_norm(x), attn_mask, first_only, packing, relative, rotary)
-            x = (first_tokens(x, packing) if first_only else x) + self.dropout(attended)
-            return x + self.dropout(self.mlp(self.output_norm(x)))
+            x = self.dropout.add_to(first_tokens(x, packing) if first_only else x, attended)
+            return self.dropout.add_to(x, self.mlp(self.output_norm(x)))
         attended = self.attention(x, attn_mask, first_only, packing, relative, rotary)
-        x = self.attention_norm((first_tokens(x, packing) if first_only else x) + self.dropout(attended))
-        return self.output_norm(x + self.dropout(self.mlp(x)))
+        x = self.attention_norm(self.dropout.add_to(first_tokens(x, packing) if first_only else x, attended))
+        return self.output_norm(self.dropout.add_to(x, self.mlp(x)))
 
     def mlp(self, x: Tensor) -> Tensor:
         return self.output(self.activation(self.intermediate(x)))

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from . import step_levers
+
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only: biases and LayerNorm weights are not decayed."""
@@ -142,7 +144,9 @@ def clip_gradients(model: nn.Module, max_norm: float) -> torch.Tensor:
     grads = [p.grad._values() if p.grad.is_sparse else p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    norms = torch._foreach_norm(grads) if step_levers.ON["foreach_norm"] else [torch.linalg.vector_norm(g)
+                                                                                for g in grads]
+    norm = torch.linalg.vector_norm(torch.stack(norms))
     if max_norm > 0 and norm > max_norm:  # one host sync per step, which the loop pays for the log anyway
         torch._foreach_mul_(grads, max_norm / (norm + 1e-6))
     return norm
