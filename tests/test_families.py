@@ -9,6 +9,7 @@ import torch
 
 import families
 from bertfit import model as model_module
+from bertfit import tokenization
 from bertfit.checkpoints.families import FAMILIES, LISTED, families_table
 from bertfit.pretrained import load_pretrained, save_pretrained
 
@@ -96,6 +97,12 @@ def test_bertfits_saved_model_of_each_family_loads_in_transformers_auto_class_wi
     assert type(theirs).__name__ == FAMILIES[family].architecture(head)
     missing = [k for k in info["missing_keys"] if not k.startswith(("pooler.", "roberta.pooler."))]
     assert not missing and not info["unexpected_keys"] and not info["mismatched_keys"]
+    # the special tokens transformers' config names are the tokenizer's, not its config class's defaults
+    ids = tokenization.special_ids(tokenizer)
+    for field, role in (("cls_token_id", "cls"), ("sep_token_id", "sep"), ("bos_token_id", "cls"),
+                        ("eos_token_id", "sep"), ("pad_token_id", "pad")):
+        if getattr(theirs.config, field, None) is not None:
+            assert getattr(theirs.config, field) == getattr(ids, role), field
     inputs = batch(transformers.AutoTokenizer.from_pretrained(str(saved)))
     assert inputs["input_ids"].tolist() == batch(fast)["input_ids"].tolist()
     assert_equal_at_real_tokens(outputs(ours, head, inputs, True)[:2 if head == "qa" else 1],

@@ -44,6 +44,9 @@ class Family:
     parts: dict = field(default_factory=dict)  # BertConfig fields the family fixes (the parts it picks)
     positions_after_padding: bool = False  # positions count from pad_token_id + 1 (RoBERTa's fairseq heritage)
     written: dict = field(default_factory=dict)  # config.json fields written as they are (no BertConfig field)
+    # config.json's special-token ids, written from the tokenizer saved beside it: field -> role (cls, sep); a
+    # field left out takes their config class's default, which may lie outside a small vocabulary
+    token_ids: dict = field(default_factory=dict)
     config_ignored: frozenset = frozenset()  # config.json fields of this family that do not change the network
     same_as: dict = field(default_factory=dict)  # config.json fields that must equal a BertConfig field (ours)
     optional: frozenset = frozenset()  # BertConfig fields written only when set (their config has no null for them)
@@ -124,7 +127,7 @@ ROBERTA = Family(
     tied_bias="lm_head.decoder.bias", ignored=COMMON_IGNORED + r"|lm_head\.decoder\.weight",
     defaults={"vocab_size": 50265, "pad_token_id": 1},
     parts={"sentence_head": "dense", "sentence_activation": "tanh"}, positions_after_padding=True,
-    written={"hidden_act": "gelu", "bos_token_id": 0, "eos_token_id": 2},
+    written={"hidden_act": "gelu"}, token_ids={"bos_token_id": "cls", "eos_token_id": "sep"},
     tokenizer_class="RobertaTokenizer",
     summary="BERT's blocks; positions counted from the padding id + 1; one token type; "
             "dense-tanh-out head on `<s>`; byte-level BPE, `<s> A </s></s> B </s>`",
@@ -308,6 +311,7 @@ MODERNBERT = Family(
     parts={"type_vocab_size": 0, "pre_norm": True, "positions": "rotary", "mlp": "geglu",
            "sentence_head": "prediction"},
     written={"hidden_activation": "gelu"},
+    token_ids={"cls_token_id": "cls", "sep_token_id": "sep", "bos_token_id": "cls", "eos_token_id": "sep"},
     # mlp_dropout: bertfit's blocks drop out after the MLP (hidden_dropout_prob, their embedding_dropout), not
     # inside it; the rest are kernels, training-time options and BERT's unused names in the checkpoints' files
     config_ignored=frozenset({"mlp_dropout", "initializer_cutoff_factor", "deterministic_flash_attn",
