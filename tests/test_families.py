@@ -9,6 +9,7 @@ import torch
 
 import families
 from bertfit import model as model_module
+from bertfit import tokenization
 from bertfit.checkpoints.families import FAMILIES, LISTED, families_table
 from bertfit.pretrained import load_pretrained, save_pretrained
 
@@ -96,6 +97,12 @@ def test_bertfits_saved_model_of_each_family_loads_in_transformers_auto_class_wi
     assert type(theirs).__name__ == FAMILIES[family].architecture(head)
     missing = [k for k in info["missing_keys"] if not k.startswith(("pooler.", "roberta.pooler."))]
     assert not missing and not info["unexpected_keys"] and not info["mismatched_keys"]
+    # the special tokens transformers' config names are the tokenizer's, not its config class's defaults
+    ids = tokenization.special_ids(tokenizer)
+    for field, role in (("cls_token_id", "cls"), ("sep_token_id", "sep"), ("bos_token_id", "cls"),
+                        ("eos_token_id", "sep"), ("pad_token_id", "pad")):
+        if getattr(theirs.config, field, None) is not None:
+            assert getattr(theirs.config, field) == getattr(ids, role), field
     inputs = batch(transformers.AutoTokenizer.from_pretrained(str(saved)))
     assert inputs["input_ids"].tolist() == batch(fast)["input_ids"].tolist()
     assert_equal_at_real_tokens(outputs(ours, head, inputs, True)[:2 if head == "qa" else 1],
@@ -541,3 +548,30 @@ def test_tag_and_the_onnx_export_of_each_familys_tagger_give_the_pipelines_entit
                [(e["entity"], e["start"], e["end"]) for e in expected]
         torch.testing.assert_close(torch.tensor([e["score"] for e in entities]),
                                    torch.tensor([e["score"] for e in expected]), atol=1e-4, rtol=0)
+
+
+def head_dropouts(model: torch.nn.Module, encoder: str) -> list[float]:
+    """The rates of a head model's dropouts outside its encoder, in the order the model holds them."""
+    return sorted(m.p for name, m in model.named_modules()
+                  if isinstance(m, torch.nn.Dropout) and not name.startswith(encoder) and m.p > 0)
+
+
+@pytest.mark.parametrize("family, head", [(f, h) for f, h in FAMILY_HEADS if h in ("tagging", "qa")])
+def test_the_tagger_and_span_head_of_each_family_drop_out_at_transformers_rates(family, head, tmp_path):
+    """Each head drops out where transformers' does, at the same rate: DistilBERT's tagger at its hidden rate and its
+    span head at qa_dropout, DeBERTa's tagger at its hidden rate, the others' taggers at the classifier's."""
+    tokenizer = families.TOKENIZER_OF[family]()
+    their = FAMILIES[family].their_field
+    rates = {their("hidden_dropout_prob"): 0.11, their("classifier_dropout"): 0.23}
+    if family == "distilbert":
+        rates["qa_dropout"] = 0.37
+    labels = 3 if head == "tagging" else 2
+    config = families.transformers_config(family, tokenizer.get_vocab_size(), num_labels=labels, **rates)
+    theirs = getattr(transformers, AUTO[head]).from_config(config)
+    folder = families.save_with_tokenizer(theirs, tokenizer, family, tmp_path / family)
+    ours, _ = load_pretrained(folder, head=head, num_labels=labels)
+    their_encoder = FAMILIES[family].prefix.rstrip(".")
+    expected = head_dropouts(theirs, their_encoder)
+    assert head_dropouts(ours, "bert") == pytest.approx(expected)
+    if head == "tagging" or family == "distilbert":
+        assert expected  # the comparison above saw a dropout

@@ -76,6 +76,11 @@ class BertConfig:
     local_attention: int = 0  # a local layer's window (half either side); 0: every layer global
     global_attn_every_n_layers: int = 1  # with local_attention: layers 0, n, 2n, ... global, the others local
     classifier_pooling: str = "cls"  # the "prediction" sentence head's input: the first token, or the tokens' "mean"
+    # The heads' dropout where a family's differs from BERT's: the tagger's rate ("classifier": the classifier's;
+    # "hidden": hidden_dropout_prob, as DistilBERT's and DeBERTa's taggers have it), and one before the span head
+    # (DistilBERT's qa_dropout; None: none, as in BERT)
+    tagger_dropout: str = "classifier"
+    qa_dropout: float | None = None
 
     @classmethod
     def fields(cls) -> set[str]:
@@ -98,7 +103,7 @@ class BertConfig:
         if any(n.strip() not in ("none", "layer_norm") for n in self.norm_rel_ebd.lower().split("|")):
             raise ConfigError(f"norm_rel_ebd must be none or layer_norm, not {self.norm_rel_ebd!r}")
         choices = {"positions": ("absolute", "rotary"), "mlp": ("gelu", "geglu"), "classifier_pooling": ("cls", "mean"),
-                   "hidden_act": ("gelu", "gelu_new", "relu")}
+                   "hidden_act": ("gelu", "gelu_new", "relu"), "tagger_dropout": ("classifier", "hidden")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
@@ -512,14 +517,17 @@ class BertForQuestionAnswering(nn.Module):
         # would make every step wait for its gradient
         self.bert = BertModel(config, pooler=False)
         self.head = _prediction_head(config)  # ModernBERT's, then dropout
-        self.dropout = _classifier_dropout(config) if self.head is not None else None
+        self.dropout = _classifier_dropout(config) if self.head is not None else \
+            FastDropout(config.qa_dropout) if config.qa_dropout is not None else None  # DistilBERT's
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         sequence, _ = self.bert(input_ids, token_type_ids, attention_mask)
         if self.head is not None:
-            sequence = self.dropout(self.head(sequence))
+            sequence = self.head(sequence)
+        if self.dropout is not None:
+            sequence = self.dropout(sequence)
         start_logits, end_logits = self.qa_outputs(sequence).unbind(dim=-1)
         return start_logits, end_logits
 
@@ -531,7 +539,8 @@ class BertForTokenClassification(nn.Module):
         super().__init__()
         self.num_labels = num_labels
         self.bert = BertModel(config, pooler=False)  # nothing reads a pooler here (as in transformers)
-        self.dropout = _classifier_dropout(config)
+        self.dropout = _classifier_dropout(config) if config.tagger_dropout == "classifier" else \
+            FastDropout(config.hidden_dropout_prob)
         self.head = _prediction_head(config)  # ModernBERT's
         self.classifier = nn.Linear(config.hidden_size, num_labels)
 

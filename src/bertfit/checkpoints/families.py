@@ -44,6 +44,9 @@ class Family:
     parts: dict = field(default_factory=dict)  # BertConfig fields the family fixes (the parts it picks)
     positions_after_padding: bool = False  # positions count from pad_token_id + 1 (RoBERTa's fairseq heritage)
     written: dict = field(default_factory=dict)  # config.json fields written as they are (no BertConfig field)
+    # config.json's special-token ids, written from the tokenizer saved beside it: field -> role (cls, sep); a
+    # field left out takes their config class's default, which may lie outside a small vocabulary
+    token_ids: dict = field(default_factory=dict)
     config_ignored: frozenset = frozenset()  # config.json fields of this family that do not change the network
     same_as: dict = field(default_factory=dict)  # config.json fields that must equal a BertConfig field (ours)
     optional: frozenset = frozenset()  # BertConfig fields written only when set (their config has no null for them)
@@ -125,7 +128,7 @@ ROBERTA = Family(
     tied_bias="lm_head.decoder.bias", ignored=COMMON_IGNORED + r"|lm_head\.decoder\.weight",
     defaults={"vocab_size": 50265, "pad_token_id": 1},
     parts={"sentence_head": "dense", "sentence_activation": "tanh"}, positions_after_padding=True,
-    written={"hidden_act": "gelu", "bos_token_id": 0, "eos_token_id": 2},
+    written={"hidden_act": "gelu"}, token_ids={"bos_token_id": "cls", "eos_token_id": "sep"},
     tokenizer_class="RobertaTokenizer",
     summary="BERT's blocks; positions counted from the padding id + 1; one token type; "
             "dense-tanh-out head on `<s>`; byte-level BPE, `<s> A </s></s> B </s>`",
@@ -159,11 +162,12 @@ DISTILBERT = Family(
     config_names={"dim": "hidden_size", "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
                   "hidden_dim": "intermediate_size", "dropout": "hidden_dropout_prob",
                   "attention_dropout": "attention_probs_dropout_prob", "seq_classif_dropout": "classifier_dropout"},
-    fields=tuple(f for f in CONFIG_FIELDS if f not in ("type_vocab_size", "layer_norm_eps")),
-    defaults={"num_hidden_layers": 6, "classifier_dropout": 0.2},
-    parts={"type_vocab_size": 0, "layer_norm_eps": 1e-12, "sentence_head": "dense", "sentence_activation": "relu"},
+    fields=tuple(f for f in CONFIG_FIELDS if f not in ("type_vocab_size", "layer_norm_eps")) + ("qa_dropout",),
+    defaults={"num_hidden_layers": 6, "classifier_dropout": 0.2, "qa_dropout": 0.1},
+    parts={"type_vocab_size": 0, "layer_norm_eps": 1e-12, "sentence_head": "dense", "sentence_activation": "relu",
+           "tagger_dropout": "hidden"},
     written={"activation": "gelu", "sinusoidal_pos_embds": False},
-    config_ignored=frozenset({"qa_dropout", "tie_weights_"}),
+    config_ignored=frozenset({"tie_weights_"}),
     tokenizer_class="DistilBertTokenizer",
     summary="BERT's blocks, half the layers; no token types; pre-classifier + ReLU head",
 )
@@ -221,7 +225,7 @@ DEBERTA_V2 = Family(
     defaults={"vocab_size": 128100, "hidden_size": 1536, "num_hidden_layers": 24, "num_attention_heads": 24,
               "intermediate_size": 6144, "type_vocab_size": 0, "layer_norm_eps": 1e-7, "pooler_dropout": 0.0,
               "sentence_activation": "gelu"},
-    parts={"sentence_head": "dense", "project_then_norm": True},
+    parts={"sentence_head": "dense", "project_then_norm": True, "tagger_dropout": "hidden"},
     written={"hidden_act": "gelu"},
     config_ignored=frozenset({"legacy", "pooler_hidden_size", "conv_kernel_size", "conv_act", "conv_groups"}),
     same_as={"pooler_hidden_size": "hidden_size"},
@@ -309,6 +313,7 @@ MODERNBERT = Family(
     parts={"type_vocab_size": 0, "pre_norm": True, "positions": "rotary", "mlp": "geglu",
            "sentence_head": "prediction"},
     written={"hidden_activation": "gelu"},
+    token_ids={"cls_token_id": "cls", "sep_token_id": "sep", "bos_token_id": "cls", "eos_token_id": "sep"},
     # mlp_dropout: bertfit's blocks drop out after the MLP (hidden_dropout_prob, their embedding_dropout), not
     # inside it; the rest are kernels, training-time options and BERT's unused names in the checkpoints' files
     config_ignored=frozenset({"mlp_dropout", "initializer_cutoff_factor", "deterministic_flash_attn",

@@ -110,7 +110,7 @@ HF_CONFIG_IGNORED = {
     "sep_token_id", "cls_token_id", "num_labels", "attn_implementation", "_attn_implementation_autoset",
 }
 FLOAT_FIELDS = ("classifier_dropout", "layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob",
-                "initializer_range", "pooler_dropout", "global_rope_theta", "local_rope_theta")
+                "initializer_range", "pooler_dropout", "global_rope_theta", "local_rope_theta", "qa_dropout")
 BOOL_FIELDS = ("relative_attention", "share_att_key", "position_biased_input", "norm_bias", "attention_bias",
                "mlp_bias", "classifier_bias", "decoder_bias")
 STRING_FIELDS = ("classifier_pooling", "sentence_activation", "norm_rel_ebd", "hidden_act")  # their values: BertConfig checks them
@@ -221,7 +221,7 @@ def _field_problem(name: str, value) -> str | None:
         return None
     if not number:
         return f"{name} must be a number, not {value!r}"
-    if name.endswith("_prob") or name in ("classifier_dropout", "pooler_dropout"):
+    if name.endswith("_prob") or name in ("classifier_dropout", "pooler_dropout", "qa_dropout"):
         return None if 0 <= value < 1 else f"{name} must be in [0, 1), not {value}"
     return None if value > 0 else f"{name} must be positive, not {value}"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from .. import tokenization
 from ..files import folder_in_progress, open_atomic, replace_folder, save_tensors, write_atomic
 from .families import FAMILIES
 from .hf import hf_config, ours_to_hf
@@ -26,6 +27,8 @@ def save_pretrained(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | 
     folder = Path(folder)
     config = hf_config(model, labels, extra)
     encoder = model.bert if hasattr(model, "bert") else model
+    ids = tokenization.special_ids(tokenizer)
+    config.update({name: getattr(ids, role) for name, role in FAMILIES[encoder.config.family].token_ids.items()})
     with folder_in_progress(folder) as tmp:  # this run's own: nothing of anyone else's is removed or mixed in
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_tensors(ours_to_hf(model), tmp / "model.safetensors", metadata={"format": "pt"})
