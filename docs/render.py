@@ -68,7 +68,8 @@ COMMANDS = {
                       "--tokenizer wordpiece.json --steps 100",
     "ner-side-by-side-defaults": f"python bench/ner_side_by_side.py {WNUT} --compare defaults --seeds 1,2,3",
     "ner-side-by-side-same-math": f"python bench/ner_side_by_side.py {WNUT} --compare same-math --seeds 1,2,3",
-    "embed-speed": "python bench/embed_speed.py --texts 5000 --requests 5000 --clients 16",
+    "embed-speed": "python bench/embed_speed.py --texts 5000 --requests 5000 --clients 16 "
+                   "--engines torch,onnx,onnx-int8",
     "embed-side-by-side": f"python bench/embed_side_by_side.py --stsb-dir {GLUE}/STS-B --squad-train squad1-train.json "
                           "--squad-dev squad1-eval.json --seeds 1,2,3",
     "pretrain-architectures": "python bench/pretrain_architectures.py --text-dir ../shared/data/text --max-time 60m "
@@ -300,18 +301,34 @@ def render_ner_side_by_side(figures_dir: Path) -> str:
 
 
 def render_embed_speed(figures_dir: Path) -> str:
-    """Embeddings per second and served requests per second, bertfit against sentence-transformers."""
+    """Embeddings per second and served requests per second, each of bertfit's engines against
+    sentence-transformers: a column per side, each bertfit figure with its ratio."""
+    names = {"bertfit": "bertfit (torch)", "bertfit-onnx": "bertfit (ONNX)", "bertfit-onnx-int8": "bertfit (ONNX, int8)"}
+
     def table(found):
         f = first(found, "embed-speed")["figures"]
-        b, p = f["sides"]["bertfit"], f["sides"]["sentence-transformers"]
-        rows = [["encode, texts/s", f"{b['per_second']:.1f}", f"{p['per_second']:.1f}", f"**{f['ratio']['encode']:.2f}**"],
-                [f"served, requests/s ({f['clients']} clients, one text each)", f"{b['throughput']:.1f}",
-                 f"{p['throughput']:.1f} (FastAPI + encode)", f"**{f['ratio']['serve']:.2f}**"],
-                ["served latency p50 / p99, ms", f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f}",
-                 f"{p['p50_ms']:.1f} / {p['p99_ms']:.1f}", ""],
-                ["largest difference of the vectors, encode / served",
-                 f"{f['encode_difference']:.1e} / {f['served_difference']:.1e}", "", ""]]
-        return markdown_table(["row", "bertfit", "sentence-transformers", "ratio"], rows, "lrrr")
+        p = f["sides"]["sentence-transformers"]
+        ours = [side for side in names if side in f["sides"]]
+        ratios = f.get("ratios") or {"bertfit": f["ratio"]}
+        differences = f.get("differences") or {"bertfit": {"encode_max_abs": f["encode_difference"],
+                                                           "served_max_abs": f["served_difference"]}}
+        sides = [f["sides"][side] for side in ours]
+        rows = [["precision", *(b["precision"] for b in sides), p["precision"]],
+                ["encode, texts/s", *(f"{b['per_second']:.1f} (**{ratios[s]['encode']:.2f}x**)"
+                                      for s, b in zip(ours, sides)), f"{p['per_second']:.1f}"],
+                [f"served, requests/s ({f['clients']} clients, one text each)",
+                 *(f"{b['throughput']:.1f} (**{ratios[s]['serve']:.2f}x**)" for s, b in zip(ours, sides)),
+                 f"{p['throughput']:.1f} (FastAPI + encode)"],
+                ["served latency p50 / p99, ms", *(f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f}" for b in sides),
+                 f"{p['p50_ms']:.1f} / {p['p99_ms']:.1f}"],
+                ["largest difference from sentence-transformers' vectors, encode / served",
+                 *(f"{differences[s]['encode_max_abs']:.1e} / {differences[s]['served_max_abs']:.1e}" for s in ours),
+                 ""]]
+        if all("encode_min_cosine" in differences[s] for s in ours):
+            rows.append(["smallest cosine to sentence-transformers' vectors (encode)",
+                         *(f"{differences[s]['encode_min_cosine']:.6f}" for s in ours), ""])
+        return markdown_table(["row", *(names[s] for s in ours), "sentence-transformers"], rows,
+                              "l" + "r" * (len(ours) + 1))
 
     return per_kind(figures_dir, ["embed-speed"], table)
 
@@ -733,6 +750,8 @@ def render_fast_path(_: Path) -> str:
          f"{model.PACK_BELOW[False]:g}" if model.PACK_BELOW[False] else "never", "`model.PACK_BELOW`"],
         ["packed path below this share of real positions, training",
          f"{model.PACK_BELOW[True]:g}" if model.PACK_BELOW[True] else "never", "`model.PACK_BELOW`"],
+        ["packed inference attends in groups: a sequence joins its group while at least this share of the "
+         "group's longest", f"{model.GROUP_SHARE:g}", "`model.GROUP_SHARE`"],
     ], "lrl"))
 
 

@@ -72,6 +72,20 @@ def test_embed_equals_sentence_transformers_encode_on_the_embedded_model(embedde
     assert max(got.tokens) == embedded_run.max_seq_length == 256
 
 
+def test_a_served_pass_of_mixed_lengths_equals_sentence_transformers_encode(embedded_run, texts, monkeypatch):
+    """Texts as a server's pass holds them (requests of mixed lengths in one `run_many`): the packed path attends
+    in groups of similar lengths, and each vector is sentence-transformers' own."""
+    from bertfit.model import Packing
+
+    grouped, groups = [], Packing.groups
+    monkeypatch.setattr(Packing, "groups", lambda self: grouped.append(len(groups(self))) or groups(self))
+    chosen = texts[:48]
+    requests = [inference.prepare_embed(embedded_run, chosen[i : i + 3]) for i in range(0, len(chosen), 3)]
+    got = np.stack([a["embedding"] for answers in inference.run_many(embedded_run, requests) for a in answers])
+    assert max(grouped, default=0) > 1  # a pass attended in several groups
+    assert np.abs(got - reference(embedded_model_path(), chosen)).max() < 1e-5
+
+
 @pytest.mark.parametrize("pooling, normalize", [
     ({"word_embedding_dimension": 384, "pooling_mode_mean_tokens": True}, False),
     ({"word_embedding_dimension": 384, "pooling_mode_cls_token": True}, False),

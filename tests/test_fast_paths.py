@@ -266,6 +266,32 @@ def test_packed_path_gives_the_padded_paths_outputs_and_gradients(monkeypatch, g
         torch.testing.assert_close(packed, padded, atol=2e-5, rtol=1e-4)
 
 
+def test_inference_on_a_packed_batch_attends_in_groups_of_similar_lengths_with_the_padded_paths_outputs(monkeypatch):
+    """A pass of one long sequence among short ones (a server's batch): attention runs group by group, each padded
+    to its own longest (a group of equal lengths without a mask), and every output is the padded path's."""
+    from bertfit.model import Packing
+
+    torch.manual_seed(0)
+    model = BertModel(small_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()
+    lengths = torch.tensor([11, 3, 12, 7, 1, 12, 6])
+    mask = torch.arange(12)[None] < lengths[:, None]
+    ids = torch.randint(5, 60, (7, 12)) * mask
+    types = (torch.arange(12)[None] >= 2).long() * mask
+    with torch.inference_mode():
+        groups = Packing(mask).groups()
+        # 12, 12, 11 | 7, 6 | 3 | 1: a sequence joins while at least GROUP_SHARE (0.75) of its group's longest
+        assert [(g.rows, g.width) for g in groups] == [(3, 12), (2, 7), (1, 3), (1, 1)]
+        assert [g.mask is None for g in groups] == [False, False, True, True]
+        assert sorted(torch.cat([g.packed for g in groups]).tolist()) == list(range(int(lengths.sum())))
+        outputs = []
+        for below in (0.0, 1.0):  # padded, packed
+            monkeypatch.setitem(bertfit_model.PACK_BELOW, False, below)
+            sequence, pooled = model(ids, types, mask)
+            outputs.append((sequence[mask], pooled))
+    for padded, packed in zip(*outputs):
+        torch.testing.assert_close(packed, padded, atol=2e-5, rtol=1e-4)
+
+
 def test_an_encoder_without_blocks_gives_one_pooled_row_per_sequence_on_a_padded_batch():
     model = BertModel(small_config(num_hidden_layers=0)).eval()
     mask = torch.arange(10)[None] < torch.tensor([[10], [2], [3]])
