@@ -1,6 +1,6 @@
 """bertfit's NER defaults, chosen on part of WNUT-17's training file held out, never on dev or test.
 
-    python bench/ner_defaults.py ../shared/data/ner/wnut17 --grid 16:5,8:3,32:5,8:5,16:3,32:3 --seeds 1 \
+    python bench/ner_defaults.py ../shared/data/ner/wnut17 --grid 8:3,32:5,16:5,16:3,8:5,32:3 --seeds 1 \
         --threads 1 --runs-file docs/figures/avx2/ner-defaults-choice.runs.jsonl
 
 train.conll's sentences are shuffled (--split-seed, 0); the first 15% (--held-out) are the validation part
@@ -9,7 +9,8 @@ settings.NER_DEFAULTS but that batch size, that number of epochs and --lr, keeps
 (nothing is chosen on the validation part during a run), and tags the validation part; its entity F1 is
 seqeval's default mode on the predictions the run wrote. dev.conll and test.conll are never read. One line
 per run, then the table over seeds and the candidate with the best mean validation F1. With --runs-file each
-finished run is appended there and skipped when the command is run again (a run paused or stopped resumes).
+finished run is appended there and skipped when the command is run again (a run paused or stopped resumes);
+--finished-only reports the runs there and lists the rest of the grid as not run.
 """
 from __future__ import annotations
 
@@ -67,8 +68,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--max-train-samples", type=int, help="a smoke run: the first N training-part sentences")
     parser.add_argument("--max-eval-samples", type=int, help="a smoke run: the first N validation sentences")
     parser.add_argument("--runs-file", help="append each finished run here (JSONL) and skip those already in it")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="with --runs-file: run nothing, report the runs in it; the rest of the grid is listed "
+                             "as not run")
     common.add_figures_option(parser)
     args = parser.parse_args(argv)
+    if args.finished_only and not args.runs_file:
+        parser.error("--finished-only needs --runs-file")
 
     import torch
     from seqeval.metrics import f1_score
@@ -103,6 +109,9 @@ def main(argv: list[str]) -> None:
             for seed in seeds:
                 key = dict(batch_size=batch, epochs=epochs, lr=args.lr, seed=seed, **split)
                 run = next((r for r in done if all(r.get(k) == v for k, v in key.items())), None)
+                if run is None and args.finished_only:
+                    print(f"{batch:>5} {epochs:>6g} {args.lr:>7g} {seed:>4}   not run", flush=True)
+                    continue
                 if run is None:
                     start = time.perf_counter()
                     settings = replace(NER_DEFAULTS, batch_size=batch, epochs=epochs, lr=args.lr, seed=seed)
@@ -120,9 +129,12 @@ def main(argv: list[str]) -> None:
                 runs.append(run)
                 print(f"{batch:>5} {epochs:>6g} {args.lr:>7g} {seed:>4} {run['steps']:>5} {run['validation_f1']:>7.2f} "
                       f"{run['seconds']:>7.0f}", flush=True)
-    candidates = []
+    candidates, not_run = [], []
     for batch, epochs in grid:
         values = [r["validation_f1"] for r in runs if (r["batch_size"], r["epochs"]) == (batch, epochs)]
+        if len(values) < len(seeds):
+            not_run.append({"batch_size": batch, "epochs": epochs, "lr": args.lr, "seeds_run": len(values)})
+            continue
         candidates.append({"batch_size": batch, "epochs": epochs, "lr": args.lr, "seeds": seeds,
                            "validation_f1": float(np.mean(values)), "validation_f1_values": values,
                            "validation_f1_std": float(np.std(values, ddof=1)) if len(values) > 1 else None})
@@ -132,11 +144,14 @@ def main(argv: list[str]) -> None:
     for c in candidates:
         std = f" ± {c['validation_f1_std']:.2f}" if c["validation_f1_std"] is not None else ""
         print(f"  batch {c['batch_size']:>2}, {c['epochs']:g} epochs, lr {c['lr']:g}: {c['validation_f1']:.2f}{std}")
+    for c in not_run:
+        print(f"  batch {c['batch_size']:>2}, {c['epochs']:g} epochs, lr {c['lr']:g}: not run (--finished-only)")
     best = candidates[0]
     print(f"chosen: batch {best['batch_size']}, {best['epochs']:g} epochs, lr {best['lr']:g}; "
           f"NER_DEFAULTS now: batch {NER_DEFAULTS.batch_size}, {NER_DEFAULTS.epochs:g} epochs, lr {NER_DEFAULTS.lr:g}")
     common.write_figures("ner-defaults-choice", __file__, argv, args.figures_dir,
-                         figures={"split": split, "runs": runs, "candidates": candidates, "chosen": best},
+                         figures={"split": split, "runs": runs, "candidates": candidates, "chosen": best,
+                                  "not_run": not_run},
                          settings={"bertfit": {**asdict(NER_DEFAULTS), "grid": args.grid, "lr": args.lr}},
                          precision={"bertfit": common.resolved_precision(NER_DEFAULTS.precision)},
                          threads=args.threads)

@@ -68,7 +68,7 @@ COMMANDS = {
                       "--tokenizer wordpiece.json --steps 100",
     "ner-side-by-side-defaults": f"python bench/ner_side_by_side.py {WNUT} --compare defaults --seeds 1,2,3",
     "ner-side-by-side-same-math": f"python bench/ner_side_by_side.py {WNUT} --compare same-math --seeds 1,2,3",
-    "ner-defaults-choice": f"python bench/ner_defaults.py {WNUT} --grid 8:3,16:5,16:3,8:5,32:5,32:3 --seeds 1 "
+    "ner-defaults-choice": f"python bench/ner_defaults.py {WNUT} --grid 8:3,32:5,16:5,16:3,8:5,32:3 --seeds 1 "
                            "--runs-file docs/figures/{kind}/ner-defaults-choice.runs.jsonl",
     "embed-speed": "python bench/embed_speed.py --texts 5000 --requests 5000 --clients 16",
     "embed-side-by-side": f"python bench/embed_side_by_side.py --stsb-dir {GLUE}/STS-B --squad-train squad1-train.json "
@@ -376,6 +376,8 @@ def render_ner_defaults(figures_dir: Path) -> str:
                           == (c["batch_size"], c["epochs"], c["lr"]))),
                  pm(c["validation_f1"], c.get("validation_f1_std"), ".2f"), ", ".join(map(str, c["seeds"]))]
                 for c in f["candidates"]]
+        rows += [[f"batch {c['batch_size']}, {number(c['epochs'])} epochs, lr {number(c['lr'])}", "", "not run", ""]
+                 for c in f.get("not_run", [])]
         return markdown_table([f"candidate ({split['training_sentences']} sentences trained on)", "steps",
                                f"held-out entity F1 ({split['validation_sentences']} sentences)", "seeds"], rows)
 

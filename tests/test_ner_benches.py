@@ -130,7 +130,7 @@ def figures_file(tmp_path: Path, monkeypatch, name: str, figures: dict) -> None:
     common.write_figures(name, "bench/x.py", [], str(tmp_path / "figures"), figures=figures)
 
 
-def test_the_docs_list_the_candidates_best_first_with_their_steps(tmp_path, monkeypatch):
+def test_the_docs_list_the_candidates_best_first_with_their_steps_and_those_not_run(tmp_path, monkeypatch):
     runs = [{"batch_size": 8, "epochs": 3.0, "lr": 5e-5, "steps": 1083}, {"batch_size": 32, "epochs": 5.0,
                                                                           "lr": 5e-5, "steps": 452}]
     candidates = [{"batch_size": 8, "epochs": 3.0, "lr": 5e-5, "seeds": [1], "validation_f1": 60.0,
@@ -138,11 +138,13 @@ def test_the_docs_list_the_candidates_best_first_with_their_steps(tmp_path, monk
                   {"batch_size": 32, "epochs": 5.0, "lr": 5e-5, "seeds": [1], "validation_f1": 55.5,
                    "validation_f1_std": None}]
     figures_file(tmp_path, monkeypatch, "ner-defaults-choice", {
-        "split": {"training_sentences": 2885, "validation_sentences": 509}, "runs": runs, "candidates": candidates})
+        "split": {"training_sentences": 2885, "validation_sentences": 509}, "runs": runs, "candidates": candidates,
+        "not_run": [{"batch_size": 16, "epochs": 5.0, "lr": 5e-5, "seeds_run": 0}]})
 
     text = render.render_ner_defaults(tmp_path / "figures")
     assert "| batch 8, 3 epochs, lr 5e-5 | 1083 | 60.00 | 1 |" in text
     assert text.index("batch 8, 3 epochs") < text.index("batch 32, 5 epochs") and "(509 sentences)" in text
+    assert "| batch 16, 5 epochs, lr 5e-5 |  | not run |  |" in text
 
 
 def test_the_docs_say_whose_commit_the_reused_trainer_rows_come_from(tmp_path, monkeypatch):
