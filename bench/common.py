@@ -524,12 +524,13 @@ def print_table(title: str, rows: dict[str, dict], columns: list[tuple[str, str,
 
 def report(title: str, args, peaks: dict[str, dict], sides: dict[str, list[dict]], columns, notes: list[str],
            settings: dict[str, dict] | None = None, scores: tuple[str, ...] = (), *, name: str, script: str,
-           argv: list[str], untimed: bool = False) -> None:
+           argv: list[str], untimed: bool = False, extra: dict | None = None) -> None:
     """Print the table, notes and the ratio line (last); write the figures file `name` (and --json if asked).
 
     `sides`: each side's figures per seed; `settings`: each side's settings (their precision picks the
     peak its MFU is measured against); `scores`: the accuracy figures, reported as mean ± std over seeds;
-    `untimed`: the run shared the CPU with other work, so its clocks are recorded but no timing is reported."""
+    `untimed`: the run shared the CPU with other work, so its clocks are recorded but no timing is reported;
+    `extra`: more figures for the file (where some rows came from)."""
     precision_of = {name: resolved_precision((settings or {}).get(name, {}).get("precision", args.precision))
                     for name in sides}
     rows = {name: over_seeds([rates(f, peaks[precision_of[name]]["peak_gflops"]) for f in runs], scores)
@@ -550,7 +551,7 @@ def report(title: str, args, peaks: dict[str, dict], sides: dict[str, list[dict]
           + "; ".join(f"{name} {rows[name]['train_mfu_percent']:.1f}% ({precision_of[name]})" for name in rows))
     print(cpu_line(cpu))
     figures = {"benchmark": title, "seeds": seeds, "peak": peaks, "runs": sides, "sides": rows, "notes": notes,
-               "ratio": {"train": train_ratio, "eval": eval_ratio}, "quiet_machine": not untimed}
+               "ratio": {"train": train_ratio, "eval": eval_ratio}, "quiet_machine": not untimed, **(extra or {})}
     write_figures(name, script, argv, args.figures_dir, figures=figures, settings=settings,
                   precision=precision_of, threads=args.threads)
     if args.json:

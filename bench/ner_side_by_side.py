@@ -21,9 +21,18 @@ Inference is timed on both sides: dev and test tagged by `predict_tags` (bertfit
 A word the Trainer's truncation cut off counts as predicted O, so both sides score every word; the notes say
 how many. The last line is `ratio train X.XX eval Y.YY`, bertfit's throughput over the Trainer's; with
 --untimed (the run shares the CPU with other work) the scores alone are reported.
+
+Untimed runs take hours on a shared CPU: --runs-file appends each finished side and seed there and takes those
+already in it (made with the same comparison, settings and sample limits) instead of running them again, and
+with --peer-runs FIGURES the Trainer's rows are taken from an earlier figures file of this bench, after checks
+that they were made by the same peer code (compared with the file's commit), settings, seeds and data sizes;
+the table's notes and the figures file say which rows were reused and from which commit.
 """
 from __future__ import annotations
 
+import ast
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -225,6 +234,83 @@ def peer_side(args) -> dict:
             "words_cut": words_cut}
 
 
+# What the Trainer's side computes: a figures file whose commit has the same source for these is reused.
+PEER_CODE = ("RUN_NER", "read", "seqeval_f1", "peer_side")
+
+
+def peer_code(source: str) -> list[str]:
+    """The source of PEER_CODE's definitions in a version of this file, in order."""
+    tree = ast.parse(source)
+    found = {}
+    for node in tree.body:
+        names = [node.name] if hasattr(node, "name") else [t.id for t in getattr(node, "targets", [])
+                                                          if isinstance(t, ast.Name)]
+        for name in names:
+            found[name] = ast.get_source_segment(source, node)
+    return [found.get(name, "") for name in PEER_CODE]
+
+
+def reused_peer_runs(args, peer_settings: dict) -> dict:
+    """The Trainer's runs for args' seeds from --peer-runs, refused unless made the same way as this run's."""
+    record = json.loads(Path(args.peer_runs).read_text(encoding="utf-8"))
+    figures, why = record["figures"], []
+    if record["name"] != common.comparison_name("ner-side-by-side", args):
+        why.append(f"it is {record['name']}, not {common.comparison_name('ner-side-by-side', args)}")
+    if {k: v for k, v in record["settings"]["peer"].items() if k != "seed"} != \
+            {k: v for k, v in peer_settings.items() if k != "seed"}:
+        why.append(f"its peer settings {record['settings']['peer']} differ from {peer_settings}")
+    if "peer_runs_from" in figures:
+        why.append(f"its Trainer rows were themselves taken from {figures['peer_runs_from']['file']}: give that")
+    seeds = args.seeds or [args.seed]
+    if not set(seeds) <= set(figures["seeds"]):
+        why.append(f"it has seeds {figures['seeds']}, not all of {seeds}")
+    for option in ("--max-train-samples", "--max-eval-samples"):
+        if option in record["command"].split() or getattr(args, option[2:].replace("-", "_")):
+            why.append(f"{option} limits the data of one run or the other")
+    then = subprocess.run(["git", "-C", str(common.ROOT), "show", f"{record['commit']}:bench/{Path(__file__).name}"],
+                          capture_output=True, text=True)
+    if record.get("dirty") is not False or then.returncode != 0:
+        why.append(f"its commit {record['commit']} (dirty: {record.get('dirty')}) cannot be read back")
+    elif peer_code(then.stdout) != peer_code(Path(__file__).read_text(encoding="utf-8")):
+        why.append(f"the peer code ({', '.join(PEER_CODE)}) changed since its commit {record['commit'][:10]}")
+    if why:
+        sys.exit(f"--peer-runs {args.peer_runs}: not reused: " + "; ".join(why))
+    runs = {seed: run for seed, run in zip(figures["seeds"], figures["runs"]["peer"])}
+    return {"file": args.peer_runs, "commit": record["commit"], "date": record["date"], "threads": record["threads"],
+            "seeds": seeds, "runs": [runs[seed] for seed in seeds]}
+
+
+def run_sides(args, argv: list[str], settings: dict[str, dict], reused: dict | None) -> dict:
+    """common.run's parent, with --runs-file and --peer-runs: {"peak": ..., side: [figures per seed]}."""
+    child_argv = common._without_options(argv, ("--json", "--figures-dir", "--seeds", "--seed", "--runs-file",
+                                                "--peer-runs"))
+    precisions = sorted({side["precision"] for side in settings.values()})
+    results: dict = {"peak": {p: common.run_side(__file__, child_argv, f"peak-{p}") for p in precisions}}
+    key = {"compare": args.compare, "settings": settings, "max_train_samples": args.max_train_samples,
+           "max_eval_samples": args.max_eval_samples, "threads": args.threads}
+    done = []
+    if args.runs_file and Path(args.runs_file).exists():
+        done = [json.loads(line) for line in Path(args.runs_file).read_text(encoding="utf-8").splitlines() if line]
+    for i, seed in enumerate(args.seeds or [args.seed]):
+        for side in ("bertfit", "peer"):
+            seed_key = {**key, "settings": {name: {**s, "seed": seed} for name, s in settings.items()}}
+            if side == "peer" and reused:
+                figures = reused["runs"][i]
+            elif (earlier := next((r for r in done if r["side"] == side and r["seed"] == seed
+                                   and all(r[k] == v for k, v in seed_key.items())), None)):
+                figures = earlier["figures"]
+                print(f"seed {seed} {side}: taken from {args.runs_file}", file=sys.stderr)
+            else:
+                figures = common.run_side(__file__, [*child_argv, "--seed", str(seed)], side)
+                if args.runs_file:
+                    with open(args.runs_file, "a", encoding="utf-8") as log:  # appends: never replaces a line
+                        log.write(json.dumps({"side": side, "seed": seed, **seed_key, "figures": figures}) + "\n")
+            print(f"seed {seed} {side}: dev F1 {figures['dev_f1']:.2f} test F1 {figures['test_f1']:.2f}",
+                  file=sys.stderr, flush=True)
+            results.setdefault(side, []).append(figures)
+    return results
+
+
 def main(argv: list[str]) -> None:
     parser = common.parser(__doc__.splitlines()[0])
     parser.add_argument("data_dir", help="the WNUT-17 folder: train.conll, dev.conll, test.conll")
@@ -235,16 +321,25 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--max-eval-samples", type=int, help="a smoke run: the first N dev and test sentences")
     parser.add_argument("--untimed", action="store_true",
                         help="the run shares the CPU with other work: report the scores, no timing")
+    parser.add_argument("--runs-file", help="append each finished side and seed to this JSON-lines file, and take "
+                                            "those already in it instead of running them again (a long run resumes)")
+    parser.add_argument("--peer-runs", metavar="FIGURES",
+                        help="with --untimed: take the Trainer's rows from this earlier figures file of the bench "
+                             "(same comparison, settings, seeds, data sizes and peer code) and run bertfit's alone")
     common.add_comparison_options(parser)
     args = parser.parse_args(argv)
+    if args.peer_runs and not args.untimed:
+        parser.error("--peer-runs needs --untimed: rows of another run are no timing of this one")
     settings = side_settings(args)
     if not args.side:
         print(common.cpu_line(common.cpu_kind()))
         print("\n".join(common.settings_lines(args.compare, settings)), flush=True)
-    results = common.run(__file__, args, argv, {"bertfit": bertfit_side, "peer": peer_side},
-                         precisions={side["precision"] for side in settings.values()})
-    if results is None:
+    sides = {"bertfit": bertfit_side, "peer": peer_side}
+    if args.side:
+        common.run(__file__, args, argv, sides)
         return
+    reused = reused_peer_runs(args, settings["peer"]) if args.peer_runs else None
+    results = run_sides(args, argv, settings, reused)
     peak = results.pop("peak")
     bertfit, peer = results["bertfit"][0], results["peer"][0]
     if bertfit["train_set"] != peer["train_set"] or bertfit["eval_examples"] != peer["eval_examples"]:
@@ -259,12 +354,18 @@ def main(argv: list[str]) -> None:
              f"dev + test words the Trainer's truncation at {theirs['max_seq_length']} tokens cut off (counted as "
              f"O): {peer['words_cut']}; dev + test sentences bertfit cut into overlapping windows (every word "
              f"predicted once): {bertfit['windowed_sentences']}"]
+    if reused:
+        notes.append(f"the Trainer's rows (seeds {', '.join(map(str, reused['seeds']))}) are those of {reused['file']}, "
+                     f"measured at commit {reused['commit'][:10]} on {reused['date'][:10]} with {reused['threads']} "
+                     f"threads; its peer code and settings are unchanged since; bertfit's rows were measured in "
+                     f"this run")
     if args.compare == "defaults":
         notes.append("bertfit's training clock includes its evaluation of dev after every epoch; the Trainer's "
                      "has none")
     common.report(f"WNUT-17 tagging, {args.compare}", args, peak, results, COLUMNS, notes, settings,
                   scores=("dev_f1", "test_f1"), name=common.comparison_name("ner-side-by-side", args),
-                  script=__file__, argv=argv, untimed=args.untimed)
+                  script=__file__, argv=argv, untimed=args.untimed,
+                  extra={"peer_runs_from": {k: v for k, v in reused.items() if k != "runs"}} if reused else None)
 
 
 if __name__ == "__main__":

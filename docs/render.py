@@ -68,6 +68,8 @@ COMMANDS = {
                       "--tokenizer wordpiece.json --steps 100",
     "ner-side-by-side-defaults": f"python bench/ner_side_by_side.py {WNUT} --compare defaults --seeds 1,2,3",
     "ner-side-by-side-same-math": f"python bench/ner_side_by_side.py {WNUT} --compare same-math --seeds 1,2,3",
+    "ner-defaults-choice": f"python bench/ner_defaults.py {WNUT} --grid 8:3,32:5,16:5,16:3,8:5,32:3 --seeds 1 "
+                           "--runs-file docs/figures/{kind}/ner-defaults-choice.runs.jsonl",
     "embed-speed": "python bench/embed_speed.py --texts 5000 --requests 5000 --clients 16 "
                    "--engines torch,onnx,onnx-int8",
     "embed-side-by-side": f"python bench/embed_side_by_side.py --stsb-dir {GLUE}/STS-B --squad-train squad1-train.json "
@@ -285,7 +287,9 @@ def render_ner_side_by_side(figures_dir: Path) -> str:
                 continue
             f = record["figures"]
             timed = f.get("quiet_machine", True)  # a run taken alongside other work times nothing
-            for side, label in (("bertfit", "bertfit"), ("peer", "Trainer (run_ner)")):
+            reused = f.get("peer_runs_from")
+            peer_label = f"Trainer (run_ner; rows of commit {reused['commit'][:10]})" if reused else "Trainer (run_ner)"
+            for side, label in (("bertfit", "bertfit"), ("peer", peer_label)):
                 r = f["sides"][side]
                 speed = [f"{r['train_examples_per_s']:.1f}", f"{r['train_seconds']:.0f}",
                          f"{r['eval_examples_per_s']:.1f}"] if timed else ["not timed"] * 3
@@ -377,6 +381,31 @@ def render_small_glue(figures_dir: Path) -> str:
         return lines[:-1]
 
     return per_kind(figures_dir, ["small-glue-*"], table)
+
+
+def render_ner_defaults(figures_dir: Path) -> str:
+    """The candidates for NER_DEFAULTS, scored on the part of WNUT-17's train.conll held out, best first."""
+    def table(found):
+        f = found["ner-defaults-choice"][0]["figures"]
+        split = f["split"]
+        rows = [[f"batch {c['batch_size']}, {number(c['epochs'])} epochs, lr {number(c['lr'])}",
+                 str(next(r["steps"] for r in f["runs"] if (r["batch_size"], r["epochs"], r["lr"])
+                          == (c["batch_size"], c["epochs"], c["lr"]))),
+                 pm(c["validation_f1"], c.get("validation_f1_std"), ".2f"), ", ".join(map(str, c["seeds"]))]
+                for c in f["candidates"]]
+        rows += [[f"batch {c['batch_size']}, {number(c['epochs'])} epochs, lr {number(c['lr'])}", "", "not run", ""]
+                 for c in f.get("not_run", [])]
+        return markdown_table([f"candidate ({split['training_sentences']} sentences trained on)", "steps",
+                               f"held-out entity F1 ({split['validation_sentences']} sentences)", "seeds"], rows)
+
+    return per_kind(figures_dir, ["ner-defaults-choice"], table)
+
+
+def render_ner_defaults_code(_: Path) -> str:
+    from bertfit.settings import NER_DEFAULTS
+
+    return (f"`bertfit ner` trains {number(NER_DEFAULTS.epochs)} epochs at lr {number(NER_DEFAULTS.lr)} in batches of "
+            f"{NER_DEFAULTS.batch_size} (`settings.NER_DEFAULTS`); options given on the command line win.")
 
 
 SQUAD_ROWS = {"bertfit-defaults": "bertfit, its defaults", "bertfit-run_qa": "bertfit, run_qa's settings",
@@ -790,13 +819,14 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "figures:headline": render_headline, "figures:speed": render_speed,
     "figures:glue-side-by-side": render_glue_side_by_side, "figures:ner-side-by-side": render_ner_side_by_side,
     "figures:embed-speed": render_embed_speed, "figures:embed-side-by-side": render_embed_side_by_side,
-    "figures:small-glue": render_small_glue,
+    "figures:small-glue": render_small_glue, "figures:ner-defaults": render_ner_defaults,
     "figures:squad-side-by-side": render_squad_side_by_side, "figures:export-speed": render_export,
     "figures:serve-load": render_serve, "figures:pretrain-speed": render_pretrain, "figures:levers": render_levers,
     "figures:pretrain-architectures": render_pretrain_architectures_figures,
     "figures:attention-speed": render_attention, "figures:profile": render_profile,
     "code:glue-defaults": render_glue_defaults, "code:train-settings": render_train_settings,
-    "code:squad-defaults": render_squad_defaults, "code:serve-settings": render_serve_settings,
+    "code:squad-defaults": render_squad_defaults, "code:ner-defaults": render_ner_defaults_code,
+    "code:serve-settings": render_serve_settings,
     "code:export-tolerances": render_export_tolerances, "code:fast-path": render_fast_path,
     "code:pretrain-sizes": render_pretrain_sizes, "code:families": render_families,
     "code:pretrain-architectures": render_pretrain_architectures,
