@@ -496,7 +496,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--intermediate", type=int, default=1024)
     parser.add_argument("--max-positions", type=int, default=512, help="positions of every model (default 512)")
     parser.add_argument("--vocab-size", type=int, default=8000, help="each tokenizer's vocabulary (default 8000)")
-    parser.add_argument("--epochs", type=int, help="learn: default 10; speed: default 1")
+    parser.add_argument("--epochs", type=int, help="learn: default 5; speed: default 1")
     parser.add_argument("--lr", type=float, help="learn: default 5e-4 (random init); speed: default 5e-5")
     parser.add_argument("--batch-size", type=int, default=32, help="both (default 32)")
     parser.add_argument("--warmup-ratio", type=float, default=0.1, help="learn (default 0.1)")
@@ -513,7 +513,7 @@ def main(argv: list[str]) -> None:
     if unknown:
         parser.error(f"unknown families {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
     learning = args.mode == "learn"
-    args.epochs = args.epochs or (10 if learning else 1)
+    args.epochs = args.epochs or (5 if learning else 1)
     args.lr = args.lr or (5e-4 if learning else 5e-5)
     # glue_speed's same-math settings, read from these names
     args.compare, args.attention_dropout, args.precision = "same-math", None, "fp32"
