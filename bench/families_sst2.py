@@ -1,7 +1,8 @@
 """Every encoder family from random init: what the CLI learns of SST-2, and its speed against transformers.
 
     python bench/families_sst2.py learn --data-dir ../shared/data/glue --threads 1     # untimed: learning and answers
-    python bench/families_sst2.py speed --data-dir ../shared/data/glue                 # timed: run on a quiet machine
+    python bench/families_sst2.py models --data-dir ../shared/data/glue --models-dir family-models   # untimed
+    python bench/families_sst2.py speed --data-dir ../shared/data/glue --models-dir family-models    # timed: quiet
 
 One representative model of each family (FAMILIES), all at one size (--hidden 256, --layers 4, --heads 4,
 --intermediate 1024), each with a tokenizer of its family's kind trained on SST-2's training sentences:
@@ -415,10 +416,6 @@ def speed_peer(args) -> dict:
 
 
 def speed(args, argv: list[str]) -> None:
-    import transformers  # noqa: F401  (the tokenizer files are read by it in the children)
-
-    from bertfit.checkpoints.tokenizer_files import load_tokenizer  # noqa: F401
-
     train_texts, _ = sst2_sentences(args, "train")
     settings = glue_speed.side_settings(args, args.samples)
     print(common.cpu_line(common.cpu_kind()))
@@ -426,17 +423,14 @@ def speed(args, argv: list[str]) -> None:
         "inference: bertfit's `inference.classify` against `pipeline('text-classification')`, both tokenizing, "
         f"batches of {args.eval_batch_size} (the pipeline's in the data's order)"])), flush=True)
     rows, runs = {}, {}
-    child_argv = common._without_options(argv, ("--json", "--figures-dir", "--families"))
+    child_argv = common._without_options(argv, ("--json", "--figures-dir", "--families", "--models-dir"))
     with tempfile.TemporaryDirectory(prefix="bench-families-speed-") as temporary:
         work = Path(temporary)
         train_text = work / "sst2-train.txt"
         train_text.write_text("".join(text + "\n" for text in train_texts), encoding="utf-8")
         for name in args.families:
-            row = BY_NAME[name]
-            tokenizer = make_tokenizer(row.tokenizer, train_text, train_texts, work / f"{name}-tokenizer.json",
-                                       args.vocab_size, args.threads)
-            folder = save_model(row, args, tokenizer, work / name, "classification", args.seed,
-                                **attention_dropout_zero(row))
+            folder = speed_model(BY_NAME[name], args, Path(args.models_dir) if args.models_dir else work, work,
+                                 train_text, train_texts)
             sides = {side: common.run_side(__file__, [*child_argv, "--model-dir", str(folder)], side)
                      for side in ("bertfit", "peer")}
             runs[name] = sides
@@ -472,6 +466,33 @@ def speed(args, argv: list[str]) -> None:
     print(f"ratio train {train_ratio:.2f} eval {eval_ratio:.2f}")
 
 
+def speed_model(row: FamilyRow, args, models: Path, work: Path, train_text: Path, train_texts: list[str]) -> Path:
+    """The family's classification model for the speed sides, in `models`: made there, or the one an earlier run
+    (the `models` mode) made with the same size, vocabulary and seed."""
+    folder = models / row.name
+    made = {"size": size_of(args), "vocab_size": args.vocab_size, "seed": args.seed}
+    if (folder / "bench.json").exists():
+        if json.loads((folder / "bench.json").read_text()) != made:
+            sys.exit(f"{folder}: made with other settings than {made}; give another --models-dir")
+        return folder
+    tokenizer = make_tokenizer(row.tokenizer, train_text, train_texts, work / f"{row.name}-tokenizer.json",
+                               args.vocab_size, args.threads)
+    save_model(row, args, tokenizer, folder, "classification", args.seed, **attention_dropout_zero(row))
+    (folder / "bench.json").write_text(json.dumps(made))
+    return folder
+
+
+def make_models(args) -> None:
+    """The speed models of every family in --models-dir, untimed, so that a timed run only times."""
+    train_texts, _ = sst2_sentences(args, "train")
+    with tempfile.TemporaryDirectory(prefix="bench-families-models-") as temporary:
+        work = Path(temporary)
+        train_text = work / "sst2-train.txt"
+        train_text.write_text("".join(text + "\n" for text in train_texts), encoding="utf-8")
+        for name in args.families:
+            print(f"{speed_model(BY_NAME[name], args, Path(args.models_dir), work, train_text, train_texts)}")
+
+
 def attention_dropout_zero(row: FamilyRow) -> dict:
     """The config.json field of the family's attention dropout, at 0: the same-math setting the Trainer reads."""
     return {"attention_dropout": 0.0} if row.family in ("distilbert", "modernbert") \
@@ -482,7 +503,11 @@ def attention_dropout_zero(row: FamilyRow) -> dict:
 
 def main(argv: list[str]) -> None:
     parser = common.parser(__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("learn", "speed"), help="learn: through the CLI (untimed); speed: timed")
+    parser.add_argument("mode", choices=("learn", "speed", "models"),
+                        help="learn: through the CLI (untimed); speed: timed; models: make the speed models in "
+                             "--models-dir (untimed), for a speed run to take")
+    parser.add_argument("--models-dir", help="speed, models: keep each family's speed model here, and take it from "
+                                             "here when an earlier run made it with the same settings")
     parser.add_argument("--data-dir", required=True, help="the GLUE root, or its SST-2 folder")
     parser.add_argument("--families", type=lambda text: [n.strip() for n in text.split(",") if n.strip()],
                         default=[row.name for row in FAMILIES],
@@ -529,6 +554,10 @@ def main(argv: list[str]) -> None:
         return
     if learning:
         learn(args, argv)
+    elif args.mode == "models":
+        if not args.models_dir:
+            parser.error("models needs --models-dir")
+        make_models(args)
     else:
         speed(args, argv)
 
