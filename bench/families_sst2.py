@@ -440,11 +440,16 @@ def speed(args, argv: list[str]) -> None:
                           "peer_train": p["train_examples"] / p["train_seconds"],
                           "bertfit_eval": b["eval_examples"] / b["eval_seconds"],
                           "peer_eval": p["eval_examples"] / p["eval_seconds"],
-                          "steps": (b["train_steps"], p["train_steps"]), "inference_label_agreement": agreement}
+                          "steps": (b["train_steps"], p["train_steps"]), "inference_label_agreement": agreement,
+                          # the same tokens on both sides: the tokenizer files read alike
+                          "train_tokens": (b["train_tokens"], p["train_tokens"]),
+                          "eval_tokens": (b["eval_tokens"], p["eval_tokens"])}
             rows[name]["train_ratio"] = rows[name]["bertfit_train"] / rows[name]["peer_train"]
             rows[name]["eval_ratio"] = rows[name]["bertfit_eval"] / rows[name]["peer_eval"]
             print(f"   {name}: train {rows[name]['train_ratio']:.2f}, inference {rows[name]['eval_ratio']:.2f}",
                   file=sys.stderr, flush=True)
+            # after every family: a run cut short still leaves the families it measured, naming the others
+            write_speed(args, argv, settings, rows, runs, [n for n in args.families if n not in rows])
     common.print_table(f"SST-2, every family at one size ({args.hidden} wide, {args.layers} layers, {args.heads} "
                        f"heads), same math, fp32", rows, SPEED_COLUMNS)
     first = next(iter(runs.values()))
@@ -453,17 +458,26 @@ def speed(args, argv: list[str]) -> None:
           f"{first['bertfit']['eval_examples']} dev sentences; {args.threads} threads on each side")
     print("the labels of the untrained classifier that inference asks (the saved random weights): "
           + ", ".join(f"{n} {r['inference_label_agreement']:.3f}" for n, r in rows.items()) + " equal")
+    print("real tokens, bertfit / transformers: " + ", ".join(
+        f"{n} train {r['train_tokens'][0]} / {r['train_tokens'][1]}, dev {r['eval_tokens'][0]} / {r['eval_tokens'][1]}"
+        for n, r in rows.items()))
     print(common.cpu_line(common.cpu_kind()))
-    train_ratio = min(r["train_ratio"] for r in rows.values())
-    eval_ratio = min(r["eval_ratio"] for r in rows.values())
-    common.write_figures("families-speed", __file__, argv, args.figures_dir, settings=settings,
-                         precision={"bertfit": "fp32", "peer": "fp32"}, threads=args.threads,
-                         figures={"size": size_of(args), "families": rows, "runs": runs,
-                                  "ratio": {"train": train_ratio, "eval": eval_ratio}, "quiet_machine": True})
+    train_ratio, eval_ratio = write_speed(args, argv, settings, rows, runs, [])
     slower = [f"{n} ({'train' if r['train_ratio'] < 1 else 'inference'})" for n, r in rows.items()
               if r["train_ratio"] < 1 or r["eval_ratio"] < 1]
     print(f"slower than transformers: {', '.join(slower) if slower else 'no family'}")
     print(f"ratio train {train_ratio:.2f} eval {eval_ratio:.2f}")
+
+
+def write_speed(args, argv: list[str], settings: dict, rows: dict, runs: dict, not_run: list[str]) -> tuple:
+    """The figures file of the families measured so far; (train, inference) ratios: the smallest over them."""
+    train_ratio = min(r["train_ratio"] for r in rows.values())
+    eval_ratio = min(r["eval_ratio"] for r in rows.values())
+    common.write_figures("families-speed", __file__, argv, args.figures_dir, settings=settings,
+                         precision={"bertfit": "fp32", "peer": "fp32"}, threads=args.threads,
+                         figures={"size": size_of(args), "families": rows, "runs": runs, "not_run": not_run,
+                                  "ratio": {"train": train_ratio, "eval": eval_ratio}, "quiet_machine": True})
+    return train_ratio, eval_ratio
 
 
 def speed_model(row: FamilyRow, args, models: Path, work: Path, train_text: Path, train_texts: list[str]) -> Path:

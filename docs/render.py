@@ -760,10 +760,15 @@ def render_families_speed(figures_dir: Path) -> str:
                 continue
             rows.append([name, f"{r['bertfit_train']:.1f}", f"{r['peer_train']:.1f}", f"**{r['train_ratio']:.2f}**",
                          f"{r['bertfit_eval']:.1f}", f"{r['peer_eval']:.1f}", f"**{r['eval_ratio']:.2f}**"])
+        ours = record["settings"]["bertfit"]
+        first_run = next(iter(f["runs"].values()))["bertfit"]
         lines = [f"One size for every family ({size['hidden']} wide, {size['layers']} layers, {size['heads']} heads, "
                  f"{size['intermediate']} intermediate), random weights, fp32, attention dropout 0 on both sides; "
-                 f"training: the same first SST-2 rows, one epoch, glue_speed's same-math settings; inference: the "
-                 f"dev sentences, tokenizing included. Ratio: bertfit's throughput over transformers'.", ""]
+                 f"training: the first {first_run['train_set']:,} SST-2 rows, {ours['epochs']} epoch(s) at batch "
+                 f"{ours['batch_size']}, glue_speed's same-math settings; inference: {first_run['eval_examples']} dev "
+                 f"sentences, tokenizing included. Ratio: bertfit's throughput over transformers'.", ""]
+        if f.get("not_run"):
+            lines += [f"Not measured in this run (it was cut short): {', '.join(f['not_run'])}.", ""]
         return lines + markdown_table(["family", "bertfit train ex/s", "Trainer train ex/s", "train ratio",
                                        "bertfit classify sent/s", "pipeline sent/s", "inference ratio"], rows)
 
