@@ -49,7 +49,7 @@ import glue_speed  # noqa: E402
 class FamilyRow:
     name: str  # how the tables name it
     family: str  # bertfit's family (checkpoints.families)
-    tokenizer: str  # the kind of tokenizer: a key of TOKENIZERS
+    tokenizer: str  # its kind: wordpiece or bpe (`bertfit tokenizer --kind`), or one train_library_tokenizer makes
     config: str  # transformers' config class
     fields: dict  # the family's own config.json choices beyond the common size (its representative parts)
 
@@ -288,22 +288,24 @@ def learn(args, argv: list[str]) -> None:
         train_text = work / "sst2-train.txt"
         train_text.write_text("".join(text + "\n" for text in train_texts), encoding="utf-8")
         results = {}
+        settings = {"size": size_of(args), "samples": args.samples, "epochs": args.epochs, "lr": args.lr,
+                    "batch_size": args.batch_size, "warmup_ratio": args.warmup_ratio, "seed": args.seed,
+                    "vocab_size": args.vocab_size, "precision": "fp32", "sentences": args.sentences,
+                    "tolerance": args.tolerance}
         for row in rows:
             print(f"== {row.name}", file=sys.stderr, flush=True)
             results[row.name] = learn_family(row, args, work, train_text, train_texts, dev)
             print(f"   {summary_line(row.name, results[row.name], majority)}", file=sys.stderr, flush=True)
+            # after every family: a run cut short still leaves the families it finished, naming the others
+            common.write_figures("families-sst2", __file__, argv, args.figures_dir, settings=settings,
+                                 figures={"majority": majority, "dev_sentences": len(dev[1]), "families": results,
+                                          "not_run": [r.name for r in rows if r.name not in results],
+                                          "quiet_machine": False}, threads=args.threads)
     print(f"SST-2 from random init through the CLI: {args.samples} training rows, {args.epochs} epochs at lr "
           f"{args.lr:g}, batch {args.batch_size}; dev majority class {majority:.4f} ({len(dev[1])} sentences)")
     for name, result in results.items():
         print(summary_line(name, result, majority))
     print(common.cpu_line(common.cpu_kind()))
-    settings = {"size": size_of(args), "samples": args.samples, "epochs": args.epochs, "lr": args.lr,
-                "batch_size": args.batch_size, "warmup_ratio": args.warmup_ratio, "seed": args.seed,
-                "vocab_size": args.vocab_size, "precision": "fp32", "sentences": args.sentences,
-                "tolerance": args.tolerance}
-    common.write_figures("families-sst2", __file__, argv, args.figures_dir, settings=settings,
-                         figures={"majority": majority, "dev_sentences": len(dev[1]), "families": results,
-                                  "quiet_machine": False}, threads=args.threads)
     failed = [name for name, r in results.items() if not learned(r, majority)]
     print(f"families that learned and answer alike: {len(results) - len(failed)} of {len(results)}"
           + (f"; not: {', '.join(failed)}" if failed else ""))
@@ -337,8 +339,6 @@ SPEED_COLUMNS = [("family", "side", ""), ("bertfit train ex/s", "bertfit_train",
 
 
 def speed_bertfit(args) -> dict:
-    import torch
-
     from bertfit import inference
     from bertfit.checkpoints.hf import read_config
     from bertfit.pretrained import load_pretrained
@@ -365,7 +365,6 @@ def speed_bertfit(args) -> dict:
     classify_seconds = time.perf_counter() - start
     train_lengths = common.length_stats(train.lengths)
     config = read_config(folder / "config.json")
-    torch.set_num_threads(args.threads)
     return {"train_set": len(train), "train_examples": result.train_examples_seen, "train_steps": result.steps,
             "train_tokens": train_lengths["tokens"] * settings["epochs"], "train_seconds": ours["train_seconds"],
             "train_flops": common.training_flops(config, **train_lengths) * settings["epochs"],

@@ -739,6 +739,8 @@ def render_families_sst2(figures_dir: Path) -> str:
                  f"{s['batch_size']}, fp32; dev's majority class {f['majority']:.4f} of {f['dev_sentences']} sentences. "
                  f"`serve` and the export asked {s['sentences']} dev sentences: the same labels and probabilities "
                  f"within {s['tolerance']:g} of `classify`'s.", ""]
+        if f.get("not_run"):
+            lines += [f"Not run in this run (it was cut short): {', '.join(f['not_run'])}.", ""]
         return lines + markdown_table(["family", "tokenizer", "dev accuracy", "over the majority class",
                                        "serve = classify", "export = classify"], rows, "llrrll")
 
