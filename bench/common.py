@@ -436,11 +436,12 @@ def bertfit_fit_and_predict(model, train, dev, loss, pad_id: int, settings: dict
     return {"result": result, "train_seconds": train_seconds, "outputs": outputs, "eval_seconds": eval_seconds}
 
 
-def peer_fit_and_predict(model, tokenizer, train, dev, settings: dict) -> dict:
+def peer_fit_and_predict(model, tokenizer, train, dev, settings: dict, sizes=None) -> dict:
     """transformers' Trainer on tokenized `datasets` with a side's `settings`, then predict `dev`.
 
     Dynamic padding on both sides; no checkpoints. Returns the train output, the predictions, both
-    clocks, and the model's sizes as a bertfit BertConfig for the FLOP count.
+    clocks, and the model's sizes as a bertfit BertConfig for the FLOP count: `sizes` where given (a family
+    whose config names them otherwise than BERT's, e.g. read by `checkpoints.hf.read_config`), else BERT's names.
     """
     import tempfile
 
@@ -470,8 +471,8 @@ def peer_fit_and_predict(model, tokenizer, train, dev, settings: dict) -> dict:
         eval_seconds = time.perf_counter() - start
 
     hf = model.config
-    config = BertConfig(hidden_size=hf.hidden_size, intermediate_size=hf.intermediate_size,
-                        num_hidden_layers=hf.num_hidden_layers, num_attention_heads=hf.num_attention_heads)
+    config = sizes or BertConfig(hidden_size=hf.hidden_size, intermediate_size=hf.intermediate_size,
+                                 num_hidden_layers=hf.num_hidden_layers, num_attention_heads=hf.num_attention_heads)
     return {"output": output, "train_seconds": train_seconds, "predictions": predictions,
             "eval_seconds": eval_seconds, "config": config}
 

@@ -79,6 +79,8 @@ COMMANDS = {
     "levers": f"python bench/levers.py --glue-dir {GLUE} --squad-file {SQUAD1}",
     "levers-packing": f"python bench/levers.py --glue-dir {GLUE} --squad-file {SQUAD1} --levers packing",
     "attention-speed": "python bench/attention_speed.py",
+    "families-sst2": f"python bench/families_sst2.py learn --data-dir {GLUE} --threads 1",
+    "families-speed": f"python bench/families_sst2.py speed --data-dir {GLUE}",
     "profile": f"python bench/profile_step.py --data-dir {GLUE}",
 }
 
@@ -809,6 +811,71 @@ def render_pretrain_architectures(_: Path) -> str:
                                      "MLM sequences", "token types", "bert_model.pth"], rows, "llllrlll"))
 
 
+def _cell(text: str, limit: int = 160) -> str:
+    """Free text in a table cell: one line, no column bars, at most `limit` characters."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def render_families_sst2(figures_dir: Path) -> str:
+    """Each family from random init through the CLI: SST-2 dev accuracy against the majority class, and whether
+    `serve` and the ONNX export answer as `classify` does."""
+    def table(found):
+        record = first(found, "families-sst2")
+        f, s = record["figures"], record["settings"]
+        size = s["size"]
+        rows = []
+        for name, r in f["families"].items():
+            if "error" in r:
+                done = ", ".join(r["steps"]) or "nothing"
+                rows.append([name, r["tokenizer_kind"], f"failed after {done}: {_cell(r['error'])}", "", "", ""])
+                continue
+            rows.append([name, r["tokenizer_kind"], f"{r['accuracy']:.4f}", f"{r['accuracy'] - f['majority']:+.4f}",
+                         _cell(r["steps"]["serve = classify"]), _cell(r["steps"]["export = classify"])])
+        lines = [f"From random init at one size ({size['hidden']} wide, {size['layers']} layers, {size['heads']} heads, "
+                 f"{size['intermediate']} intermediate), a {s['vocab_size']:,}-token tokenizer of the family's kind: "
+                 f"the first {s['samples']:,} SST-2 rows, {s['epochs']} epochs at lr {s['lr']:g}, batch "
+                 f"{s['batch_size']}, fp32; dev's majority class {f['majority']:.4f} of {f['dev_sentences']} sentences. "
+                 f"`serve` and the export asked {s['sentences']} dev sentences: the same labels and probabilities "
+                 f"within {s['tolerance']:g} of `classify`'s.", ""]
+        if f.get("not_run"):
+            lines += [f"Not run in this run (it was cut short): {', '.join(f['not_run'])}.", ""]
+        return lines + markdown_table(["family", "tokenizer", "dev accuracy", "over the majority class",
+                                       "serve = classify", "export = classify"], rows, "llrrll")
+
+    return per_kind(figures_dir, ["families-sst2"], table)
+
+
+def render_families_speed(figures_dir: Path) -> str:
+    """Each family's speed at one size, same math: bertfit's training against the Trainer's and its classify
+    against transformers' pipeline, with the ratios."""
+    def table(found):
+        record = first(found, "families-speed")
+        f = record["figures"]
+        size = f["size"]
+        timed = f.get("quiet_machine", True)
+        rows = []
+        for name, r in f["families"].items():
+            if not timed:
+                rows.append([name, *["not timed"] * 6])
+                continue
+            rows.append([name, f"{r['bertfit_train']:.1f}", f"{r['peer_train']:.1f}", f"**{r['train_ratio']:.2f}**",
+                         f"{r['bertfit_eval']:.1f}", f"{r['peer_eval']:.1f}", f"**{r['eval_ratio']:.2f}**"])
+        ours = record["settings"]["bertfit"]
+        first_run = next(iter(f["runs"].values()))["bertfit"]
+        lines = [f"One size for every family ({size['hidden']} wide, {size['layers']} layers, {size['heads']} heads, "
+                 f"{size['intermediate']} intermediate), random weights, fp32, attention dropout 0 on both sides; "
+                 f"training: the first {first_run['train_set']:,} SST-2 rows, {ours['epochs']} epoch(s) at batch "
+                 f"{ours['batch_size']}, glue_speed's same-math settings; inference: {first_run['eval_examples']} dev "
+                 f"sentences, tokenizing included. Ratio: bertfit's throughput over transformers'.", ""]
+        if f.get("not_run"):
+            lines += [f"Not measured in this run (it was cut short): {', '.join(f['not_run'])}.", ""]
+        return lines + markdown_table(["family", "bertfit train ex/s", "Trainer train ex/s", "train ratio",
+                                       "bertfit classify sent/s", "pipeline sent/s", "inference ratio"], rows)
+
+    return per_kind(figures_dir, ["families-speed"], table)
+
+
 def render_families(_: Path) -> str:
     from bertfit.checkpoints.families import families_table
 
@@ -824,6 +891,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "figures:serve-load": render_serve, "figures:pretrain-speed": render_pretrain, "figures:levers": render_levers,
     "figures:pretrain-architectures": render_pretrain_architectures_figures,
     "figures:attention-speed": render_attention, "figures:profile": render_profile,
+    "figures:families-sst2": render_families_sst2, "figures:families-speed": render_families_speed,
     "code:glue-defaults": render_glue_defaults, "code:train-settings": render_train_settings,
     "code:squad-defaults": render_squad_defaults, "code:ner-defaults": render_ner_defaults_code,
     "code:serve-settings": render_serve_settings,

@@ -185,6 +185,34 @@ def test_bpe_saved_with_a_model_tokenizes_in_transformers_as_in_bertfit(bpe, loa
             assert not features.token_type_ids(i).any()
 
 
+@pytest.mark.parametrize("lowercase", [True, False])
+@pytest.mark.parametrize("tokenizer_class", ["BertTokenizer", "DistilBertTokenizer", "ElectraTokenizer"])
+def test_wordpiece_saved_with_a_model_tokenizes_in_transformers_as_in_bertfit(tokenizer_class, lowercase, tmp_path):
+    """transformers' WordPiece classes build BERT's own normaliser and pre-tokenizer: `bertfit tokenizer`'s WordPiece
+    (NFKC, whitespace words, runs of punctuation kept whole) is saved for the generic class, which reads the file as
+    it is, so cased and accented words and punctuation runs get bertfit's ids, in pairs too."""
+    import transformers
+
+    from bertfit.checkpoints.tokenizer_files import save_tokenizer
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(mixed_strings(200, seed=1)) + "\n", encoding="utf-8")
+    train_wordpiece([str(corpus)], tmp_path / "wordpiece.json", vocab_size=300, lowercase=lowercase,
+                    min_frequency=1, quiet=True)
+    ours = load_tokenizer(tmp_path / "wordpiece.json")
+    model = tmp_path / "model"
+    model.mkdir()
+    save_tokenizer(ours, model, tokenizer_class)
+    theirs = transformers.AutoTokenizer.from_pretrained(str(model))
+    for text in mixed_strings(300, seed=3) + ["Kings built towers... and bridges!!", "foo_bar ÉCOLE"]:
+        assert theirs(text)["input_ids"] == ours.encode(text).ids, text
+    firsts, seconds = mixed_strings(50, seed=4), mixed_strings(50, seed=5)
+    for a, b in zip(firsts, seconds):
+        pair = ours.encode(a, b)
+        encoded = theirs(a, b)
+        assert encoded["input_ids"] == pair.ids and encoded["token_type_ids"] == pair.type_ids, (a, b)
+
+
 def test_the_tokenizer_replaces_its_own_bpe_file_but_refuses_lowercase_with_bpe(tmp_path):
     from bertfit.tokenizer_training import train_bpe, train_tokenizer
 

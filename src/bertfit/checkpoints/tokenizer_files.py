@@ -74,6 +74,11 @@ def save_tokenizer(tokenizer: Tokenizer, folder: Path, tokenizer_class: str = "B
             special_tokens=[("[CLS]", ids.cls), ("[SEP]", ids.sep)])
     tokenizer.save(str(folder / "tokenizer.json"))
     described = json.loads(tokenizer.to_str())
+    if not bert_pipeline(described):
+        # transformers' WordPiece classes (BertTokenizer, DistilBertTokenizer, ElectraTokenizer) build BERT's own
+        # normaliser and pre-tokenizer, not the file's: `bertfit tokenizer`'s NFKC and whitespace words would be
+        # read cased and split otherwise. The generic class takes tokenizer.json as it is.
+        tokenizer_class = "PreTrainedTokenizerFast"
     if (described.get("model") or {}).get("type") == "WordPiece":
         vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
         (folder / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
@@ -93,3 +98,12 @@ def save_tokenizer(tokenizer: Tokenizer, folder: Path, tokenizer_class: str = "B
         {"tokenizer_class": tokenizer_class, **flags, "model_max_length": 512, **special, **inputs},
         indent=2) + "\n")
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+
+
+def bert_pipeline(described: dict) -> bool:
+    """Whether transformers' WordPiece classes read a tokenizer.json (as a dict) as it is: not a WordPiece, or
+    one with BERT's normaliser and pre-tokenizer."""
+    if (described.get("model") or {}).get("type") != "WordPiece":
+        return True
+    return ((described.get("normalizer") or {}).get("type") == "BertNormalizer"
+            and (described.get("pre_tokenizer") or {}).get("type") == "BertPreTokenizer")
