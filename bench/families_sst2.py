@@ -374,7 +374,6 @@ def speed_bertfit(args) -> dict:
 
 def speed_peer(args) -> dict:
     import torch
-    from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline, set_seed
 
     from bertfit.checkpoints.hf import read_config
@@ -384,13 +383,7 @@ def speed_peer(args) -> dict:
     settings = glue_speed.side_settings(args, len(train_examples))["peer"]
     tokenizer = AutoTokenizer.from_pretrained(folder)
 
-    def tokenized(examples):
-        rows = Dataset.from_dict({"sentence": examples.texts_a, "label": examples.labels})
-        return rows.map(lambda batch: tokenizer(batch["sentence"], truncation=True,
-                                                max_length=settings["max_seq_length"]),
-                        batched=True, remove_columns=["sentence"])
-
-    train, dev = tokenized(train_examples), tokenized(dev_examples)
+    train, dev = glue_speed.peer_datasets(tokenizer, settings["max_seq_length"], train_examples, dev_examples)
     set_seed(args.seed)
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     config = read_config(Path(folder) / "config.json")

@@ -123,8 +123,20 @@ def bertfit_side(args) -> dict:
     }
 
 
-def peer_side(args) -> dict:
+def peer_datasets(tokenizer, max_length: int, *examples) -> list:
+    """Each of `examples` (single sentences) as the Trainer's `datasets` rows, cut at `max_length` tokens by
+    transformers' `tokenizer`, as run_glue tokenizes them."""
     from datasets import Dataset
+
+    def tokenized(part):
+        rows = Dataset.from_dict({"sentence": part.texts_a, "label": part.labels})
+        return rows.map(lambda batch: tokenizer(batch["sentence"], truncation=True, max_length=max_length),
+                        batched=True, remove_columns=["sentence"])
+
+    return [tokenized(part) for part in examples]
+
+
+def peer_side(args) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
     from bertfit.pretrained import embedded_model_path
@@ -134,13 +146,7 @@ def peer_side(args) -> dict:
     path = embedded_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
 
-    def tokenized(examples):
-        rows = Dataset.from_dict({"sentence": examples.texts_a, "label": examples.labels})
-        return rows.map(lambda batch: tokenizer(batch["sentence"], truncation=True,
-                                                max_length=settings["max_seq_length"]),
-                        batched=True, remove_columns=["sentence"])
-
-    train, dev = tokenized(train_examples), tokenized(dev_examples)
+    train, dev = peer_datasets(tokenizer, settings["max_seq_length"], train_examples, dev_examples)
     set_seed(args.seed)  # the new classifier's initialisation, as run_glue seeds it
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=2, attention_probs_dropout_prob=settings["attention_dropout"])

@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 import families
-from test_families import AUTO, assert_equal_at_real_tokens, many_strings, outputs, their_probabilities, \
-    transformers_model
+from test_families import AUTO, assert_equal_at_real_tokens, assert_glue_encoding_equals, many_strings, outputs, \
+    their_probabilities, transformers_model
 from bertfit import model as model_module
 from bertfit.checkpoints.families import FAMILIES
 from bertfit.errors import CheckpointError, ConfigError
@@ -162,8 +162,6 @@ def test_glue_encoding_equals_albert_fast_tokenizer_on_pairs_with_truncation_and
     from tokenizer_config.json's flags: of the folder transformers' conventions make, and of the one bertfit saves."""
     from bertfit.checkpoints.tokenizer_files import save_tokenizer
     from bertfit.pretrained import load_tokenizer
-    from bertfit.tasks import glue_encoding
-    from bertfit.tasks.glue import Examples
 
     folder = families.save_tokenizer_folder(families.albert_unigram(), "albert", tmp_path / "albert")
     fast = transformers.AutoTokenizer.from_pretrained(str(folder))
@@ -173,18 +171,7 @@ def test_glue_encoding_equals_albert_fast_tokenizer_on_pairs_with_truncation_and
     saved = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "saved"))
     texts = many_strings()
     assert saved(texts)["input_ids"] == fast(texts)["input_ids"]  # lowercased, accents stripped, as ALBERT's
-    firsts, seconds = texts[:150], texts[150:]
-    for max_length in (16, 40):
-        for pair in (False, True):
-            examples = Examples(texts_a=firsts, texts_b=seconds if pair else None, labels=None,
-                                indices=list(range(len(firsts))), source="strings")
-            features, stats = glue_encoding.encode(examples, ours, max_length)
-            encoded = fast(firsts, seconds if pair else None, truncation=True, max_length=max_length,
-                           return_token_type_ids=True)
-            assert stats.num_truncated > 0
-            for i in range(len(firsts)):
-                assert features.input_ids(i).tolist() == encoded["input_ids"][i]
-                assert features.token_type_ids(i).tolist() == encoded["token_type_ids"][i]
+    assert_glue_encoding_equals(ours, fast, texts, token_types=True)
 
 
 def test_squad_windows_point_at_the_answers_characters_through_albert_lowercasing_and_accent_stripping(tmp_path):
