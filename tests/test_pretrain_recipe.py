@@ -61,6 +61,18 @@ def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BERTFIT_CACHE", str(tmp_path / "cache"))
 
 
+def assert_same_masked_lm(ours, tokenizer, theirs, batch: dict, texts: list[str]) -> None:
+    """transformers' tokenizer gave `batch` bertfit's ids for each of `texts`, and both models the same logits at
+    the real tokens (fp32, 1e-5)."""
+    for i, text in enumerate(texts):
+        assert batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist() == tokenizer.encode(text).ids
+    with torch.no_grad():
+        expected = theirs(**batch).logits
+        got = ours.eval()(batch["input_ids"], attention_mask=batch["attention_mask"])
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-5)
+
+
 def test_a_pretraining_run_writes_a_masked_lm_folder_transformers_loads_with_equal_logits(corpus, tmp_path):
     results = pretrain(options(corpus, tmp_path / "run"), SETTINGS)
     assert results["task"] == "pretrain" and results["steps"] == 8
@@ -96,14 +108,7 @@ def test_a_roberta_pretraining_run_writes_a_roberta_masked_lm_transformers_loads
     assert type(theirs).__name__ == "RobertaForMaskedLM"
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
     texts = ["the film was a delight <mask> end", "a dull <mask>", "Café crème 😀 <mask> and a much longer text"]
-    batch = hf_tokenizer(texts, padding=True, return_tensors="pt")
-    for i, text in enumerate(texts):
-        assert batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist() == tokenizer.encode(text).ids
-    with torch.no_grad():
-        expected = theirs(**batch).logits
-        got = ours.eval()(batch["input_ids"], attention_mask=batch["attention_mask"])
-    real = batch["attention_mask"].bool()
-    torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-5)
+    assert_same_masked_lm(ours, tokenizer, theirs, hf_tokenizer(texts, padding=True, return_tensors="pt"), texts)
 
 
 def test_a_modernbert_pretraining_run_writes_a_modernbert_masked_lm_transformers_loads_with_equal_logits(
@@ -135,13 +140,7 @@ def test_a_modernbert_pretraining_run_writes_a_modernbert_masked_lm_transformers
     texts = ["the film was a delight <mask> end", "a dull <mask>", "Café crème 😀 <mask> and a longer text " * 12]
     batch = hf_tokenizer(texts, padding=True, return_tensors="pt")
     assert batch["input_ids"].shape[1] > 2 * config["local_attention"]  # local layers see a part of it only
-    for i, text in enumerate(texts):
-        assert batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist() == tokenizer.encode(text).ids
-    with torch.no_grad():
-        expected = theirs(**batch).logits
-        got = ours.eval()(batch["input_ids"], attention_mask=batch["attention_mask"])
-    real = batch["attention_mask"].bool()
-    torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-5)
+    assert_same_masked_lm(ours, tokenizer, theirs, batch, texts)
 
 
 @pytest.mark.parametrize("architecture, given, expected", [
