@@ -96,17 +96,24 @@ def test_deberta_v2s_choices_give_transformers_outputs_padded_and_packed(terms, 
         torch.testing.assert_close(again(**inputs).logits, expected, atol=1e-5, rtol=1e-5)
 
 
+def assert_same_logits(ours, theirs, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Our model (put in eval mode) gives transformers' logits at the real tokens (fp32, 1e-5); returns their
+    logits and the real tokens' mask, for the saved model's turn."""
+    ours.eval()
+    mask = inputs["attention_mask"].bool()
+    with torch.no_grad():
+        expected = theirs(**inputs).logits
+    torch.testing.assert_close(ours_on(ours, inputs)[mask], expected[mask], atol=1e-5, rtol=1e-5)
+    return expected, mask
+
+
 @pytest.mark.parametrize("layout", ["padded", "packed"])
 def test_the_deberta_tagger_gives_transformers_token_logits_and_loads_back(layout, tmp_path, monkeypatch):
     folder, theirs, fast = saved_by_transformers("AutoModelForTokenClassification", tmp_path, num_labels=5)
     monkeypatch.setattr(model_module, "PACK_BELOW", {False: 1.0 if layout == "packed" else 0, True: 0})
     ours, tokenizer = load_pretrained(folder, head="tagging", num_labels=5)
-    ours.eval()
     inputs = encoded(fast)
-    mask = inputs["attention_mask"].bool()
-    with torch.no_grad():
-        expected = theirs(**inputs).logits
-    torch.testing.assert_close(ours_on(ours, inputs)[mask], expected[mask], atol=1e-5, rtol=1e-5)
+    expected, mask = assert_same_logits(ours, theirs, inputs)
     saved = save_pretrained(ours, tokenizer, tmp_path / "saved")
     again = transformers.AutoModelForTokenClassification.from_pretrained(str(saved)).eval()
     assert type(again).__name__ == "DebertaV2ForTokenClassification"
@@ -117,12 +124,8 @@ def test_the_deberta_tagger_gives_transformers_token_logits_and_loads_back(layou
 def test_a_masked_lm_saved_with_legacy_false_reads_and_writes_its_lm_predictions_head(tmp_path):
     folder, theirs, fast = saved_by_transformers("AutoModelForMaskedLM", tmp_path, legacy=False)
     ours, tokenizer = load_pretrained(folder, head="mlm")
-    ours.eval()
     inputs = encoded(fast)
-    mask = inputs["attention_mask"].bool()
-    with torch.no_grad():
-        expected = theirs(**inputs).logits
-    torch.testing.assert_close(ours_on(ours, inputs)[mask], expected[mask], atol=1e-5, rtol=1e-5)
+    expected, mask = assert_same_logits(ours, theirs, inputs)
     saved = save_pretrained(ours, tokenizer, tmp_path / "saved")
     assert json.loads((saved / "config.json").read_text())["legacy"] is False
     again, info = transformers.AutoModelForMaskedLM.from_pretrained(str(saved), output_loading_info=True)
