@@ -198,7 +198,7 @@ def test_the_onnx_export_of_a_deberta_classifier_computes_its_buckets_as_pytorch
 def test_ner_trains_a_deberta_tagger_saved_as_transformers_class_and_tag_reads_the_run(tmp_path):
     from test_ner import SENTENCES, write_conll
 
-    from bertfit import cli, inference
+    from bertfit import cli
 
     folder, _, _ = saved_by_transformers("AutoModelForMaskedLM", tmp_path)
     write_conll(tmp_path / "train.conll", SENTENCES * 2)

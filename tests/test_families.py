@@ -406,22 +406,30 @@ def test_a_modernbert_config_bertfit_would_build_otherwise_is_refused_naming_the
         read_config(tmp_path / "config.json")
 
 
-def test_ner_trains_a_modernbert_tagger_and_tag_answers_as_transformers_pipeline_does(tmp_path):
-    """`bertfit ner` from a ModernBERT masked-language model as transformers saved it: the run's model is a
-    ModernBertForTokenClassification, and `bertfit tag` gives the token-classification pipeline's entities."""
+def ner_run(family: str, tmp_path, epochs: int):
+    """`bertfit ner` from a tiny random masked LM of `family`, on test_ner's sentences: the run folder and the saved
+    model's config.json."""
     from test_ner import SENTENCES, write_conll
 
-    from bertfit import inference
     from bertfit.cli import main
 
-    folder, _, _ = transformers_model("modernbert", "mlm", tmp_path)
+    folder, _, _ = transformers_model(family, "mlm", tmp_path)
     write_conll(tmp_path / "train.conll", SENTENCES * 4)
     write_conll(tmp_path / "dev.conll", SENTENCES)
     run = tmp_path / "run"
     assert main(["ner", "--train-file", str(tmp_path / "train.conll"), "--eval-file", str(tmp_path / "dev.conll"),
-                 "--model", str(folder), "--output-dir", str(run), "--epochs", "1", "--lr", "3e-3",
+                 "--model", str(folder), "--output-dir", str(run), "--epochs", str(epochs), "--lr", "3e-3",
                  "--batch-size", "4", "--precision", "fp32", "--quiet"]) == 0
-    config = json.loads((run / "model" / "config.json").read_text())
+    return run, json.loads((run / "model" / "config.json").read_text())
+
+
+def test_ner_trains_a_modernbert_tagger_and_tag_answers_as_transformers_pipeline_does(tmp_path):
+    """`bertfit ner` from a ModernBERT masked-language model as transformers saved it: the run's model is a
+    ModernBertForTokenClassification, and `bertfit tag` gives the token-classification pipeline's entities."""
+    from bertfit import inference
+    from bertfit.cli import main
+
+    run, config = ner_run("modernbert", tmp_path, epochs=1)
     assert config["architectures"] == ["ModernBertForTokenClassification"]
     text = "Mary Ann visited New York and Paris yesterday with John."
     assert main(["tag", str(run), text]) == 0
@@ -477,20 +485,13 @@ def test_ner_trains_a_roberta_tagger_whose_predictions_are_transformers_first_su
     """`bertfit ner` from a RoBERTa masked-language model as transformers saved it, with a byte-level BPE
     tokenizer: every word of the evaluation file is predicted, with the label transformers' model of the saved run
     gives the word's first sub-token, and `bertfit tag` gives the token-classification pipeline's entities."""
-    from test_ner import SENTENCES, write_conll
+    from test_ner import SENTENCES
 
     from bertfit import inference, predicting
     from bertfit.cli import main
     from bertfit.tasks import tagging
 
-    folder, _, _ = transformers_model("roberta", "mlm", tmp_path)
-    write_conll(tmp_path / "train.conll", SENTENCES * 4)
-    write_conll(tmp_path / "dev.conll", SENTENCES)
-    run = tmp_path / "run"
-    assert main(["ner", "--train-file", str(tmp_path / "train.conll"), "--eval-file", str(tmp_path / "dev.conll"),
-                 "--model", str(folder), "--output-dir", str(run), "--epochs", "2", "--lr", "3e-3",
-                 "--batch-size", "4", "--precision", "fp32", "--quiet"]) == 0
-    config = json.loads((run / "model" / "config.json").read_text())
+    run, config = ner_run("roberta", tmp_path, epochs=2)
     assert config["architectures"] == ["RobertaForTokenClassification"]
     rows = [[r.split("\t") for r in s.split("\n")]
             for s in (run / "predictions.conll").read_text().strip("\n").split("\n\n")]

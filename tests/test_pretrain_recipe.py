@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 
 from runs import bertfit_process, kill_and_resume
 
-from bertfit import optim, runs
+from bertfit import optim
 from bertfit.cli import main
 from bertfit.demo import write_sentiment_data
 from bertfit.pretrained import load_pretrained
