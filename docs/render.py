@@ -832,8 +832,7 @@ def render_families_sst2(figures_dir: Path) -> str:
                 continue
             rows.append([name, r["tokenizer_kind"], f"{r['accuracy']:.4f}", f"{r['accuracy'] - f['majority']:+.4f}",
                          _cell(r["steps"]["serve = classify"]), _cell(r["steps"]["export = classify"])])
-        lines = [f"From random init at one size ({size['hidden']} wide, {size['layers']} layers, {size['heads']} heads, "
-                 f"{size['intermediate']} intermediate), a {s['vocab_size']:,}-token tokenizer of the family's kind: "
+        lines = [f"From random init at one size ({family_size(size)}), a {s['vocab_size']:,}-token tokenizer of the family's kind: "
                  f"the first {s['samples']:,} SST-2 rows, {s['epochs']} epochs at lr {s['lr']:g}, batch "
                  f"{s['batch_size']}, fp32; dev's majority class {f['majority']:.4f} of {f['dev_sentences']} sentences. "
                  f"`serve` and the export asked {s['sentences']} dev sentences: the same labels and probabilities "
@@ -844,6 +843,12 @@ def render_families_sst2(figures_dir: Path) -> str:
                                        "serve = classify", "export = classify"], rows, "llrrll")
 
     return per_kind(figures_dir, ["families-sst2"], table)
+
+
+def family_size(size: dict) -> str:
+    """The one size the families' benches build, in words."""
+    return (f"{size['hidden']} wide, {size['layers']} layers, {size['heads']} heads, "
+            f"{size['intermediate']} intermediate")
 
 
 def render_families_speed(figures_dir: Path) -> str:
@@ -863,8 +868,7 @@ def render_families_speed(figures_dir: Path) -> str:
                          f"{r['bertfit_eval']:.1f}", f"{r['peer_eval']:.1f}", f"**{r['eval_ratio']:.2f}**"])
         ours = record["settings"]["bertfit"]
         first_run = next(iter(f["runs"].values()))["bertfit"]
-        lines = [f"One size for every family ({size['hidden']} wide, {size['layers']} layers, {size['heads']} heads, "
-                 f"{size['intermediate']} intermediate), random weights, fp32, attention dropout 0 on both sides; "
+        lines = [f"One size for every family ({family_size(size)}), random weights, fp32, attention dropout 0 on both sides; "
                  f"training: the first {first_run['train_set']:,} SST-2 rows, {ours['epochs']} epoch(s) at batch "
                  f"{ours['batch_size']}, glue_speed's same-math settings; inference: {first_run['eval_examples']} dev "
                  f"sentences, tokenizing included. Ratio: bertfit's throughput over transformers'.", ""]
